@@ -1,0 +1,270 @@
+"""Upscale numpy images of any layout with an :class:`SRModel`.
+
+The pipeline per image: parse axes -> intensity range once per image (or channel) ->
+for every plane: normalise, (RGB: split luminance/chroma), tiled network pass,
+inverse normalisation into a pre-allocated output of the input's dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .axes import AxesInfo, parse_axes
+from .device import autocast
+from .model_io import SRModel
+from .normalization import (
+    denormalize,
+    intensity_range,
+    normalize,
+    rgb_to_ycbcr,
+    ycbcr_to_rgb,
+)
+from .tiling import MIN_TILE, Cancelled, choose_tile, count_tiles, plan_overlap, tiled_forward
+
+ProgressCallback = Callable[[int, int], None]
+"""``progress(done, total)`` in tiles."""
+
+
+@dataclass
+class UpscaleJob:
+    """A validated upscaling request: what runs where, and the output's shape and dtype."""
+
+    model: SRModel
+    scale: int
+    axes: AxesInfo
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    out_dtype: np.dtype
+    tile: int
+    device: torch.device
+    batch_size: int
+    normalization: dict[str, Any]
+
+    @property
+    def n_planes(self) -> int:
+        return int(np.prod([self.in_shape[i] for i in self.axes.plane_axes], dtype=np.int64))
+
+    def tiles_per_plane(self) -> int:
+        h, w = self.in_shape[self.axes.y], self.in_shape[self.axes.x]
+        n = count_tiles(h, w, self.tile, self.model.receptive_field)
+        runs = 1
+        if self.axes.rgb is not None and self.model.in_channels == 1:
+            runs = 1  # chroma goes through bicubic, not tiled
+        return n * runs
+
+    def total_tiles(self) -> int:
+        return self.n_planes * self.tiles_per_plane()
+
+
+def check_image(image: Any) -> None:
+    """Raise ``ValueError`` for arrays no model can upscale (empty, 1 px, complex, object)."""
+    shape = tuple(getattr(image, "shape", ()))
+    dtype = np.dtype(getattr(image, "dtype", object))
+    if len(shape) < 2:
+        raise ValueError(f"an image needs at least 2 dimensions (Y, X), got shape {shape}")
+    if dtype.kind not in "uifb":
+        raise ValueError(f"cannot upscale an image of dtype {dtype}; use an integer or float image")
+    if 0 in shape:
+        raise ValueError(f"the image is empty (shape {shape})")
+
+
+def plan_upscale(
+    image: Any,
+    model: SRModel,
+    *,
+    scale: int | None = None,
+    axes: str | None = None,
+    rgb: bool | None = None,
+    tile: int | None = None,
+    device: torch.device,
+    batch_size: int | None = None,
+    normalization: dict[str, Any] | None = None,
+    output_dtype: Any = None,
+) -> UpscaleJob:
+    """Validate everything about a request before any work starts; raise ``ValueError`` with the fix."""
+    check_image(image)
+    info = parse_axes(tuple(image.shape), axes, rgb)
+    h, w = image.shape[info.y], image.shape[info.x]
+    if h < 2 or w < 2:
+        raise ValueError(f"the image is too small to upscale: {h}x{w} px in Y, X (needs at least 2x2)")
+    if model.scale is not None:
+        if scale is not None and int(scale) != model.scale:
+            raise ValueError(f"model {model.name!r} upscales x{model.scale}; it cannot upscale x{scale}")
+        scale = model.scale
+    scale = int(scale or 2)
+    if scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale}")
+    if model.scale is None and getattr(model.net, "scale", scale) != scale:
+        model = replace(model, net=type(model.net)(scale))  # the bicubic baseline, at the asked scale
+    if model.in_channels not in (None, 1):
+        n_rgb = image.shape[info.rgb] if info.rgb is not None else 1
+        if info.rgb is None or n_rgb < model.in_channels:
+            raise ValueError(
+                f"model {model.name!r} expects {model.in_channels}-channel (RGB) images but the image has "
+                f"{n_rgb} channel(s) per pixel; choose a 1-channel model for grayscale or multichannel data"
+            )
+    out_shape = list(image.shape)
+    out_shape[info.y] *= scale
+    out_shape[info.x] *= scale
+    out_dtype = np.dtype(output_dtype) if output_dtype is not None else np.dtype(image.dtype)
+    if out_dtype == np.float16:
+        out_dtype = np.dtype(np.float32)
+    if tile is None or tile <= 0:
+        tile = choose_tile(h, w, device)
+    halo = model.receptive_field
+    min_tile = 2 * (2 * halo + max(2, halo // 2))
+    tile = max(int(tile), min_tile, MIN_TILE)
+    if batch_size is None:
+        batch_size = 8 if device.type == "cuda" else 1
+    return UpscaleJob(
+        model=model,
+        scale=scale,
+        axes=info,
+        in_shape=tuple(image.shape),
+        out_shape=tuple(out_shape),
+        out_dtype=out_dtype,
+        tile=tile,
+        device=device,
+        batch_size=max(1, int(batch_size)),
+        normalization=normalization or dict(model.normalization),
+    )
+
+
+class _Runner:
+    """Runs a job's network on planes; owns the OOM fallback and progress accounting."""
+
+    def __init__(self, job: UpscaleJob, progress: ProgressCallback | None, should_stop: Callable[[], bool] | None):
+        self.job = job
+        self.done = 0
+        self.total = job.total_tiles()
+        self.progress = progress
+        self.should_stop = should_stop
+        self.tile = job.tile
+        self.batch_size = job.batch_size
+        net = job.model.net
+        net.eval()
+        self.net = net
+
+    def _tick(self, n: int) -> None:
+        self.done += n
+        if self.progress is not None:
+            self.progress(min(self.done, self.total), self.total)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), autocast(self.job.device):
+            return self.net(x.to(self.job.device, non_blocking=True))
+
+    def run_plane(self, plane: np.ndarray, channels_out: int) -> np.ndarray:
+        """``(C, H, W)`` float32 normalised -> ``(C_out, sH, sW)`` float32."""
+        x = torch.from_numpy(np.ascontiguousarray(plane))
+        while True:
+            done_before = self.done
+            try:
+                out = tiled_forward(
+                    self._forward,
+                    x,
+                    scale=self.job.scale,
+                    halo=self.job.model.receptive_field,
+                    tile=self.tile,
+                    batch_size=self.batch_size,
+                    out_channels=channels_out,
+                    on_tile=self._tick,
+                    should_stop=self.should_stop,
+                )
+                return out.numpy()
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                smaller = self.tile // 2
+                halo = self.job.model.receptive_field
+                try:
+                    plan_overlap(halo, smaller)
+                except ValueError:
+                    raise MemoryError(
+                        f"out of GPU memory even with {self.tile}-px tiles; use device='cpu'"
+                    ) from None
+                self.tile, self.batch_size = smaller, max(1, self.batch_size // 2)
+                self.done = done_before
+                self.total = self.job.n_planes * count_tiles(
+                    self.job.in_shape[self.job.axes.y], self.job.in_shape[self.job.axes.x], self.tile, halo
+                )
+
+
+def _bicubic(plane: np.ndarray, scale: int) -> np.ndarray:
+    """``(C, H, W)`` float32 -> bicubic ``(C, sH, sW)`` (torch's kernel, as the baseline)."""
+    x = torch.from_numpy(np.ascontiguousarray(plane))[None]
+    return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)[0].numpy()
+
+
+def run_upscale(
+    image: Any,
+    job: UpscaleJob,
+    *,
+    progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Execute a planned job on ``image`` (numpy, or anything ``np.asarray`` reads plane by plane)."""
+    info = job.axes
+    if out is None:
+        out = np.empty(job.out_shape, dtype=job.out_dtype)
+    out_view = out.transpose(info.order)
+    in_view = image.transpose(info.order)
+    plane_shape = tuple(job.in_shape[i] for i in info.plane_axes)
+    model = job.model
+    runner = _Runner(job, progress, should_stop)
+
+    # intensity range once per image, or once per channel along a C axis
+    ranges: dict[int, tuple[float, float]] = {}
+    c_pos = info.plane_axes.index(info.channel) if info.channel is not None else None
+    if c_pos is None:
+        ranges[-1] = intensity_range(image, job.normalization)
+
+    for index in np.ndindex(*plane_shape):
+        if should_stop is not None and should_stop():
+            raise Cancelled("cancelled")
+        key = index[c_pos] if c_pos is not None else -1
+        if key not in ranges:
+            sel = [slice(None)] * len(job.in_shape)
+            sel[info.channel] = key  # type: ignore[index]
+            ranges[key] = intensity_range(image[tuple(sel)], job.normalization)
+        lo, hi = ranges[key]
+        raw = np.asarray(in_view[index])
+        if raw.dtype.kind == "f" and not np.isfinite(raw).all():
+            raise ValueError(
+                "the image contains NaN or Inf values; replace them (e.g. np.nan_to_num) before upscaling"
+            )
+        plane = normalize(raw, lo, hi)
+        if info.rgb is None:
+            plane = plane[None]
+        result = _upscale_plane(plane, model, job.scale, runner)
+        result = result if info.rgb is not None else result[0]
+        out_view[index] = denormalize(result, lo, hi, job.out_dtype)
+    if progress is not None:
+        progress(runner.total, runner.total)
+    return out
+
+
+def _upscale_plane(plane: np.ndarray, model: SRModel, scale: int, runner: _Runner) -> np.ndarray:
+    """``(C, H, W)`` normalised -> ``(C, sH, sW)``; RGB split into what the model takes."""
+    c = plane.shape[0]
+    if model.in_channels is None or (model.in_channels == c and c == 1):
+        return runner.run_plane(plane, c)
+    if c == 1:  # a 3-channel model on grayscale was rejected in planning
+        raise ValueError("internal: channel mismatch")
+    color, alpha = plane[:3], plane[3:]
+    if model.in_channels == 1:  # luminance through the net, chroma bicubic
+        ycc = rgb_to_ycbcr(color)
+        y = runner.run_plane(ycc[:1], 1)
+        cbcr = _bicubic(ycc[1:], scale)
+        rgb = ycbcr_to_rgb(np.concatenate([y, cbcr]))
+    else:
+        rgb = runner.run_plane(color, 3)
+    if alpha.shape[0]:
+        rgb = np.concatenate([rgb, _bicubic(alpha, scale)])
+    return rgb

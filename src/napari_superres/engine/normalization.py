@@ -1,0 +1,119 @@
+"""Intensity normalisation to ``[0, 1]`` and back, and RGB <-> YCbCr.
+
+A normalisation is described by a small JSON-able dict, stored in model files so
+inference repeats what training did:
+
+* ``{"mode": "dtype"}``: integer images are divided by their dtype's range
+  (uint16 -> /65535); float images use their own min/max (computed once per image).
+* ``{"mode": "percentile", "low": 1.0, "high": 99.8}``: the image's percentiles
+  (as CSBDeep) map to 0 and 1, computed once over the whole image.
+
+:func:`intensity_range` turns a description and an image into ``(lo, hi)``; the
+forward map is ``(x - lo) / (hi - lo)`` and the inverse ``y * (hi - lo) + lo``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+NORMALIZATION_MODES = ("dtype", "percentile")
+DEFAULT_PERCENTILES = (1.0, 99.8)
+#: Above this many pixels, percentiles are estimated on a strided subsample.
+_PERCENTILE_SAMPLE = 4_000_000
+
+
+def normalization_spec(mode: str = "dtype", low: float = DEFAULT_PERCENTILES[0], high: float = DEFAULT_PERCENTILES[1]) -> dict[str, Any]:
+    if mode not in NORMALIZATION_MODES:
+        raise ValueError(f"normalization must be one of {NORMALIZATION_MODES}, got {mode!r}")
+    if mode == "percentile":
+        if not 0 <= low < high <= 100:
+            raise ValueError(f"percentiles need 0 <= low < high <= 100, got {low}, {high}")
+        return {"mode": "percentile", "low": float(low), "high": float(high)}
+    return {"mode": "dtype"}
+
+
+def _subsample(image: Any) -> np.ndarray:
+    arr = image
+    n = int(np.prod(arr.shape)) if arr.ndim else 1
+    if n > _PERCENTILE_SAMPLE:
+        step = int(np.ceil(n / _PERCENTILE_SAMPLE))
+        arr = arr.reshape(-1)[::step] if isinstance(arr, np.ndarray) else arr.reshape(-1)[::step]
+    return np.asarray(arr)
+
+
+def intensity_range(image: Any, spec: dict[str, Any] | None = None) -> tuple[float, float]:
+    """``(lo, hi)`` that map to 0 and 1 for ``image`` (numpy or dask array) under ``spec``.
+
+    Computed once per image, never per tile or plane.  A constant image gives
+    ``hi = lo + 1`` so the map stays finite.
+    """
+    spec = spec or {"mode": "dtype"}
+    dtype = np.dtype(image.dtype)
+    mode = spec.get("mode", "dtype")
+    if mode == "dtype" and np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        lo = 0.0 if info.min == 0 else float(info.min)
+        return lo, float(info.max)
+    if dtype == np.bool_:
+        return 0.0, 1.0
+    sample = _subsample(image)
+    if mode == "percentile":
+        lo, hi = np.percentile(sample, [spec.get("low", 1.0), spec.get("high", 99.8)])
+    else:
+        lo, hi = np.min(sample), np.max(sample)
+        if 0.0 <= lo and hi <= 1.0:  # already a [0, 1] float image: keep it as is
+            lo, hi = 0.0, 1.0
+    lo, hi = float(lo), float(hi)
+    if not np.isfinite(lo) or not np.isfinite(hi):
+        raise ValueError("image contains NaN or Inf values; replace them (e.g. np.nan_to_num) before upscaling")
+    if hi <= lo:
+        hi = lo + 1.0
+    return lo, hi
+
+
+def normalize(plane: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """float32 ``(plane - lo) / (hi - lo)`` (no clipping: percentile ranges may be exceeded)."""
+    out = np.asarray(plane, dtype=np.float32)
+    scale = np.float32(1.0 / (hi - lo))
+    return (out - np.float32(lo)) * scale
+
+
+def denormalize(plane: np.ndarray, lo: float, hi: float, dtype: np.dtype) -> np.ndarray:
+    """Inverse of :func:`normalize`, cast to ``dtype``; integers are rounded and clipped to their range."""
+    out = plane * np.float32(hi - lo) + np.float32(lo)
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        np.rint(out, out=out)
+        np.clip(out, info.min, info.max, out=out)
+    elif dtype == np.bool_:
+        return out > 0.5
+    return out.astype(dtype, copy=False)
+
+
+# ITU-R BT.601 (JPEG / full range) YCbCr, on [0, 1] values.
+_RGB_TO_YCBCR = np.array(
+    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], dtype=np.float32
+)
+_YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR).astype(np.float32)
+
+
+def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
+    """``(3, H, W)`` float RGB in [0, 1] -> ``(3, H, W)`` Y, Cb, Cr (Cb/Cr centred on 0.5)."""
+    ycc = np.tensordot(_RGB_TO_YCBCR, rgb, axes=1)
+    ycc[1:] += 0.5
+    return ycc.astype(np.float32, copy=False)
+
+
+def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`rgb_to_ycbcr`; ``(3, H, W)`` float."""
+    ycc = ycc.copy()
+    ycc[1:] -= 0.5
+    return np.tensordot(_YCBCR_TO_RGB, ycc, axes=1).astype(np.float32, copy=False)
+
+
+def rgb_luminance(rgb: np.ndarray) -> np.ndarray:
+    """Y (BT.601) of ``(3, H, W)`` RGB; the channel the SR literature evaluates on."""
+    return np.tensordot(_RGB_TO_YCBCR[0], rgb, axes=1).astype(np.float32, copy=False)
