@@ -10,6 +10,8 @@ file to put where.  The checkpoint is read with ``torch.load(weights_only=True)`
 from __future__ import annotations
 
 import os
+import socket
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +27,8 @@ VGG16_LAYERS: dict[str, int] = {
     "relu5_1": 25, "relu5_2": 27, "relu5_3": 29,
 }  # fmt: skip
 DEFAULT_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+#: Set to 1 to never try to download weights.
+OFFLINE_ENV = "NAPARI_SUPERRES_OFFLINE"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -53,6 +57,21 @@ def offline_message() -> str:
     )
 
 
+def _download_host_reachable(url: str, timeout: float = 3.0) -> bool:
+    """Quick TCP probe of the weights host, so offline machines fail in seconds, not after a long time-out.
+
+    ``NAPARI_SUPERRES_OFFLINE=1`` skips any network access.
+    """
+    if os.environ.get(OFFLINE_ENV, "").lower() in ("1", "true", "yes"):
+        return False
+    host = urllib.parse.urlparse(url).hostname or ""
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def load_vgg16_features(max_index: int = 30) -> nn.Sequential:
     """Return ``vgg16().features[:max_index]`` with ImageNet weights, frozen and in eval mode.
 
@@ -68,6 +87,8 @@ def load_vgg16_features(max_index: int = 30) -> nn.Sequential:
         except Exception as e:  # corrupt or foreign file
             raise VGGWeightsUnavailable(f"cannot read VGG-16 weights at {path}: {e}. {offline_message()}") from e
     else:
+        if not _download_host_reachable(weights.url):
+            raise VGGWeightsUnavailable(offline_message())
         try:  # the real torchvision path: downloads into the hub cache
             state = weights.get_state_dict(progress=False, check_hash=True)
         except Exception as e:  # no network, blocked host, partial download

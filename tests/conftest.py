@@ -1,0 +1,59 @@
+"""Shared fixtures: small deterministic data and a temporary torch hub cache for VGG-16."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+# Tests run on 2 cores: keep torch from oversubscribing them.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def fake_vgg_cache(tmp_path, monkeypatch):
+    """A torch hub cache holding a *randomly initialised* VGG-16 state dict under the real file name.
+
+    Exercises the real loading path (torchvision weights API file name, ``torch.load(weights_only=True)``)
+    without a download. Results computed with it are NOT pretrained results.
+    """
+    import torch
+    from torchvision.models import vgg16
+
+    from napari_superres.engine.vgg import vgg16_weights_path
+
+    old_dir = torch.hub.get_dir()
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    torch.hub.set_dir(str(tmp_path / "torch" / "hub"))
+    path = vgg16_weights_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    torch.save(vgg16(weights=None).state_dict(), path)
+    yield path
+    torch.hub.set_dir(old_dir)
+
+
+@pytest.fixture
+def no_vgg_cache(tmp_path, monkeypatch):
+    """An empty torch hub cache and no network download: the offline situation."""
+    import torch
+
+    old_dir = torch.hub.get_dir()
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch"))
+    monkeypatch.setenv("NAPARI_SUPERRES_OFFLINE", "1")
+    torch.hub.set_dir(str(tmp_path / "empty-torch" / "hub"))
+
+    def _no_network(*args, **kwargs):
+        raise OSError("no network in tests")
+
+    import torchvision.models._api as tv_api
+
+    monkeypatch.setattr(tv_api, "load_state_dict_from_url", _no_network)
+    yield
+    torch.hub.set_dir(old_dir)
