@@ -1,0 +1,806 @@
+"""Training loop for :class:`~napari_superres.engine.arch.SRNet` on a :class:`PairSource`.
+
+>>> data = make_pair_source(hr_images, lr_images, scale=2, patch_size=64)   # doctest: +SKIP
+>>> trainer = Trainer(TrainConfig(scale=2, steps=2000, patch_size=64), data)  # doctest: +SKIP
+>>> result = trainer.run(callback=print)                                      # doctest: +SKIP
+>>> trainer.save_model("my_x2.safetensors")                                   # doctest: +SKIP
+
+What a step does: sample a batch of aligned patches -> generator forward (bf16 autocast
+on CUDA) -> weighted loss terms (pixel, perceptual, adversarial once pixel
+pre-training is over) -> Adam step with gradient clipping -> learning-rate schedule ->
+EMA of the generator weights -> discriminator step(s) (adversarial recipe).  Every
+``val_every`` steps the EMA generator and bicubic are scored (PSNR, SSIM) on the
+validation region of the data, with a preview crop.
+
+Everything random comes from seeded generators, and a checkpoint holds all of it
+(weights, EMA, discriminator, optimizers, schedules, sampler state), so training
+resumed from a checkpoint continues exactly as if it had not stopped.  Checkpoints are
+``torch.save`` files of tensors and primitives, read back with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import math
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .arch import SRNet, SRNetConfig
+from .degradation import DegradationConfig
+from .device import autocast, resolve_device
+from .discriminator import DISCRIMINATORS, build_discriminator
+from .distributed import DistributedContext, any_rank, init_from_env, process_device, unwrap, wrap_ddp
+from .losses import (
+    GAN_LOSSES,
+    LOSS_PRESETS,
+    PIXEL_TERMS,
+    PerceptualLoss,
+    discriminator_accuracy,
+    discriminator_loss,
+    generator_loss,
+    pixel_losses,
+    resolve_weights,
+    weighted_sum,
+)
+from .model_io import SRModel, atomic_write_bytes, save_model
+from .ssim import ssim as ssim_value
+from .training_data import PairSource, make_pair_source
+from .vgg import DEFAULT_LAYERS
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+SCHEDULES = ("cosine", "step", "constant")
+CHECKPOINT_FORMAT = "napari-superres-checkpoint"
+CHECKPOINT_VERSION = 1
+#: Final learning rate of the cosine schedule, as a fraction of the initial one.
+COSINE_MIN_FACTOR = 0.01
+#: Milestones (fractions of the run) and factor of the step schedule.
+STEP_MILESTONES = (0.5, 0.75)
+STEP_GAMMA = 0.5
+#: Adam betas (as ESRGAN / Real-ESRGAN).
+ADAM_BETAS = (0.9, 0.99)
+#: Steps over which it/s is averaged.
+SPEED_WINDOW = 20
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in checkpoints and model files).
+
+    Attributes
+    ----------
+    scale : upscaling factor (2, 3, 4 or 8); must match the data.
+    preset : loss recipe: ``"psnr"`` (L1), ``"perceptual"`` (L1 + L2 + SSIM + VGG) or
+        ``"gan"`` (ESRGAN-like: L1 1e-2 + VGG 1 + adversarial 5e-3 after pixel pre-training).
+    weights : overrides of the preset's weights, keys ``l1``, ``l2``, ``ssim``, ``perceptual``, ``gan``.
+    gan_loss : ``"vanilla"``, ``"lsgan"``, ``"hinge"`` or ``"ragan"`` (relativistic average).
+    d_steps : discriminator updates per generator update.
+    pretrain_steps : pixel-only steps before the perceptual and adversarial terms switch on;
+        ``None``: ``steps // 4`` for the ``gan`` preset, else 0.
+    steps, batch_size : optimisation steps and patches per step.
+    patch_size : high-res patch edge in px (a multiple of ``scale``); must match the data.
+    lr : initial Adam learning rate (generator; the discriminator uses ``d_lr`` or this).
+    schedule : ``"cosine"`` (to 1 % of ``lr``), ``"step"`` (halved at 50 % and 75 %) or ``"constant"``.
+    grad_clip : maximum gradient norm, or ``None``.
+    ema : decay of the exponential moving average of the generator weights (``None`` = off);
+        the EMA weights are validated and saved.  Warm-up: ``min(ema, (1+t)/(10+t))``.
+    seed : seeds network initialisation and patch sampling.
+    device : ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``.
+    val_every : validate every N steps (and at the end); 0 = only at the end.
+    checkpoint_every : write a checkpoint every N steps (0 = only at the end / on stop).
+    checkpoint_path : where checkpoints go (``None`` = no checkpoints).
+    net : :class:`SRNetConfig` overrides (``channels``, ``blocks``, ``upsampling``...).
+    normalization : intensity normalisation spec; must match the data's.
+    degradation : :class:`DegradationConfig` kwargs for high-res-only data (must match the data's).
+    discriminator : ``{"kind": "patchgan" | "unet", "channels": 64}``.
+    d_lr : discriminator learning rate (default ``lr``).
+    perceptual_layers, perceptual_criterion : VGG-16 layers and ``"l1"``/``"l2"`` distance.
+    mixed_precision : bf16 autocast on CUDA.
+    """
+
+    scale: int = 2
+    preset: str = "psnr"
+    weights: dict[str, float] | None = None
+    gan_loss: str = "vanilla"
+    d_steps: int = 1
+    pretrain_steps: int | None = None
+    steps: int = 1000
+    batch_size: int = 16
+    patch_size: int = 96
+    lr: float = 2e-4
+    schedule: str = "cosine"
+    grad_clip: float | None = 1.0
+    ema: float | None = 0.999
+    seed: int = 0
+    device: str = "auto"
+    val_every: int = 100
+    checkpoint_every: int = 0
+    checkpoint_path: str | None = None
+    net: dict[str, Any] = field(default_factory=dict)
+    normalization: dict[str, Any] = field(default_factory=lambda: {"mode": "dtype"})
+    degradation: dict[str, Any] | None = None
+    discriminator: dict[str, Any] = field(default_factory=lambda: {"kind": "patchgan", "channels": 64})
+    d_lr: float | None = None
+    perceptual_layers: tuple[str, ...] = DEFAULT_LAYERS
+    perceptual_criterion: str = "l1"
+    mixed_precision: bool = True
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with the fix for any inconsistent setting."""
+
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ValueError(msg)
+
+        need(int(self.steps) >= 1, f"steps must be at least 1 (got {self.steps}); train for e.g. steps=1000")
+        need(int(self.batch_size) >= 1, f"batch_size must be at least 1 (got {self.batch_size})")
+        need(self.preset in LOSS_PRESETS, f"unknown preset {self.preset!r}; choose one of {sorted(LOSS_PRESETS)}")
+        need(self.gan_loss in GAN_LOSSES, f"unknown gan_loss {self.gan_loss!r}; choose one of {list(GAN_LOSSES)}")
+        need(self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of {list(SCHEDULES)}")
+        need(
+            math.isfinite(self.lr) and self.lr > 0,
+            f"learning rate must be a positive number (got {self.lr}); 2e-4 is a good start",
+        )
+        need(self.d_lr is None or (math.isfinite(self.d_lr) and self.d_lr > 0), f"d_lr must be > 0, got {self.d_lr}")
+        need(int(self.d_steps) >= 1, f"d_steps must be at least 1, got {self.d_steps}")
+        need(
+            self.grad_clip is None or self.grad_clip > 0,
+            f"grad_clip must be > 0 or None (no clipping), got {self.grad_clip}",
+        )
+        need(self.ema is None or 0.0 <= self.ema < 1.0, f"ema must be in [0, 1) or None (off), got {self.ema}")
+        need(int(self.val_every) >= 0, f"val_every must be >= 0 (0 = only at the end), got {self.val_every}")
+        need(int(self.checkpoint_every) >= 0, f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        need(
+            int(self.patch_size) >= 2 * int(self.scale) and int(self.patch_size) % int(self.scale) == 0,
+            f"patch_size {self.patch_size} must be a multiple of the scale {self.scale} (and at least {2 * self.scale})",
+        )
+        need(self.perceptual_criterion in ("l1", "l2"), "perceptual_criterion must be 'l1' or 'l2'")
+        kind = (self.discriminator or {}).get("kind", "patchgan")
+        need(kind in DISCRIMINATORS, f"unknown discriminator {kind!r}; choose one of {list(DISCRIMINATORS)}")
+        weights = resolve_weights(self.preset, self.weights)
+        pre = self.resolved_pretrain_steps()
+        need(pre >= 0, f"pretrain_steps must be >= 0, got {pre}")
+        if "gan" in weights or "perceptual" in weights:
+            need(
+                pre < int(self.steps),
+                f"pretrain_steps ({pre}) must be smaller than steps ({self.steps}), or the perceptual/adversarial "
+                f"terms never switch on",
+            )
+        if "ssim" in weights:
+            need(int(self.patch_size) >= 11, f"the SSIM loss needs patches of at least 11 px, got {self.patch_size}")
+        if "gan" in weights:
+            need(int(self.patch_size) >= 16, f"adversarial training needs patches of at least 16 px, got {self.patch_size}")
+        SRNetConfig.from_dict({"scale": int(self.scale), **(self.net or {})})  # raises for bad net overrides
+
+    def resolved_weights(self) -> dict[str, float]:
+        return resolve_weights(self.preset, self.weights)
+
+    def resolved_pretrain_steps(self) -> int:
+        if self.pretrain_steps is not None:
+            return int(self.pretrain_steps)
+        return int(self.steps) // 4 if "gan" in resolve_weights(self.preset, self.weights) else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["perceptual_layers"] = list(self.perceptual_layers)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training config keys {unknown}; known: {sorted(known)}")
+        d = dict(d)
+        if "perceptual_layers" in d:
+            d["perceptual_layers"] = tuple(d["perceptual_layers"])
+        return cls(**d)
+
+
+@dataclass
+class ValidationReport:
+    """Scores on the validation region (normalised intensities, data range 1).
+
+    ``preview`` is the super-resolved fixed crop, ``(H, W)`` float32 in [0, 1] for
+    1-channel models (``(H, W, 3)`` for RGB models); ``preview_lr`` / ``preview_hr`` the
+    matching low-res and ground-truth crops.
+    """
+
+    step: int
+    psnr: float
+    ssim: float
+    bicubic_psnr: float
+    bicubic_ssim: float
+    preview: np.ndarray | None = None
+    preview_lr: np.ndarray | None = None
+    preview_hr: np.ndarray | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Scores only (no arrays), for JSON logs."""
+        return {
+            "step": self.step,
+            "psnr": self.psnr,
+            "ssim": self.ssim,
+            "bicubic_psnr": self.bicubic_psnr,
+            "bicubic_ssim": self.bicubic_ssim,
+        }
+
+
+@dataclass
+class StepReport:
+    """What the callback gets after every step.
+
+    ``losses`` holds every active term (unweighted), ``"total"`` (the weighted sum the
+    generator minimised) and ``"d"`` (discriminator loss) once adversarial training runs.
+    ``d_acc_real`` / ``d_acc_fake``: fractions of real / fake patches the discriminator
+    classified correctly this step (``None`` without a discriminator).
+    """
+
+    step: int
+    total_steps: int
+    losses: dict[str, float]
+    d_acc_real: float | None
+    d_acc_fake: float | None
+    lr: float
+    it_per_s: float
+    eta_s: float
+    validation: ValidationReport | None = None
+    phase: str = "train"  # "pretrain" (pixel losses only) or "train"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "losses": dict(self.losses),
+            "d_acc_real": self.d_acc_real,
+            "d_acc_fake": self.d_acc_fake,
+            "lr": self.lr,
+            "it_per_s": self.it_per_s,
+            "eta_s": self.eta_s,
+            "phase": self.phase,
+            "validation": self.validation.to_dict() if self.validation else None,
+        }
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :meth:`Trainer.run`; ``steps_done`` counts all steps so far (resumed ones included)."""
+
+    steps_done: int
+    stopped: bool
+    history: list[dict[str, Any]]
+    final_validation: ValidationReport | None
+    net: SRNet
+
+
+class _Schedule:
+    """Learning-rate factor of step ``t`` (a picklable-free callable: its ``__dict__`` is its state)."""
+
+    def __init__(self, kind: str, total: int) -> None:
+        self.kind = kind
+        self.total = max(1, int(total))
+
+    def __call__(self, t: int) -> float:
+        if self.kind == "cosine":
+            frac = min(1.0, t / self.total)
+            return COSINE_MIN_FACTOR + (1.0 - COSINE_MIN_FACTOR) * 0.5 * (1.0 + math.cos(math.pi * frac))
+        if self.kind == "step":
+            return STEP_GAMMA ** sum(t >= int(m * self.total) for m in STEP_MILESTONES)
+        return 1.0
+
+
+def _scheduler(opt: torch.optim.Optimizer, kind: str, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(opt, _Schedule(kind, total))
+
+
+class Trainer:
+    """Train a super-resolution network on a :class:`PairSource`.
+
+    Parameters
+    ----------
+    config : :class:`TrainConfig` (validated here: ``ValueError`` with the fix).
+    data : the training data; its ``scale``, ``patch_size`` and ``normalization`` must match ``config``.
+    engine : an :class:`~napari_superres.engine.Engine`, for its device and its shared VGG-16
+        (perceptual loss); one is created when needed.
+    net : an existing :class:`SRNet` to fine-tune (default: a new one from ``config.net``).
+
+    Raises :class:`~napari_superres.engine.vgg.VGGWeightsUnavailable` here, before any
+    step, when the recipe needs VGG-16 weights that are not available offline.
+    Under ``torchrun`` the networks are wrapped in ``DistributedDataParallel`` (see
+    :mod:`~napari_superres.engine.distributed`) and only rank 0 writes files.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: PairSource,
+        *,
+        engine: Engine | None = None,
+        net: SRNet | None = None,
+    ) -> None:
+        config.validate()
+        self.config = config
+        self.data = data
+        self._check_data(config, data)
+        self.weights = config.resolved_weights()
+        self.pretrain_steps = config.resolved_pretrain_steps()
+        pixel = {k: v for k, v in self.weights.items() if k in PIXEL_TERMS}
+        self.pretrain_weights = pixel or {"l1": 1.0}
+        self.adversarial = "gan" in self.weights
+
+        if config.device == "auto" and engine is not None:
+            device = engine.device
+        else:
+            device = resolve_device(config.device)
+        self.ctx: DistributedContext = init_from_env(device)
+        self.device = process_device(device, self.ctx)
+        data.reseed(config.seed, self.ctx.rank)
+
+        # perceptual loss: VGG-16 weights checked before anything trains
+        self.perceptual: PerceptualLoss | None = None
+        if "perceptual" in self.weights:
+            if engine is None:
+                from .engine import Engine
+
+                engine = Engine(device=self.device, builtins=False)
+            vgg = engine.vgg(config.perceptual_layers).to(self.device)
+            self.perceptual = PerceptualLoss(vgg, config.perceptual_layers, criterion=config.perceptual_criterion)
+        self.engine = engine
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            if net is None:
+                net = SRNet(self._net_config(config, data))
+            disc = None
+            if self.adversarial:
+                d_cfg = dict(config.discriminator or {})
+                kind = d_cfg.pop("kind", "patchgan")
+                disc = build_discriminator(kind, net.out_channels, **d_cfg)
+        self._check_net(net, config, data)
+        net.to(self.device)
+        self.ema_net: SRNet | None = None
+        if config.ema is not None:
+            self.ema_net = copy.deepcopy(net).requires_grad_(False).eval()
+        self.net = wrap_ddp(net, self.device, self.ctx)
+        self.disc = wrap_ddp(disc.to(self.device), self.device, self.ctx) if disc is not None else None
+
+        self.opt_g = torch.optim.Adam(unwrap(self.net).parameters(), lr=config.lr, betas=ADAM_BETAS)
+        self.sched_g = _scheduler(self.opt_g, config.schedule, config.steps)
+        self.opt_d = self.sched_d = None
+        if self.disc is not None:
+            self.opt_d = torch.optim.Adam(unwrap(self.disc).parameters(), lr=config.d_lr or config.lr, betas=ADAM_BETAS)
+            self.sched_d = _scheduler(self.opt_d, config.schedule, config.steps - self.pretrain_steps)
+
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.last_validation: ValidationReport | None = None
+        self._stop_requested = False
+        self._durations: deque[float] = deque(maxlen=SPEED_WINDOW)
+
+    # --- construction helpers ----------------------------------------------------------------
+    @staticmethod
+    def _check_data(config: TrainConfig, data: PairSource) -> None:
+        if data.scale != int(config.scale):
+            raise ValueError(f"the data was prepared for x{data.scale} but the config trains x{config.scale}; use the same scale")
+        if data.patch_size != int(config.patch_size):
+            raise ValueError(
+                f"the data samples {data.patch_size}-px patches but the config says patch_size={config.patch_size}; "
+                f"build the data with make_pair_source(..., patch_size={config.patch_size})"
+            )
+        if dict(data.normalization) != dict(config.normalization or {"mode": "dtype"}):
+            raise ValueError(
+                f"the data is normalised with {data.normalization} but the config says {config.normalization}; "
+                f"build the data with make_pair_source(..., normalization=config.normalization)"
+            )
+        if config.degradation is not None:
+            if data.paired:
+                warnings.warn("config.degradation is ignored: the data has low-res images", stacklevel=3)
+            else:
+                wanted = DegradationConfig(**{"scale": data.scale, **config.degradation}).to_dict()
+                if data.degradation is None or data.degradation.to_dict() != wanted:
+                    raise ValueError(
+                        "config.degradation differs from the data's degradation; build the data with "
+                        "make_pair_source(..., degradation=config.degradation)"
+                    )
+
+    @staticmethod
+    def _net_config(config: TrainConfig, data: PairSource) -> SRNetConfig:
+        overrides = dict(config.net or {})
+        for key in ("in_channels", "out_channels"):
+            if key in overrides and int(overrides[key]) != data.in_channels:
+                raise ValueError(
+                    f"net {key}={overrides[key]} but the data gives {data.in_channels}-channel patches; "
+                    f"build the data with in_channels={overrides[key]} or drop the override"
+                )
+        overrides.update(scale=int(config.scale), in_channels=data.in_channels, out_channels=data.in_channels)
+        return SRNetConfig.from_dict(overrides)
+
+    @staticmethod
+    def _check_net(net: nn.Module, config: TrainConfig, data: PairSource) -> None:
+        if not isinstance(net, SRNet):
+            raise TypeError(f"Trainer trains an SRNet, got {type(net).__name__}")
+        if net.scale != int(config.scale):
+            raise ValueError(f"the network upscales x{net.scale} but the config trains x{config.scale}")
+        if net.in_channels != data.in_channels:
+            raise ValueError(
+                f"the network takes {net.in_channels}-channel input but the data gives {data.in_channels} channel(s)"
+            )
+
+    # --- public API ----------------------------------------------------------------------------
+    @property
+    def is_main(self) -> bool:
+        """True in the process that writes files (always, unless distributed)."""
+        return self.ctx.is_main
+
+    @property
+    def generator(self) -> SRNet:
+        """The generator being optimised (not the EMA copy)."""
+        return unwrap(self.net)  # type: ignore[return-value]
+
+    def trained_net(self) -> SRNet:
+        """The weights to use: the EMA generator when EMA is on, else the generator."""
+        return self.ema_net if self.ema_net is not None else self.generator
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to stop after the current step (thread-safe flag)."""
+        self._stop_requested = True
+
+    def current_lr(self) -> float:
+        return float(self.opt_g.param_groups[0]["lr"])
+
+    def run(
+        self,
+        callback: Callable[[StepReport], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> TrainResult:
+        """Train until ``config.steps`` (or a stop request) and return a :class:`TrainResult`.
+
+        ``callback(report)`` is called after every step (main process only).
+        ``should_stop()`` is checked between steps; on stop a checkpoint is written
+        (when ``checkpoint_path`` is set) and the result has ``stopped=True``.
+        """
+        cfg = self.config
+        stopped = False
+        self._stop_requested = False
+        while self.step < cfg.steps:
+            stop = self._stop_requested or bool(should_stop is not None and should_stop())
+            if any_rank(stop, self.ctx, self.device):
+                stopped = True
+                break
+            t0 = time.perf_counter()
+            losses, acc, phase = self._train_step()
+            self.step += 1
+            self._durations.append(time.perf_counter() - t0)
+            validation = None
+            if (cfg.val_every and self.step % cfg.val_every == 0) or self.step == cfg.steps:
+                validation = self.validate()
+            it_s = len(self._durations) / max(sum(self._durations), 1e-9)
+            report = StepReport(
+                step=self.step,
+                total_steps=cfg.steps,
+                losses=losses,
+                d_acc_real=acc[0] if acc else None,
+                d_acc_fake=acc[1] if acc else None,
+                lr=self.current_lr(),
+                it_per_s=it_s,
+                eta_s=(cfg.steps - self.step) / it_s,
+                validation=validation,
+                phase=phase,
+            )
+            self.history.append(report.to_dict())
+            if callback is not None and self.is_main:
+                callback(report)
+            if (
+                cfg.checkpoint_path
+                and cfg.checkpoint_every
+                and self.step % cfg.checkpoint_every == 0
+                and self.step < cfg.steps
+            ):
+                self.save_checkpoint(cfg.checkpoint_path)
+        if cfg.checkpoint_path:
+            self.save_checkpoint(cfg.checkpoint_path)
+        return TrainResult(
+            steps_done=self.step,
+            stopped=stopped,
+            history=self.history,
+            final_validation=self.last_validation,
+            net=self.trained_net(),
+        )
+
+    # --- one step ----------------------------------------------------------------------------
+    def _train_step(self) -> tuple[dict[str, float], tuple[float, float] | None, str]:
+        cfg = self.config
+        dev = self.device
+        lr_b, hr_b = self.data.sample(cfg.batch_size)
+        lr_b = lr_b.to(dev, non_blocking=True)
+        hr_b = hr_b.to(dev, non_blocking=True)
+        pretraining = self.step < self.pretrain_steps
+        weights = self.pretrain_weights if pretraining else self.weights
+        adversarial = self.disc is not None and not pretraining
+
+        self.net.train()
+        with autocast(dev, cfg.mixed_precision):
+            sr = self.net(lr_b)
+        sr = sr.float()
+        terms = pixel_losses(sr, hr_b, [k for k in weights if k in PIXEL_TERMS])
+        if "perceptual" in weights and self.perceptual is not None:
+            with autocast(dev, cfg.mixed_precision):
+                terms["perceptual"] = self.perceptual(sr, hr_b)
+        if adversarial:
+            d_plain = unwrap(self.disc)  # type: ignore[arg-type]
+            d_plain.eval().requires_grad_(False)  # frozen, no power-iteration update, no DDP hooks
+            with autocast(dev, cfg.mixed_precision):
+                fake_out = d_plain(sr)
+                real_out = d_plain(hr_b).detach() if cfg.gan_loss == "ragan" else None
+            terms["gan"] = generator_loss(cfg.gan_loss, fake_out, real_out)
+            d_plain.train().requires_grad_(True)
+        total = weighted_sum(terms, weights)
+        if not torch.isfinite(total):
+            raise FloatingPointError(
+                f"training diverged at step {self.step + 1} (loss is {float(total)}); lower the learning rate "
+                f"(now {self.current_lr():.3g}) or enable gradient clipping"
+            )
+        self.opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.generator.parameters(), cfg.grad_clip)
+        self.opt_g.step()
+        self.sched_g.step()
+        self._update_ema()
+
+        losses = {k: float(v.detach()) for k, v in terms.items()}
+        losses["total"] = float(total.detach())
+        acc = None
+        if adversarial:
+            assert self.disc is not None and self.opt_d is not None and self.sched_d is not None
+            n = hr_b.shape[0]
+            fake_in = sr.detach()
+            for _ in range(cfg.d_steps):
+                with autocast(dev, cfg.mixed_precision):
+                    out = self.disc(torch.cat([hr_b, fake_in]))  # one forward: real and fake together
+                real_out, fake_out = out[:n].float(), out[n:].float()
+                d_loss = discriminator_loss(cfg.gan_loss, real_out, fake_out)
+                self.opt_d.zero_grad(set_to_none=True)
+                d_loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(unwrap(self.disc).parameters(), cfg.grad_clip)
+                self.opt_d.step()
+            self.sched_d.step()
+            acc = discriminator_accuracy(cfg.gan_loss, real_out, fake_out)
+            losses["d"] = float(d_loss.detach())
+        return losses, acc, "pretrain" if pretraining and self.pretrain_steps else "train"
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.ema_net is None:
+            return
+        t = self.step  # steps done before this one
+        decay = min(float(self.config.ema), (1.0 + t) / (10.0 + t))  # type: ignore[arg-type]
+        src = self.generator
+        for e, p in zip(self.ema_net.parameters(), src.parameters()):
+            e.lerp_(p.detach(), 1.0 - decay)
+        for e, b in zip(self.ema_net.buffers(), src.buffers()):
+            e.copy_(b)
+
+    # --- validation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> ValidationReport | None:
+        """PSNR / SSIM of the trained net (EMA) and of bicubic on the data's validation region."""
+        regions = self.data.validation()
+        if not regions:
+            return None
+        net = self.trained_net()
+        was_training = net.training
+        net.eval()
+        s = self.config.scale
+        scores = {"psnr": [], "ssim": [], "bicubic_psnr": [], "bicubic_ssim": []}
+        for lr, hr in regions:
+            x = torch.from_numpy(lr)[None].to(self.device)
+            y = torch.from_numpy(hr)[None].to(self.device)
+            with autocast(self.device, self.config.mixed_precision):
+                sr = net(x)
+            sr = sr.float().clamp(0.0, 1.0)
+            bic = F.interpolate(x, scale_factor=s, mode="bicubic", align_corners=False).clamp(0.0, 1.0)
+            for name, pred in (("", sr), ("bicubic_", bic)):
+                scores[name + "psnr"].append(_psnr(pred, y))
+                scores[name + "ssim"].append(float(ssim_value(pred, y)) if min(y.shape[-2:]) >= 11 else float("nan"))
+        preview = preview_lr = preview_hr = None
+        crop = self.data.preview_region()
+        if crop is not None:
+            lr_c, hr_c = crop
+            with autocast(self.device, self.config.mixed_precision):
+                sr_c = net(torch.from_numpy(lr_c)[None].to(self.device))
+            preview = _to_image(sr_c[0].float().clamp(0.0, 1.0).cpu().numpy())
+            preview_lr = _to_image(np.clip(lr_c, 0.0, 1.0))
+            preview_hr = _to_image(np.clip(hr_c, 0.0, 1.0))
+        net.train(was_training)
+        report = ValidationReport(
+            step=self.step,
+            psnr=float(np.mean(scores["psnr"])),
+            ssim=float(np.mean(scores["ssim"])),
+            bicubic_psnr=float(np.mean(scores["bicubic_psnr"])),
+            bicubic_ssim=float(np.mean(scores["bicubic_ssim"])),
+            preview=preview,
+            preview_lr=preview_lr,
+            preview_hr=preview_hr,
+        )
+        self.last_validation = report
+        return report
+
+    # --- files -------------------------------------------------------------------------------
+    def training_metadata(self) -> dict[str, Any]:
+        """JSON-able description of this run, stored in model files."""
+        return {
+            "config": self.config.to_dict(),
+            "steps": self.step,
+            "weights": self.weights,
+            "pretrain_steps": self.pretrain_steps,
+            "ema": self.ema_net is not None,
+            "data": self.data.describe(),
+            "final_validation": self.last_validation.to_dict() if self.last_validation else None,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "torch": torch.__version__,
+        }
+
+    def save_model(self, path: str | Path) -> Path:
+        """Write the trained network (EMA weights when used) as a model file with normalisation and metadata."""
+        path = Path(path)
+        if not self.is_main:
+            return path if path.suffix == ".safetensors" else path.with_name(path.name + ".safetensors")
+        return save_model(
+            path, self.trained_net(), normalization=dict(self.data.normalization), training=self.training_metadata()
+        )
+
+    def model(self, name: str) -> SRModel:
+        """A copy of the trained network as an :class:`SRModel`, ready for ``Engine.register``."""
+        net = copy.deepcopy(self.trained_net()).eval()
+        return SRModel(
+            name=name,
+            net=net,
+            scale=net.scale,
+            in_channels=net.in_channels,
+            normalization=dict(self.data.normalization),
+            metadata=self.training_metadata(),
+            source="session",
+        )
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything needed to resume: tensors, numbers and JSON strings only."""
+        numpy_state = self.data.rng_state()
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "config": json.dumps(self.config.to_dict()),
+            "net_config": json.dumps(self.generator.config.to_dict()),
+            "step": int(self.step),
+            "generator": _cpu_state(self.generator.state_dict()),
+            "ema": _cpu_state(self.ema_net.state_dict()) if self.ema_net is not None else None,
+            "discriminator": _cpu_state(unwrap(self.disc).state_dict()) if self.disc is not None else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
+            "sched_g": self.sched_g.state_dict(),
+            "sched_d": self.sched_d.state_dict() if self.sched_d is not None else None,
+            "data_rng": json.dumps(numpy_state["numpy"]),
+            "data_torch_rng": numpy_state["torch"],
+            "history": json.dumps(self.history),
+            "last_validation": json.dumps(self.last_validation.to_dict() if self.last_validation else None),
+            "normalization": json.dumps(self.data.normalization),
+        }
+
+    def save_checkpoint(self, path: str | Path | None = None) -> Path:
+        """Write a checkpoint atomically (main process only) and return its path."""
+        path = Path(path or self.config.checkpoint_path or "")
+        if not str(path):
+            raise ValueError("no checkpoint path: pass one or set config.checkpoint_path")
+        if not self.is_main:
+            return path
+        buf = io.BytesIO()
+        torch.save(self.checkpoint_state(), buf)
+        atomic_write_bytes(path, buf.getvalue())
+        return path
+
+    @staticmethod
+    def read_checkpoint(path: str | Path) -> dict[str, Any]:
+        """Load a checkpoint's state dict (``weights_only=True``: no code is unpickled)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise ValueError(f"{path} is not a readable napari-superres checkpoint ({e})") from e
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path} is not a napari-superres training checkpoint")
+        if int(state.get("version", 0)) > CHECKPOINT_VERSION:
+            raise ValueError(f"{path} was written by a newer napari-superres (checkpoint version {state['version']})")
+        return state
+
+    @classmethod
+    def resume(
+        cls,
+        path: str | Path,
+        data: PairSource,
+        *,
+        engine: Engine | None = None,
+        steps: int | None = None,
+    ) -> Trainer:
+        """Rebuild a trainer from a checkpoint; :meth:`run` then continues exactly where it stopped.
+
+        ``data`` must be the same data (same images, patch size, normalisation); its
+        sampler state is restored from the checkpoint.  ``steps`` extends (or shortens) the
+        run; the learning-rate schedule is stretched to the new length.
+        """
+        state = cls.read_checkpoint(path)
+        config = TrainConfig.from_dict(json.loads(state["config"]))
+        if steps is not None:
+            if int(steps) < int(state["step"]):
+                raise ValueError(f"the checkpoint is already at step {state['step']}; steps must be >= that")
+            config.steps = int(steps)
+        net = SRNet(SRNetConfig.from_dict(json.loads(state["net_config"])))
+        trainer = cls(config, data, engine=engine, net=net)
+        trainer._load_state(state)
+        if steps is not None:
+            trainer.sched_g.lr_lambdas[0].total = max(1, config.steps)
+            if trainer.sched_d is not None:
+                trainer.sched_d.lr_lambdas[0].total = max(1, config.steps - trainer.pretrain_steps)
+        return trainer
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.generator.load_state_dict(state["generator"])
+        if self.ema_net is not None and state.get("ema") is not None:
+            self.ema_net.load_state_dict(state["ema"])
+        if self.disc is not None and state.get("discriminator") is not None:
+            unwrap(self.disc).load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.sched_g.load_state_dict(state["sched_g"])
+        if self.opt_d is not None and state.get("opt_d") is not None:
+            self.opt_d.load_state_dict(state["opt_d"])
+            self.sched_d.load_state_dict(state["sched_d"])  # type: ignore[union-attr]
+        self.step = int(state["step"])
+        self.history = json.loads(state["history"])
+        last = json.loads(state.get("last_validation") or "null")
+        self.last_validation = ValidationReport(**last) if last else None
+        if self.ctx.rank == 0:
+            self.data.set_rng_state({"numpy": json.loads(state["data_rng"]), "torch": state["data_torch_rng"]})
+        else:  # other ranks: a fresh stream per (seed, rank, step)
+            self.data.reseed(self.config.seed + self.step, self.ctx.rank)
+
+
+def _cpu_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in state.items()}
+
+
+def _psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
+    mse = float(torch.mean((pred.float() - target.float()) ** 2))
+    return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
+def _to_image(chw: np.ndarray) -> np.ndarray:
+    """``(C, H, W)`` -> ``(H, W)`` for one channel, ``(H, W, 3)`` for RGB; float32."""
+    chw = np.asarray(chw, dtype=np.float32)
+    return chw[0] if chw.shape[0] == 1 else np.ascontiguousarray(np.moveaxis(chw, 0, -1))
+
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "SCHEDULES",
+    "StepReport",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "ValidationReport",
+    "make_pair_source",
+]
