@@ -1,0 +1,1 @@
+"""napari glue: sample data, the per-viewer engine and the widgets (Qt and napari imports live here)."""

@@ -1,0 +1,33 @@
+"""One :class:`~napari_superres.engine.Engine` per napari viewer, shared by all widgets.
+
+The engine is created lazily (torch is imported on first use, not at napari start-up)
+and lives as long as its viewer: the registry is a :class:`weakref.WeakKeyDictionary`,
+so closing a viewer frees its engine.  Listeners registered with ``engine.on_change``
+must therefore not hold the viewer strongly (hold the widget through a weak reference).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+_ENGINES: weakref.WeakKeyDictionary[Any, Engine] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def get_engine(viewer: Any = None) -> Engine:
+    """The engine of ``viewer`` (created on first call); ``None`` gives the process-wide engine."""
+    from ..engine import Engine, default_engine
+
+    if viewer is None:
+        return default_engine()
+    with _LOCK:
+        engine = _ENGINES.get(viewer)
+        if engine is None:
+            engine = Engine()
+            _ENGINES[viewer] = engine
+        return engine
