@@ -39,12 +39,16 @@ def ssim_map(
     window: int = SSIM_WINDOW,
     sigma: float = SSIM_SIGMA,
 ) -> torch.Tensor:
-    """Local SSIM of ``(N, C, H, W)`` images: ``(N, C, H-window+1, W-window+1)`` in [-1, 1]."""
+    """Local SSIM of ``(N, C, H, W)`` images: ``(N, C, H-window+1, W-window+1)`` in [-1, 1].
+
+    Computed in float32, or float64 when either input is float64 (metrics need the precision).
+    """
     if a.shape != b.shape:
         raise ValueError(f"SSIM needs equal shapes, got {tuple(a.shape)} and {tuple(b.shape)}")
     if min(a.shape[-2:]) < window:
         raise ValueError(f"SSIM needs images of at least {window}x{window} px, got {tuple(a.shape[-2:])}")
-    a, b = a.float(), b.float()
+    dtype = torch.float64 if torch.float64 in (a.dtype, b.dtype) else torch.float32  # float64 stays float64
+    a, b = a.to(dtype), b.to(dtype)
     c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
     mu_a, mu_b = _blur(a, window, sigma), _blur(b, window, sigma)
     var_a = _blur(a * a, window, sigma) - mu_a**2
