@@ -1,0 +1,559 @@
+"""The Feature-difference dock widget: where and how much image A differs from the reference B.
+
+Thin glue over :mod:`napari_superres.engine.metrics` and
+:mod:`napari_superres.engine.feature_difference`:
+
+* A and B are checked on the GUI thread.  When their shapes differ but their layer
+  scale/translate say they cover the same field of view (e.g. A is the low-res image with
+  scale ``s`` and B the high-res one), A is resampled onto B's grid (cubic spline) and
+  the widget says so; otherwise a notification names both shapes.
+* The work runs in a ``napari.qt.threading`` worker with a progress bar; **Cancel**
+  stops it between tiles.  The pixel and SSIM maps come first, then the VGG-16 map.
+* Outputs overlay the reference (B's scale, translate, rotate, shear, affine):
+  ``Δfeatures(A, B)``, optionally one ``Δrelu…(A, B)`` per VGG layer, ``|A−B|`` and
+  ``SSIM map(A, B)``, with the real layer names.  Running again replaces the data of
+  existing output layers instead of adding duplicates.
+* PSNR, SSIM (and PSNR on Y for RGB) and the perceptual distance are shown in a table
+  and stored in every output layer's ``metadata["napari_superres"]["figures"]``.
+* Offline without the VGG-16 ImageNet weights, the pixel and SSIM maps are still made
+  and the widget shows where to put the weights file.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
+from napari.layers import Image
+from napari.qt.threading import create_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import QHeaderView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+
+from .engine_access import get_engine
+from .layers import METADATA_KEY, layer_axes
+
+if TYPE_CHECKING:
+    import napari
+    from superqt.utils import GeneratorWorker
+
+#: VGG-16 layers offered as check boxes, and which are ticked by default (the engine's defaults).
+OFFERED_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
+DEFAULT_CHECKED = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+FEATURE_COLORMAP = "magma"
+PIXEL_COLORMAP = "inferno"
+SSIM_COLORMAP = "inferno"
+#: Percentile of a difference map used as its upper contrast limit.
+CONTRAST_PERCENTILE = 99.5
+#: Table rows: figure key -> label.
+TABLE_ROWS = {
+    "psnr": "PSNR (dB)",
+    "psnr_y": "PSNR Y (dB)",
+    "ssim": "SSIM",
+    "perceptual": "Perceptual (Δfeatures mean)",
+}
+
+
+def feature_layer_name(a: str, b: str) -> str:
+    return f"Δfeatures({a}, {b})"
+
+
+def vgg_layer_name(layer: str, a: str, b: str) -> str:
+    return f"Δ{layer}({a}, {b})"
+
+
+def pixel_layer_name(a: str, b: str) -> str:
+    return f"|{a}−{b}|"
+
+
+def ssim_layer_name(a: str, b: str) -> str:
+    return f"SSIM map({a}, {b})"
+
+
+def _is_output_name(name: str) -> bool:
+    return name.startswith(("Δ", "|", "SSIM map("))
+
+
+def format_figure(key: str, value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float) and math.isinf(value):
+        return "∞ (identical)"
+    return f"{value:.2f}" if key.startswith("psnr") else f"{value:.4f}"
+
+
+# --- grids ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GridMatch:
+    """How A's pixel grid maps onto B's along Y and X: A index = ``ratio * B index + offset``."""
+
+    ratio: tuple[float, float]
+    offset: tuple[float, float]
+
+    @property
+    def identity(self) -> bool:
+        return np.allclose(self.ratio, 1.0) and np.allclose(self.offset, 0.0)
+
+
+def match_grids(
+    a_yx: tuple[int, int], a_scale: Any, a_translate: Any,
+    b_yx: tuple[int, int], b_scale: Any, b_translate: Any,
+) -> GridMatch | None:  # fmt: skip
+    """A :class:`GridMatch` when A and B cover the same field of view in Y and X, else ``None``.
+
+    ``*_yx`` are the pixel counts, ``*_scale`` and ``*_translate`` the layers' world scale
+    and translate along Y and X.  Pixel ``i`` of a layer is centred at
+    ``translate + scale * i`` and spans one ``scale``, so its field of view is
+    ``[translate - scale/2, translate + scale * (n - 1/2)]``; A's and B's must agree to
+    within half of the coarser pixel.
+
+    >>> match_grids((4, 4), (2, 2), (0.5, 0.5), (8, 8), (1, 1), (0, 0))
+    GridMatch(ratio=(0.5, 0.5), offset=(-0.25, -0.25))
+    """
+    ratio, offset = [], []
+    for na, sa, ta, nb, sb, tb in zip(a_yx, a_scale, a_translate, b_yx, b_scale, b_translate):
+        sa, ta, sb, tb = float(sa), float(ta), float(sb), float(tb)
+        tol = 0.5 * max(abs(sa), abs(sb))
+        start_a, start_b = ta - sa / 2, tb - sb / 2
+        if abs(start_a - start_b) > tol or abs((start_a + sa * na) - (start_b + sb * nb)) > tol:
+            return None
+        ratio.append(sb / sa)
+        offset.append((tb - ta) / sa)
+    return GridMatch((ratio[0], ratio[1]), (offset[0], offset[1]))
+
+
+def resample_onto(
+    data: np.ndarray, match: GridMatch, out_yx: tuple[int, int], y: int, x: int
+) -> np.ndarray:
+    """Resample ``data`` (Y, X at axes ``y``, ``x``) onto B's grid with cubic-spline interpolation; float32.
+
+    Other axes are copied through.  Edges use the nearest values.
+    """
+    from scipy.ndimage import affine_transform
+
+    matrix = np.ones(data.ndim)
+    offset = np.zeros(data.ndim)
+    matrix[y], matrix[x] = match.ratio
+    offset[y], offset[x] = match.offset
+    out_shape = list(data.shape)
+    out_shape[y], out_shape[x] = out_yx
+    return affine_transform(
+        np.asarray(data, dtype=np.float32), matrix, offset=offset, output_shape=tuple(out_shape),
+        order=3, mode="nearest",
+    )  # fmt: skip
+
+
+def _yx_axes(layer: Image) -> tuple[int, int]:
+    """Indices of Y and X in the layer's data (before the RGB axis for RGB layers)."""
+    n = np.ndim(layer.data[0]) if layer.multiscale else np.ndim(layer.data)
+    return (n - 3, n - 2) if layer.rgb else (n - 2, n - 1)
+
+
+# --- one request ---------------------------------------------------------------------------------
+@dataclass
+class _Request:
+    a_layer: Image
+    b_layer: Image
+    a_data: Any
+    b_data: Any
+    axes: str
+    layers: tuple[str, ...]
+    per_layer: bool
+    pixel: bool
+    ssim: bool
+    match: GridMatch | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def names(self) -> tuple[str, str]:
+        return self.a_layer.name, self.b_layer.name
+
+
+class FeatureDifferenceWidget(QWidget):
+    """Compare image A with the reference B: VGG-16 feature difference, |A−B|, SSIM map and figures.
+
+    Programmatic use (and tests)::
+
+        widget.a_combo.value = viewer.layers["result"]
+        widget.b_combo.value = viewer.layers["high-res"]
+        worker = widget.run()    # None when refused (a notification says why)
+        widget.cancel()
+        widget.figures           # {"psnr": ..., "ssim": ..., "perceptual": ... or None}
+    """
+
+    #: ``(done, total)`` tiles, emitted from the worker thread, handled on the GUI thread.
+    progressed = Signal(int, int)
+
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.engine = get_engine(napari_viewer)
+        self._worker: GeneratorWorker | None = None
+        self._stop = threading.Event()
+        self._pbar: progress | None = None
+        self._request: _Request | None = None
+        self._outputs: list[Image] = []
+        self.figures: dict[str, Any] = {}
+
+        self.a_combo = ComboBox(label="image A", choices=self._image_choices, nullable=False)
+        self.b_combo = ComboBox(label="reference B", choices=self._image_choices, nullable=False)
+        self.layer_checks = {
+            name: CheckBox(text=name, value=name in DEFAULT_CHECKED) for name in OFFERED_LAYERS
+        }
+        layer_box = Container(widgets=list(self.layer_checks.values()), layout="horizontal", labels=False,
+                              label="VGG-16 layers")  # fmt: skip
+        layer_box.margins = (0, 0, 0, 0)
+        self.per_layer_check = CheckBox(text="one map per VGG layer", value=False)
+        self.pixel_check = CheckBox(text="|A−B| map", value=True)
+        self.ssim_check = CheckBox(text="SSIM map", value=True)
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        buttons = Container(
+            widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False
+        )
+        buttons.margins = (0, 0, 0, 0)
+        self.status = Label(value="")
+        self._container = Container(
+            widgets=[self.a_combo, self.b_combo, layer_box, self.per_layer_check, self.pixel_check,
+                     self.ssim_check, buttons, self.status],
+        )  # fmt: skip
+
+        self.table = QTableWidget(len(TABLE_ROWS), 1, self)
+        self.table.setHorizontalHeaderLabels(["A vs B"])
+        self.table.setVerticalHeaderLabels(list(TABLE_ROWS.values()))
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setMaximumHeight(30 * (len(TABLE_ROWS) + 1))
+        self.notes = QLabel("")
+        self.notes.setWordWrap(True)
+        self.notes.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self._container.native)
+        layout.addWidget(self.table)
+        layout.addWidget(self.notes)
+        layout.addStretch(1)
+
+        self._select_defaults()
+        self._show_figures({})
+        self.run_button.changed.connect(lambda *_: self.run())
+        self.cancel_button.changed.connect(lambda *_: self.cancel())
+        self.progressed.connect(self._on_progress)
+        stop = self._stop
+        self.destroyed.connect(lambda *_: stop.set())
+
+    # --- choices -------------------------------------------------------------------------------
+    def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
+        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
+
+    def reset_choices(self, *_: Any) -> None:
+        """Refresh the layer lists (napari calls this when layers change)."""
+        self._container.reset_choices()
+
+    def _select_defaults(self) -> None:
+        """A: the selected image (else the top one); B: the bottom-most other image; skip our outputs."""
+        images = [
+            ly
+            for ly in self.viewer.layers
+            if isinstance(ly, Image) and not _is_output_name(ly.name)
+        ]
+        if not images:
+            return
+        active = self.viewer.layers.selection.active
+        a = active if active in images else images[-1]
+        others = [ly for ly in images if ly is not a]
+        self.a_combo.value = a
+        if others:
+            self.b_combo.value = others[0]
+
+    @property
+    def chosen_layers(self) -> tuple[str, ...]:
+        return tuple(name for name, box in self.layer_checks.items() if box.value)
+
+    # --- running -------------------------------------------------------------------------------
+    @property
+    def worker(self) -> GeneratorWorker | None:
+        return self._worker
+
+    def run(self) -> GeneratorWorker | None:
+        """Validate and start the comparison of A with B; returns the worker, or ``None`` when refused."""
+        if self._worker is not None:
+            show_warning("A comparison is already running; cancel it first.")
+            return None
+        try:
+            request = self._prepare(self.a_combo.value, self.b_combo.value)
+        except (ValueError, TypeError) as exc:
+            self.status.value = str(exc)
+            show_error(str(exc))
+            return None
+        return self._start(request)
+
+    def cancel(self) -> None:
+        """Stop the running comparison between tiles; maps already written stay."""
+        if self._worker is not None:
+            self._stop.set()
+            self.status.value = "cancelling…"
+
+    def _prepare(self, a: Any, b: Any) -> _Request:
+        if not isinstance(a, Image) or not isinstance(b, Image):
+            raise TypeError(
+                "Choose two image layers: A (e.g. a super-resolved result) and the reference B."
+            )
+        if a is b:
+            raise ValueError(
+                f"A and B are the same layer {a.name!r}; choose a reference B to compare with."
+            )
+        if bool(a.rgb) != bool(b.rgb):
+            raise ValueError(
+                f"{a.name!r} is {'RGB' if a.rgb else 'grayscale'} but {b.name!r} is "
+                f"{'RGB' if b.rgb else 'grayscale'}; compare two RGB or two grayscale layers."
+            )
+        a_data = a.data[0] if a.multiscale else a.data
+        b_data = b.data[0] if b.multiscale else b.data
+        axes = layer_axes(b)
+        notes: list[str] = []
+        match: GridMatch | None = None
+        a_shape, b_shape = tuple(a_data.shape), tuple(b_data.shape)
+        y, x = _yx_axes(b)
+        if a_shape != b_shape:
+            others_equal = len(a_shape) == len(b_shape) and all(
+                na == nb for i, (na, nb) in enumerate(zip(a_shape, b_shape)) if i not in (y, x)
+            )
+            if others_equal:
+                match = match_grids(
+                    (a_shape[y], a_shape[x]), a.scale[-2:], a.translate[-2:],
+                    (b_shape[y], b_shape[x]), b.scale[-2:], b.translate[-2:],
+                )  # fmt: skip
+            if match is None:
+                raise ValueError(
+                    f"A {a.name!r} has shape {a_shape} and B {b.name!r} has shape {b_shape}, and their layer "
+                    "scale/translate do not say they cover the same field of view. Upscale A onto B's grid "
+                    "or choose layers of the same shape."
+                )
+            notes.append(
+                f"A {a.name!r} {(a_shape[y], a_shape[x])} was resampled onto B's grid {(b_shape[y], b_shape[x])} "
+                f"(cubic spline, ×{1 / match.ratio[0]:g} in Y, ×{1 / match.ratio[1]:g} in X) before comparing."
+            )
+        elif not (np.allclose(a.scale, b.scale) and np.allclose(a.translate, b.translate)):
+            notes.append(
+                "A and B have the same shape but different scale/translate: compared pixel for pixel."
+            )
+        if np.dtype(a_data.dtype) != np.dtype(b_data.dtype):
+            notes.append(
+                f"A is {a_data.dtype}, B is {b_data.dtype}: values are compared in B's units and data range."
+            )
+        layers = self.chosen_layers
+        if not layers and not self.pixel_check.value and not self.ssim_check.value:
+            raise ValueError(
+                "Nothing to compute: tick at least one VGG-16 layer, the |A−B| map or the SSIM map."
+            )
+        return _Request(a, b, a_data, b_data, axes, layers, bool(self.per_layer_check.value),
+                        bool(self.pixel_check.value), bool(self.ssim_check.value), match, notes)  # fmt: skip
+
+    def _start(self, request: _Request) -> GeneratorWorker:
+        stop = self._stop = threading.Event()
+        engine = self.engine
+        emit = self._emit_progress
+
+        def work():
+            from ..engine.feature_difference import feature_difference
+            from ..engine.metrics import (
+                SSIM_WINDOW,
+                absolute_error_map,
+                psnr,
+                psnr_y,
+                ssim,
+                ssim_map,
+            )
+            from ..engine.vgg import VGGWeightsUnavailable
+
+            b = np.asarray(request.b_data)
+            a = request.a_data
+            if request.match is not None:
+                y, x = _yx_axes(request.b_layer)
+                a = resample_onto(np.asarray(a), request.match, (b.shape[y], b.shape[x]), y, x)
+            a = np.asarray(a)
+            for name, img in (("A", a), ("B", b)):
+                if img.dtype.kind == "f" and not np.isfinite(img).all():
+                    raise ValueError(
+                        f"image {name} contains NaN or Inf values; replace them (e.g. np.nan_to_num)"
+                    )
+            figures: dict[str, Any] = {"psnr": psnr(a, b)}
+            y, x = _yx_axes(request.b_layer)
+            figures["ssim"] = (
+                ssim(a, b, axes=request.axes)
+                if min(b.shape[y], b.shape[x]) >= SSIM_WINDOW
+                else None
+            )
+            figures["psnr_y"] = psnr_y(a, b) if request.b_layer.rgb else None
+            maps: dict[str, np.ndarray] = {}
+            if request.pixel:
+                maps["pixel"] = absolute_error_map(a, b, axes=request.axes)
+            if request.ssim:
+                maps["ssim"] = ssim_map(a, b, axes=request.axes)
+            yield ("pixel", maps, dict(figures))
+            if not request.layers:
+                return
+            if stop.is_set():
+                return
+            try:
+                fmap, per = feature_difference(
+                    a, b, layers=request.layers, per_layer=True, engine=engine, axes=request.axes,
+                    progress=emit, should_stop=stop.is_set,
+                )  # fmt: skip
+            except VGGWeightsUnavailable as exc:
+                yield ("offline", str(exc), dict(figures))
+                return
+            figures["perceptual"] = float(np.mean(fmap, dtype=np.float64))
+            yield ("features", (fmap, per if request.per_layer else {}), figures)
+
+        worker = create_worker(work, _start_thread=False, _ignore_errors=True)
+        worker.yielded.connect(self._on_yielded)
+        worker.errored.connect(self._on_errored)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._request = request
+        self._outputs = []
+        self.figures = {}
+        self._show_figures({})
+        a_name, b_name = request.names
+        self.notes.setText("\n".join(request.notes))
+        self._pbar = progress(total=0, desc=f"comparing {a_name!r} with {b_name!r}")
+        self.status.value = f"comparing {a_name!r} with {b_name!r}…"
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        worker.start()
+        return worker
+
+    def _emit_progress(self, done: int, total: int) -> None:
+        try:
+            self.progressed.emit(int(done), int(total))
+        except RuntimeError:  # widget deleted while running
+            pass
+
+    def _on_progress(self, done: int, total: int) -> None:
+        if self._pbar is not None:
+            if self._pbar.total != total:
+                self._pbar.total = total
+            self._pbar.update(done - self._pbar.n)
+        if self._worker is not None and not self._stop.is_set():
+            self.status.value = f"VGG-16 features: tile {done}/{total}"
+
+    # --- results -------------------------------------------------------------------------------
+    def _on_yielded(self, item: tuple[str, Any, dict[str, Any]]) -> None:
+        kind, payload, figures = item
+        request = self._request
+        if request is None:
+            return
+        a_name, b_name = request.names
+        self.figures = {**figures, "perceptual": figures.get("perceptual")}
+        if kind == "pixel":
+            if "pixel" in payload:
+                self._write(
+                    pixel_layer_name(a_name, b_name), payload["pixel"], PIXEL_COLORMAP, "|A−B|"
+                )
+            if "ssim" in payload:
+                self._write(ssim_layer_name(a_name, b_name), payload["ssim"], SSIM_COLORMAP, "ssim")
+            self.status.value = "pixel maps done; VGG-16 features…" if request.layers else "done"
+        elif kind == "features":
+            fmap, per = payload
+            self._write(feature_layer_name(a_name, b_name), fmap, FEATURE_COLORMAP, "features")
+            for layer_name, m in per.items():
+                self._write(
+                    vgg_layer_name(layer_name, a_name, b_name), m, FEATURE_COLORMAP, "features"
+                )
+            self.status.value = "done"
+        elif kind == "offline":
+            self.figures["perceptual_note"] = payload
+            self.notes.setText("\n".join([*request.notes, "Δfeatures not computed: " + payload]))
+            self.status.value = (
+                "pixel maps done; Δfeatures needs the VGG-16 ImageNet weights (see below)"
+            )
+            show_warning("The feature-difference map needs the VGG-16 ImageNet weights: " + payload)
+        self._show_figures(self.figures)
+        for layer in self._outputs:  # every output carries the latest figures
+            layer.metadata[METADATA_KEY]["figures"] = dict(self.figures)
+
+    def _write(self, name: str, data: np.ndarray, colormap: str, kind: str) -> Image:
+        """Add an output layer over B, or replace the data of an existing one of that name."""
+        request = self._request
+        assert request is not None
+        b = request.b_layer
+        if kind == "ssim":
+            limits = (
+                float(max(-1.0, min(np.percentile(data, 100 - CONTRAST_PERCENTILE), 0.999))),
+                1.0,
+            )
+        else:
+            top = float(np.percentile(data, CONTRAST_PERCENTILE)) if data.size else 0.0
+            limits = (0.0, top if top > 0 else float(data.max()) or 1e-6)
+        info = {
+            "kind": kind,
+            "a": request.a_layer.name,
+            "b": b.name,
+            "vgg_layers": list(request.layers),
+            "resampled_a": request.match is not None,
+            "figures": dict(self.figures),
+        }
+        if kind == "|A−B|":
+            info["units"] = "intensity units of the images"
+        transform = {"scale": tuple(b.scale), "translate": tuple(b.translate), "rotate": np.asarray(b.rotate),
+                     "shear": np.asarray(b.shear), "affine": np.asarray(b.affine.affine_matrix)}  # fmt: skip
+        existing = self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401
+        if isinstance(existing, Image) and existing.ndim == data.ndim and not existing.rgb:
+            existing.data = data
+            for key, value in transform.items():
+                setattr(existing, key, value)
+            existing.contrast_limits_range = (
+                min(limits[0], float(data.min())),
+                max(limits[1], float(data.max())),
+            )
+            existing.contrast_limits = limits
+            existing.metadata[METADATA_KEY] = info
+            layer = existing
+        else:
+            if existing is not None:  # same name, not an output we can reuse
+                name = f"{name} [new]"
+            layer = self.viewer.add_image(data, name=name, colormap=colormap, contrast_limits=limits,
+                                          metadata={METADATA_KEY: info}, **transform)  # fmt: skip
+        if layer not in self._outputs:
+            self._outputs.append(layer)
+        return layer
+
+    def _show_figures(self, figures: dict[str, Any]) -> None:
+        for row, key in enumerate(TABLE_ROWS):
+            text = format_figure(key, figures.get(key))
+            if key == "perceptual" and figures.get("perceptual_note"):
+                text = "needs VGG-16 weights"
+            self.table.setItem(row, 0, QTableWidgetItem(text))
+
+    def _on_errored(self, exc: BaseException) -> None:
+        from ..engine.tiling import Cancelled
+
+        if isinstance(exc, Cancelled) or self._stop.is_set():
+            self.status.value = "cancelled (maps already written are kept)"
+            return
+        message = f"Comparison failed: {exc}"
+        self.status.value = message
+        show_error(message)
+
+    def _on_finished(self) -> None:
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        if self._request is not None and self.status.value == "done":
+            show_info(
+                f"Compared {self._request.a_layer.name!r} with {self._request.b_layer.name!r}."
+            )
+        self._worker = None
+        try:
+            self.run_button.enabled = True
+            self.cancel_button.enabled = False
+        except RuntimeError:  # widget already deleted
+            pass
