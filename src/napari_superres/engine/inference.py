@@ -7,7 +7,7 @@ inverse normalisation into a pre-allocated output of the input's dtype.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -208,8 +208,14 @@ def run_upscale(
     progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     out: np.ndarray | None = None,
+    value_range: tuple[float, float] | Mapping[int, tuple[float, float]] | None = None,
 ) -> np.ndarray:
-    """Execute a planned job on ``image`` (numpy, or anything ``np.asarray`` reads plane by plane)."""
+    """Execute a planned job on ``image`` (numpy, or anything ``np.asarray`` reads plane by plane).
+
+    ``value_range``: the normalisation's ``(lo, hi)`` when already known (e.g. computed once
+    for a whole dask array of which ``image`` is one chunk): one pair for the image, or a
+    mapping from index along the image's C axis to a pair.  Default: computed from ``image``.
+    """
     info = job.axes
     if out is None:
         out = np.empty(job.out_shape, dtype=job.out_dtype)
@@ -222,7 +228,14 @@ def run_upscale(
     # intensity range once per image, or once per channel along a C axis
     ranges: dict[int, tuple[float, float]] = {}
     c_pos = info.plane_axes.index(info.channel) if info.channel is not None else None
-    if c_pos is None:
+    if isinstance(value_range, Mapping):
+        ranges.update({int(k): (float(v[0]), float(v[1])) for k, v in value_range.items()})
+    elif value_range is not None:
+        lo_hi = (float(value_range[0]), float(value_range[1]))
+        ranges[-1] = lo_hi
+        if c_pos is not None:
+            ranges.update({c: lo_hi for c in range(job.in_shape[info.channel])})  # type: ignore[index]
+    if c_pos is None and -1 not in ranges:
         ranges[-1] = intensity_range(image, job.normalization)
 
     for index in np.ndindex(*plane_shape):

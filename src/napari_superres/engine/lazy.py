@@ -1,0 +1,328 @@
+"""Lazy (dask) upscaling: every chunk is upscaled on its own, with a halo, when computed.
+
+:func:`upscale_dask` returns a dask array at once; nothing runs until it (or a part
+of it, e.g. the plane napari displays) is computed.  Per chunk:
+
+1. the chunk is read together with a halo of ``receptive_field`` input pixels from its
+   neighbours in Y and X (none along the other axes: planes are independent),
+2. :func:`~napari_superres.engine.inference.plan_upscale` /
+   :func:`~napari_superres.engine.inference.run_upscale` upscale it (tiled within the chunk),
+   normalised with the intensity range of the *whole* array,
+3. the halo's ``receptive_field * scale`` output pixels are cut away again on every side
+   that has a neighbour, so the output chunks are the input chunks times ``scale`` in Y/X.
+
+Hence the result equals the in-memory ``upscale(np.asarray(x))`` up to float rounding,
+including across chunk borders.
+
+Intensity range: integer images in ``"dtype"`` mode need no pass over the data.  Float
+images (min/max) and ``"percentile"`` normalisation read the whole array ONCE, up front
+in :func:`upscale_dask` (a dask compute of a strided subsample, the same one the
+in-memory path uses: all chunks are read, one at a time, and only ~4 M values are
+kept).  For a large array on slow storage that doubles the reading; pass
+``value_range=(lo, hi)`` when it is known to skip it.
+
+The task graph is picklable, so it runs on a ``dask.distributed`` cluster: the model
+travels once per worker as safetensors bytes + JSON config (one graph key that every
+chunk task depends on), and each worker process keeps the rebuilt network in a cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from .arch import Bicubic, SRNet, SRNetConfig
+from .device import resolve_device
+from .inference import plan_upscale, run_upscale
+from .model_io import SRModel
+from .normalization import _PERCENTILE_SAMPLE, intensity_range
+
+if TYPE_CHECKING:  # pragma: no cover
+    import dask.array as da
+
+    from .engine import Engine
+
+#: How many rebuilt networks a worker process keeps (keyed by weights digest and device).
+_WORKER_CACHE_SIZE = 4
+_worker_cache: OrderedDict[tuple[str, str], SRModel] = OrderedDict()
+_worker_lock = threading.Lock()
+
+
+class ModelPayload:
+    """A picklable handle on an :class:`SRModel` for dask tasks.
+
+    In the process that built the graph it simply holds the model (already on its
+    device).  Pickled (for ``dask.distributed`` workers) it carries the network as
+    safetensors bytes + its JSON config (the bicubic baseline as just its scale; other
+    ``nn.Module`` networks are pickled as they are); :meth:`model` rebuilds it once per
+    worker process and device and caches it.
+    """
+
+    def __init__(self, model: SRModel, device: str | torch.device) -> None:
+        self._model: SRModel | None = model
+        self.device = str(device)
+        self._state: dict[str, Any] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self._state is None:
+            self._state = _serialise_model(self._model)  # type: ignore[arg-type]
+        return {"device": self.device, "state": self._state}
+
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        self.device = d["device"]
+        self._state = d["state"]
+        self._model = None
+
+    @property
+    def token(self) -> str:
+        if self._state is None:
+            self._state = _serialise_model(self._model)  # type: ignore[arg-type]
+        return self._state["token"]
+
+    def model(self) -> SRModel:
+        """The model on this process's device (rebuilt and cached once per worker process)."""
+        device = resolve_device(self.device)
+        if self._model is not None:
+            first = next(iter(self._model.net.parameters()), None)
+            if first is not None and first.device != device:
+                self._model.net.to(device)
+            return self._model
+        assert self._state is not None
+        key = (self._state["token"], str(device))
+        with _worker_lock:
+            model = _worker_cache.get(key)
+            if model is None:
+                model = _deserialise_model(self._state)
+                model.net.to(device).eval()
+                _worker_cache[key] = model
+                while len(_worker_cache) > _WORKER_CACHE_SIZE:
+                    _worker_cache.popitem(last=False)
+            else:
+                _worker_cache.move_to_end(key)
+        return model
+
+
+def _serialise_model(model: SRModel) -> dict[str, Any]:
+    """Everything needed to rebuild ``model`` elsewhere, without pickling torch objects when possible."""
+    meta = {
+        "name": model.name,
+        "scale": model.scale,
+        "in_channels": model.in_channels,
+        "normalization": dict(model.normalization),
+        "source": model.source,
+    }
+    net = model.net
+    if isinstance(net, Bicubic):
+        state: dict[str, Any] = {"kind": "bicubic", "net_scale": int(net.scale)}
+        blob = json.dumps(state).encode()
+    elif isinstance(net, SRNet):
+        from safetensors.torch import save
+
+        tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
+        blob = save(tensors)
+        state = {"kind": "srnet", "config": json.dumps(net.config.to_dict()), "weights": blob}
+    else:  # a custom nn.Module: sent as the object itself (dask pickles it; never read from a file)
+        blob = uuid.uuid4().bytes  # no stable digest of arbitrary code: cache it per graph
+        state = {"kind": "module", "module": net}
+    digest = hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode())
+    digest.update(blob)
+    return {**state, "meta": meta, "token": digest.hexdigest()}
+
+
+def _deserialise_model(state: dict[str, Any]) -> SRModel:
+    meta = state["meta"]
+    if state["kind"] == "bicubic":
+        net: torch.nn.Module = Bicubic(state["net_scale"])
+    elif state["kind"] == "srnet":
+        from safetensors.torch import load
+
+        net = SRNet(SRNetConfig.from_dict(json.loads(state["config"])))
+        net.load_state_dict(load(state["weights"]), strict=True)
+    else:
+        net = state["module"]
+    return SRModel(
+        name=meta["name"],
+        net=net,
+        scale=meta["scale"],
+        in_channels=meta["in_channels"],
+        normalization=meta["normalization"],
+        source=meta["source"],
+    )
+
+
+@dataclass(frozen=True)
+class _BlockSpec:
+    """What every chunk task needs besides its block and the model (small, picklable)."""
+
+    axes: str | None
+    rgb: bool
+    scale: int
+    halo: int
+    tile: int | None
+    batch_size: int | None
+    normalization: dict[str, Any]
+    out_dtype: str
+    ranges: tuple[tuple[int, float, float], ...]  # (channel index or -1, lo, hi)
+
+
+def _upscale_block(block: np.ndarray, *, payload: ModelPayload, spec: _BlockSpec, block_info=None) -> np.ndarray:
+    """Upscale one overlapped block and cut its halo off the sides that have a neighbour."""
+    info = block_info[0]
+    where, count = info["chunk-location"], info["num-chunks"]
+    model = payload.model()
+    job = plan_upscale(
+        block, model, scale=spec.scale, axes=spec.axes, rgb=spec.rgb, tile=spec.tile,
+        device=resolve_device(payload.device),
+        batch_size=spec.batch_size, normalization=spec.normalization, output_dtype=np.dtype(spec.out_dtype),
+    )  # fmt: skip
+    ranges = {c: (lo, hi) for c, lo, hi in spec.ranges}
+    c_axis = job.axes.channel
+    if c_axis is not None:  # channel indices of this block, relative to its first one
+        first = info["array-location"][c_axis][0]
+        ranges = {c - first: r for c, r in ranges.items() if first <= c < first + block.shape[c_axis]}
+    out = run_upscale(block, job, value_range=ranges[-1] if -1 in ranges else ranges)
+    trim = [slice(None)] * out.ndim
+    cut = spec.halo * spec.scale
+    for ax in (job.axes.y, job.axes.x):
+        start = cut if where[ax] > 0 else 0
+        stop = out.shape[ax] - cut if where[ax] < count[ax] - 1 else out.shape[ax]
+        trim[ax] = slice(start, stop)
+    return out[tuple(trim)]
+
+
+def global_value_ranges(
+    image: da.Array, normalization: dict[str, Any], channel_axis: int | None
+) -> dict[int, tuple[float, float]]:
+    """Intensity ``(lo, hi)`` of a dask array, computed once: ``{-1: range}`` or ``{c: range}`` per channel.
+
+    Integer images in ``"dtype"`` mode (and bool images) read no data.  Otherwise the
+    same strided subsample as :func:`~napari_superres.engine.normalization.intensity_range`
+    takes in memory is gathered with one dask compute (every chunk read once).
+    """
+    if channel_axis is None:
+        return {-1: _dask_intensity_range(image, normalization)}
+    ranges = {}
+    for c in range(image.shape[channel_axis]):
+        sel = [slice(None)] * image.ndim
+        sel[channel_axis] = c
+        ranges[c] = _dask_intensity_range(image[tuple(sel)], normalization)
+    return ranges
+
+
+def _dask_intensity_range(image: da.Array, spec: dict[str, Any]) -> tuple[float, float]:
+    dtype = np.dtype(image.dtype)
+    if dtype == np.bool_ or (spec.get("mode", "dtype") == "dtype" and np.issubdtype(dtype, np.integer)):
+        return intensity_range(image, spec)  # from the dtype alone
+    n = int(math.prod(image.shape))
+    flat = image.reshape(-1)
+    if n > _PERCENTILE_SAMPLE:
+        flat = flat[:: int(math.ceil(n / _PERCENTILE_SAMPLE))]
+    return intensity_range(np.asarray(flat.compute()), spec)
+
+
+def upscale_dask(
+    image: da.Array,
+    model: SRModel,
+    *,
+    engine: Engine | None = None,
+    scale: int | None = None,
+    axes: str | None = None,
+    rgb: bool | None = None,
+    tile: int | None = None,
+    batch_size: int | None = None,
+    normalization: dict[str, Any] | None = None,
+    output_dtype: Any = None,
+    device: str | torch.device | None = None,
+    value_range: tuple[float, float] | dict[int, tuple[float, float]] | None = None,
+) -> da.Array:
+    """Lazily upscale a dask array chunk by chunk; returns a dask array (nothing computed yet).
+
+    Parameters are those of :func:`napari_superres.upscale`, plus:
+
+    device : where chunk tasks run the network; default the engine's (on a distributed
+        cluster ``"auto"`` lets every worker pick its own GPU or CPU).
+    value_range : the normalisation's ``(lo, hi)`` (or ``{channel: (lo, hi)}`` along a C
+        axis) when known; otherwise computed here, once, for the whole array (a pass over
+        the data for float images and ``"percentile"`` mode; none for integer images in
+        ``"dtype"`` mode).
+
+    Returns
+    -------
+    dask array with Y and X multiplied by the scale, other axes unchanged, dtype the
+    input's (or ``output_dtype``).  Output chunks are the input chunks (RGB axis merged
+    into one chunk; Y/X chunks smaller than the receptive field merged with a neighbour)
+    times the scale in Y and X.
+    """
+    import dask
+    import dask.array as da
+    from dask.array.overlap import ensure_minimum_chunksize, overlap
+
+    run_device = resolve_device(device) if device not in (None, "auto") else None
+    if run_device is None:
+        run_device = engine.device if engine is not None else resolve_device("auto")
+    job = plan_upscale(
+        image, model, scale=scale, axes=axes, rgb=rgb, tile=tile, device=run_device,
+        batch_size=batch_size, normalization=normalization, output_dtype=output_dtype,
+    )  # fmt: skip
+    info = job.axes
+    halo = max(job.model.receptive_field, 2)  # at least the bicubic chroma/alpha kernel
+
+    # chunking: RGB samples in one chunk; Y/X chunks at least one halo wide
+    new_chunks: dict[int, Any] = {}
+    if info.rgb is not None and len(image.chunks[info.rgb]) > 1:
+        new_chunks[info.rgb] = -1
+    for ax in (info.y, info.x):
+        size = image.shape[ax]
+        if size <= halo:
+            new_chunks[ax] = -1
+        elif min(image.chunks[ax]) < halo:
+            new_chunks[ax] = ensure_minimum_chunksize(halo, image.chunks[ax])
+    if new_chunks:
+        image = image.rechunk(new_chunks)
+
+    if value_range is None:
+        ranges = global_value_ranges(image, job.normalization, info.channel)
+    elif isinstance(value_range, dict):
+        ranges = {int(k): (float(v[0]), float(v[1])) for k, v in value_range.items()}
+    else:
+        ranges = {-1: (float(value_range[0]), float(value_range[1]))}
+
+    spec = _BlockSpec(
+        axes=axes.upper() if axes else None,
+        rgb=info.rgb is not None,
+        scale=job.scale,
+        halo=halo,
+        tile=tile,
+        batch_size=batch_size,
+        normalization=dict(job.normalization),
+        out_dtype=job.out_dtype.str,
+        ranges=tuple((c, lo, hi) for c, (lo, hi) in sorted(ranges.items())),
+    )
+    out_chunks = tuple(
+        tuple(c * job.scale for c in chunks) if ax in (info.y, info.x) else chunks
+        for ax, chunks in enumerate(image.chunks)
+    )
+    depth = {ax: (halo if ax in (info.y, info.x) and len(image.chunks[ax]) > 1 else 0) for ax in range(image.ndim)}
+    padded = overlap(image, depth=depth, boundary={ax: "none" for ax in range(image.ndim)}, allow_rechunk=False)
+    payload = ModelPayload(job.model, device if device is not None else run_device)
+    token = uuid.uuid4().hex  # a new graph per call: models may be retrained in place between calls
+    return da.map_blocks(
+        _upscale_block,
+        padded,
+        payload=dask.delayed(payload, pure=True, name=f"superres-model-{token}"),
+        spec=spec,
+        chunks=out_chunks,
+        dtype=job.out_dtype,
+        meta=np.empty((0,) * image.ndim, dtype=job.out_dtype),
+        name=f"superres-upscale-{token}",
+    )
+
