@@ -157,6 +157,22 @@ def test_cancel_a_running_job(viewer, widget, qtbot, errors):
     assert widget.run_button.enabled and not widget.cancel_button.enabled
 
 
+def test_multiscale_layer_uses_its_full_resolution_level(viewer, widget, qtbot, monkeypatch):
+    warnings: list[str] = []
+    monkeypatch.setattr(upscale_widget_module, "show_warning", lambda msg: warnings.append(str(msg)))
+    full = np.random.default_rng(5).integers(0, 4000, (64, 48), dtype=np.uint16)
+    source = viewer.add_image([full, full[::2, ::2]], name="pyramid", multiscale=True)
+    widget.layer_combo.value = source
+    widget.model_combo.value = "tiny"
+
+    run_to_end(widget, qtbot)
+
+    assert len(warnings) == 1 and "full-resolution level" in warnings[0]
+    out = viewer.layers["pyramid ×2 (tiny)"]
+    assert not out.multiscale and out.data.shape == (128, 96)
+    np.testing.assert_allclose(covered_world_box(out), covered_world_box(source))
+
+
 class _Exploding(nn.Module):
     """A model that fails inside the worker (after validation passed)."""
 

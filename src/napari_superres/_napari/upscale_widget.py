@@ -292,7 +292,8 @@ class UpscaleWidget(QWidget):
         return _Request(layer, data, name, job.scale, axes, tile, lazy, 0 if lazy else job.total_tiles(), info)
 
     def _start(self, request: _Request) -> FunctionWorker:
-        stop = self._stop = threading.Event()
+        stop = self._stop
+        stop.clear()  # the same Event for the widget's life: closing the widget sets it
         engine = self.engine
         emit = self._emit_progress
 
