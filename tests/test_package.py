@@ -32,6 +32,18 @@ def test_importing_the_package_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+def test_sample_data_generator_does_not_import_torch():
+    code = "import sys, napari_superres.engine.synthetic; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_engine_exports_resolve():
+    import napari_superres.engine as engine
+
+    for name in engine.__all__:
+        assert getattr(engine, name) is not None
+
+
 def test_cli_help_lists_the_subcommands():
     result = subprocess.run(
         [sys.executable, "-m", "napari_superres.cli", "--help"], capture_output=True, text=True, timeout=120
