@@ -259,6 +259,7 @@ class StepReport:
     eta_s: float
     validation: ValidationReport | None = None
     phase: str = "train"  # "pretrain" (pixel losses only) or "train"
+    checkpoint: str | None = None  # path of the checkpoint written after this step, if any
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -271,6 +272,7 @@ class StepReport:
             "it_per_s": self.it_per_s,
             "eta_s": self.eta_s,
             "phase": self.phase,
+            "checkpoint": self.checkpoint,
             "validation": self.validation.to_dict() if self.validation else None,
         }
 
@@ -501,16 +503,14 @@ class Trainer:
                 phase=phase,
             )
             self.history.append(report.to_dict())
+            if cfg.checkpoint_path and (
+                (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or self.step == cfg.steps
+            ):
+                report.checkpoint = str(self.save_checkpoint(cfg.checkpoint_path))
+                self.history[-1]["checkpoint"] = report.checkpoint
             if callback is not None and self.is_main:
                 callback(report)
-            if (
-                cfg.checkpoint_path
-                and cfg.checkpoint_every
-                and self.step % cfg.checkpoint_every == 0
-                and self.step < cfg.steps
-            ):
-                self.save_checkpoint(cfg.checkpoint_path)
-        if cfg.checkpoint_path:
+        if stopped and cfg.checkpoint_path:
             self.save_checkpoint(cfg.checkpoint_path)
         return TrainResult(
             steps_done=self.step,

@@ -1,0 +1,67 @@
+"""Synthetic low-res images: shapes, per-patch randomisation, methods that differ."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from napari_superres.engine.degradation import DOWNSAMPLING_METHODS, DegradationConfig, degrade, downsample
+
+
+@pytest.fixture
+def hr() -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(6, 1, 24, 24, generator=g)
+
+
+@pytest.mark.parametrize("method", DOWNSAMPLING_METHODS)
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_every_method_gives_the_low_res_shape(hr, method, scale):
+    cfg = DegradationConfig(scale=scale, methods=(method,), blur_sigma=None)
+    lr = degrade(hr, cfg, torch.Generator().manual_seed(0))
+    assert lr.shape == (6, 1, 24 // scale, 24 // scale)
+    assert lr.dtype == hr.dtype and 0.0 <= float(lr.min()) and float(lr.max()) <= 1.0
+
+
+def test_area_is_block_mean_and_nearest_differs(hr):
+    area = downsample(hr, 2, "area")
+    assert torch.allclose(area[0, 0, 0, 0], hr[0, 0, :2, :2].mean())
+    nearest = downsample(hr, 2, "nearest")
+    assert not torch.allclose(area, nearest, atol=1e-3)
+    assert nearest[0, 0, 0, 0] == hr[0, 0, 1, 1]  # the pixel at the block centre
+
+
+def test_degradation_is_randomised_per_patch_and_seeded():
+    same = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(1)).expand(16, -1, -1, -1)
+    cfg = DegradationConfig(scale=2, blur_sigma=(0.0, 2.0), blur_prob=0.5, noise_gaussian=(0.0, 0.05), noise_prob=0.5)
+    lr, params = degrade(same, cfg, torch.Generator().manual_seed(0), return_params=True)
+    # the same high-res patch gets different low-res versions
+    distinct = {tuple(lr[i].flatten()[:8].tolist()) for i in range(16)}
+    assert len(distinct) > 8
+    assert len({p["method"] for p in params}) > 1
+    assert any("blur_sigma" in p for p in params) and not all("blur_sigma" in p for p in params)
+    again = degrade(same, cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(lr, again)  # seeded: reproducible
+    other = degrade(same, cfg, torch.Generator().manual_seed(1))
+    assert not torch.equal(lr, other)
+
+
+def test_poisson_noise_grows_as_photons_fall():
+    flat = torch.full((8, 1, 32, 32), 0.5)
+    few = degrade(flat, DegradationConfig(scale=2, methods=("area",), blur_sigma=None, noise_poisson=(10, 10), noise_prob=1),
+                  torch.Generator().manual_seed(0))  # fmt: skip
+    many = degrade(flat, DegradationConfig(scale=2, methods=("area",), blur_sigma=None, noise_poisson=(1e4, 1e4), noise_prob=1),
+                   torch.Generator().manual_seed(0))  # fmt: skip
+    assert float(few.std()) > 5 * float(many.std())
+    assert float(few.mean()) == pytest.approx(0.5, abs=0.05)
+
+
+def test_bad_configs_are_rejected():
+    with pytest.raises(ValueError, match="unknown downsampling"):
+        DegradationConfig(methods=("lanczos",))
+    with pytest.raises(ValueError, match="blur_sigma"):
+        DegradationConfig(blur_sigma=(2.0, 1.0))
+    with pytest.raises(ValueError, match="blur_prob"):
+        DegradationConfig(blur_prob=2.0)
+    with pytest.raises(ValueError, match="multiple of the scale"):
+        downsample(torch.zeros(1, 1, 9, 9), 2, "area")
