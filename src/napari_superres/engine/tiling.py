@@ -1,27 +1,49 @@
-"""Tiled inference with overlap and smooth blending.
+"""Tiled inference with overlapping tiles, each trusted only where it saw full context.
 
-An image plane ``(C, H, W)`` is cut into tiles of ``tile`` input pixels that overlap
-by ``overlap >= 2 * halo + 1`` pixels, where ``halo`` is the network's receptive-field
-radius.  Each tile's output is trusted only farther than ``halo`` from a tile edge
-that is not an image edge (there it saw all the context the untiled pass sees), and
-across the rest of the overlap the tiles are blended with raised-cosine weights that
-sum to one.  Hence the tiled output equals the untiled output up to float rounding,
-while memory is bounded by ``batch * tile**2`` whatever the image size.
+An image plane ``(C, H, W)`` is cut into equal tiles of at most ``tile`` input pixels
+that overlap by at least ``overlap >= 2 * halo + ramp`` pixels, where ``halo`` is the
+network's receptive-field radius.  Tiles are spread evenly (a balanced layout: the
+fewest tiles, shrunk to the size that covers the plane, so no tile recomputes more
+than it must).  Every output pixel is taken from exactly one tile: neighbouring tiles
+hand over in the middle of their overlap, which is farther than ``halo`` from both
+tiles' edges, so each tile contributes only pixels that saw all the context the
+untiled pass sees.  Hence the tiled output equals the untiled output up to float
+rounding, memory is bounded by ``batch * tile**2`` whatever the image size, and tile
+results can be written straight into the final output (no accumulation buffers).
+
+On CUDA, tiles travel through pinned host buffers with non-blocking copies, and the
+results of one batch are written out while the device computes the next.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-#: Default tile edge in input pixels (CPU); GPU tiles are sized from free memory.
+#: Default tile edge in input pixels when nothing better is known.
 DEFAULT_TILE = 256
 MIN_TILE = 16
+#: Largest tile edge (input px) ever chosen automatically.
+MAX_TILE = 2048
+#: Feature maps alive at once at the output resolution, per channel of the model's width
+#: (input of a conv + its output + the upsampled map), used to size tiles from memory.
+_LIVE_MAPS = 3.0
+#: Share of free device memory (CUDA) / of host RAM (CPU, capped) a batch of tiles may use.
+_CUDA_MEMORY_SHARE = 0.5
+_CPU_MEMORY_SHARE = 1 / 16
+_CPU_BUDGET_BOUNDS = (256 * 2**20, 2 * 2**30)
+#: Elements of the largest activation tensor (batch x width x output px): kernels index with int32.
+_MAX_ELEMENTS = 2**31 - 1
+
+Sink = Callable[[int, int, torch.Tensor], None]
+"""``sink(y0, x0, block)``: a finished ``(C_out, h, w)`` float32 CPU block whose top-left
+output pixel is ``(y0, x0)``; the block is only valid during the call (copy what you keep)."""
 
 
 class Cancelled(RuntimeError):
@@ -30,24 +52,42 @@ class Cancelled(RuntimeError):
 
 @dataclass(frozen=True)
 class TileLayout:
-    """Tile starts along one axis of length ``size`` for tiles of ``tile`` with ``overlap``."""
+    """Balanced tiles along one axis of length ``size`` for tiles of at most ``tile`` with ``overlap``.
+
+    ``count`` tiles of ``tile_size`` (``<= tile``) at ``starts``, consecutive tiles
+    overlapping by at least ``overlap``; ``cuts`` are the hand-over points (input px):
+    tile ``i`` owns ``[cuts[i], cuts[i + 1])``.
+    """
 
     size: int
     tile: int
     overlap: int
 
     @property
-    def starts(self) -> list[int]:
+    def count(self) -> int:
         if self.tile >= self.size:
-            return [0]
-        stride = self.tile - self.overlap
-        starts = list(range(0, self.size - self.tile, stride))
-        starts.append(self.size - self.tile)
-        return starts
+            return 1
+        return math.ceil((self.size - self.overlap) / (self.tile - self.overlap))
 
     @property
     def tile_size(self) -> int:
-        return min(self.tile, self.size)
+        n = self.count
+        if n == 1:
+            return min(self.tile, self.size)
+        return min(self.tile, math.ceil((self.size + (n - 1) * self.overlap) / n))
+
+    @property
+    def starts(self) -> list[int]:
+        n, t = self.count, self.tile_size
+        if n == 1:
+            return [0]
+        return [(i * (self.size - t)) // (n - 1) for i in range(n)]
+
+    @property
+    def cuts(self) -> list[int]:
+        starts, t = self.starts, self.tile_size
+        mids = [(b + a + t) // 2 for a, b in zip(starts, starts[1:])]  # middle of each overlap
+        return [0, *mids, self.size]
 
 
 @functools.lru_cache(maxsize=256)
@@ -62,7 +102,8 @@ def axis_window(length: int, scale: int, halo: int, ramp: int, first: bool, last
     """1D blending weights over one tile's output (``length`` = tile * scale pixels).
 
     At an inner edge: ``halo*scale`` zeros (untrusted), then a ``ramp*scale`` rising
-    raised cosine, then ones.  At an image edge (``first``/``last``): ones.
+    raised cosine, then ones.  At an image edge (``first``/``last``): ones.  (Kept for
+    callers that blend their own tiles; :func:`tiled_forward` hands over without blending.)
     """
     w = np.ones(length, dtype=np.float32)
     dead, rise = halo * scale, ramp * scale
@@ -76,7 +117,7 @@ def axis_window(length: int, scale: int, halo: int, ramp: int, first: bool, last
 
 
 def plan_overlap(halo: int, tile: int) -> int:
-    """Overlap (input px) for a receptive-field radius ``halo``: ``2*halo`` plus a blend ramp."""
+    """Overlap (input px) for a receptive-field radius ``halo``: ``2*halo`` plus a margin."""
     ramp = max(2, halo // 2)
     overlap = 2 * halo + ramp
     if tile < 2 * overlap:
@@ -92,17 +133,139 @@ def iter_tiles(height: int, width: int, tile: int, overlap: int) -> Iterator[tup
             yield y0, x0, ly.tile_size, lx.tile_size
 
 
-def choose_tile(height: int, width: int, device: torch.device, channels: int = 1, model_width: int = 64) -> int:
-    """Pick a tile edge: the whole plane when small; on CUDA from free memory; else :data:`DEFAULT_TILE`."""
+def _host_memory_bytes() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - non-POSIX
+        return 8 * 2**30
+
+
+def tile_budget_px(device: torch.device, model_width: int = 64, scale: int = 2) -> int:
+    """How many *input* pixels one network call may hold (all tiles of a batch together).
+
+    Sized from the activations: about :data:`_LIVE_MAPS` maps of ``model_width``
+    channels at the output resolution (``scale**2`` output px per input px), bf16 on
+    CUDA (half of free memory), float32 on the CPU (1/16 of RAM, 256 MB to 2 GB).
+    """
+    per_out_px = _LIVE_MAPS * max(1, model_width)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        # activations: about 4 feature maps of model_width channels at the output resolution, bf16
-        bytes_per_px = 4 * model_width * 2 * 16
-        edge = int(math.sqrt(free * 0.4 / bytes_per_px))
-        tile = int(min(2048, max(128, edge // 64 * 64)))
+        budget = free * _CUDA_MEMORY_SHARE
+        per_out_px *= 2 * 2  # bf16 activations, plus float32 copies autocast keeps for some ops
     else:
-        tile = DEFAULT_TILE
-    return tile
+        lo, hi = _CPU_BUDGET_BOUNDS
+        budget = min(hi, max(lo, _host_memory_bytes() * _CPU_MEMORY_SHARE))
+        per_out_px *= 4
+    return max(MIN_TILE**2, int(budget / (per_out_px * scale * scale)))
+
+
+def choose_tile(
+    height: int, width: int, device: torch.device, channels: int = 1, model_width: int = 64, scale: int = 2
+) -> int:
+    """Pick a tile edge (input px) from the memory one network call may use, a multiple of 64.
+
+    Larger tiles waste less on overlaps (``(tile / (tile - overlap))**2`` extra work), so
+    the tile is as large as memory allows, up to :data:`MAX_TILE`.
+    """
+    edge = int(math.sqrt(tile_budget_px(device, model_width, scale)))
+    edge = min(edge, int(math.sqrt(_MAX_ELEMENTS / max(1, model_width)) / scale))
+    return int(min(MAX_TILE, max(128, edge // 64 * 64)))
+
+
+def choose_batch(tile: int, device: torch.device, model_width: int = 64, scale: int = 2, limit: int = 16) -> int:
+    """Tiles per network call: 1 on CPU; on CUDA as many ``tile``-px tiles as memory allows (at most ``limit``)."""
+    if device.type != "cuda":
+        return 1
+    by_memory = tile_budget_px(device, model_width, scale) // (tile * tile)
+    by_indexing = _MAX_ELEMENTS // (max(1, model_width) * (tile * scale) ** 2)
+    return int(max(1, min(limit, by_memory, by_indexing)))
+
+
+class _PinnedBuffers:
+    """Reusable page-locked host buffers, two per shape (one filling while the other is copied)."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[str, tuple[int, ...], torch.dtype, int], torch.Tensor] = {}
+
+    def get(self, kind: str, shape: tuple[int, ...], dtype: torch.dtype, slot: int) -> torch.Tensor:
+        key = (kind, tuple(shape), dtype, slot % 2)
+        buf = self._buffers.get(key)
+        if buf is None:
+            buf = self._buffers[key] = torch.empty(shape, dtype=dtype, pin_memory=True)
+        return buf
+
+
+def tiled_map(
+    net: Callable[[torch.Tensor], torch.Tensor],
+    plane: torch.Tensor,
+    sink: Sink,
+    *,
+    scale: int,
+    halo: int,
+    tile: int = DEFAULT_TILE,
+    batch_size: int = 4,
+    on_tile: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    device: torch.device | None = None,
+) -> None:
+    """Run ``net`` over ``plane`` (``(C, H, W)`` float32, CPU) tile by tile, handing results to ``sink``.
+
+    Every output pixel reaches ``sink`` exactly once, as part of a float32 CPU block.
+    ``device``: where ``net`` runs; on CUDA the tiles go through pinned buffers with
+    non-blocking copies and a batch's results are handed over while the next batch
+    runs.  ``on_tile(n)`` is called after each batch with the number of tiles done;
+    ``should_stop()`` is checked before each batch and raises :class:`Cancelled`.
+    """
+    c, h, w = plane.shape
+    cuda = device is not None and device.type == "cuda"
+    overlap = plan_overlap(halo, tile) if (tile < h or tile < w) else 0
+    ly = TileLayout(h, tile, overlap) if overlap else TileLayout(h, max(h, tile), 0)
+    lx = TileLayout(w, tile, overlap) if overlap else TileLayout(w, max(w, tile), 0)
+    th, tw = ly.tile_size, lx.tile_size
+    cy, cx = ly.cuts, lx.cuts
+    tiles = [(iy, ix) for iy in range(ly.count) for ix in range(lx.count)]
+    sy, sx = ly.starts, lx.starts
+    pinned = _PinnedBuffers() if cuda else None
+    pending: tuple[list[tuple[int, int]], torch.Tensor, torch.cuda.Event | None] | None = None
+
+    def hand_over(group: list[tuple[int, int]], result: torch.Tensor, event: torch.cuda.Event | None) -> None:
+        if event is not None:
+            event.synchronize()
+        for (iy, ix), out in zip(group, result):
+            y0, y1, x0, x1 = cy[iy], cy[iy + 1], cx[ix], cx[ix + 1]
+            block = out[:, (y0 - sy[iy]) * scale : (y1 - sy[iy]) * scale, (x0 - sx[ix]) * scale : (x1 - sx[ix]) * scale]
+            sink(y0 * scale, x0 * scale, block)
+        if on_tile is not None:
+            on_tile(len(group))
+
+    for k, i in enumerate(range(0, len(tiles), batch_size)):
+        if should_stop is not None and should_stop():
+            raise Cancelled("cancelled")
+        group = tiles[i : i + batch_size]
+        if len(tiles) == 1:
+            batch = plane[None]
+        elif pinned is not None:
+            batch = pinned.get("in", (len(group), c, th, tw), plane.dtype, k)
+            torch.stack([plane[:, sy[iy] : sy[iy] + th, sx[ix] : sx[ix] + tw] for iy, ix in group], out=batch)
+        else:
+            batch = torch.stack([plane[:, sy[iy] : sy[iy] + th, sx[ix] : sx[ix] + tw] for iy, ix in group])
+        if cuda:
+            batch = batch.to(device, non_blocking=True)
+        result = net(batch)
+        if result.device.type == "cuda":
+            host = pinned.get("out", tuple(result.shape), torch.float32, k) if pinned is not None else None
+            if host is None:
+                host = torch.empty(result.shape, dtype=torch.float32, pin_memory=True)
+            host.copy_(result.float(), non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            if pending is not None:
+                hand_over(*pending)  # the previous batch, while the device works on this one
+            pending = (group, host, event)
+        else:
+            hand_over(group, result.float(), None)
+    if pending is not None:
+        hand_over(*pending)
 
 
 def tiled_forward(
@@ -116,44 +279,26 @@ def tiled_forward(
     out_channels: int | None = None,
     on_tile: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    device: torch.device | None = None,
 ) -> torch.Tensor:
-    """Run ``net`` over ``plane`` (``(C, H, W)`` float tensor on the net's device) tile by tile.
+    """Run ``net`` over ``plane`` (``(C, H, W)`` float tensor, CPU) tile by tile.
 
     Returns ``(C_out, scale*H, scale*W)`` float32 on the CPU.  ``on_tile(n)`` is called
     after each batch with the number of tiles just done; ``should_stop()`` is checked
-    before each batch and raises :class:`Cancelled`.  The output is accumulated on the
-    CPU, so device memory holds only one batch of tiles.
+    before each batch and raises :class:`Cancelled`.  Device memory holds one batch of
+    tiles (two on CUDA, where copies overlap compute); see :func:`tiled_map`.
     """
     c, h, w = plane.shape
-    if tile >= h and tile >= w:  # one tile: no blending needed
-        if should_stop is not None and should_stop():
-            raise Cancelled("cancelled")
-        out = net(plane[None])[0].float().cpu()
-        if on_tile is not None:
-            on_tile(1)
-        return out
-    overlap = plan_overlap(halo, tile)
-    ramp = overlap - 2 * halo
-    tiles = list(iter_tiles(h, w, tile, overlap))
-    c_out = out_channels or c
-    acc = torch.zeros((c_out, h * scale, w * scale), dtype=torch.float32)
-    wsum = torch.zeros((1, h * scale, w * scale), dtype=torch.float32)
-    for i in range(0, len(tiles), batch_size):
-        if should_stop is not None and should_stop():
-            raise Cancelled("cancelled")
-        group = tiles[i : i + batch_size]
-        batch = torch.stack([plane[:, y0 : y0 + th, x0 : x0 + tw] for y0, x0, th, tw in group])
-        result = net(batch).float().cpu()
-        for (y0, x0, th, tw), out in zip(group, result):
-            wy = axis_window(th * scale, scale, halo, ramp, y0 == 0, y0 + th == h)
-            wx = axis_window(tw * scale, scale, halo, ramp, x0 == 0, x0 + tw == w)
-            weight = torch.from_numpy(np.outer(wy, wx))[None]
-            ys, xs = slice(y0 * scale, (y0 + th) * scale), slice(x0 * scale, (x0 + tw) * scale)
-            acc[:, ys, xs] += out * weight
-            wsum[:, ys, xs] += weight
-        if on_tile is not None:
-            on_tile(len(group))
-    return acc / wsum
+    out = torch.empty((out_channels or c, h * scale, w * scale), dtype=torch.float32)
+
+    def sink(y0: int, x0: int, block: torch.Tensor) -> None:
+        out[:, y0 : y0 + block.shape[1], x0 : x0 + block.shape[2]] = block
+
+    tiled_map(
+        net, plane, sink, scale=scale, halo=halo, tile=tile, batch_size=batch_size, on_tile=on_tile,
+        should_stop=should_stop, device=device,
+    )  # fmt: skip
+    return out
 
 
 def count_tiles(height: int, width: int, tile: int, halo: int) -> int:
@@ -161,4 +306,4 @@ def count_tiles(height: int, width: int, tile: int, halo: int) -> int:
     if tile >= height and tile >= width:
         return 1
     overlap = plan_overlap(halo, tile)
-    return len(TileLayout(height, tile, overlap).starts) * len(TileLayout(width, tile, overlap).starts)
+    return TileLayout(height, tile, overlap).count * TileLayout(width, tile, overlap).count

@@ -1,0 +1,80 @@
+"""Tile layout and hand-over: balanced tiles, each output pixel from exactly one trusted tile."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_superres.engine import SRNet
+from napari_superres.engine.tiling import (
+    MAX_TILE,
+    TileLayout,
+    choose_batch,
+    choose_tile,
+    count_tiles,
+    plan_overlap,
+    tiled_forward,
+    tiled_map,
+)
+
+
+@pytest.mark.parametrize(
+    ("size", "tile", "halo"),
+    [(size, tile, halo) for tile, halo in [(64, 5), (256, 11), (512, 12)] for size in (97, 300, 513, 1000, 4097)
+     if tile < size],
+)  # fmt: skip
+def test_balanced_layout_covers_with_trusted_hand_overs(size, tile, halo):
+    overlap = plan_overlap(halo, tile)
+    layout = TileLayout(size, tile, overlap)
+    starts, t, cuts = layout.starts, layout.tile_size, layout.cuts
+
+    assert t <= tile and starts[0] == 0 and starts[-1] + t == size
+    assert len(starts) == layout.count == len(cuts) - 1
+    assert all(b - a > 0 and a + t - b >= overlap for a, b in zip(starts, starts[1:]))  # overlaps
+    for i, start in enumerate(starts):  # each tile owns [cuts[i], cuts[i+1]), at least halo from inner edges
+        assert cuts[i] < cuts[i + 1]
+        assert i == 0 or cuts[i] - start >= halo
+        assert i == len(starts) - 1 or start + t - cuts[i + 1] >= halo
+    # balanced: shrinking the tiles leaves no more overlap than needed (within rounding)
+    assert layout.count * t - (layout.count - 1) * overlap - size < layout.count
+
+
+def test_balanced_tiles_do_less_work_than_fixed_ones():
+    layout = TileLayout(512, 256, plan_overlap(11, 256))
+    assert layout.count == 3 and layout.tile_size == 189  # 3 x 189 px instead of 3 x 256 px
+
+
+def test_every_output_pixel_is_handed_over_exactly_once():
+    plane = torch.rand(1, 150, 230)
+    hits = np.zeros((300, 460), np.int32)
+    blocks = []
+
+    def sink(y0, x0, block):
+        hits[y0 : y0 + block.shape[1], x0 : x0 + block.shape[2]] += 1
+        blocks.append(block.shape)
+
+    def net(x):
+        return torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+
+    tiled_map(net, plane, sink, scale=2, halo=5, tile=64, batch_size=3)
+
+    assert (hits == 1).all()
+    assert len(blocks) == count_tiles(150, 230, 64, 5)
+
+
+def test_tiled_forward_matches_one_pass_for_a_real_net():
+    torch.manual_seed(0)
+    net = SRNet(scale=2, channels=4, blocks=2).eval()
+    plane = torch.rand(1, 140, 170)
+    with torch.inference_mode():
+        whole = net(plane[None])[0]
+        tiled = tiled_forward(net, plane, scale=2, halo=net.receptive_field(), tile=48, batch_size=2)
+    torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=1e-5)
+
+
+def test_cpu_tiles_grow_as_the_model_narrows():
+    cpu = torch.device("cpu")
+    wide, narrow = choose_tile(4096, 4096, cpu, model_width=128, scale=4), choose_tile(4096, 4096, cpu, model_width=8)
+    assert 128 <= wide < narrow <= MAX_TILE and wide % 64 == 0
+    assert choose_batch(wide, cpu) == 1
