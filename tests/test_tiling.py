@@ -78,3 +78,20 @@ def test_cpu_tiles_grow_as_the_model_narrows():
     wide, narrow = choose_tile(4096, 4096, cpu, model_width=128, scale=4), choose_tile(4096, 4096, cpu, model_width=8)
     assert 128 <= wide < narrow <= MAX_TILE and wide % 64 == 0
     assert choose_batch(wide, cpu) == 1
+
+
+def test_raw_tiles_are_prepared_batch_by_batch():
+    raw = (np.random.default_rng(0).random((1, 90, 120)) * 65535).astype(np.uint16)
+    out = torch.empty(1, 180, 240)
+
+    def sink(y0, x0, block):
+        out[:, y0 : y0 + block.shape[1], x0 : x0 + block.shape[2]] = block
+
+    def bilinear(x):
+        return torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+
+    tiled_map(bilinear, raw, sink, scale=2, halo=2, tile=40, batch_size=4,
+              prepare=lambda tiles: torch.from_numpy(tiles.astype(np.float32) / 65535))  # fmt: skip
+
+    expected = bilinear(torch.from_numpy(raw.astype(np.float32) / 65535)[None])[0]
+    torch.testing.assert_close(out, expected)

@@ -210,13 +210,16 @@ class _Runner:
             x = x.to(self.job.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             return self.net(x)
 
-    def run_plane(self, plane: np.ndarray, channels_out: int, sink: Any = None) -> np.ndarray | None:
+    def run_plane(
+        self, plane: np.ndarray, channels_out: int, sink: Any = None, prepare: Any = None
+    ) -> np.ndarray | None:
         """``(C, H, W)`` float32 normalised -> ``(C_out, sH, sW)`` float32.
 
         With ``sink(y0, x0, block)`` the output blocks go there as they are computed
-        (see :func:`~napari_superres.engine.tiling.tiled_map`) and nothing is returned.
+        (see :func:`~napari_superres.engine.tiling.tiled_map`) and nothing is returned;
+        then ``plane`` may be raw (any dtype) with ``prepare`` normalising each batch of tiles.
         """
-        x = torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32))
+        x = plane if prepare is not None else torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32))
         while True:
             done_before = self.done
             kwargs = dict(
@@ -226,7 +229,7 @@ class _Runner:
             )  # fmt: skip
             try:
                 if sink is not None:
-                    tiled_map(self._forward, x, sink, **kwargs)
+                    tiled_map(self._forward, x, sink, prepare=prepare, **kwargs)
                     return None
                 return tiled_forward(self._forward, x, out_channels=channels_out, **kwargs).numpy()
             except torch.cuda.OutOfMemoryError:
@@ -303,17 +306,21 @@ def run_upscale(
             raise ValueError(
                 "the image contains NaN or Inf values; replace them (e.g. np.nan_to_num) before upscaling"
             )
-        plane = normalize(raw, lo, hi)
         if info.rgb is None and model.in_channels in (None, 1):
-            # one channel: each finished tile goes straight into the output (no float plane kept)
+            # one channel: tiles are normalised as they are cut and each finished tile goes
+            # straight into the output, so no float copy of the plane exists (flat memory)
             target = out_view[index]
 
             def sink(y0: int, x0: int, block: torch.Tensor, target=target, lo=lo, hi=hi) -> None:
                 region = block[0].numpy()
                 target[y0 : y0 + region.shape[0], x0 : x0 + region.shape[1]] = denormalize(region, lo, hi, job.out_dtype)
 
-            runner.run_plane(plane[None], 1, sink=sink)
+            def prepare(tiles: np.ndarray, lo=lo, hi=hi) -> torch.Tensor:
+                return torch.from_numpy(normalize(tiles, lo, hi))
+
+            runner.run_plane(raw[None], 1, sink=sink, prepare=prepare)
             continue
+        plane = normalize(raw, lo, hi)
         if info.rgb is None:
             plane = plane[None]
         result = _upscale_plane(plane, model, job.scale, runner)

@@ -197,7 +197,7 @@ class _PinnedBuffers:
 
 def tiled_map(
     net: Callable[[torch.Tensor], torch.Tensor],
-    plane: torch.Tensor,
+    plane: torch.Tensor | np.ndarray,
     sink: Sink,
     *,
     scale: int,
@@ -207,6 +207,7 @@ def tiled_map(
     on_tile: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     device: torch.device | None = None,
+    prepare: Callable[[np.ndarray], torch.Tensor] | None = None,
 ) -> None:
     """Run ``net`` over ``plane`` (``(C, H, W)`` float32, CPU) tile by tile, handing results to ``sink``.
 
@@ -215,6 +216,9 @@ def tiled_map(
     non-blocking copies and a batch's results are handed over while the next batch
     runs.  ``on_tile(n)`` is called after each batch with the number of tiles done;
     ``should_stop()`` is checked before each batch and raises :class:`Cancelled`.
+    ``prepare``: with a numpy ``plane`` of any dtype, turns each stacked ``(N, C, h, w)``
+    batch of raw tiles into the float32 tensor the net takes (e.g. normalisation), so
+    no float copy of the whole plane is ever made.
     """
     c, h, w = plane.shape
     cuda = device is not None and device.type == "cuda"
@@ -242,7 +246,14 @@ def tiled_map(
         if should_stop is not None and should_stop():
             raise Cancelled("cancelled")
         group = tiles[i : i + batch_size]
-        if len(tiles) == 1:
+        if prepare is not None:
+            raw = plane[None] if len(tiles) == 1 else np.stack(
+                [plane[:, sy[iy] : sy[iy] + th, sx[ix] : sx[ix] + tw] for iy, ix in group]
+            )  # fmt: skip
+            batch = prepare(raw)
+            if pinned is not None:
+                batch = pinned.get("in", tuple(batch.shape), batch.dtype, k).copy_(batch)
+        elif len(tiles) == 1:
             batch = plane[None]
         elif pinned is not None:
             batch = pinned.get("in", (len(group), c, th, tw), plane.dtype, k)
