@@ -72,6 +72,8 @@ STEP_MILESTONES = (0.5, 0.75)
 STEP_GAMMA = 0.5
 #: Adam betas (as ESRGAN / Real-ESRGAN).
 ADAM_BETAS = (0.9, 0.99)
+#: Settings a resumed run may change (they do not change what is learned).
+RESUME_OVERRIDES = ("device", "checkpoint_path", "checkpoint_every", "val_every")
 #: Steps over which it/s is averaged.
 SPEED_WINDOW = 20
 
@@ -698,6 +700,7 @@ class Trainer:
             "history": json.dumps(self.history),
             "last_validation": json.dumps(self.last_validation.to_dict() if self.last_validation else None),
             "normalization": json.dumps(self.data.normalization),
+            "data": json.dumps(self.data.describe()),
         }
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
@@ -736,15 +739,23 @@ class Trainer:
         *,
         engine: Engine | None = None,
         steps: int | None = None,
+        **overrides: Any,
     ) -> Trainer:
         """Rebuild a trainer from a checkpoint; :meth:`run` then continues exactly where it stopped.
 
-        ``data`` must be the same data (same images, patch size, normalisation); its
-        sampler state is restored from the checkpoint.  ``steps`` extends (or shortens) the
-        run; the learning-rate schedule is stretched to the new length.
+        ``data`` must be the same data (same images, patch size, normalisation, validation
+        fraction: :meth:`checkpoint_data` tells what it was); its sampler state is restored
+        from the checkpoint.  ``steps`` extends (or shortens) the run; the learning-rate
+        schedule is stretched to the new length.  ``overrides`` may change settings that do
+        not affect the result: ``device``, ``checkpoint_path``, ``checkpoint_every``, ``val_every``.
         """
         state = cls.read_checkpoint(path)
         config = TrainConfig.from_dict(json.loads(state["config"]))
+        bad = sorted(set(overrides) - set(RESUME_OVERRIDES))
+        if bad:
+            raise ValueError(f"cannot change {bad} when resuming; only {list(RESUME_OVERRIDES)} (and steps)")
+        for key, value in overrides.items():
+            setattr(config, key, value)
         if steps is not None:
             if int(steps) < int(state["step"]):
                 raise ValueError(f"the checkpoint is already at step {state['step']}; steps must be >= that")
@@ -757,6 +768,11 @@ class Trainer:
             if trainer.sched_d is not None:
                 trainer.sched_d.lr_lambdas[0].total = max(1, config.steps - trainer.pretrain_steps)
         return trainer
+
+    @classmethod
+    def checkpoint_data(cls, path: str | Path) -> dict[str, Any]:
+        """The data description stored in a checkpoint (``PairSource.describe()``: val_fraction, in_channels...)."""
+        return json.loads(cls.read_checkpoint(path).get("data", "{}"))
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.generator.load_state_dict(state["generator"])

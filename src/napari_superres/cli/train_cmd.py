@@ -1,0 +1,370 @@
+"""``napari-superres train``: train a super-resolution model on image files from the command line.
+
+Examples::
+
+    # registered pairs (low-res files matched to high-res files by sorted order)
+    napari-superres train --hr data/hr --lr data/lr --scale 2 --steps 5000 --out my_x2.safetensors
+
+    # high-res images only: low-res patches are synthesised (randomised degradation)
+    napari-superres train --hr stack.tif --axes ZYX --scale 2 --preset perceptual --out x2.safetensors \\
+        --checkpoint run.ckpt --checkpoint-every 500 --log run.json
+
+    # continue a stopped run (settings come from the checkpoint; --steps may extend it)
+    napari-superres train --hr data/hr --lr data/lr --resume run.ckpt --out my_x2.safetensors
+
+    # several GPUs (or CPU processes): one process per device, gradients averaged
+    torchrun --nproc_per_node 2 -m napari_superres.cli train --hr data/hr --lr data/lr --out x2.safetensors
+
+PATH arguments are image files (``.tif``/``.tiff`` through tifffile, ``.png``/``.jpg``/
+``.bmp`` through Pillow) or folders of them.  Ctrl-C stops after the current step,
+writes the checkpoint (if any) and the model trained so far.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from . import CLIError
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+IMAGE_SUFFIXES = TIFF_SUFFIXES + PIL_SUFFIXES
+
+#: defaults of the options that a resumed run takes from its checkpoint instead
+_DEFAULTS: dict[str, Any] = {
+    "scale": 2,
+    "preset": "psnr",
+    "steps": 1000,
+    "batch_size": 16,
+    "patch_size": 96,
+    "learning_rate": 2e-4,
+    "device": "auto",
+    "seed": 0,
+    "normalization": "dtype",
+    "gan_loss": "vanilla",
+    "schedule": "cosine",
+    "val_every": 100,
+    "val_fraction": 0.2,
+    "checkpoint_every": 0,
+}
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "train",
+        help="train a super-resolution model on image pairs (or high-res images)",
+        description="Train a super-resolution network on low-/high-resolution image pairs, or on high-resolution "
+        "images alone (low-res patches synthesised with a randomised degradation), and save it as a model file.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    d = _DEFAULTS
+    io = p.add_argument_group("data")
+    io.add_argument("--hr", nargs="+", required=True, metavar="PATH", help="high-res image files or folders")
+    io.add_argument("--lr", nargs="+", default=None, metavar="PATH",
+                    help="matching low-res image files or folders (paired by sorted order); omit to synthesise")  # fmt: skip
+    io.add_argument("--axes", default=None, help="axis letters of every image, e.g. YX, ZYX, YXS (default: from the file)")
+    io.add_argument("--in-channels", type=int, choices=(1, 3), default=None,
+                    help="1: grayscale / RGB luminance; 3: RGB network (default 1)")  # fmt: skip
+    io.add_argument("--normalization", choices=("dtype", "percentile"), default=None,
+                    help=f"intensity normalisation (default {d['normalization']})")  # fmt: skip
+    io.add_argument("--val-fraction", type=float, default=None,
+                    help=f"fraction of each image's columns held out for validation (default {d['val_fraction']})")  # fmt: skip
+    out = p.add_argument_group("output")
+    out.add_argument("--out", required=True, metavar="FILE", help="model file to write (.safetensors)")
+    out.add_argument("--log", metavar="LOG.json", default=None, help="write the loss and validation curves as JSON")
+    out.add_argument("--checkpoint", metavar="CKPT", default=None, help="checkpoint file (written atomically)")
+    out.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                     help="checkpoint every N steps (default: only at the end or on stop)")  # fmt: skip
+    out.add_argument("--resume", metavar="CKPT", default=None, help="continue training from a checkpoint")
+    out.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    out.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    t = p.add_argument_group("training")
+    t.add_argument("--scale", type=int, default=None, choices=(2, 3, 4, 8), help=f"upscaling factor (default {d['scale']})")
+    t.add_argument("--preset", choices=("psnr", "perceptual", "gan"), default=None,
+                   help=f"loss recipe (default {d['preset']})")  # fmt: skip
+    t.add_argument("--weight", action="append", default=[], metavar="TERM=W",
+                   help="override a loss weight: l1, l2, ssim, perceptual, gan (repeatable)")  # fmt: skip
+    t.add_argument("--gan-loss", choices=("vanilla", "lsgan", "hinge", "ragan"), default=None)
+    t.add_argument("--pretrain-steps", type=int, default=None, help="pixel-only steps first (gan default: steps/4)")
+    t.add_argument("--steps", type=int, default=None, help=f"optimisation steps (default {d['steps']})")
+    t.add_argument("--batch-size", type=int, default=None, help=f"patches per step (default {d['batch_size']})")
+    t.add_argument("--patch-size", type=int, default=None, help=f"high-res patch edge in px (default {d['patch_size']})")
+    t.add_argument("--learning-rate", type=float, default=None, help=f"Adam learning rate (default {d['learning_rate']})")
+    t.add_argument("--schedule", choices=("cosine", "step", "constant"), default=None)
+    t.add_argument("--ema", type=float, default=None, help="EMA decay of the weights (0 = off; default 0.999)")
+    t.add_argument("--val-every", type=int, default=None, help=f"validate every N steps (default {d['val_every']})")
+    t.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=None)
+    t.add_argument("--seed", type=int, default=None)
+    n = p.add_argument_group("network")
+    n.add_argument("--channels", type=int, default=None, help="feature channels (default 32)")
+    n.add_argument("--blocks", type=int, default=None, help="residual blocks (default 4)")
+    n.add_argument("--upsampling", choices=("bilinear", "pixelshuffle", "transposed"), default=None)
+    return p
+
+
+# --- reading images -------------------------------------------------------------------------------
+def expand_paths(paths: list[str], what: str) -> list[Path]:
+    """Files as given, folders as their image files in sorted order."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise CLIError(f"{what} folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise CLIError(f"{what} path not found: {path}")
+    return files
+
+
+def read_image(path: Path) -> tuple[Any, str | None]:
+    """``(array, axes or None)``; TIFF axes come from the file (RGB samples moved last)."""
+    import numpy as np
+
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                data = series.asarray()
+                axes = series.axes.upper()
+        except (tifffile.TiffFileError, OSError, ValueError) as e:
+            raise CLIError(f"cannot read {path}: {e}") from e
+        if "S" in axes and axes[-1] != "S":
+            data = np.moveaxis(data, axes.index("S"), -1)
+            axes = axes.replace("S", "") + "S"
+        # tifffile uses letters our axes also understand; make unknown repeats unique
+        if len(set(axes)) != len(axes) or len(axes) != data.ndim:
+            axes = None
+        return data, axes
+    if suffix in PIL_SUFFIXES:
+        try:
+            from PIL import Image
+        except ImportError as e:  # pragma: no cover - napari pulls Pillow in
+            raise CLIError(f"reading {suffix} files needs Pillow (pip install pillow); or convert to TIFF") from e
+        try:
+            with Image.open(path) as im:
+                if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
+                    im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
+                elif im.mode == "LA":
+                    im = im.convert("L")
+                data = np.asarray(im)
+        except OSError as e:
+            raise CLIError(f"cannot read {path}: {e}") from e
+        return data, None
+    raise CLIError(f"unsupported image file {path}; use {', '.join(IMAGE_SUFFIXES)} (or a folder of them)")
+
+
+def read_images(paths: list[str], what: str) -> tuple[list[Any], list[str | None], list[Path]]:
+    files = expand_paths(paths, what)
+    arrays, axes = [], []
+    for f in files:
+        a, ax = read_image(f)
+        arrays.append(a)
+        axes.append(ax)
+    return arrays, axes, files
+
+
+# --- running --------------------------------------------------------------------------------------
+def _weights(items: list[str]) -> dict[str, float] | None:
+    if not items:
+        return None
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise CLIError(f"--weight expects TERM=NUMBER (e.g. --weight ssim=0.5), got {item!r}") from None
+    return out
+
+
+def _get(args: argparse.Namespace, name: str) -> Any:
+    value = getattr(args, name)
+    return _DEFAULTS[name] if value is None else value
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    from ..engine.normalization import normalization_spec
+    from ..engine.trainer import TrainConfig
+
+    net = {k: getattr(args, k) for k in ("channels", "blocks", "upsampling") if getattr(args, k) is not None}
+    kwargs: dict[str, Any] = dict(
+        scale=_get(args, "scale"), preset=_get(args, "preset"), weights=_weights(args.weight),
+        gan_loss=_get(args, "gan_loss"), pretrain_steps=args.pretrain_steps, steps=_get(args, "steps"),
+        batch_size=_get(args, "batch_size"), patch_size=_get(args, "patch_size"), lr=_get(args, "learning_rate"),
+        schedule=_get(args, "schedule"), seed=_get(args, "seed"), device=_get(args, "device"),
+        val_every=_get(args, "val_every"), checkpoint_every=_get(args, "checkpoint_every"),
+        checkpoint_path=args.checkpoint, net=net, normalization=normalization_spec(_get(args, "normalization")),
+    )  # fmt: skip
+    if args.ema is not None:
+        kwargs["ema"] = args.ema if args.ema > 0 else None
+    return TrainConfig(**kwargs)
+
+
+def _resume_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """``(config, data description, overrides)`` of the checkpoint to resume."""
+    from ..engine.trainer import TrainConfig, Trainer
+
+    state = Trainer.read_checkpoint(args.resume)
+    config = TrainConfig.from_dict(json.loads(state["config"]))
+    data = json.loads(state.get("data", "{}"))
+    ignored = [
+        f"--{name.replace('_', '-')}"
+        for name in ("scale", "preset", "batch_size", "patch_size", "learning_rate", "normalization", "seed",
+                     "gan_loss", "schedule", "channels", "blocks", "upsampling", "pretrain_steps", "ema",
+                     "val_fraction", "in_channels")
+        if getattr(args, name) is not None
+    ] + (["--weight"] if args.weight else [])  # fmt: skip
+    if ignored:
+        print(f"resuming {args.resume}: its settings are used; ignoring {' '.join(ignored)}", file=sys.stderr)
+    overrides: dict[str, Any] = {}
+    if args.checkpoint:
+        overrides["checkpoint_path"] = args.checkpoint
+    elif not config.checkpoint_path:
+        overrides["checkpoint_path"] = args.resume
+    if args.checkpoint_every is not None:
+        overrides["checkpoint_every"] = args.checkpoint_every
+    if args.val_every is not None:
+        overrides["val_every"] = args.val_every
+    if args.device is not None:
+        overrides["device"] = args.device
+    return config, data, overrides
+
+
+def _write_json(path: str | Path, payload: dict[str, Any]) -> None:
+    from ..engine.model_io import atomic_write_bytes
+
+    atomic_write_bytes(path, json.dumps(payload, indent=1, default=str).encode())
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        out = out.with_name(out.name + ".safetensors")
+    if out.exists() and not args.overwrite and not args.resume:
+        raise CLIError(f"{out} exists; pass --overwrite to replace it")
+    for name in ("steps", "batch_size", "patch_size", "checkpoint_every", "val_every"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name in ("checkpoint_every", "val_every") else 1):
+            raise CLIError(f"--{name.replace('_', '-')} must be {'>= 0' if 'every' in name else 'at least 1'}, got {value}")
+    if args.checkpoint_every and not (args.checkpoint or args.resume):
+        raise CLIError("--checkpoint-every needs --checkpoint CKPT (where to write)")
+
+    from ..engine.trainer import Trainer
+    from ..engine.training_data import make_pair_source
+
+    if args.resume:
+        config, described, overrides = _resume_settings(args)
+        val_fraction = described.get("val_fraction", _DEFAULTS["val_fraction"])
+        in_channels = described.get("in_channels", args.in_channels)
+    else:
+        config = build_config(args)
+        config.validate()
+        val_fraction = args.val_fraction if args.val_fraction is not None else _DEFAULTS["val_fraction"]
+        in_channels = args.in_channels
+
+    hr, hr_axes, hr_files = read_images(args.hr, "--hr")
+    lr = None
+    if args.lr:
+        lr, _, lr_files = read_images(args.lr, "--lr")
+        if len(lr_files) != len(hr_files):
+            raise CLIError(
+                f"--hr gives {len(hr_files)} images but --lr gives {len(lr_files)}; pairs need one low-res image "
+                f"per high-res image (matched by sorted file name)"
+            )
+    axes = [args.axes] * len(hr) if args.axes else hr_axes
+    data = make_pair_source(
+        hr, lr, scale=config.scale, axes=axes, patch_size=config.patch_size, degradation=config.degradation,
+        val_fraction=val_fraction, seed=config.seed, normalization=config.normalization, in_channels=in_channels,
+    )  # fmt: skip
+
+    if args.resume:
+        trainer = Trainer.resume(args.resume, data, steps=args.steps, **overrides)
+    else:
+        trainer = Trainer(config, data)
+    main = trainer.is_main
+    total = trainer.config.steps
+    if main and not args.quiet:
+        net = trainer.generator
+        print(
+            f"training x{config.scale} {config.preset}: {data.n_planes} plane(s) from {len(hr_files)} image(s), "
+            f"{'pairs' if data.paired else 'high-res only (synthetic low-res)'}, net {net.num_parameters():,} "
+            f"parameters, device {trainer.device}, steps {trainer.step}->{total}",
+            file=sys.stderr,
+        )
+
+    stop = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    bar = None
+    if main and not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=trainer.step, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    def log_payload(result_stopped: bool | None = None) -> dict[str, Any]:
+        return {
+            "config": trainer.config.to_dict(),
+            "data": data.describe(),
+            "hr_files": [str(f) for f in hr_files],
+            "lr_files": [str(f) for f in lr_files] if args.lr else None,
+            "steps_done": trainer.step,
+            "stopped": result_stopped,
+            "final_validation": trainer.last_validation.to_dict() if trainer.last_validation else None,
+            "history": trainer.history,
+        }
+
+    def on_step(report: Any) -> None:
+        if bar is not None:
+            post = {k: f"{v:.4g}" for k, v in report.losses.items()}
+            if report.d_acc_real is not None:
+                post["D_acc"] = f"{report.d_acc_real:.2f}/{report.d_acc_fake:.2f}"
+            if trainer.last_validation is not None:
+                v = trainer.last_validation
+                post["val_psnr"] = f"{v.psnr:.2f} (bicubic {v.bicubic_psnr:.2f})"
+            bar.set_postfix(post, refresh=False)
+            bar.update(1)
+        if report.validation is not None and args.log:
+            _write_json(args.log, log_payload())
+
+    try:
+        result = trainer.run(callback=on_step, should_stop=stop.is_set)
+    finally:
+        if bar is not None:
+            bar.close()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    path = trainer.save_model(out)
+    if main:
+        if args.log:
+            _write_json(args.log, log_payload(result.stopped))
+        if not args.quiet:
+            v = result.final_validation
+            scores = f"; validation PSNR {v.psnr:.2f} dB (bicubic {v.bicubic_psnr:.2f})" if v else ""
+            state_msg = f"stopped at step {result.steps_done}" if result.stopped else f"{result.steps_done} steps"
+            print(f"{state_msg}{scores}; model written to {path}", file=sys.stderr)
+    _finish_distributed()
+    return 130 if result.stopped else 0
+
+
+def _finish_distributed() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
