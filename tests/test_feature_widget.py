@@ -123,3 +123,22 @@ def test_unrelated_shapes_are_refused_with_both_shapes(make_napari_viewer):
     assert widget.run() is None
     assert "(30, 30)" in widget.status.value and "(64, 64)" in widget.status.value
     assert len(viewer.layers) == 2
+
+
+@pytest.mark.slow  # a fresh interpreter importing napari and torch: tens of seconds on 2 busy cores
+def test_torchvision_imports_after_the_canvas_exists():
+    """On Mesa (e.g. Xvfb) the canvas loads the system libLLVM; a later ``import triton``
+    (pulled in by torchvision) would crash the process unless the widget's guard ran first."""
+    import subprocess
+    import sys
+
+    code = (
+        "import napari\n"
+        "viewer = napari.Viewer(show=False)\n"
+        "from napari_superres._napari.feature_widget import guard_triton_import\n"
+        "guard_triton_import()\n"
+        "import torchvision.models\n"
+        "print('imported')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "imported" in done.stdout, done.stderr[-2000:]

@@ -154,6 +154,30 @@ def _yx_axes(layer: Image) -> tuple[int, int]:
     return (n - 3, n - 2) if layer.rgb else (n - 2, n - 1)
 
 
+def guard_triton_import() -> bool:
+    """Block ``import triton`` when a system LLVM is already loaded; returns whether it blocked it.
+
+    napari's OpenGL canvas on Mesa (llvmpipe under Xvfb, radeonsi...) loads the system
+    ``libLLVM`` into the process; triton's ``libtriton`` then binds to those LLVM symbols
+    and crashes the interpreter (SIGSEGV) when imported, which happens on the first
+    ``import torchvision`` (torchvision.ops -> torch._dynamo -> triton).  Marking triton as
+    absent makes torch run without it (no ``torch.compile`` Triton kernels, which could not
+    load in this process anyway).  Linux only; a no-op when triton is already imported.
+    """
+    import sys
+
+    if "triton" in sys.modules:
+        return False
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+            llvm_loaded = "libLLVM" in f.read()
+    except OSError:
+        return False
+    if llvm_loaded:
+        sys.modules["triton"] = None  # type: ignore[assignment]  # import triton -> ImportError
+    return llvm_loaded
+
+
 # --- one request ---------------------------------------------------------------------------------
 @dataclass
 class _Request:
@@ -240,6 +264,7 @@ class FeatureDifferenceWidget(QWidget):
         layout.addWidget(self.notes)
         layout.addStretch(1)
 
+        guard_triton_import()
         self._select_defaults()
         self._show_figures({})
         self.run_button.changed.connect(lambda *_: self.run())
@@ -357,6 +382,7 @@ class FeatureDifferenceWidget(QWidget):
                         bool(self.pixel_check.value), bool(self.ssim_check.value), match, notes)  # fmt: skip
 
     def _start(self, request: _Request) -> GeneratorWorker:
+        guard_triton_import()  # before the worker imports torchvision
         stop = self._stop = threading.Event()
         engine = self.engine
         emit = self._emit_progress
