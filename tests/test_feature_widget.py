@@ -140,5 +140,7 @@ def test_torchvision_imports_after_the_canvas_exists():
         "import torchvision.models\n"
         "print('imported')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0 and "imported" in done.stdout, done.stderr[-2000:]
