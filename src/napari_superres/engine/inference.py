@@ -249,6 +249,23 @@ class _Runner:
                 )
 
 
+def _denormalize_tensor(block: torch.Tensor, lo: float, hi: float, dtype: np.dtype) -> np.ndarray:
+    """:func:`~napari_superres.engine.normalization.denormalize` of a float32 CPU tensor with
+    torch's multi-threaded kernels; the same arithmetic (float32 multiply, add, round half to
+    even, clip), so the same values.  Returns float32 (or bool) numpy whose values are exact
+    in ``dtype``; assigning it into a ``dtype`` array does the cast in the same pass.
+    """
+    y = block * np.float32(hi - lo)
+    y.add_(float(np.float32(lo)))
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        y.round_().clamp_(float(info.min), float(info.max))
+    elif dtype == np.bool_:
+        return (y > 0.5).numpy()
+    return y.numpy()
+
+
 def _bicubic(plane: np.ndarray, scale: int) -> np.ndarray:
     """``(C, H, W)`` float32 -> bicubic ``(C, sH, sW)`` (torch's kernel, as the baseline)."""
     x = torch.from_numpy(np.ascontiguousarray(plane))[None]
@@ -312,8 +329,8 @@ def run_upscale(
             target = out_view[index]
 
             def sink(y0: int, x0: int, block: torch.Tensor, target=target, lo=lo, hi=hi) -> None:
-                region = block[0].numpy()
-                target[y0 : y0 + region.shape[0], x0 : x0 + region.shape[1]] = denormalize(region, lo, hi, job.out_dtype)
+                region = _denormalize_tensor(block[0], lo, hi, job.out_dtype)
+                target[y0 : y0 + region.shape[0], x0 : x0 + region.shape[1]] = region
 
             def prepare(tiles: np.ndarray, lo=lo, hi=hi) -> torch.Tensor:
                 return torch.from_numpy(normalize(tiles, lo, hi))

@@ -1,0 +1,458 @@
+"""Inference benchmarks: throughput, tiling overhead, peak memory and (GPU) achieved TFLOP/s.
+
+    python benchmarks/run.py                 # full set: 1024^2 .. 8192^2, x2 and x4, a 64-plane stack
+    python benchmarks/run.py --quick         # 1024^2 and 2048^2, a 4-plane stack, 5-minute budget each
+    python benchmarks/run.py --sizes 1024 --scales 2 --device cpu --model default
+
+For every scale and input size, one subprocess (so its peak RSS is its own) measures:
+
+* ``tiled``: the engine's full path, ``Engine.upscale(uint16 image)`` (normalise, tiles,
+  network, denormalise into a uint16 output), with the automatic tile and batch size;
+* ``untiled``: one forward pass of the same network over the whole (normalised float32)
+  image, host -> device -> host included: the tiling overhead is ``tiled / untiled``
+  (goal >= 90 %); skipped where the activations would not fit in memory;
+* ``bicubic``: ``torch.nn.functional.interpolate(mode="bicubic")`` on the same float
+  image (the floor any network is compared with), transfers included.
+
+Throughput is in output megapixels per second.  Memory: host peak RSS
+(``resource.getrusage`` max RSS of the subprocess) against its RSS before the run
+(interpreter, torch, model, input), and the part above the uint16 output buffer; on CUDA
+``torch.cuda.max_memory_allocated``.  FLOPs are counted from the architecture
+(:func:`flops_per_input_px`: ``2*Cin*Cout*k*k`` per output pixel of every convolution,
+8 per output element of bilinear and 32 of the bicubic skip), so achieved TFLOP/s is
+*useful* work (the untiled network's FLOPs) per second; on CUDA also as a fraction of
+the device's bf16 dense peak.
+
+Results are merged into ``benchmarks/results/<machine>.json`` under the key
+``"inference"`` (other keys, e.g. ``"training"``, are kept; read-modify-write under a
+lock, written atomically) and rendered to ``benchmarks/results/<machine>.md``.  The
+machine name is ``$SUPERRES_MACHINE`` or ``platform.node()``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+FULL_SIZES = (1024, 2048, 4096, 8192)
+QUICK_SIZES = (1024, 2048)
+SCALES = (2, 4)
+FULL_STACK_PLANES = 64
+QUICK_STACK_PLANES = 4
+STACK_EDGE = 1024
+#: bf16 dense peak of known GPUs (TFLOP/s, no sparsity), by a substring of the device name.
+BF16_PEAK_TFLOPS = {"H200": 790.0, "H100": 790.0, "A100": 312.0, "L40S": 362.0, "A10G": 70.0, "RTX 4090": 165.0}
+#: Fraction of available memory an untiled pass may need before it is skipped.
+UNTILED_MEMORY_SHARE = 0.6
+MB = 2**20
+
+
+# --- results file ----------------------------------------------------------------------------------
+def machine_name() -> str:
+    return os.environ.get("SUPERRES_MACHINE") or platform.node() or "unknown"
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive advisory lock on ``path.lock`` (other writers of the results file use it too)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def merge_results(machine: str, updates: dict[str, Any]) -> Path:
+    """Set ``updates``' top-level keys in ``results/<machine>.json``, keeping every other key.
+
+    Read-modify-write under a lock; the new file replaces the old atomically.
+    """
+    path = RESULTS_DIR / f"{machine}.json"
+    with _locked(path):
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data.update(updates)
+        data["machine"] = machine
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    return path
+
+
+def replace_md_section(machine: str, key: str, markdown: str) -> Path:
+    """Replace (or append) the ``<!-- key -->`` section of ``results/<machine>.md``, keeping the rest."""
+    path = RESULTS_DIR / f"{machine}.md"
+    start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
+    block = f"{start}\n{markdown.rstrip()}\n{end}\n"
+    with _locked(path):
+        text = path.read_text() if path.exists() else f"# Benchmarks on `{machine}`\n\n"
+        if start in text and end in text:
+            head, rest = text.split(start, 1)
+            text = head + block + rest.split(end, 1)[1].lstrip("\n")
+        else:
+            text = text.rstrip("\n") + "\n\n" + block
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    return path
+
+
+# --- FLOPs -----------------------------------------------------------------------------------------
+def flops_per_input_px(net: Any, in_channels: int = 1, probe: int = 32) -> float:
+    """FLOPs of one forward pass per *input* pixel, counted from the modules actually run.
+
+    Convolutions: ``2 * Cin/groups * Cout * kh * kw`` per output pixel (transposed: per
+    input pixel); ``nn.Upsample``: 8 per output element (bilinear, 4 taps); the bicubic
+    global skip of an ``SRNet``: 32 per output element (16 taps).  Counted on a
+    ``probe``-px square and divided by its area (every term is proportional to pixels).
+    """
+    import torch
+    from torch import nn
+
+    from napari_superres.engine.arch import Bicubic, SRNet
+
+    total = 0.0
+
+    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        x = inputs[0]
+        if isinstance(module, nn.ConvTranspose2d):
+            kh, kw = module.kernel_size
+            total += 2 * module.in_channels * module.out_channels / module.groups * kh * kw * x.shape[-2] * x.shape[-1]
+        elif isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            total += 2 * module.in_channels / module.groups * module.out_channels * kh * kw * output[0, 0].numel()
+        elif isinstance(module, nn.Upsample):
+            total += 8 * output[0].numel()
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Upsample)]
+    try:
+        with torch.inference_mode():
+            dev = next(iter(net.parameters()), torch.empty(0)).device
+            out = net(torch.zeros(1, in_channels, probe, probe, device=dev))
+    finally:
+        for h in handles:
+            h.remove()
+    if isinstance(net, Bicubic) or (isinstance(net, SRNet) and net.config.global_skip):
+        total += 32 * out[0].numel()
+    return total / (probe * probe)
+
+
+# --- one measurement (runs in a subprocess) --------------------------------------------------------
+def _rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _build_model(spec: str, scale: int, engine: Any) -> Any:
+    import torch
+
+    from napari_superres.engine import SRNet
+
+    if spec == "default":
+        torch.manual_seed(0)
+        return engine.prepare(SRNet(scale=scale).eval())
+    return engine.prepare(spec)
+
+
+def measure(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Run the measurements of one (scale, shape) in this process; returns a JSON-able dict."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from napari_superres.engine import Engine
+    from napari_superres.engine.device import autocast
+    from napari_superres.engine.inference import model_width, plan_upscale
+
+    engine = Engine(device=cfg["device"], builtins=cfg["model"] != "default")
+    device = engine.device
+    model = _build_model(cfg["model"], cfg["scale"], engine)
+    scale = model.scale or cfg["scale"]
+    shape = tuple(cfg["shape"])
+    cuda = device.type == "cuda"
+    image = np.random.default_rng(0).integers(0, 65535, shape, dtype=np.uint16)
+    planes = image.reshape(-1, *shape[-2:])
+    out_px = planes.shape[0] * shape[-2] * shape[-1] * scale * scale
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(device)
+
+    # warm up every code path on a small input (kernels, threads, allocator); keeps the RSS baseline low
+    engine.upscale(image[(0,) * (len(shape) - 2)][:64, :64], model, scale=scale)
+    sync()
+    job = plan_upscale(image, model, scale=scale, device=device, tile=cfg.get("tile"), batch_size=cfg.get("batch"))
+    result: dict[str, Any] = {
+        "scale": scale, "shape": list(shape), "out_mpx": out_px / 1e6, "tile": job.tile,
+        "batch": job.batch_size, "tiles_per_plane": job.tiles_per_plane(),
+        "input_mb": image.nbytes / MB, "output_mb": out_px * 2 / MB, "threads": torch.get_num_threads(),
+    }  # fmt: skip
+    rss_before = _rss_mb()
+    repeats = 2 if cuda else 1  # on CUDA the first run also tunes cuDNN for the tile shape
+    for _ in range(repeats):
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        t0 = time.perf_counter()
+        out = engine.upscale(image, model, scale=scale, tile=cfg.get("tile"), batch_size=cfg.get("batch"))
+        sync()
+        seconds = time.perf_counter() - t0
+        del out
+    peak = _rss_mb()
+    result["tiled"] = {
+        "seconds": seconds, "out_mpx_s": out_px / 1e6 / seconds,
+        "rss_before_mb": rss_before, "peak_rss_mb": peak, "rss_increase_mb": peak - rss_before,
+        "above_output_mb": peak - rss_before - result["output_mb"],
+    }  # fmt: skip
+    if cuda:
+        result["tiled"]["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / MB
+
+    def floatplanes() -> list[torch.Tensor]:
+        return [torch.from_numpy(p.astype(np.float32) / 65535)[None, None] for p in planes]
+
+    def timed(fn: Any) -> float:
+        xs = floatplanes()
+        best = math.inf
+        for _ in range(repeats):
+            sync()
+            t0 = time.perf_counter()
+            for x in xs:
+                y = fn(x.to(device, non_blocking=True))
+                y = y.float().cpu()
+                del y
+            sync()
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    bic = timed(lambda x: F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False))
+    result["bicubic"] = {"seconds": bic, "out_mpx_s": out_px / 1e6 / bic}
+
+    # one untiled pass: only where its activations fit
+    width = model_width(model.net)
+    plane_out_px = shape[-2] * shape[-1] * scale * scale
+    bytes_needed = 3 * width * plane_out_px * (2 if cuda else 4)
+    if cuda:
+        available = torch.cuda.mem_get_info(device)[0]
+    else:
+        import psutil
+
+        available = psutil.virtual_memory().available
+    if bytes_needed > UNTILED_MEMORY_SHARE * available:
+        result["untiled"] = {"skipped": f"needs ~{bytes_needed / 2**30:.1f} GiB of activations, "
+                             f"{available / 2**30:.1f} GiB available"}  # fmt: skip
+    elif cuda and width * plane_out_px >= 2**31:
+        result["untiled"] = {"skipped": "activation tensors over 2^31 elements (int32 kernel indexing)"}
+    else:
+        net = model.net
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode(), autocast(device):
+                return net(x.contiguous(memory_format=torch.channels_last))
+
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        unt = timed(forward)
+        result["untiled"] = {"seconds": unt, "out_mpx_s": out_px / 1e6 / unt}
+        if cuda:
+            result["untiled"]["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / MB
+        result["tiled_vs_untiled"] = unt / seconds
+
+    flops = flops_per_input_px(model.net, model.in_channels or 1) * planes.shape[0] * shape[-2] * shape[-1]
+    result["useful_tflop"] = flops / 1e12
+    result["tiled"]["tflop_s"] = flops / 1e12 / seconds
+    if cuda:
+        name = torch.cuda.get_device_name(device)
+        peak_tf = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
+        result["device_name"] = name
+        if peak_tf:
+            result["tiled"]["fraction_of_bf16_peak"] = result["tiled"]["tflop_s"] / peak_tf
+            result["bf16_peak_tflops"] = peak_tf
+    return result
+
+
+# --- driver ----------------------------------------------------------------------------------------
+def _run_subprocess(cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--_measure", json.dumps(cfg)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"skipped": f"ran past the {timeout:.0f} s limit and was stopped"}
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
+        return {"skipped": f"failed (exit {proc.returncode}): {tail[0][:300]}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _load() -> str:
+    try:
+        return "/".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:  # pragma: no cover
+        return "?"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES}, a {QUICK_STACK_PLANES}-plane stack")
+    p.add_argument("--sizes", type=int, nargs="+", default=None, help="square 2D input edges (px)")
+    p.add_argument("--scales", type=int, nargs="+", default=list(SCALES))
+    p.add_argument("--stack-planes", type=int, default=None, help=f"planes of the (N, {STACK_EDGE}, {STACK_EDGE}) stack; 0: none")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--model", default="default", help="'default' (SRNet(scale=s) defaults, random weights), a name or a file")
+    p.add_argument("--tile", type=int, default=None)
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--budget-s", type=float, default=None,
+                   help="skip a measurement predicted (from the previous size) to take longer (default 300 quick, 1800 full)")  # fmt: skip
+    p.add_argument("--machine", default=None)
+    p.add_argument("--note", action="append", default=[], help="free-text note stored with the results")
+    p.add_argument("--no-save", action="store_true")
+    p.add_argument("--_measure", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args._measure:
+        print(json.dumps(measure(json.loads(args._measure))))
+        return 0
+
+    import torch
+
+    machine = args.machine or machine_name()
+    sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
+    planes = args.stack_planes if args.stack_planes is not None else (QUICK_STACK_PLANES if args.quick else FULL_STACK_PLANES)
+    budget = args.budget_s or (300.0 if args.quick else 1800.0)
+    device = args.device
+    notes = list(args.note)
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    load_before = _load()
+    runs: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    shapes = [[s, s] for s in sorted(sizes)] + ([[planes, STACK_EDGE, STACK_EDGE]] if planes else [])
+    for scale in args.scales:
+        rate: float | None = None  # tiled output Mpx/s of the previous size: predicts the next
+        for shape in shapes:
+            out_mpx = math.prod(shape) * scale * scale / 1e6
+            # tiled + bicubic + untiled ~ 2.2x the tiled time; process start and warm-up ~ 30 s
+            predicted = None if rate is None else 2.2 * out_mpx / rate + 30
+            label = f"x{scale} {'x'.join(map(str, shape))}"
+            if predicted is not None and predicted > budget:
+                reason = f"predicted {predicted:.0f} s at {rate:.2f} output Mpx/s > budget {budget:.0f} s"
+                skipped.append({"scale": scale, "shape": shape, "reason": reason})
+                print(f"{label}: skipped ({reason})", flush=True)
+                continue
+            cfg = {"scale": scale, "shape": shape, "device": device, "model": args.model, "tile": args.tile, "batch": args.batch}
+            t0 = time.time()
+            res = _run_subprocess(cfg, timeout=max(budget * 1.5, 120))
+            if "skipped" in res:
+                skipped.append({"scale": scale, "shape": shape, "reason": res["skipped"]})
+                print(f"{label}: skipped ({res['skipped']})", flush=True)
+                continue
+            res["wall_s"] = time.time() - t0
+            runs.append(res)
+            if len(shape) == 2:
+                rate = res["tiled"]["out_mpx_s"]
+            print(_summary_line(res), flush=True)
+    report = {
+        "started": started,
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": str(_resolve(device)),
+        "device_name": torch.cuda.get_device_name() if _resolve(device).type == "cuda" else platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "model": args.model,
+        "quick": bool(args.quick),
+        "budget_s": budget,
+        "load_average_before": load_before,
+        "load_average_after": _load(),
+        "notes": notes,
+        "runs": runs,
+        "skipped": skipped,
+    }
+    if not args.no_save:
+        path = merge_results(machine, {"inference": report})
+        md = replace_md_section(machine, "inference", render_markdown(report))
+        print(f"wrote {path} and {md}")
+    return 0
+
+
+def _resolve(device: str) -> Any:
+    from napari_superres.engine.device import resolve_device
+
+    return resolve_device(device)
+
+
+def _summary_line(r: dict[str, Any]) -> str:
+    t = r["tiled"]
+    unt = r.get("untiled", {})
+    parts = [
+        f"x{r['scale']} {'x'.join(map(str, r['shape']))}: tiled {t['out_mpx_s']:.2f} Mpx/s ({t['seconds']:.1f} s)",
+        f"untiled {unt['out_mpx_s']:.2f}" if "out_mpx_s" in unt else "untiled skipped",
+        f"bicubic {r['bicubic']['out_mpx_s']:.1f}",
+        f"RSS +{t['rss_increase_mb']:.0f} MB (above output {t['above_output_mb']:.0f} MB)",
+        f"{t['tflop_s'] * 1e3:.1f} GFLOP/s",
+    ]
+    return ", ".join(parts)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The inference section of ``results/<machine>.md``."""
+    lines = [
+        "## Inference",
+        "",
+        f"Device `{report['device']}` ({report['device_name']}), {report['cpu_count']} CPUs, torch {report['torch']}; "
+        f"model `{report['model']}`; run {report['started']} -> {report['finished']}; "
+        f"load average before/after {report['load_average_before']} / {report['load_average_after']}"
+        f"{' (--quick)' if report['quick'] else ''}.",
+        "",
+        "Throughput in output megapixels per second.  *tiled*: the engine's full path on a uint16 image "
+        "(normalise, tiles, network, uint16 output).  *untiled*: one forward pass of the same network on "
+        "the whole float image.  *bicubic*: torch `interpolate` (the floor).  RSS: peak host memory of the "
+        "measuring process above its state before the run (interpreter, torch, model, input); "
+        "*above output*: that minus the uint16 output array.",
+        "",
+        "| scale | input | tile (batch) | tiled Mpx/s | untiled Mpx/s | tiled/untiled | bicubic Mpx/s | RSS before MB | RSS +MB | above output MB | GFLOP/s | GPU peak MB | % bf16 peak |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["runs"]:
+        t, u = r["tiled"], r.get("untiled", {})
+        lines.append(
+            "| ×{} | {} | {} ({}) | {:.2f} | {} | {} | {:.1f} | {:.0f} | {:.0f} | {:.0f} | {:.1f} | {} | {} |".format(
+                r["scale"], "×".join(map(str, r["shape"])), r["tile"], r["batch"], t["out_mpx_s"],
+                f"{u['out_mpx_s']:.2f}" if "out_mpx_s" in u else "skipped",
+                f"{r['tiled_vs_untiled']:.0%}" if "tiled_vs_untiled" in r else "–",
+                r["bicubic"]["out_mpx_s"], t["rss_before_mb"], t["rss_increase_mb"], t["above_output_mb"],
+                t["tflop_s"] * 1e3,
+                f"{t['gpu_peak_mb']:.0f}" if "gpu_peak_mb" in t else "–",
+                f"{t['fraction_of_bf16_peak']:.1%}" if "fraction_of_bf16_peak" in t else "–",
+            )  # fmt: skip
+        )
+    untiled_skips = [(r, r["untiled"]["skipped"]) for r in report["runs"] if "skipped" in r.get("untiled", {})]
+    if report["skipped"] or untiled_skips:
+        lines += ["", "Skipped:", ""]
+        for s in report["skipped"]:
+            lines.append(f"- ×{s['scale']} {'×'.join(map(str, s['shape']))}: {s['reason']}")
+        for r, why in untiled_skips:
+            lines.append(f"- untiled pass at ×{r['scale']} {'×'.join(map(str, r['shape']))}: {why}")
+    if report["notes"]:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in report["notes"]]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
