@@ -174,6 +174,18 @@ def test_stopped_run_returns_normally_with_a_loadable_checkpoint(tmp_path):
     assert longer.run().steps_done == 4
 
 
+def test_training_can_continue_in_process_with_a_stretched_schedule():
+    lr, hr = float_pair((96, 128))
+    trainer = Trainer(tiny_config(steps=4), make_pair_source([hr], [lr], scale=2, patch_size=32))
+    trainer.run()
+    assert trainer.current_lr() == pytest.approx(1e-3 * 0.01)  # cosine schedule ended at 1 %
+    trainer.set_total_steps(8)
+    assert 1e-5 < trainer.current_lr() < 1e-3  # half-way down the stretched cosine
+    assert trainer.run().steps_done == 8 and len(trainer.history) == 8
+    with pytest.raises(ValueError, match="at least 8"):
+        trainer.set_total_steps(5)
+
+
 def test_periodic_checkpoints(tmp_path):
     lr, hr = float_pair((96, 128))
     data = make_pair_source([hr], [lr], scale=2, patch_size=32)

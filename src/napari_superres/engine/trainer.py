@@ -393,6 +393,7 @@ class Trainer:
         self.last_validation: ValidationReport | None = None
         self._stop_requested = False
         self._durations: deque[float] = deque(maxlen=SPEED_WINDOW)
+        self._val_seconds = 0.0
 
     # --- construction helpers ----------------------------------------------------------------
     @staticmethod
@@ -423,6 +424,8 @@ class Trainer:
     @staticmethod
     def _net_config(config: TrainConfig, data: PairSource) -> SRNetConfig:
         overrides = dict(config.net or {})
+        if "scale" in overrides and int(overrides["scale"]) != int(config.scale):
+            raise ValueError(f"net scale {overrides['scale']} differs from the training scale {config.scale}")
         for key in ("in_channels", "out_channels"):
             if key in overrides and int(overrides[key]) != data.in_channels:
                 raise ValueError(
@@ -462,6 +465,20 @@ class Trainer:
         """Ask :meth:`run` to stop after the current step (thread-safe flag)."""
         self._stop_requested = True
 
+    def set_total_steps(self, steps: int) -> None:
+        """Change the run's length (e.g. train longer after :meth:`run` returned); the schedule stretches to it."""
+        steps = int(steps)
+        if steps < max(1, self.step):
+            raise ValueError(f"steps must be at least {max(1, self.step)} (steps already done), got {steps}")
+        self.config.steps = steps
+        self.sched_g.lr_lambdas[0].total = max(1, steps)  # type: ignore[attr-defined]
+        for group, factor in zip(self.opt_g.param_groups, self.sched_g.base_lrs):
+            group["lr"] = factor * self.sched_g.lr_lambdas[0](self.sched_g.last_epoch)
+        if self.sched_d is not None and self.opt_d is not None:
+            self.sched_d.lr_lambdas[0].total = max(1, steps - self.pretrain_steps)  # type: ignore[attr-defined]
+            for group, factor in zip(self.opt_d.param_groups, self.sched_d.base_lrs):
+                group["lr"] = factor * self.sched_d.lr_lambdas[0](self.sched_d.last_epoch)
+
     def current_lr(self) -> float:
         return float(self.opt_g.param_groups[0]["lr"])
 
@@ -490,8 +507,13 @@ class Trainer:
             self._durations.append(time.perf_counter() - t0)
             validation = None
             if (cfg.val_every and self.step % cfg.val_every == 0) or self.step == cfg.steps:
+                v0 = time.perf_counter()
                 validation = self.validate()
+                self._val_seconds = time.perf_counter() - v0
             it_s = len(self._durations) / max(sum(self._durations), 1e-9)
+            remaining = cfg.steps - self.step
+            n_val = remaining // cfg.val_every if cfg.val_every else 0
+            eta = remaining / it_s + (n_val + (1 if remaining else 0)) * self._val_seconds
             report = StepReport(
                 step=self.step,
                 total_steps=cfg.steps,
@@ -500,7 +522,7 @@ class Trainer:
                 d_acc_fake=acc[1] if acc else None,
                 lr=self.current_lr(),
                 it_per_s=it_s,
-                eta_s=(cfg.steps - self.step) / it_s,
+                eta_s=eta,
                 validation=validation,
                 phase=phase,
             )
@@ -764,9 +786,7 @@ class Trainer:
         trainer = cls(config, data, engine=engine, net=net)
         trainer._load_state(state)
         if steps is not None:
-            trainer.sched_g.lr_lambdas[0].total = max(1, config.steps)
-            if trainer.sched_d is not None:
-                trainer.sched_d.lr_lambdas[0].total = max(1, config.steps - trainer.pretrain_steps)
+            trainer.set_total_steps(int(steps))
         return trainer
 
     @classmethod
