@@ -13,7 +13,9 @@ Examples::
     napari-superres train --hr data/hr --lr data/lr --resume run.ckpt --out my_x2.safetensors
 
     # several GPUs (or CPU processes): one process per device, gradients averaged
-    torchrun --nproc_per_node 2 -m napari_superres.cli train --hr data/hr --lr data/lr --out x2.safetensors
+    # (torchrun's own options shadow abbreviations: write --log-json rather than --log there)
+    torchrun --nproc_per_node 2 -m napari_superres.cli train --hr data/hr --lr data/lr --out x2.safetensors \
+        --log-json run.json
 
 PATH arguments are image files (``.tif``/``.tiff`` through tifffile, ``.png``/``.jpg``/
 ``.bmp`` through Pillow) or folders of them.  Ctrl-C stops after the current step,
@@ -77,7 +79,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     help=f"fraction of each image's columns held out for validation (default {d['val_fraction']})")  # fmt: skip
     out = p.add_argument_group("output")
     out.add_argument("--out", required=True, metavar="FILE", help="model file to write (.safetensors)")
-    out.add_argument("--log", metavar="LOG.json", default=None, help="write the loss and validation curves as JSON")
+    out.add_argument("--log", "--log-json", dest="log", metavar="LOG.json", default=None,
+                     help="write the loss and validation curves as JSON (under torchrun spell it --log-json)")  # fmt: skip
     out.add_argument("--checkpoint", metavar="CKPT", default=None, help="checkpoint file (written atomically)")
     out.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
                      help="checkpoint every N steps (default: only at the end or on stop)")  # fmt: skip
