@@ -115,10 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=BATCH)
     parser.add_argument("--patch-size", type=int, default=PATCH)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-save", action="store_true", help="print only; do not write results/")
     args = parser.parse_args(argv)
 
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from napari_superres.engine.vgg import vgg16_weights_path
 

@@ -306,6 +306,11 @@ def test_stacks_rgb_and_uint16():
     assert color.sample(2)[1].shape == (2, 3, 16, 16)
     trainer = Trainer(tiny_config(patch_size=16, steps=1), color)
     assert trainer.generator.in_channels == 3
+    # or let the network choose: a 3-channel net switches RGB data from luminance to RGB
+    by_net = Trainer(tiny_config(patch_size=16, steps=1, net={**TINY_NET, "in_channels": 3, "out_channels": 3}), luma)
+    assert luma.in_channels == 3 and by_net.generator.in_channels == 3
+    with pytest.raises(ValueError, match="needs RGB images"):
+        Trainer(tiny_config(patch_size=16, steps=1, net={**TINY_NET, "in_channels": 3, "out_channels": 3}), data)
     result = trainer.run()
     assert result.final_validation.preview.shape[-1] == 3  # RGB preview (H, W, 3)
 

@@ -339,6 +339,9 @@ class Trainer:
         self.config = config
         self.data = data
         self._check_data(config, data)
+        wanted = net.in_channels if isinstance(net, SRNet) else (config.net or {}).get("in_channels")
+        if wanted is not None and int(wanted) != data.in_channels:
+            data.set_in_channels(int(wanted))  # RGB images: luminance for 1-channel nets, RGB for 3-channel ones
         self.weights = config.resolved_weights()
         self.pretrain_steps = config.resolved_pretrain_steps()
         pixel = {k: v for k, v in self.weights.items() if k in PIXEL_TERMS}
@@ -430,7 +433,7 @@ class Trainer:
             if key in overrides and int(overrides[key]) != data.in_channels:
                 raise ValueError(
                     f"net {key}={overrides[key]} but the data gives {data.in_channels}-channel patches; "
-                    f"build the data with in_channels={overrides[key]} or drop the override"
+                    f"a network's in_channels and out_channels must match the data (1, or 3 for RGB images)"
                 )
         overrides.update(scale=int(config.scale), in_channels=data.in_channels, out_channels=data.in_channels)
         return SRNetConfig.from_dict(overrides)

@@ -172,20 +172,14 @@ class PairSource:
             planes = self._add_image(i, hr_img, lr_img, axes_list[i], rgb)
             any_rgb |= planes[0].rgb
             self.planes.extend(planes)
-        if in_channels is None:
-            in_channels = 1
-        if in_channels not in (1, 3):
-            raise ValueError(f"in_channels must be 1 (grayscale / luminance) or 3 (RGB), got {in_channels}")
-        if in_channels == 3 and not all(p.rgb for p in self.planes):
-            raise ValueError("a 3-channel (RGB) network needs RGB images for every pair; use in_channels=1")
-        self.in_channels = int(in_channels)
         self.any_rgb = any_rgb
+        self._validation: list[tuple[np.ndarray, np.ndarray]] | None = None
+        self.set_in_channels(1 if in_channels is None else in_channels)
         self._weights = np.array(
             [(p.h_lr - self.patch_size // self.scale + 1) * (p.train_w_lr - self.patch_size // self.scale + 1)
              for p in self.planes], dtype=np.float64,
         )  # fmt: skip
         self._weights /= self._weights.sum()
-        self._validation: list[tuple[np.ndarray, np.ndarray]] | None = None
         self.seed = int(seed)
         self.reseed(seed, rank)
 
@@ -293,6 +287,15 @@ class PairSource:
                 )
             )  # fmt: skip
         return out
+
+    def set_in_channels(self, in_channels: int) -> None:
+        """1: grayscale, RGB as luminance; 3: RGB as RGB (every image must be RGB)."""
+        if in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 (grayscale / luminance) or 3 (RGB), got {in_channels}")
+        if in_channels == 3 and not all(p.rgb for p in self.planes):
+            raise ValueError("a 3-channel (RGB) network needs RGB images for every pair; use in_channels=1")
+        self.in_channels = int(in_channels)
+        self._validation = None
 
     # --- conversion --------------------------------------------------------------------------------
     def _convert(self, raw: np.ndarray, rng: tuple[float, float], rgb: bool) -> np.ndarray:
