@@ -1,0 +1,439 @@
+"""Quality benchmark: PSNR / SSIM of the built-in models against bicubic and Lanczos.
+
+For every high-res image (held out from training) and scale, a low-res image is made
+in two ways:
+
+* ``bicubic`` - the SR literature's protocol: antialiased bicubic downsampling
+  (``torch.nn.functional.interpolate(mode="bicubic", antialias=True)``, whose kernel
+  is the a = -0.5 cubic of MATLAB ``imresize`` and PIL), rounded to the image's dtype;
+* ``microscope`` - a camera with larger pixels: Gaussian blur (sigma = 0.5 x scale
+  high-res px, a PSF wider than one low-res pixel) -> area (block-mean) downsampling ->
+  Poisson-Gaussian noise (``MICROSCOPE_PEAK_PHOTONS`` photons at the image's maximum,
+  Gaussian read noise of ``MICROSCOPE_READ_NOISE`` x its range), rounded to the dtype;
+  the noise is seeded per image, so every run makes the same low-res images.
+
+Each low-res image is upscaled back by
+
+* ``bicubic`` and ``Lanczos`` - PIL ``Image.resize`` on float images (mode ``"F"``,
+  bicubic a = -0.5, Lanczos-3), per channel;
+* every model of that scale, through the plugin's own inference
+  (:meth:`napari_superres.engine.Engine.upscale`: its normalisation, tiling, and for
+  RGB the luminance through the model with chroma bicubic).
+
+Metrics, as in the literature: RGB images are compared on Y (ITU-R BT.601 studio
+range, MATLAB ``rgb2ycbcr``) with a data range of 255; grayscale / microscopy
+images on their own values with ``data_range = max - min`` of the high-res image.
+``scale`` pixels are cropped at every border.  PSNR and SSIM come from
+:mod:`napari_superres.engine.metrics` (SSIM: Wang et al., Gaussian window 11, sigma 1.5,
+population covariance, equal to scikit-image's ``structural_similarity(gaussian_weights=True,
+use_sample_covariance=False)``).
+The perceptual (VGG-16 feature) distance needs the ImageNet VGG-16 weights, which
+cannot be downloaded offline: when they are not in the torch hub cache it is reported
+as ``n/a (no VGG weights offline)``.
+
+Usage::
+
+    python benchmarks/quality.py --data ../shared/data            # the held-out sets, built-in models
+    python benchmarks/quality.py --folder my_hr_images --scales 2 --model my.safetensors
+
+It writes ``benchmarks/results/quality.json`` and ``quality.md`` (``--out`` changes the stem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "scripts") not in sys.path:
+    sys.path.insert(0, str(ROOT / "scripts"))
+
+from prepare_data import Image, heldout_sets, read_image  # noqa: E402
+
+PROTOCOLS = ("bicubic", "microscope")
+BASELINES = ("bicubic", "Lanczos")
+#: Microscope protocol: PSF sigma per unit of scale (high-res px), photons at the image maximum, read noise.
+MICROSCOPE_BLUR_PER_SCALE = 0.5
+MICROSCOPE_PEAK_PHOTONS = 400.0
+MICROSCOPE_READ_NOISE = 0.004
+PERCEPTUAL_NA = "n/a (no VGG weights offline)"
+IMAGE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
+
+
+# --- low-res protocols ---------------------------------------------------------------------------
+def _channels_first(image: np.ndarray) -> np.ndarray:
+    """``(H, W)`` -> ``(1, H, W)``; ``(H, W, 3)`` -> ``(3, H, W)``; float64."""
+    a = np.asarray(image, dtype=np.float64)
+    return a[None] if a.ndim == 2 else np.moveaxis(a, -1, 0)
+
+
+def _back(planes: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_channels_first`, rounded and clipped to ``like``'s dtype."""
+    out = planes[0] if like.ndim == 2 else np.moveaxis(planes, 0, -1)
+    return to_dtype(out, like.dtype)
+
+
+def to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Round and clip to an integer dtype's range (floats are only cast), like a saved image."""
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return np.asarray(values).astype(dtype)
+
+
+def modcrop(image: np.ndarray, scale: int) -> np.ndarray:
+    """Crop Y and X (the first two axes) to multiples of ``scale``."""
+    h, w = image.shape[:2]
+    return image[: h - h % scale, : w - w % scale]
+
+
+def downsample_bicubic(hr: np.ndarray, scale: int) -> np.ndarray:
+    """Antialiased bicubic downsampling (MATLAB ``imresize`` kernel), rounded to ``hr``'s dtype."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(_channels_first(hr)).float()[None]
+    y = F.interpolate(x, scale_factor=1 / scale, mode="bicubic", antialias=True, align_corners=False)
+    return _back(y[0].double().numpy(), hr)
+
+
+def _gaussian_blur(planes: np.ndarray, sigma: float) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter
+
+    return np.stack([gaussian_filter(p, sigma, mode="reflect") for p in planes])
+
+
+def downsample_microscope(hr: np.ndarray, scale: int, seed: int) -> np.ndarray:
+    """Blur -> area downsampling -> Poisson-Gaussian noise, rounded to ``hr``'s dtype (seeded)."""
+    planes = _gaussian_blur(_channels_first(hr), MICROSCOPE_BLUR_PER_SCALE * scale)
+    c, h, w = planes.shape
+    planes = planes.reshape(c, h // scale, scale, w // scale, scale).mean(axis=(2, 4))
+    lo, hi = float(np.min(hr)), float(np.max(hr))
+    span = max(hi - lo, 1e-12)
+    rng = np.random.default_rng(seed)
+    signal = np.clip((planes - lo) / span, 0.0, None)
+    noisy = rng.poisson(signal * MICROSCOPE_PEAK_PHOTONS) / MICROSCOPE_PEAK_PHOTONS
+    noisy = noisy + rng.normal(0.0, MICROSCOPE_READ_NOISE, size=noisy.shape)
+    return _back(noisy * span + lo, hr)
+
+
+def make_low_res(hr: np.ndarray, scale: int, protocol: str, seed: int) -> np.ndarray:
+    if protocol == "bicubic":
+        return downsample_bicubic(hr, scale)
+    if protocol == "microscope":
+        return downsample_microscope(hr, scale, seed)
+    raise ValueError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")
+
+
+# --- upscaling -----------------------------------------------------------------------------------
+def upscale_pil(lr: np.ndarray, scale: int, method: str) -> np.ndarray:
+    """Bicubic or Lanczos upscaling with PIL on float (mode ``"F"``) planes, rounded to ``lr``'s dtype."""
+    from PIL import Image as PILImage
+
+    resample = {"bicubic": PILImage.Resampling.BICUBIC, "Lanczos": PILImage.Resampling.LANCZOS}[method]
+    planes = _channels_first(lr).astype(np.float32)
+    h, w = planes.shape[1:]
+    out = [np.asarray(PILImage.fromarray(p, mode="F").resize((w * scale, h * scale), resample)) for p in planes]
+    return _back(np.stack(out).astype(np.float64), lr)
+
+
+# --- metrics -------------------------------------------------------------------------------------
+def y_channel(rgb: np.ndarray) -> np.ndarray:
+    """MATLAB ``rgb2ycbcr`` luminance of uint8-range RGB ``(H, W, 3)``: values in [16, 235]."""
+    rgb = np.asarray(rgb, dtype=np.float64)
+    return 16.0 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255.0
+
+
+def comparable(sr: np.ndarray, hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """The planes compared and their data range: Y for RGB (range 255), else values (HR max - min)."""
+    if hr.ndim == 3:
+        a, b, data_range = y_channel(sr), y_channel(hr), 255.0
+    else:
+        a, b = np.asarray(sr, np.float64), np.asarray(hr, np.float64)
+        data_range = float(b.max() - b.min()) or 1.0
+    c = scale
+    return a[c:-c, c:-c], b[c:-c, c:-c], data_range
+
+
+def psnr(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
+    """PSNR (dB) of the compared planes: :func:`napari_superres.engine.metrics.psnr`."""
+    from napari_superres.engine.metrics import psnr as _psnr
+
+    return _psnr(a, b, data_range=data_range)
+
+
+def ssim(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
+    """SSIM of the compared planes: :func:`napari_superres.engine.metrics.ssim` (= scikit-image's
+    ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)``)."""
+    from napari_superres.engine.metrics import ssim as _ssim
+
+    return _ssim(a, b, data_range=data_range)
+
+
+class Perceptual:
+    """VGG-16 feature distance (mean over relu1_2..relu4_3 of the mean squared feature difference).
+
+    Only available with the ImageNet weights in the torch hub cache; otherwise ``available`` is False.
+    """
+
+    def __init__(self) -> None:
+        from napari_superres.engine.vgg import vgg16_weights_path
+
+        self.available = vgg16_weights_path().is_file()
+        self._vgg = None
+
+    def __call__(self, a: np.ndarray, b: np.ndarray, data_range: float) -> float | None:
+        if not self.available:
+            return None
+        import torch
+
+        from napari_superres.engine.vgg import VGGFeatures
+
+        if self._vgg is None:
+            self._vgg = VGGFeatures(("relu1_2", "relu2_2", "relu3_3", "relu4_3")).eval()
+        lo = min(a.min(), b.min())
+        ta = torch.from_numpy((a - lo) / data_range).float()[None, None]
+        tb = torch.from_numpy((b - lo) / data_range).float()[None, None]
+        with torch.inference_mode():
+            fa, fb = self._vgg(ta), self._vgg(tb)
+            return float(np.mean([torch.mean((fa[k] - fb[k]) ** 2).item() for k in fa]))
+
+
+# --- benchmark -----------------------------------------------------------------------------------
+@dataclass
+class Method:
+    """An upscaler: a PIL baseline (``model is None``) or a model (name/path/SRModel) at its scale."""
+
+    name: str
+    model: Any = None
+    scale: int | None = None  # None: any scale
+
+    def run(self, lr: np.ndarray, scale: int, engine: Any) -> np.ndarray:
+        if self.model is None:
+            return upscale_pil(lr, scale, self.name)
+        return engine.upscale(lr, self.model, scale=scale, rgb=lr.ndim == 3)
+
+
+@dataclass
+class Row:
+    set: str
+    scale: int
+    protocol: str
+    method: str
+    per_image: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        def mean(key: str) -> float | None:
+            vals = [r[key] for r in self.per_image if r[key] is not None]
+            return float(np.mean(vals)) if vals else None
+
+        return {
+            "set": self.set,
+            "scale": self.scale,
+            "protocol": self.protocol,
+            "method": self.method,
+            "n_images": len(self.per_image),
+            "psnr": mean("psnr"),
+            "ssim": mean("ssim"),
+            "perceptual": mean("perceptual"),
+            "per_image": self.per_image,
+        }
+
+
+def model_methods(models: Sequence[str | Path], engine: Any) -> list[Method]:
+    """``Method`` objects for model files / registry names, each at its own scale."""
+    out = []
+    for m in models:
+        resolved = engine.get(str(m))
+        name = Path(str(m)).stem if str(m).endswith(".safetensors") else str(m)
+        if name in BASELINES:
+            name = f"{name} (torch)"
+        out.append(Method(name, resolved, resolved.scale))
+    return out
+
+
+def run_benchmark(
+    sets: dict[str, list[Image]],
+    scales: Sequence[int],
+    methods: Sequence[Method],
+    *,
+    protocols: Sequence[str] = PROTOCOLS,
+    engine: Any = None,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Run every set x scale x protocol x method; returns the JSON-able result dict."""
+    from napari_superres.engine import Engine
+
+    engine = engine or Engine(device="cpu", builtins=False)
+    perceptual = Perceptual()
+    rows: list[Row] = []
+    t0 = time.perf_counter()
+    for set_name, images in sets.items():
+        for scale in scales:
+            usable = [m for m in methods if m.scale in (None, scale)]
+            for protocol in protocols:
+                table = {m.name: Row(set_name, scale, protocol, m.name) for m in usable}
+                for index, image in enumerate(images):
+                    hr = modcrop(image.array, scale)
+                    lr = make_low_res(hr, scale, protocol, seed=1000 * scale + index)
+                    for m in usable:
+                        sr = m.run(lr, scale, engine)
+                        if sr.shape != hr.shape:
+                            raise RuntimeError(f"{m.name} returned {sr.shape} for {hr.shape} ({image.name})")
+                        a, b, data_range = comparable(sr, hr, scale)
+                        table[m.name].per_image.append(
+                            {
+                                "image": image.name,
+                                "psnr": psnr(a, b, data_range),
+                                "ssim": ssim(a, b, data_range),
+                                "perceptual": perceptual(a, b, data_range),
+                            }
+                        )
+                rows.extend(table.values())
+                if log:
+                    log(
+                        f"[{time.perf_counter() - t0:6.1f}s] {set_name} x{scale} {protocol}: "
+                        + ", ".join(f"{r.method} {r.summary()['psnr']:.2f} dB" for r in table.values())
+                    )
+    return {
+        "benchmark": "napari-superres quality",
+        "protocols": {
+            "bicubic": "antialiased bicubic downsampling (torch interpolate bicubic antialias=True, "
+            "a=-0.5 kernel as MATLAB imresize), rounded to the image dtype",
+            "microscope": f"Gaussian blur sigma={MICROSCOPE_BLUR_PER_SCALE}*scale HR px, area (block-mean) "
+            f"downsampling, Poisson noise ({MICROSCOPE_PEAK_PHOTONS:g} photons at the image maximum) + "
+            f"Gaussian read noise ({MICROSCOPE_READ_NOISE:g} of the range), seeded, rounded to the dtype",
+        },
+        "metrics": {
+            "psnr": "dB; RGB: Y (BT.601 studio range) with range 255; gray: range = HR max - min; "
+            "border of `scale` px cropped",
+            "ssim": "Gaussian window 11, sigma 1.5 (engine.metrics.ssim = skimage structural_similarity), "
+            "same planes/crop",
+            "perceptual": "VGG-16 feature MSE" if perceptual.available else PERCEPTUAL_NA,
+        },
+        "baselines": "PIL Image.resize on float mode 'F' images (BICUBIC a=-0.5, LANCZOS)",
+        "environment": {
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "processor": platform.processor() or platform.machine(),
+            "seconds": round(time.perf_counter() - t0, 1),
+        },
+        "sets": {name: [im.name for im in images] for name, images in sets.items()},
+        "results": [r.summary() for r in rows],
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """Tables (one per scale): mean PSNR (dB) / SSIM per set and protocol, and the best model's gain."""
+    lines = []
+    rows = results["results"]
+    perceptual = results["metrics"]["perceptual"]
+    for scale in sorted({r["scale"] for r in rows}):
+        at_scale = [r for r in rows if r["scale"] == scale]
+        methods = list(dict.fromkeys(r["method"] for r in at_scale))
+        models = [m for m in methods if m not in BASELINES]
+        lines.append(f"**x{scale}** - mean PSNR (dB) / SSIM; perceptual distance: {perceptual}")
+        lines.append("")
+        header = ["held-out set (images)", "low-res made by"] + methods
+        if models:
+            header.append("model - bicubic")
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|")
+        keys = list(dict.fromkeys((r["set"], r["protocol"]) for r in at_scale))
+        for set_name, protocol in keys:
+            cell = {r["method"]: r for r in at_scale if r["set"] == set_name and r["protocol"] == protocol}
+            n = next(iter(cell.values()))["n_images"]
+            row = [f"{set_name} ({n})", protocol]
+            for m in methods:
+                r = cell.get(m)
+                row.append(f"{r['psnr']:.2f} / {r['ssim']:.3f}" if r else "-")
+            if models:
+                gains = [cell[m]["psnr"] - cell["bicubic"]["psnr"] for m in models if m in cell and "bicubic" in cell]
+                row.append(", ".join(f"{g:+.2f} dB" for g in gains) if gains else "-")
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_results(results: dict[str, Any], out: Path) -> tuple[Path, Path]:
+    """Write ``out.json`` and ``out.md`` (atomically); returns both paths."""
+    from napari_superres.engine.model_io import atomic_write_bytes
+
+    out = Path(out)
+    json_path, md_path = out.with_suffix(".json"), out.with_suffix(".md")
+    atomic_write_bytes(json_path, (json.dumps(results, indent=1, allow_nan=True) + "\n").encode())
+    text = "# Quality benchmark\n\n" + _notes(results) + "\n\n" + markdown(results)
+    atomic_write_bytes(md_path, text.encode())
+    return json_path, md_path
+
+
+def _notes(results: dict[str, Any]) -> str:
+    p, m = results["protocols"], results["metrics"]
+    return "\n".join(
+        [
+            "Generated by `benchmarks/quality.py`. Low-res images:",
+            f"- *bicubic*: {p['bicubic']};",
+            f"- *microscope*: {p['microscope']}.",
+            f"Upscaled by {results['baselines']} and by each model through `Engine.upscale`.",
+            f"PSNR: {m['psnr']}. SSIM: {m['ssim']}.",
+        ]
+    )
+
+
+def folder_set(folder: Path) -> list[Image]:
+    """Every image file of ``folder`` (sorted): RGB kept, other multi-channel files split into planes."""
+    out = []
+    for path in sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        a = read_image(path)
+        if a.ndim == 3 and a.shape[-1] == 3 and a.dtype == np.uint8:
+            out.append(Image(path.name, "rgb", a))
+        elif a.ndim == 2:
+            out.append(Image(path.name, "gray", a))
+        else:
+            flat = a.reshape(-1, *a.shape[-2:]) if a.shape[-1] > 4 else np.moveaxis(a, -1, 0)
+            out.extend(Image(f"{path.name}[{i}]", "gray", np.ascontiguousarray(p)) for i, p in enumerate(flat))
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description="PSNR/SSIM of built-in models vs bicubic/Lanczos")
+    parser.add_argument("--data", type=Path, help="data folder with the held-out sets (../shared/data layout)")
+    parser.add_argument("--folder", type=Path, action="append", default=[], help="a folder of high-res images")
+    parser.add_argument("--no-synthetic", action="store_true", help="skip the synthetic fluorescence set")
+    parser.add_argument("--scales", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
+    parser.add_argument(
+        "--model", action="append", default=None, help="model file or name (default: the built-in models)"
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quality")
+    args = parser.parse_args(argv)
+
+    from napari_superres.engine import Engine
+    from napari_superres.engine.engine import builtin_model_files
+
+    engine = Engine(device="cpu", builtins=True)
+    models = args.model if args.model is not None else [p.stem for p in builtin_model_files()]
+    sets = heldout_sets(args.data, synthetic=not args.no_synthetic) if args.data or not args.folder else {}
+    for folder in args.folder:
+        sets[folder.name] = folder_set(folder)
+    methods = [Method(b) for b in BASELINES] + model_methods(models, engine)
+    results = run_benchmark(sets, args.scales, methods, protocols=args.protocols, engine=engine)
+    json_path, md_path = write_results(results, args.out)
+    print(markdown(results))
+    print(f"wrote {json_path} and {md_path}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
