@@ -16,25 +16,40 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-@pytest.fixture
-def fake_vgg_cache(tmp_path, monkeypatch):
-    """A torch hub cache holding a *randomly initialised* VGG-16 state dict under the real file name.
+@pytest.fixture(scope="session")
+def vgg_hub_dir(tmp_path_factory):
+    """A torch hub folder holding a *randomly initialised* VGG-16 state dict under torchvision's file name.
 
-    Exercises the real loading path (torchvision weights API file name, ``torch.load(weights_only=True)``)
-    without a download. Results computed with it are NOT pretrained results.
+    Written once per test session (the file is about 530 MB). Results computed with it are
+    NOT pretrained results: tests use it only to exercise the real loading path and structure.
     """
     import torch
-    from torchvision.models import vgg16
+    from torchvision.models import VGG16_Weights, vgg16
+
+    hub = tmp_path_factory.mktemp("torch") / "hub"
+    path = hub / "checkpoints" / os.path.basename(VGG16_Weights.IMAGENET1K_V1.url)
+    path.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(vgg16(weights=None).state_dict(), path)
+    return hub
+
+
+@pytest.fixture
+def fake_vgg_cache(vgg_hub_dir, monkeypatch):
+    """Point ``TORCH_HOME`` and the torch hub at :func:`vgg_hub_dir`; yields the weights file's path.
+
+    Goes through the real loading path (torchvision weights API file name,
+    ``torch.load(weights_only=True)``) without a download.
+    """
+    import torch
 
     from napari_superres.engine.vgg import vgg16_weights_path
 
     old_dir = torch.hub.get_dir()
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    torch.hub.set_dir(str(tmp_path / "torch" / "hub"))
+    monkeypatch.setenv("TORCH_HOME", str(vgg_hub_dir.parent))
+    torch.hub.set_dir(str(vgg_hub_dir))
     path = vgg16_weights_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    torch.save(vgg16(weights=None).state_dict(), path)
+    assert path.is_file()
     yield path
     torch.hub.set_dir(old_dir)
 

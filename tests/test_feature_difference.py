@@ -26,25 +26,15 @@ SHALLOW = ("relu1_2", "relu2_2", "relu3_3")
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    """One engine whose VGG-16 was loaded (once for the module) from a random-weight hub cache."""
-    from torchvision.models import vgg16
-
-    from napari_superres.engine.vgg import vgg16_weights_path
-
-    hub = tmp_path_factory.mktemp("torch") / "hub"
+def engine(vgg_hub_dir):
+    """One engine whose VGG-16 was loaded (once for the module) from the random-weight hub cache."""
     old_dir = torch.hub.get_dir()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TORCH_HOME", str(hub.parent))
-        torch.hub.set_dir(str(hub))
+        mp.setenv("TORCH_HOME", str(vgg_hub_dir.parent))
+        torch.hub.set_dir(str(vgg_hub_dir))
         try:
-            path = vgg16_weights_path()
-            path.parent.mkdir(parents=True)
-            torch.manual_seed(0)
-            torch.save(vgg16(weights=None).state_dict(), path)
             eng = Engine(device="cpu", builtins=False)
             eng.vgg_features()  # loads now, through the real path
-            path.unlink()  # 500 MB: not needed any more
         finally:
             torch.hub.set_dir(old_dir)
     return eng

@@ -135,7 +135,7 @@ def test_torchvision_imports_after_the_canvas_exists():
     code = (
         "import napari\n"
         "viewer = napari.Viewer(show=False)\n"
-        "from napari_superres._napari.feature_widget import guard_triton_import\n"
+        "from napari_superres._napari.triton_guard import guard_triton_import\n"
         "guard_triton_import()\n"
         "import torchvision.models\n"
         "print('imported')\n"

@@ -21,6 +21,9 @@ _LOCK = threading.Lock()
 
 def get_engine(viewer: Any = None) -> Engine:
     """The engine of ``viewer`` (created on first call); ``None`` gives the process-wide engine."""
+    from .triton_guard import guard_triton_import
+
+    guard_triton_import()  # before any torch code runs next to a napari canvas
     from ..engine import Engine, default_engine
 
     if viewer is None:

@@ -37,6 +37,7 @@ from qtpy.QtWidgets import QHeaderView, QLabel, QTableWidget, QTableWidgetItem, 
 
 from .engine_access import get_engine
 from .layers import METADATA_KEY, layer_axes
+from .triton_guard import guard_triton_import
 
 if TYPE_CHECKING:
     import napari
@@ -152,30 +153,6 @@ def _yx_axes(layer: Image) -> tuple[int, int]:
     """Indices of Y and X in the layer's data (before the RGB axis for RGB layers)."""
     n = np.ndim(layer.data[0]) if layer.multiscale else np.ndim(layer.data)
     return (n - 3, n - 2) if layer.rgb else (n - 2, n - 1)
-
-
-def guard_triton_import() -> bool:
-    """Block ``import triton`` when a system LLVM is already loaded; returns whether it blocked it.
-
-    napari's OpenGL canvas on Mesa (llvmpipe under Xvfb, radeonsi...) loads the system
-    ``libLLVM`` into the process; triton's ``libtriton`` then binds to those LLVM symbols
-    and crashes the interpreter (SIGSEGV) when imported, which happens on the first
-    ``import torchvision`` (torchvision.ops -> torch._dynamo -> triton).  Marking triton as
-    absent makes torch run without it (no ``torch.compile`` Triton kernels, which could not
-    load in this process anyway).  Linux only; a no-op when triton is already imported.
-    """
-    import sys
-
-    if "triton" in sys.modules:
-        return False
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
-            llvm_loaded = "libLLVM" in f.read()
-    except OSError:
-        return False
-    if llvm_loaded:
-        sys.modules["triton"] = None  # type: ignore[assignment]  # import triton -> ImportError
-    return llvm_loaded
 
 
 # --- one request ---------------------------------------------------------------------------------
