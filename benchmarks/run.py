@@ -212,14 +212,15 @@ def measure(cfg: dict[str, Any]) -> dict[str, Any]:
     for _ in range(repeats):
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = engine.upscale(image, model, scale=scale, tile=cfg.get("tile"), batch_size=cfg.get("batch"))
         sync()
-        seconds = time.perf_counter() - t0
+        seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
         del out
     peak = _rss_mb()
     result["tiled"] = {
         "seconds": seconds, "out_mpx_s": out_px / 1e6 / seconds,
+        "cpu_seconds": cpu_seconds, "out_mpx_per_cpu_s": out_px / 1e6 / cpu_seconds,
         "rss_before_mb": rss_before, "peak_rss_mb": peak, "rss_increase_mb": peak - rss_before,
         "above_output_mb": peak - rss_before - result["output_mb"],
     }  # fmt: skip
@@ -229,22 +230,23 @@ def measure(cfg: dict[str, Any]) -> dict[str, Any]:
     def floatplanes() -> list[torch.Tensor]:
         return [torch.from_numpy(p.astype(np.float32) / 65535)[None, None] for p in planes]
 
-    def timed(fn: Any) -> float:
+    def timed(fn: Any) -> tuple[float, float]:
+        """Best (wall seconds, process CPU seconds) over the repeats."""
         xs = floatplanes()
-        best = math.inf
+        best = (math.inf, math.inf)
         for _ in range(repeats):
             sync()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for x in xs:
                 y = fn(x.to(device, non_blocking=True))
                 y = y.float().cpu()
                 del y
             sync()
-            best = min(best, time.perf_counter() - t0)
+            best = min(best, (time.perf_counter() - t0, time.process_time() - c0))
         return best
 
-    bic = timed(lambda x: F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False))
-    result["bicubic"] = {"seconds": bic, "out_mpx_s": out_px / 1e6 / bic}
+    bic, bic_cpu = timed(lambda x: F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False))
+    result["bicubic"] = {"seconds": bic, "out_mpx_s": out_px / 1e6 / bic, "cpu_seconds": bic_cpu}
 
     # one untiled pass: only where its activations fit
     width = model_width(model.net)
@@ -270,11 +272,13 @@ def measure(cfg: dict[str, Any]) -> dict[str, Any]:
 
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)
-        unt = timed(forward)
-        result["untiled"] = {"seconds": unt, "out_mpx_s": out_px / 1e6 / unt}
+        unt, unt_cpu = timed(forward)
+        result["untiled"] = {"seconds": unt, "out_mpx_s": out_px / 1e6 / unt, "cpu_seconds": unt_cpu,
+                             "out_mpx_per_cpu_s": out_px / 1e6 / unt_cpu}  # fmt: skip
         if cuda:
             result["untiled"]["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / MB
         result["tiled_vs_untiled"] = unt / seconds
+        result["tiled_vs_untiled_cpu_time"] = unt_cpu / cpu_seconds
 
     flops = flops_per_input_px(model.net, model.in_channels or 1) * planes.shape[0] * shape[-2] * shape[-1]
     result["useful_tflop"] = flops / 1e12
@@ -424,18 +428,22 @@ def render_markdown(report: dict[str, Any]) -> str:
         "(normalise, tiles, network, uint16 output).  *untiled*: one forward pass of the same network on "
         "the whole float image.  *bicubic*: torch `interpolate` (the floor).  RSS: peak host memory of the "
         "measuring process above its state before the run (interpreter, torch, model, input); "
-        "*above output*: that minus the uint16 output array.",
+        "*above output*: that minus the uint16 output array.  *Mpx/CPU-s*: output megapixels per second of "
+        "process CPU time (all threads): on a shared machine a steadier measure of the work than wall time.",
         "",
-        "| scale | input | tile (batch) | tiled Mpx/s | untiled Mpx/s | tiled/untiled | bicubic Mpx/s | RSS before MB | RSS +MB | above output MB | GFLOP/s | GPU peak MB | % bf16 peak |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scale | input | tile (batch) | tiled Mpx/s | untiled Mpx/s | tiled/untiled | tiled Mpx/CPU-s | untiled Mpx/CPU-s | tiled/untiled (CPU time) | bicubic Mpx/s | RSS before MB | RSS +MB | above output MB | GFLOP/s | GPU peak MB | % bf16 peak |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["runs"]:
         t, u = r["tiled"], r.get("untiled", {})
         lines.append(
-            "| ×{} | {} | {} ({}) | {:.2f} | {} | {} | {:.1f} | {:.0f} | {:.0f} | {:.0f} | {:.1f} | {} | {} |".format(
+            "| ×{} | {} | {} ({}) | {:.2f} | {} | {} | {:.3f} | {} | {} | {:.1f} | {:.0f} | {:.0f} | {:.0f} | {:.1f} | {} | {} |".format(
                 r["scale"], "×".join(map(str, r["shape"])), r["tile"], r["batch"], t["out_mpx_s"],
                 f"{u['out_mpx_s']:.2f}" if "out_mpx_s" in u else "skipped",
                 f"{r['tiled_vs_untiled']:.0%}" if "tiled_vs_untiled" in r else "–",
+                t["out_mpx_per_cpu_s"],
+                f"{u['out_mpx_per_cpu_s']:.3f}" if "out_mpx_per_cpu_s" in u else "–",
+                f"{r['tiled_vs_untiled_cpu_time']:.0%}" if "tiled_vs_untiled_cpu_time" in r else "–",
                 r["bicubic"]["out_mpx_s"], t["rss_before_mb"], t["rss_increase_mb"], t["above_output_mb"],
                 t["tflop_s"] * 1e3,
                 f"{t['gpu_peak_mb']:.0f}" if "gpu_peak_mb" in t else "–",

@@ -28,6 +28,7 @@ chunk task depends on), and each worker process keeps the rebuilt network in a c
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -55,6 +56,10 @@ if TYPE_CHECKING:  # pragma: no cover
 _WORKER_CACHE_SIZE = 4
 _worker_cache: OrderedDict[tuple[str, str], SRModel] = OrderedDict()
 _worker_lock = threading.Lock()
+#: One chunk at a time on a GPU per process: each chunk sizes its tiles and batches from the
+#: free device memory, so concurrent chunks would overcommit it.  Other threads meanwhile
+#: read inputs and write outputs, and within a chunk host work overlaps device work.
+_gpu_locks: dict[str, threading.Lock] = {}
 
 
 class ModelPayload:
@@ -179,17 +184,18 @@ def _upscale_block(block: np.ndarray, *, payload: ModelPayload, spec: _BlockSpec
     info = block_info[0]
     where, count = info["chunk-location"], info["num-chunks"]
     model = payload.model()
-    job = plan_upscale(
-        block, model, scale=spec.scale, axes=spec.axes, rgb=spec.rgb, tile=spec.tile,
-        device=resolve_device(payload.device),
-        batch_size=spec.batch_size, normalization=spec.normalization, output_dtype=np.dtype(spec.out_dtype),
-    )  # fmt: skip
-    ranges = {c: (lo, hi) for c, lo, hi in spec.ranges}
-    c_axis = job.axes.channel
-    if c_axis is not None:  # channel indices of this block, relative to its first one
-        first = info["array-location"][c_axis][0]
-        ranges = {c - first: r for c, r in ranges.items() if first <= c < first + block.shape[c_axis]}
-    out = run_upscale(block, job, value_range=ranges[-1] if -1 in ranges else ranges)
+    device = resolve_device(payload.device)
+    with _device_lock(device):
+        job = plan_upscale(
+            block, model, scale=spec.scale, axes=spec.axes, rgb=spec.rgb, tile=spec.tile, device=device,
+            batch_size=spec.batch_size, normalization=spec.normalization, output_dtype=np.dtype(spec.out_dtype),
+        )  # fmt: skip
+        ranges: dict[int, tuple[float, float]] = {c: (lo, hi) for c, lo, hi in spec.ranges}
+        c_axis = job.axes.channel
+        if c_axis is not None:  # channel indices of this block, relative to its first one
+            first = info["array-location"][c_axis][0]
+            ranges = {c - first: r for c, r in ranges.items() if first <= c < first + block.shape[c_axis]}
+        out = run_upscale(block, job, value_range=ranges[-1] if -1 in ranges else ranges)
     trim = [slice(None)] * out.ndim
     cut = spec.halo * spec.scale
     for ax in (job.axes.y, job.axes.x):
@@ -197,6 +203,14 @@ def _upscale_block(block: np.ndarray, *, payload: ModelPayload, spec: _BlockSpec
         stop = out.shape[ax] - cut if where[ax] < count[ax] - 1 else out.shape[ax]
         trim[ax] = slice(start, stop)
     return out[tuple(trim)]
+
+
+def _device_lock(device: torch.device) -> Any:
+    """The process-wide lock of a GPU (see ``_gpu_locks``); a no-op context on the CPU."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    with _worker_lock:
+        return _gpu_locks.setdefault(str(device), threading.Lock())
 
 
 def global_value_ranges(
