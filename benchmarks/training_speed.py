@@ -12,8 +12,10 @@ is off (``val_every=0``) so only steps are timed; ``--warmup`` steps run first.
 For each preset it reports steps/s, high-res megapixels/s, the time share of patch
 sampling, and approximate useful GFLOP/s (3x the generator's forward FLOPs per step,
 counted by ``benchmarks/run.py``'s :func:`flops_per_input_px`; VGG and discriminator work
-not counted).  ``perceptual`` and ``gan`` need the VGG-16 ImageNet weights in the torch hub
-cache and are skipped (with the reason) without them.
+not counted).  ``perceptual`` and ``gan`` need VGG-16 weights: without the ImageNet ones in
+the torch hub cache they are skipped, unless ``--random-vgg`` times them with a randomly
+initialised VGG-16 written to a temporary hub cache (speed does not depend on the weight
+values; such runs are labelled ``vgg: random`` and say nothing about quality).
 
 Results are merged into ``benchmarks/results/<machine>.json`` under ``"training"``
 (other keys kept; read-modify-write under a lock, atomic) and into the markdown file.
@@ -107,6 +109,23 @@ def measure(device: str, preset: str, steps: int, warmup: int, batch: int, patch
     return out
 
 
+def _random_vgg_cache() -> None:
+    """Point the torch hub cache at a temporary folder holding a random VGG-16 (timing only)."""
+    import tempfile
+
+    import torch
+    from torchvision.models import vgg16
+
+    from napari_superres.engine.vgg import vgg16_weights_path
+
+    home = Path(tempfile.mkdtemp(prefix="superres-bench-torch-"))
+    os.environ["TORCH_HOME"] = str(home)
+    torch.hub.set_dir(str(home / "hub"))
+    path = vgg16_weights_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(vgg16(weights=None).state_dict(), path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="all", help="cpu, cuda, or all (cpu + cuda when available)")
@@ -116,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=BATCH)
     parser.add_argument("--patch-size", type=int, default=PATCH)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--random-vgg", action="store_true",
+                        help="without ImageNet VGG weights, time perceptual/gan with random VGG weights")  # fmt: skip
     parser.add_argument("--no-save", action="store_true", help="print only; do not write results/")
     args = parser.parse_args(argv)
 
@@ -129,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.device == "all" else [args.device]
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
     have_vgg = vgg16_weights_path().is_file()
+    vgg_kind = "imagenet" if have_vgg else None
+    if not have_vgg and args.random_vgg and any(p != "psnr" for p in presets):
+        _random_vgg_cache()
+        have_vgg, vgg_kind = True, "random"
     report: dict[str, Any] = {
         "started": dt.datetime.now().isoformat(timespec="seconds"),
         "torch": torch.__version__,
@@ -150,9 +175,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{device} {preset}: skipped ({reason})")
                 continue
             r = measure(device, preset, args.steps, args.warmup, args.batch_size, args.patch_size)
+            r["vgg"] = vgg_kind if preset != "psnr" else None
             report["runs"].append(r)
             print(
-                f"{r['device']} {preset}: {r['it_per_s']:.2f} it/s ({r['patches_per_s']:.1f} patches/s, "
+                f"{r['device']} {preset}{' (random VGG)' if r['vgg'] == 'random' else ''}: {r['it_per_s']:.2f} it/s ({r['patches_per_s']:.1f} patches/s, "
                 f"{r['hr_mpx_per_s']:.3f} HR Mpx/s), sampling {r['sampling_share']:.1%} of the time, "
                 f"~{r['generator_gflop_s']:.1f} GFLOP/s (generator), {r['threads']} threads"
                 + (f", GPU peak {r['gpu_peak_mb']:.0f} MB" if "gpu_peak_mb" in r else "")
@@ -176,17 +202,20 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{report['started']} -> {report['finished']}; load average before/after {report['load_average_before']} / "
         f"{report['load_average_after']} (a loaded machine runs slower).",
         "",
-        "| device | preset | it/s | patches/s | HR Mpx/s | sampling share | generator GFLOP/s | threads | GPU peak MB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| device | preset | VGG weights | it/s | patches/s | HR Mpx/s | sampling share | generator GFLOP/s | threads | GPU peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["runs"]:
         lines.append(
-            f"| {r['device']} | {r['preset']} | {r['it_per_s']:.2f} | {r['patches_per_s']:.1f} | "
+            f"| {r['device']} | {r['preset']} | {r.get('vgg') or '–'} | {r['it_per_s']:.2f} | {r['patches_per_s']:.1f} | "
             f"{r['hr_mpx_per_s']:.3f} | {r['sampling_share']:.1%} | {r['generator_gflop_s']:.1f} | {r['threads']} | "
             f"{r['gpu_peak_mb']:.0f} |" if "gpu_peak_mb" in r else
-            f"| {r['device']} | {r['preset']} | {r['it_per_s']:.2f} | {r['patches_per_s']:.1f} | "
+            f"| {r['device']} | {r['preset']} | {r.get('vgg') or '–'} | {r['it_per_s']:.2f} | {r['patches_per_s']:.1f} | "
             f"{r['hr_mpx_per_s']:.3f} | {r['sampling_share']:.1%} | {r['generator_gflop_s']:.1f} | {r['threads']} | – |"
         )  # fmt: skip
+    if any(r.get("vgg") == "random" for r in report["runs"]):
+        lines += ["", "VGG weights *random*: timed with a randomly initialised VGG-16 (no ImageNet weights offline); "
+                  "the speed is representative, nothing else is."]
     if report["skipped"]:
         lines += ["", "Skipped:", ""] + [f"- {s['device']} {s['preset']}: {s['reason']}" for s in report["skipped"]]
     return "\n".join(lines)
