@@ -72,6 +72,11 @@ def test_high_res_only_png_and_rgb(tmp_path):
     assert main(["train", "--hr", str(tmp_path / "photo.png"), "--in-channels", "3", "--out", str(out), *FAST]) == 0
     assert load_model(out).in_channels == 3
     assert load_model(out).metadata["data"]["paired"] is False
+    tifffile.imwrite(tmp_path / "gray.tif", rgb[..., 0])
+    out = tmp_path / "noisy.safetensors"
+    assert main(["train", "--hr", str(tmp_path / "gray.tif"), "--degradation", '{"noise_gaussian": [0, 0.02]}',
+                 "--out", str(out), *FAST]) == 0  # fmt: skip
+    assert load_model(out).metadata["data"]["degradation"]["noise_gaussian"] == [0, 0.02]
 
 
 @pytest.mark.parametrize(
@@ -83,6 +88,8 @@ def test_high_res_only_png_and_rgb(tmp_path):
         (["--steps", "0"], "--steps must be at least 1"),
         (["--checkpoint-every", "5"], "needs --checkpoint"),
         (["--patch-size", "31"], "multiple of the scale"),
+        (["--degradation", '{"jpeg": 1}'], "unknown degradation settings"),
+        (["--degradation", "blur"], "not valid JSON"),
     ],
 )
 def test_bad_input_is_a_one_line_error(pair_folders, tmp_path, capsys, extra, message):

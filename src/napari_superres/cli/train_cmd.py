@@ -75,6 +75,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     help="1: grayscale / RGB luminance; 3: RGB network (default 1)")  # fmt: skip
     io.add_argument("--normalization", choices=("dtype", "percentile"), default=None,
                     help=f"intensity normalisation (default {d['normalization']})")  # fmt: skip
+    io.add_argument("--degradation", default=None, metavar="JSON",
+                    help="high-res only: DegradationConfig settings as JSON, e.g. "
+                    "'{\"methods\": [\"area\"], \"noise_gaussian\": [0, 0.02]}' (default: randomised area/"
+                    "bicubic/bilinear/nearest + blur)")  # fmt: skip
     io.add_argument("--val-fraction", type=float, default=None,
                     help=f"fraction of each image's columns held out for validation (default {d['val_fraction']})")  # fmt: skip
     out = p.add_argument_group("output")
@@ -215,6 +219,16 @@ def build_config(args: argparse.Namespace) -> Any:
     )  # fmt: skip
     if args.ema is not None:
         kwargs["ema"] = args.ema if args.ema > 0 else None
+    if args.degradation:
+        if args.lr:
+            raise CLIError("--degradation is for high-res-only training; it cannot be used with --lr")
+        try:
+            degradation = json.loads(args.degradation)
+        except json.JSONDecodeError as e:
+            raise CLIError(f"--degradation is not valid JSON ({e}): {args.degradation!r}") from None
+        if not isinstance(degradation, dict):
+            raise CLIError('--degradation must be a JSON object, e.g. \'{"blur_sigma": [0, 1]}\'')
+        kwargs["degradation"] = degradation
     return TrainConfig(**kwargs)
 
 
@@ -231,7 +245,7 @@ def _resume_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any], dic
                      "gan_loss", "schedule", "channels", "blocks", "upsampling", "pretrain_steps", "ema",
                      "val_fraction", "in_channels")
         if getattr(args, name) is not None
-    ] + (["--weight"] if args.weight else [])  # fmt: skip
+    ] + (["--weight"] if args.weight else []) + (["--degradation"] if args.degradation else [])  # fmt: skip
     if ignored:
         print(f"resuming {args.resume}: its settings are used; ignoring {' '.join(ignored)}", file=sys.stderr)
     overrides: dict[str, Any] = {}

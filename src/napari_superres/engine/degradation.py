@@ -86,6 +86,11 @@ class DegradationConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DegradationConfig:
+        """Build from keyword settings; unknown keys are a ``ValueError`` naming the known ones."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown degradation settings {unknown}; known: {sorted(known)}")
         return cls(**d)
 
 

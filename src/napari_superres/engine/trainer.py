@@ -186,6 +186,8 @@ class TrainConfig:
         if "gan" in weights:
             need(int(self.patch_size) >= 16, f"adversarial training needs patches of at least 16 px, got {self.patch_size}")
         SRNetConfig.from_dict({"scale": int(self.scale), **(self.net or {})})  # raises for bad net overrides
+        if self.degradation is not None:
+            DegradationConfig.from_dict({"scale": int(self.scale), **self.degradation})
 
     def resolved_weights(self) -> dict[str, float]:
         return resolve_weights(self.preset, self.weights)
@@ -417,7 +419,7 @@ class Trainer:
             if data.paired:
                 warnings.warn("config.degradation is ignored: the data has low-res images", stacklevel=3)
             else:
-                wanted = DegradationConfig(**{"scale": data.scale, **config.degradation}).to_dict()
+                wanted = DegradationConfig.from_dict({"scale": data.scale, **config.degradation}).to_dict()
                 if data.degradation is None or data.degradation.to_dict() != wanted:
                     raise ValueError(
                         "config.degradation differs from the data's degradation; build the data with "

@@ -158,7 +158,7 @@ class PairSource:
                 kwargs.setdefault("scale", self.scale)
                 if int(kwargs["scale"]) != self.scale:
                     raise ValueError(f"degradation scale {kwargs['scale']} differs from the training scale {self.scale}")
-                self.degradation = DegradationConfig(**kwargs)
+                self.degradation = DegradationConfig.from_dict(kwargs)
         self.augment = bool(augment)
         axes_list = list(axes) if isinstance(axes, (list, tuple)) else [axes] * len(hrs)
         if len(axes_list) != len(hrs):
