@@ -319,6 +319,7 @@ class Trainer:
     ----------
     config : :class:`TrainConfig` (validated here: ``ValueError`` with the fix).
     data : the training data; its ``scale``, ``patch_size`` and ``normalization`` must match ``config``.
+        Its patch sampler is reseeded from ``config.seed`` (and the process rank).
     engine : an :class:`~napari_superres.engine.Engine`, for its device and its shared VGG-16
         (perceptual loss); one is created when needed.
     net : an existing :class:`SRNet` to fine-tune (default: a new one from ``config.net``).

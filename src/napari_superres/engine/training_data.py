@@ -180,6 +180,7 @@ class PairSource:
              for p in self.planes], dtype=np.float64,
         )  # fmt: skip
         self._weights /= self._weights.sum()
+        self._val_seed = int(seed)  # the validation degradation stays fixed whatever reseed() does
         self.seed = int(seed)
         self.reseed(seed, rank)
 
@@ -376,7 +377,7 @@ class PairSource:
             s = self.scale
             n = len(self.planes)
             picks = sorted({int(round(i)) for i in np.linspace(0, n - 1, min(n, MAX_VAL_PLANES))})
-            gen = torch.Generator().manual_seed(self.seed + 7919)
+            gen = torch.Generator().manual_seed(self._val_seed + 7919)
             for k in picks:
                 p = self.planes[k]
                 w = p.w_lr - p.train_w_lr
