@@ -111,6 +111,8 @@ class TrainConfig:
     d_lr : discriminator learning rate (default ``lr``).
     perceptual_layers, perceptual_criterion : VGG-16 layers and ``"l1"``/``"l2"`` distance.
     mixed_precision : bf16 autocast on CUDA.
+    channels_last : NHWC memory format for the networks and batches (faster convolutions on
+        CUDA tensor cores and, modestly, on CPU; the weights are the same).
     """
 
     scale: int = 2
@@ -139,6 +141,7 @@ class TrainConfig:
     perceptual_layers: tuple[str, ...] = DEFAULT_LAYERS
     perceptual_criterion: str = "l1"
     mixed_precision: bool = True
+    channels_last: bool = True
 
     def validate(self) -> None:
         """Raise ``ValueError`` with the fix for any inconsistent setting."""
@@ -380,7 +383,12 @@ class Trainer:
                 kind = d_cfg.pop("kind", "patchgan")
                 disc = build_discriminator(kind, net.out_channels, **d_cfg)
         self._check_net(net, config, data)
-        net.to(self.device)
+        self._memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        net.to(self.device, memory_format=self._memory_format)
+        if disc is not None:
+            disc.to(memory_format=self._memory_format)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed patch size: let cuDNN pick the fastest kernels
         self.ema_net: SRNet | None = None
         if config.ema is not None:
             self.ema_net = copy.deepcopy(net).requires_grad_(False).eval()
@@ -555,8 +563,8 @@ class Trainer:
         cfg = self.config
         dev = self.device
         lr_b, hr_b = self.data.sample(cfg.batch_size)
-        lr_b = lr_b.to(dev, non_blocking=True)
-        hr_b = hr_b.to(dev, non_blocking=True)
+        lr_b = lr_b.to(dev, non_blocking=True).contiguous(memory_format=self._memory_format)
+        hr_b = hr_b.to(dev, non_blocking=True).contiguous(memory_format=self._memory_format)
         pretraining = self.step < self.pretrain_steps
         weights = self.pretrain_weights if pretraining else self.weights
         adversarial = self.disc is not None and not pretraining
