@@ -47,7 +47,9 @@ class LossPlot(QWidget):
     (array([1.]), array([0.12]))
     """
 
-    def __init__(self, parent: QWidget | None = None, *, max_redraw_hz: float = MAX_REDRAW_HZ) -> None:
+    def __init__(
+        self, parent: QWidget | None = None, *, max_redraw_hz: float = MAX_REDRAW_HZ
+    ) -> None:
         super().__init__(parent)
         self._min_interval = 1.0 / max_redraw_hz
         self._last_draw = -math.inf
@@ -76,6 +78,8 @@ class LossPlot(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
+        self._fg = "black"
+        self._bg = "white"
         self.ax_acc.set_visible(False)
         self.ax_loss.set_ylabel("loss", fontsize=8)
         self.ax_acc.set_ylabel("D accuracy", fontsize=8)
@@ -101,7 +105,9 @@ class LossPlot(QWidget):
             self._append(D_ACC_FAKE, step, d_acc_fake)
         self.request_redraw()
 
-    def add_validation(self, step: int, psnr: float, bicubic_psnr: float, ssim: float | None = None) -> None:
+    def add_validation(
+        self, step: int, psnr: float, bicubic_psnr: float, ssim: float | None = None
+    ) -> None:
         """Append a validation point: model PSNR and bicubic PSNR in dB (SSIM kept for the table)."""
         self._val_steps.append(int(step))
         self._val_psnr.append(float(psnr))
@@ -126,7 +132,9 @@ class LossPlot(QWidget):
 
     def series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """``(steps, values)`` of one recorded curve, float64 arrays (empty if unknown)."""
-        return np.asarray(self._steps.get(name, []), float), np.asarray(self._values.get(name, []), float)
+        return np.asarray(self._steps.get(name, []), float), np.asarray(
+            self._values.get(name, []), float
+        )
 
     def validation_series(self) -> dict[str, np.ndarray]:
         """Validation history: ``step``, ``psnr``, ``bicubic_psnr`` (dB) and ``ssim`` arrays."""
@@ -179,7 +187,7 @@ class LossPlot(QWidget):
         ax, acc = self.ax_loss, self.ax_acc
         loss_names = [n for n in self._steps if n not in (D_ACC_REAL, D_ACC_FAKE)]
         for name in loss_names:
-            style = {"lw": 2.0, "color": "0.15"} if name == TOTAL else {"lw": 1.0}
+            style = {"lw": 2.0, "color": self._fg} if name == TOTAL else {"lw": 1.0}
             self._line(ax, name, **style).set_data(*_decimate(*self.series(name)))
         values = [self._values[n] for n in loss_names]
         log = bool(values) and all(min(v) > 0 for v in values)
@@ -201,12 +209,46 @@ class LossPlot(QWidget):
             self._legend_stale = False
             lines = [self._lines[n] for n in self._lines if n not in ("model", "bicubic")]
             if lines:
-                ax.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="upper right", ncol=2,
-                          framealpha=0.6)  # fmt: skip
+                ax.legend(
+                    lines,
+                    [ln.get_label() for ln in lines],
+                    loc="upper right",
+                    ncol=2,
+                    **self._legend_style(),
+                )
             else:
                 legend = ax.get_legend()
                 if legend is not None:
                     legend.remove()
+
+    def _legend_style(self) -> dict[str, object]:
+        return {
+            "fontsize": 7,
+            "framealpha": 0.6,
+            "facecolor": self._bg,
+            "edgecolor": self._fg,
+            "labelcolor": self._fg,
+        }
+
+    def set_colors(self, background: str, foreground: str) -> None:
+        """Colour the figure to match the viewer's theme (any matplotlib colours)."""
+        self._bg, self._fg = background, foreground
+        self.figure.set_facecolor(background)
+        for ax in (self.ax_loss, self.ax_acc, self.ax_val):
+            ax.set_facecolor(background)
+            ax.tick_params(colors=foreground, which="both")
+            ax.xaxis.label.set_color(foreground)
+            ax.yaxis.label.set_color(foreground)
+            for spine in ax.spines.values():
+                spine.set_color(foreground)
+        self.ax_acc.patch.set_visible(False)  # the twin axes must not hide the loss curves
+        if TOTAL in self._lines:
+            self._lines[TOTAL].set_color(foreground)
+        for ax in (self.ax_loss, self.ax_val):
+            if ax.get_legend() is not None:
+                ax.get_legend().remove()
+        self._legend_stale = True
+        self.request_redraw(force=True)
 
     def _update_validation(self) -> None:
         ax = self.ax_val
@@ -215,12 +257,14 @@ class LossPlot(QWidget):
         model.set_data(self._val_steps, self._val_psnr)
         bicubic.set_data(self._val_steps, self._val_bicubic)
         if self._val_steps and ax.get_legend() is None:
-            ax.legend(fontsize=7, loc="lower right", framealpha=0.6)
+            ax.legend(loc="lower right", **self._legend_style())
         ax.relim()
         ax.autoscale_view()
 
 
-def _decimate(x: np.ndarray, y: np.ndarray, limit: int = MAX_DRAWN_POINTS) -> tuple[np.ndarray, np.ndarray]:
+def _decimate(
+    x: np.ndarray, y: np.ndarray, limit: int = MAX_DRAWN_POINTS
+) -> tuple[np.ndarray, np.ndarray]:
     """Keep at most ``limit`` evenly spaced points (always the last one)."""
     if len(x) <= limit:
         return x, y

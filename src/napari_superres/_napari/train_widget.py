@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import json
 import math
+import queue
 import re
 import shutil
-import sys
 import tempfile
 import threading
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,17 +49,18 @@ from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QEvent, Signal
-from qtpy.QtWidgets import QFileDialog, QGroupBox, QVBoxLayout, QWidget
+from qtpy.QtCore import QEvent, QTimer
+from qtpy.QtWidgets import QFileDialog, QFrame, QGroupBox, QScrollArea, QVBoxLayout, QWidget
 
 from ..engine.arch import SUPPORTED_SCALES, UPSAMPLING_MODES
 from ..engine.losses import LOSS_PRESETS, LOSS_TERMS
 from ..engine.normalization import normalization_spec
-from ..engine.trainer import StepReport, Trainer, TrainConfig, TrainResult, ValidationReport
+from ..engine.trainer import StepReport, TrainConfig, Trainer, TrainResult, ValidationReport
 from ..engine.training_data import PairSource, make_pair_source
 from .engine_access import get_engine
 from .layers import layer_axes
 from .loss_plot import LossPlot
+from .triton_guard import guard_triton_import
 from .upscale_widget import available_devices
 
 if TYPE_CHECKING:
@@ -71,6 +73,8 @@ if TYPE_CHECKING:
 PREVIEW_LAYER = "training preview"
 #: Data with more pixels than this (or lazy data) is prepared in the worker, not on the GUI thread.
 MAX_GUI_PREPARE_PIXELS = 1 << 24
+#: How often (ms) the GUI thread picks up the worker's step reports.
+REPORT_POLL_MS = 50
 #: How long closing the widget waits for the worker to finish its step and checkpoint.
 CLOSE_WAIT_S = 30.0
 #: File name of the checkpoint in the widget's temporary folder.
@@ -95,6 +99,17 @@ class _Plan:
     hr_scale: tuple[float, ...]
     hr_translate: tuple[float, ...]
     colormap: Any
+    preview_origin: tuple[float, float] | None = (
+        None  # (y, x) high-res px of the preview crop, when known
+    )
+
+    def use_data(self, data: PairSource) -> PairSource:
+        """Remember where the data's preview crop lies (if the data can say) and return ``data``."""
+        origin = getattr(data, "preview_origin", None)
+        if callable(origin):
+            yx = origin()
+            self.preview_origin = None if yx is None else (float(yx[-2]), float(yx[-1]))
+        return data
 
 
 @dataclass
@@ -121,7 +136,7 @@ def run_plan(plan: _Plan, engine: Engine, report: Any, should_stop: Any) -> _Out
         if config is None:
             state = Trainer.read_checkpoint(plan.checkpoint)
             config = TrainConfig.from_dict(json.loads(state["config"]))
-        data = plan.data if plan.data is not None else build_data(plan, config)
+        data = plan.use_data(plan.data if plan.data is not None else build_data(plan, config))
         trainer = Trainer.resume(plan.checkpoint, data, engine=engine, steps=plan.steps)
         trainer.config.checkpoint_path = str(plan.checkpoint)
         if trainer.step >= trainer.config.steps:
@@ -131,7 +146,7 @@ def run_plan(plan: _Plan, engine: Engine, report: Any, should_stop: Any) -> _Out
             )
     else:
         assert plan.config is not None
-        data = plan.data if plan.data is not None else build_data(plan, plan.config)
+        data = plan.use_data(plan.data if plan.data is not None else build_data(plan, plan.config))
         trainer = Trainer(plan.config, data, engine=engine)
     result = trainer.run(callback=report, should_stop=should_stop)
     return _Outcome(trainer, result)
@@ -143,35 +158,11 @@ def _register(engine: Engine, name: str, started_at: list[int], outcome: _Outcom
         engine.register(outcome.trainer.model(name), name)
 
 
-def guard_triton_against_mesa_llvm() -> bool:
-    """Keep torch from importing Triton into a process where Mesa's LLVM is already loaded.
-
-    Creating a torch optimizer imports ``torch._dynamo``, which imports Triton when it is
-    installed (CUDA builds of torch ship it).  Triton's bundled LLVM crashes the process
-    (segmentation fault) when loaded after the system ``libLLVM`` that Mesa's OpenGL
-    drivers (llvmpipe software rendering, AMD radeonsi) map into napari.  Training does not
-    use Triton, so when ``libLLVM`` is mapped and Triton is not imported yet, Triton is
-    marked unavailable for this process (``sys.modules["triton"] = None``: torch then
-    reports ``has_triton_package() == False``).  Returns whether it did so.
-    """
-    if "triton" in sys.modules:
-        return False
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
-            mapped = f.read()
-    except OSError:  # not Linux: no such clash known
-        return False
-    if "libLLVM" not in mapped:
-        return False
-    sys.modules["triton"] = None  # type: ignore[assignment]
-    return True
-
-
 def format_duration(seconds: float) -> str:
     """``83.2`` -> ``"1:23"``, ``3723`` -> ``"1:02:03"``; ``"?"`` when unknown."""
     if not math.isfinite(seconds) or seconds < 0:
         return "?"
-    s = int(round(seconds))
+    s = round(seconds)
     h, rest = divmod(s, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
@@ -204,9 +195,6 @@ class TrainWidget(QWidget):
         widget.save_model("my_x2.safetensors")
     """
 
-    #: A :class:`StepReport`, emitted from the worker thread, handled on the GUI thread.
-    reported = Signal(object)
-
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
@@ -218,13 +206,25 @@ class TrainWidget(QWidget):
         self._pbar: progress | None = None
         self._plan: _Plan | None = None
         self._trainer: Trainer | None = None
-        self._last_config: dict[str, Any] | None = None  # config of the run that wrote the session checkpoint
+        self._last_config: dict[str, Any] | None = (
+            None  # config of the run that wrote the session checkpoint
+        )
         self._last_step = 0
         self._pending: deque[tuple[Any, tuple[Any, ...]]] = deque()
         self._draining = False
+        # the worker only puts reports in a queue (it never touches Qt objects, which may be
+        # deleted while it runs); this timer drains the queue on the GUI thread
+        self._reports: queue.SimpleQueue[StepReport] = queue.SimpleQueue()
+        self._poll = QTimer(self)
+        self._poll.setInterval(REPORT_POLL_MS)
+        self._poll.timeout.connect(lambda: self._enqueue((self._drain_reports,)))
         self._tmpdir = Path(tempfile.mkdtemp(prefix="napari-superres-train-"))
+        # removed at shutdown, or when the widget is garbage-collected / at interpreter exit
+        self._remove_tmpdir = weakref.finalize(self, shutil.rmtree, str(self._tmpdir), True)
         self._had_parent = False
-        self._closed = False
+        self._shut = False
+        self._deleted = threading.Event()  # set when the Qt object is destroyed
+        self._stops: list[threading.Event] = [self._stop]  # the current run's stop event
         self.preview_layer: Image | None = None
 
         # --- data ---
@@ -233,7 +233,15 @@ class TrainWidget(QWidget):
         self.lr_combo = ComboBox(label="low-res", choices=self._image_layer_choices, nullable=True)
         self.scale_combo = ComboBox(label="scale", choices=list(SUPPORTED_SCALES), value=2)
         self.pair_label = Label(value="")
-        data_box = Container(widgets=[self.hr_combo, self.synth_check, self.lr_combo, self.scale_combo, self.pair_label])
+        data_box = Container(
+            widgets=[
+                self.hr_combo,
+                self.synth_check,
+                self.lr_combo,
+                self.scale_combo,
+                self.pair_label,
+            ]
+        )
         # --- loss ---
         self.preset_combo = ComboBox(label="preset", choices=list(LOSS_PRESETS), value="psnr")
         self.weight_spins: dict[str, FloatSpinBox] = {
@@ -249,7 +257,9 @@ class TrainWidget(QWidget):
         self.lr_spin.native.setDecimals(6)
         self.lr_spin.value = 2e-4
         self.val_spin = SpinBox(label="validate every", min=0, max=1_000_000, step=10, value=100)
-        self.norm_combo = ComboBox(label="normalization", choices=list(NORMALIZATIONS), value="dtype")
+        self.norm_combo = ComboBox(
+            label="normalization", choices=list(NORMALIZATIONS), value="dtype"
+        )
         self.device_combo = ComboBox(label="device", choices=available_devices(), value="auto")
         opt_box = Container(
             widgets=[self.steps_spin, self.batch_spin, self.patch_spin, self.lr_spin, self.val_spin,
@@ -258,13 +268,19 @@ class TrainWidget(QWidget):
         # --- network ---
         self.channels_spin = SpinBox(label="channels", min=1, max=512, value=32)
         self.blocks_spin = SpinBox(label="blocks", min=0, max=64, value=4)
-        self.upsampling_combo = ComboBox(label="upsampling", choices=list(UPSAMPLING_MODES), value="bilinear")
+        self.upsampling_combo = ComboBox(
+            label="upsampling", choices=list(UPSAMPLING_MODES), value="bilinear"
+        )
         net_box = Container(widgets=[self.channels_spin, self.blocks_spin, self.upsampling_combo])
         # --- output and control ---
         self.name_edit = LineEdit(label="model name", value="")
         self.name_edit.native.setPlaceholderText("automatic: '<high-res layer> x<scale>'")
-        self.checkpoint_edit = FileEdit(label="checkpoint", mode="w", nullable=True, filter="*.ckpt")
-        self.checkpoint_edit.tooltip = "Checkpoint file (empty: a temporary file kept while this widget is open)."
+        self.checkpoint_edit = FileEdit(
+            label="checkpoint", mode="w", nullable=True, filter="*.ckpt"
+        )
+        self.checkpoint_edit.tooltip = (
+            "Checkpoint file (empty: a temporary file kept while this widget is open)."
+        )
         self.start_button = PushButton(text="Start")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.resume_button = PushButton(text="Resume", enabled=False)
@@ -276,17 +292,42 @@ class TrainWidget(QWidget):
         buttons.margins = (0, 0, 0, 0)
         self.status = Label(value="")
         self.validation_label = Label(value="")
-        out_box = Container(widgets=[self.name_edit, self.checkpoint_edit, buttons, self.status, self.validation_label])
+        out_box = Container(
+            widgets=[
+                self.name_edit,
+                self.checkpoint_edit,
+                buttons,
+                self.status,
+                self.validation_label,
+            ]
+        )
         self.loss_plot = LossPlot()
 
+        # settings scroll (the dock may be short); model, buttons, status and plot stay visible
+        settings = QWidget()
+        settings_layout = QVBoxLayout(settings)
+        settings_layout.setContentsMargins(0, 0, 0, 0)
+        for title, box in (
+            ("Data", data_box),
+            ("Loss", loss_box),
+            ("Optimisation", opt_box),
+            ("Network", net_box),
+        ):
+            settings_layout.addWidget(_section(title, box))
+        settings_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(settings)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        for title, box in (("Data", data_box), ("Loss", loss_box), ("Optimisation", opt_box), ("Network", net_box),
-                           ("Model", out_box)):  # fmt: skip
-            layout.addWidget(_section(title, box))
+        layout.addWidget(scroll, 1)
+        layout.addWidget(_section("Model", out_box))
         layout.addWidget(self.loss_plot)
         self._containers = (data_box, loss_box, opt_box, net_box, out_box)
 
+        self._apply_theme()
+        self.viewer.events.theme.connect(self._apply_theme)
         self._fill_weights()
         self._select_default_layers()
         self._on_mode_changed()
@@ -298,11 +339,10 @@ class TrainWidget(QWidget):
         self.stop_button.changed.connect(lambda *_: self.stop())
         self.resume_button.changed.connect(lambda *_: self.resume())
         self.save_button.changed.connect(self._on_save_clicked)
-        self.reported.connect(self._on_report)
 
-        # a deleted widget stops its run (the closure holds only the event, not the widget)
-        stop = self._stop
-        self.destroyed.connect(lambda *_: stop.set())
+        # a deleted widget stops its run (the closure holds only events, not the widget)
+        deleted, stops = self._deleted, self._stops
+        self.destroyed.connect(lambda *_: (deleted.set(), stops[0].set()))
 
     # --- public state --------------------------------------------------------------------------
     @property
@@ -336,6 +376,22 @@ class TrainWidget(QWidget):
             scale = int(self.scale_combo.value)
         return f"{base} x{scale}"
 
+    def _apply_theme(self, *_: Any) -> None:
+        from napari.utils.theme import get_theme
+
+        if self._closed:
+            return
+        try:
+            theme = get_theme(self.viewer.theme)
+            self.loss_plot.set_colors(theme.background.as_hex(), theme.text.as_hex())
+        except (
+            KeyError,
+            ValueError,
+            AttributeError,
+            RuntimeError,
+        ):  # unknown theme, deleted widget
+            pass
+
     # --- choices -------------------------------------------------------------------------------
     def _image_layer_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
         return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
@@ -352,7 +408,9 @@ class TrainWidget(QWidget):
         images = [layer for _, layer in self._image_layer_choices()]
         if not images:
             return
-        size = lambda layer: int(np.prod(layer.data[0].shape if layer.multiscale else layer.data.shape))  # noqa: E731
+        size = lambda layer: int(
+            np.prod(layer.data[0].shape if layer.multiscale else layer.data.shape)
+        )
         if self.hr_combo.value is None:
             self.hr_combo.value = max(images, key=size)
         if self.lr_combo.value is None:
@@ -388,7 +446,9 @@ class TrainWidget(QWidget):
     @staticmethod
     def _layer_data(layer: Any, role: str) -> Any:
         if layer is None:
-            raise ValueError(f"Choose a {role} image layer (or open File > Open Sample > Super-resolution).")
+            raise ValueError(
+                f"Choose a {role} image layer (or open File > Open Sample > Super-resolution)."
+            )
         if not isinstance(layer, Image):
             kind = type(layer).__name__
             raise TypeError(
@@ -405,7 +465,9 @@ class TrainWidget(QWidget):
         hr = self._layer_data(hr_layer, "high-res")
         lr = self._layer_data(lr_layer, "low-res")
         if hr_layer is lr_layer:
-            raise ValueError("Low-res and high-res are the same layer; pick two layers, or tick 'synthesize low-res'.")
+            raise ValueError(
+                "Low-res and high-res are the same layer; pick two layers, or tick 'synthesize low-res'."
+            )
         axes = layer_axes(hr_layer)
         if len(lr.shape) != len(hr.shape) or layer_axes(lr_layer) != axes:
             raise ValueError(
@@ -416,11 +478,14 @@ class TrainWidget(QWidget):
         fy, fx = hr.shape[y] / lr.shape[y], hr.shape[x] / lr.shape[x]
         if not (fy.is_integer() and fx.is_integer() and fy == fx):
             raise ValueError(
-                f"High-res {tuple(hr.shape)} is not the same integer multiple of low-res {tuple(lr.shape)} in Y and X "
-                f"(factors {fy:.4g} × {fx:.4g}); crop the images so that high-res = factor × low-res exactly."
+                f"High-res {tuple(hr.shape)} is not the same integer multiple of low-res "
+                f"{tuple(lr.shape)} in Y and X (factors {fy:.4g} × {fx:.4g}); crop the images "
+                "so that high-res = factor × low-res exactly."
             )
         if int(fy) not in SUPPORTED_SCALES:
-            raise ValueError(f"The pair's factor is {int(fy)}; supported factors are {list(SUPPORTED_SCALES)}.")
+            raise ValueError(
+                f"The pair's factor is {int(fy)}; supported factors are {list(SUPPORTED_SCALES)}."
+            )
         return int(fy)
 
     def _config(self, scale: int, checkpoint: Path) -> TrainConfig:
@@ -452,12 +517,19 @@ class TrainWidget(QWidget):
         steps = int(self.steps_spin.value)
         if resume:
             if not checkpoint.is_file():
-                raise ValueError(f"No checkpoint to resume from at {checkpoint}; start a run (or choose a checkpoint file).")
+                raise ValueError(
+                    f"No checkpoint to resume from at {checkpoint}; start a run (or choose a checkpoint file)."
+                )
             config = None
-            if self._last_config is not None and Path(self._last_config["checkpoint_path"]) == checkpoint:
+            if (
+                self._last_config is not None
+                and Path(self._last_config["checkpoint_path"]) == checkpoint
+            ):
                 config = TrainConfig.from_dict(self._last_config)
                 if config.scale != scale:
-                    raise ValueError(f"The checkpointed run trains ×{config.scale} but the data are ×{scale}.")
+                    raise ValueError(
+                        f"The checkpointed run trains ×{config.scale} but the data are ×{scale}."
+                    )
                 if steps <= self._last_step:
                     raise ValueError(
                         f"The run is already at step {self._last_step}; raise 'steps' above it to train longer."
@@ -467,13 +539,14 @@ class TrainWidget(QWidget):
         if hr_layer.multiscale:
             show_warning(f"{hr_layer.name!r} is multiscale: training on its full-resolution level.")
         plan = _Plan(
-            name=self.model_name(), config=config, steps=steps, hr=hr, lr=lr, axes=layer_axes(hr_layer), data=None,
-            checkpoint=checkpoint, resume=resume, hr_scale=tuple(hr_layer.scale), hr_translate=tuple(hr_layer.translate),
+            name=self.model_name(), config=config, steps=steps, hr=hr, lr=lr,
+            axes=layer_axes(hr_layer), data=None, checkpoint=checkpoint, resume=resume,
+            hr_scale=tuple(hr_layer.scale), hr_translate=tuple(hr_layer.translate),
             colormap=None if hr_layer.rgb else hr_layer.colormap,
         )  # fmt: skip
         if config is not None and _cheap(hr, lr):
             # numpy data: build now, so shape / patch / NaN problems are refused before starting
-            plan.data = build_data(plan, config)
+            plan.data = plan.use_data(build_data(plan, config))
         return plan
 
     # --- running -------------------------------------------------------------------------------
@@ -513,17 +586,13 @@ class TrainWidget(QWidget):
         show_error(message)
 
     def _start_worker(self, plan: _Plan) -> FunctionWorker:
-        guard_triton_against_mesa_llvm()
-        stop = self._stop = threading.Event()
+        guard_triton_import()  # the canvas may have loaded Mesa's LLVM since the widget opened
+        stop = self._stop = self._stops[0] = threading.Event()
         done = self._done = threading.Event()
         holder: list[FunctionWorker] = []
-        emit = self.reported.emit
-
-        def report(r: StepReport) -> None:
-            try:
-                emit(r)
-            except RuntimeError:  # widget deleted while training: keep training to the stop check
-                stop.set()
+        reports: queue.SimpleQueue[StepReport] = queue.SimpleQueue()
+        self._reports = reports
+        report = reports.put
 
         def should_stop() -> bool:  # napari's quit (window closing) sets worker.abort_requested
             return stop.is_set() or bool(holder and holder[0].abort_requested)
@@ -557,17 +626,18 @@ class TrainWidget(QWidget):
         verb = "resuming" if plan.resume else "preparing"
         self.status.value = f"{verb} {plan.name!r}…"
         self._set_running(True)
+        self._poll.start()
         worker.start()
         return worker
 
     # --- GUI-thread handlers -------------------------------------------------------------------
-    def _enqueue(self, handler: Any, *args: Any) -> None:
+    def _enqueue(self, *calls: tuple[Any, ...]) -> None:
         """Apply worker events (reports, then returned / errored / finished) strictly in order.
 
         napari's progress bar and layer additions may process events, and so deliver the
         next worker events, inside a handler: those are queued and applied after it.
         """
-        self._pending.append((handler, args))
+        self._pending.extend((call[0], call[1:]) for call in calls)
         if self._draining:
             return
         self._draining = True
@@ -578,17 +648,28 @@ class TrainWidget(QWidget):
         finally:
             self._draining = False
 
-    def _on_report(self, r: StepReport) -> None:
-        self._enqueue(self._apply_report, r)
+    def _drain_reports(self) -> None:
+        """Apply every report the worker queued so far, in order."""
+        while True:
+            try:
+                report = self._reports.get_nowait()
+            except queue.Empty:
+                return
+            self._apply_report(report)
 
+    # worker signals: first the reports queued before them, then the event itself
     def _on_returned(self, outcome: _Outcome) -> None:
-        self._enqueue(self._apply_returned, outcome)
+        self._enqueue((self._drain_reports,), (self._apply_returned, outcome))
 
     def _on_errored(self, exc: BaseException) -> None:
-        self._enqueue(self._apply_errored, exc)
+        self._enqueue((self._drain_reports,), (self._apply_errored, exc))
 
     def _on_finished(self) -> None:
-        self._enqueue(self._apply_finished)
+        self._enqueue((self._drain_reports,), (self._apply_finished,))
+
+    @property
+    def _closed(self) -> bool:
+        return self._shut or self._deleted.is_set()
 
     def _apply_report(self, r: StepReport) -> None:
         if self._closed:
@@ -619,17 +700,23 @@ class TrainWidget(QWidget):
 
     def _update_preview(self, image: np.ndarray, plan: _Plan) -> None:
         """Show the model's output on the preview crop, in place, on the high-res layer's grid."""
+        rgb = image.ndim == 3
+        scale = np.asarray(plan.hr_scale[-2:], float)
+        translate = np.asarray(plan.hr_translate[-2:], float)
+        if plan.preview_origin is not None:  # overlay the crop on the region it comes from
+            translate = translate + np.asarray(plan.preview_origin) * scale
         layer = self.preview_layer
-        if layer is not None and layer in self.viewer.layers and layer.rgb == (image.ndim == 3):
+        if layer is not None and layer in self.viewer.layers and layer.rgb == rgb:
             layer.data = image
+            if not (np.allclose(layer.scale, scale) and np.allclose(layer.translate, translate)):
+                layer.scale, layer.translate = scale, translate  # a new run on another layer
             return
         if layer is not None and layer in self.viewer.layers:
             self.viewer.layers.remove(layer)
-        rgb = image.ndim == 3
         kwargs: dict[str, Any] = {
             "name": PREVIEW_LAYER,
-            "scale": plan.hr_scale[-2:],
-            "translate": plan.hr_translate[-2:],
+            "scale": tuple(scale),
+            "translate": tuple(translate),
             "rgb": rgb,
             "metadata": {"napari_superres": "training preview (model output on a validation crop)"},
         }
@@ -657,7 +744,11 @@ class TrainWidget(QWidget):
     def _apply_errored(self, exc: BaseException) -> None:
         if self._closed:
             return
-        message = str(exc) if isinstance(exc, (ValueError, TypeError, RuntimeError)) else f"{type(exc).__name__}: {exc}"
+        message = (
+            str(exc)
+            if isinstance(exc, (ValueError, TypeError, RuntimeError))
+            else f"{type(exc).__name__}: {exc}"
+        )
         message = f"Training could not run: {message}"
         self.status.value = message
         show_error(message)
@@ -668,6 +759,7 @@ class TrainWidget(QWidget):
             self._pbar = None
         self._worker = None
         if not self._closed:
+            self._poll.stop()
             self._set_running(False)
 
     def _set_running(self, running: bool) -> None:
@@ -707,13 +799,14 @@ class TrainWidget(QWidget):
         """Stop any run, wait for its checkpoint (at most ``timeout`` s) and drop temporary files."""
         if self._closed:
             return
-        self._closed = True
+        self._shut = True
+        self._poll.stop()
         self._stop.set()
         finished = self._done.wait(timeout)
         if finished:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._remove_tmpdir()
 
-    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+    def closeEvent(self, event: Any) -> None:
         self.shutdown()
         super().closeEvent(event)
 
@@ -730,4 +823,7 @@ class TrainWidget(QWidget):
 def _cheap(hr: Any, lr: Any | None) -> bool:
     """Whether the data are in-memory numpy arrays small enough to prepare on the GUI thread."""
     arrays = [a for a in (hr, lr) if a is not None]
-    return all(isinstance(a, np.ndarray) for a in arrays) and sum(a.size for a in arrays) <= MAX_GUI_PREPARE_PIXELS
+    return (
+        all(isinstance(a, np.ndarray) for a in arrays)
+        and sum(a.size for a in arrays) <= MAX_GUI_PREPARE_PIXELS
+    )
