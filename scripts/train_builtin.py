@@ -312,6 +312,18 @@ def benchmark_markdown(model: Path, data: Path, scale: int) -> tuple[str, dict[s
     return quality.markdown(results), results
 
 
+def results_markdown(path: Path, model_name: str, scale: int) -> str:
+    """The benchmark table of one model (and the baselines) at its scale, from a saved quality JSON."""
+    import quality
+
+    results = json.loads(Path(path).read_text())
+    keep = set(quality.BASELINES) | {model_name}
+    rows = [r for r in results["results"] if r["scale"] == scale and r["method"] in keep]
+    if not any(r["method"] == model_name for r in rows):
+        raise ValueError(f"{path} has no x{scale} results for {model_name!r}")
+    return quality.markdown({**results, "results": rows})
+
+
 def write_card(
     model: Path, scale: int, data: Path, info: dict[str, Any], bench_md: str | None, note: str = ""
 ) -> Path:
@@ -429,6 +441,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-benchmark", action="store_true", help="skip the held-out benchmark in the card")
     parser.add_argument("--card-only", action="store_true", help="only (re)write the card of an existing --out")
     parser.add_argument("--note", default="", help="extra sentence for the card's status section")
+    parser.add_argument(
+        "--results", type=Path, help="take the card's benchmark from this benchmarks/quality.py JSON instead of running it"
+    )
     args = parser.parse_args(argv)
 
     if args.card_only:
@@ -447,7 +462,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if _info_path(args):
             atomic_write_bytes(_info_path(args), json.dumps(info, indent=1).encode())
     bench_md = None
-    if not args.no_benchmark:
+    if args.results:
+        bench_md = results_markdown(args.results, model.stem, args.scale)
+    elif not args.no_benchmark:
         bench_md, _ = benchmark_markdown(model, args.data, args.scale)
         print(bench_md)
     card = write_card(model, args.scale, args.data, run["info"], bench_md, args.note)
