@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dask.array as da
 import numpy as np
 import pytest
 
@@ -153,8 +154,12 @@ def test_stop_keeps_a_checkpoint_and_resume_continues(
     assert load_model(saved).metadata["steps"] == stopped_at + 5
 
 
-def test_synthesized_low_res_with_a_chosen_checkpoint(viewer, widget, qtbot, errors, tmp_path, rng):
-    hr = viewer.add_image(rng.random((96, 96)).astype(np.float32), name="hr only", scale=(0.5, 0.5))
+def test_synthesized_low_res_from_a_dask_layer_with_a_chosen_checkpoint(
+    viewer, widget, qtbot, errors, tmp_path, rng
+):
+    # a lazy (dask) layer is read in the worker, not on the GUI thread
+    image = da.from_array(rng.random((96, 96)).astype(np.float32), chunks=48)
+    hr = viewer.add_image(image, name="hr only", scale=(0.5, 0.5))
     widget.hr_combo.value = hr
     widget.synth_check.value = True
     assert widget.lr_combo.native.isHidden() and not widget.scale_combo.native.isHidden()

@@ -99,9 +99,8 @@ class _Plan:
     hr_scale: tuple[float, ...]
     hr_translate: tuple[float, ...]
     colormap: Any
-    preview_origin: tuple[float, float] | None = (
-        None  # (y, x) high-res px of the preview crop, when known
-    )
+    #: (y, x) in high-res px of the preview crop in its plane, when the data can say
+    preview_origin: tuple[float, float] | None = None
 
     def use_data(self, data: PairSource) -> PairSource:
         """Remember where the data's preview crop lies (if the data can say) and return ``data``."""
