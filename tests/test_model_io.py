@@ -30,6 +30,15 @@ def test_no_temporary_file_is_left_behind(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
 
 
+def test_model_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    path = save_model(tmp_path / "m", SRNet(channels=4, blocks=1))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_a_corrupt_file_is_rejected_clearly(tmp_path):
     path = save_model(tmp_path / "m", SRNet(channels=4, blocks=1))
     data = path.read_bytes()

@@ -63,12 +63,20 @@ class SRModel:
         return f"{self.name} ({scale}, {ch})"
 
 
+def _default_file_mode() -> int:
+    """``0o666`` less the process umask: the mode ``open(path, "w")`` would give a new file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, _default_file_mode())  # mkstemp makes 0600; give the file the usual umask mode
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
