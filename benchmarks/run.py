@@ -66,11 +66,16 @@ def machine_name() -> str:
 
 @contextlib.contextmanager
 def _locked(path: Path):
-    """An exclusive advisory lock on ``path.lock`` (other writers of the results file use it too)."""
+    """An exclusive advisory lock for ``path`` (every writer of the results files goes through here).
+
+    The lock file lives in the temporary folder, not next to the results (nothing to commit).
+    """
     import fcntl
+    import hashlib
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    with open(Path(tempfile.gettempdir()) / f"napari-superres-results-{digest}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -327,7 +332,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="skip a measurement predicted (from the previous size) to take longer (default 300 quick, 1800 full)")  # fmt: skip
     p.add_argument("--machine", default=None)
     p.add_argument("--note", action="append", default=[], help="free-text note stored with the results")
+    p.add_argument("--append", action="store_true",
+                   help="add these measurements to the saved ones (same scale and input: replaced) instead of replacing all")  # fmt: skip
     p.add_argument("--no-save", action="store_true")
+    p.add_argument("--render-only", action="store_true", help="rewrite results/<machine>.md from the saved JSON")
     p.add_argument("--_measure", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -335,9 +343,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(json.loads(args._measure))))
         return 0
 
+    machine = args.machine or machine_name()
+    if args.render_only:
+        saved = json.loads((RESULTS_DIR / f"{machine}.json").read_text())["inference"]
+        print(replace_md_section(machine, "inference", render_markdown(saved)))
+        return 0
+
     import torch
 
-    machine = args.machine or machine_name()
     sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
     planes = args.stack_planes if args.stack_planes is not None else (QUICK_STACK_PLANES if args.quick else FULL_STACK_PLANES)
     budget = args.budget_s or (300.0 if args.quick else 1800.0)
@@ -389,10 +402,34 @@ def main(argv: list[str] | None = None) -> int:
         "skipped": skipped,
     }
     if not args.no_save:
+        if args.append:
+            report = _appended(machine, report)
         path = merge_results(machine, {"inference": report})
         md = replace_md_section(machine, "inference", render_markdown(report))
         print(f"wrote {path} and {md}")
     return 0
+
+
+def _appended(machine: str, report: dict[str, Any]) -> dict[str, Any]:
+    """``report`` merged into the saved inference report: runs and skips keyed by (scale, input)."""
+    path = RESULTS_DIR / f"{machine}.json"
+    old = (json.loads(path.read_text()) if path.exists() else {}).get("inference")
+    if not old:
+        return report
+
+    def key(r: dict[str, Any]) -> tuple:
+        return (r["scale"], tuple(r["shape"]))
+
+    new_keys = {key(r) for r in report["runs"]} | {key(s) for s in report["skipped"]}
+    merged = dict(report)
+    merged["runs"] = sorted([r for r in old["runs"] if key(r) not in new_keys] + report["runs"],
+                            key=lambda r: (r["scale"], len(r["shape"]), r["shape"]))  # fmt: skip
+    merged["skipped"] = [s for s in old["skipped"] if key(s) not in new_keys] + report["skipped"]
+    merged["notes"] = list(dict.fromkeys(old.get("notes", []) + report["notes"]))
+    merged["started"] = old.get("started", report["started"])
+    merged["load_average_before"] = f"{old.get('load_average_before')} (first run), {report['load_average_before']} (appended)"
+    merged["quick"] = old.get("quick", False) and report["quick"]
+    return merged
 
 
 def _resolve(device: str) -> Any:
@@ -426,19 +463,20 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "Throughput in output megapixels per second.  *tiled*: the engine's full path on a uint16 image "
         "(normalise, tiles, network, uint16 output).  *untiled*: one forward pass of the same network on "
-        "the whole float image.  *bicubic*: torch `interpolate` (the floor).  RSS: peak host memory of the "
+        "the whole float image.  Tiles: the automatic tile edge cap (from memory) and the balanced tiles per "
+        "plane actually run.  *bicubic*: torch `interpolate` (the floor).  RSS: peak host memory of the "
         "measuring process above its state before the run (interpreter, torch, model, input); "
         "*above output*: that minus the uint16 output array.  *Mpx/CPU-s*: output megapixels per second of "
         "process CPU time (all threads): on a shared machine a steadier measure of the work than wall time.",
         "",
-        "| scale | input | tile (batch) | tiled Mpx/s | untiled Mpx/s | tiled/untiled | tiled Mpx/CPU-s | untiled Mpx/CPU-s | tiled/untiled (CPU time) | bicubic Mpx/s | RSS before MB | RSS +MB | above output MB | GFLOP/s | GPU peak MB | % bf16 peak |",
+        "| scale | input | tile cap, tiles/plane (batch) | tiled Mpx/s | untiled Mpx/s | tiled/untiled | tiled Mpx/CPU-s | untiled Mpx/CPU-s | tiled/untiled (CPU time) | bicubic Mpx/s | RSS before MB | RSS +MB | above output MB | GFLOP/s | GPU peak MB | % bf16 peak |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["runs"]:
         t, u = r["tiled"], r.get("untiled", {})
         lines.append(
-            "| ×{} | {} | {} ({}) | {:.2f} | {} | {} | {:.3f} | {} | {} | {:.1f} | {:.0f} | {:.0f} | {:.0f} | {:.1f} | {} | {} |".format(
-                r["scale"], "×".join(map(str, r["shape"])), r["tile"], r["batch"], t["out_mpx_s"],
+            "| ×{} | {} | {}, {} ({}) | {:.2f} | {} | {} | {:.3f} | {} | {} | {:.1f} | {:.0f} | {:.0f} | {:.0f} | {:.1f} | {} | {} |".format(
+                r["scale"], "×".join(map(str, r["shape"])), r["tile"], r["tiles_per_plane"], r["batch"], t["out_mpx_s"],
                 f"{u['out_mpx_s']:.2f}" if "out_mpx_s" in u else "skipped",
                 f"{r['tiled_vs_untiled']:.0%}" if "tiled_vs_untiled" in r else "–",
                 t["out_mpx_per_cpu_s"],
