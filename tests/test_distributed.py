@@ -46,11 +46,17 @@ def test_api_on_a_cluster_equals_in_process(cluster, net):
     np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-4)
 
 
-def test_cli_with_scheduler_address(cluster, net, tmp_path):
+@pytest.mark.parametrize("source", ["in.zarr", "in.tif"])
+def test_cli_with_scheduler_address(cluster, net, tmp_path, source):
+    import tifffile
+
     image = (np.random.default_rng(1).random((3, 36, 40)) * 60000).astype(np.uint16)
-    src, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
-    z = zarr.open_array(str(src), mode="w", shape=image.shape, chunks=(1, 36, 40), dtype=image.dtype)
-    z[:] = image
+    src, out = tmp_path / source, tmp_path / "out.zarr"
+    if source.endswith(".zarr"):
+        z = zarr.open_array(str(src), mode="w", shape=image.shape, chunks=(1, 36, 40), dtype=image.dtype)
+        z[:] = image
+    else:  # workers open the TIFF themselves (the reader pickles as its path)
+        tifffile.imwrite(src, image, imagej=True, metadata={"axes": "ZYX"})
     model = save_model(tmp_path / "tiny", net)
 
     code = main(["upscale", str(src), str(out), "--model", str(model), "--scheduler", cluster.scheduler_address,
