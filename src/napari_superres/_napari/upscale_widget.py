@@ -28,7 +28,7 @@ from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import Signal
+from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 
 from .engine_access import get_engine
@@ -77,6 +77,19 @@ class _Request:
         self.model_info = model_info
 
 
+class _ProgressRelay(QObject):
+    """Carries worker-thread progress to the GUI thread (queued signal).
+
+    Owned by the running job's closure rather than by the widget, so emitting stays safe
+    when the widget is deleted mid-run: Qt drops connections to a destroyed receiver.
+    """
+
+    progressed = Signal(int, int)
+
+    def emit(self, done: int, total: int) -> None:
+        self.progressed.emit(int(done), int(total))
+
+
 class UpscaleWidget(QWidget):
     """Upscale an image layer with a super-resolution model from the viewer's engine.
 
@@ -88,7 +101,7 @@ class UpscaleWidget(QWidget):
         widget.cancel()             # stop a running job; no layer is added
     """
 
-    #: ``(done, total)`` tiles, emitted from the worker thread, handled on the GUI thread.
+    #: ``(done, total)`` tiles, emitted on the GUI thread as the job advances.
     progressed = Signal(int, int)
     #: Emitted (from any thread) when the engine's model registry changes.
     models_changed = Signal()
@@ -131,7 +144,6 @@ class UpscaleWidget(QWidget):
         self.load_button.changed.connect(self._on_load_clicked)
         self.run_button.changed.connect(lambda *_: self.run())
         self.cancel_button.changed.connect(lambda *_: self.cancel())
-        self.progressed.connect(self._on_progress)
         self.models_changed.connect(self._refresh_models)
 
         # engine callbacks may come from worker threads: only emit a Qt signal there
@@ -295,7 +307,9 @@ class UpscaleWidget(QWidget):
         stop = self._stop
         stop.clear()  # the same Event for the widget's life: closing the widget sets it
         engine = self.engine
-        emit = self._emit_progress
+        relay = _ProgressRelay()  # lives with the job, not the widget: safe if the widget is deleted
+        relay.progressed.connect(self._on_progress)
+        emit = relay.emit
 
         def work() -> Any:
             data = request.data
@@ -320,20 +334,19 @@ class UpscaleWidget(QWidget):
         worker.start()
         return worker
 
-    def _emit_progress(self, done: int, total: int) -> None:
-        """Worker-thread progress callback: hand over to the GUI thread via a queued signal."""
-        try:
-            self.progressed.emit(int(done), int(total))
-        except RuntimeError:  # widget deleted while running
-            pass
-
     def _on_progress(self, done: int, total: int) -> None:
+        """GUI thread: advance the progress bar and re-emit :attr:`progressed` for observers.
+
+        The status is set *before* the bar moves: napari's progress bar processes events,
+        which can run the worker's ``returned`` handler (whose status must win) inside this one.
+        """
+        if self._worker is not None and not self._stop.is_set():
+            self.status.value = f"tile {done}/{total}"
         if self._pbar is not None:
             if self._pbar.total != total:
                 self._pbar.total = total
             self._pbar.update(done - self._pbar.n)
-        if self._worker is not None and not self._stop.is_set():
-            self.status.value = f"tile {done}/{total}"
+        self.progressed.emit(done, total)
 
     def _on_returned(self, result: Any) -> None:
         request = self._request
