@@ -1,0 +1,57 @@
+"""Copy the benchmark tables from ``benchmarks/results/*.md`` into README.md (between marker comments).
+
+    python benchmarks/update_readme.py [--machine cpu-2core]
+
+Blocks: ``<!-- quality:start -->``…``<!-- quality:end -->`` gets ``results/quality.md`` (from its first
+table heading on); ``<!-- performance:start -->``…``<!-- performance:end -->`` gets the body of
+``results/<machine>.md`` for every machine file given (headings demoted one level).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _replace_block(text: str, name: str, body: str) -> str:
+    pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"README.md has no <!-- {name}:start --> / <!-- {name}:end --> block")
+    return pattern.sub(lambda m: m.group(1) + body.strip() + "\n" + m.group(2), text)
+
+
+def quality_block() -> str:
+    text = (RESULTS / "quality.md").read_text()
+    start = text.find("**x")
+    return text[start:] if start >= 0 else text
+
+
+def performance_block(machines: list[str]) -> str:
+    parts = []
+    for machine in machines:
+        text = (RESULTS / f"{machine}.md").read_text()
+        text = re.sub(r"<!-- \w+:(start|end) -->\n?", "", text)
+        text = re.sub(r"^# .*\n", f"#### Machine `{machine}`\n", text, count=1)
+        text = re.sub(r"^## ", "##### ", text, flags=re.M)
+        parts.append(text.strip())
+    return "\n\n".join(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--machine", nargs="+", default=["cpu-2core"])
+    args = parser.parse_args()
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    text = _replace_block(text, "quality", quality_block())
+    text = _replace_block(text, "performance", performance_block(args.machine))
+    readme.write_text(text)
+    print(f"updated {readme}")
+
+
+if __name__ == "__main__":
+    main()
