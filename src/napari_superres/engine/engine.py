@@ -20,7 +20,7 @@ from torch import nn
 from .arch import Bicubic, SRNet
 from .device import configure_cpu_threads, resolve_device
 from .inference import ProgressCallback, plan_upscale, run_upscale
-from .model_io import MODEL_SUFFIX, ModelFileError, SRModel, load_model
+from .model_io import MODEL_SUFFIX, SRModel, load_model
 
 BICUBIC = "bicubic"
 #: Folder of the model files shipped inside the package.

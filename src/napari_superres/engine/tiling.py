@@ -1,7 +1,7 @@
 """Tiled inference with overlapping tiles, each trusted only where it saw full context.
 
 An image plane ``(C, H, W)`` is cut into equal tiles of at most ``tile`` input pixels
-that overlap by at least ``overlap >= 2 * halo + ramp`` pixels, where ``halo`` is the
+that overlap by at least ``overlap >= 2 * halo + margin`` pixels, where ``halo`` is the
 network's receptive-field radius.  Tiles are spread evenly (a balanced layout: the
 fewest tiles, shrunk to the size that covers the plane, so no tile recomputes more
 than it must).  Every output pixel is taken from exactly one tile: neighbouring tiles
@@ -17,7 +17,6 @@ results of one batch are written out while the device computes the next.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -90,36 +89,16 @@ class TileLayout:
         return [0, *mids, self.size]
 
 
-@functools.lru_cache(maxsize=256)
-def _ramp(n: int) -> np.ndarray:
-    """``n`` raised-cosine weights strictly inside (0, 1], rising."""
-    k = np.arange(n, dtype=np.float64) + 0.5
-    return (0.5 - 0.5 * np.cos(np.pi * k / n)).astype(np.float32)
-
-
-@functools.lru_cache(maxsize=256)
-def axis_window(length: int, scale: int, halo: int, ramp: int, first: bool, last: bool) -> np.ndarray:
-    """1D blending weights over one tile's output (``length`` = tile * scale pixels).
-
-    At an inner edge: ``halo*scale`` zeros (untrusted), then a ``ramp*scale`` rising
-    raised cosine, then ones.  At an image edge (``first``/``last``): ones.  (Kept for
-    callers that blend their own tiles; :func:`tiled_forward` hands over without blending.)
-    """
-    w = np.ones(length, dtype=np.float32)
-    dead, rise = halo * scale, ramp * scale
-    if not first:
-        w[:dead] = 0.0
-        w[dead : dead + rise] = _ramp(rise)
-    if not last:
-        w[length - dead :] = 0.0
-        w[length - dead - rise : length - dead] = np.minimum(w[length - dead - rise : length - dead], _ramp(rise)[::-1])
-    return w
-
-
 def plan_overlap(halo: int, tile: int) -> int:
-    """Overlap (input px) for a receptive-field radius ``halo``: ``2*halo`` plus a margin."""
-    ramp = max(2, halo // 2)
-    overlap = 2 * halo + ramp
+    """Overlap (input px) for a receptive-field radius ``halo``: ``2*halo`` plus a margin.
+
+    The hand-over point in the middle of the overlap is then at least ``halo + margin/2``
+    from both tiles' inner edges.  (An earlier version blended tiles with a raised-cosine
+    window across the margin; when every contributing pixel saw its full receptive field
+    the blend changes nothing, so tiles now hand over without accumulation buffers.)
+    """
+    margin = max(2, halo // 2)
+    overlap = 2 * halo + margin
     if tile < 2 * overlap:
         raise ValueError(f"tile {tile} is too small for a receptive field of {halo} px; use tile >= {2 * overlap}")
     return overlap
