@@ -14,9 +14,10 @@ except ImportError:  # pragma: no cover - not installed from a VCS checkout
     __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from ._napari.engine_access import get_engine
     from .engine import Engine, SRNet, upscale
 
-__all__ = ["Engine", "SRNet", "upscale", "__version__"]
+__all__ = ["Engine", "SRNet", "get_engine", "upscale", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -24,4 +25,8 @@ def __getattr__(name: str) -> Any:
         from . import engine
 
         return getattr(engine, name)
+    if name == "get_engine":  # the Engine shared by a viewer's widgets
+        from ._napari.engine_access import get_engine
+
+        return get_engine
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
