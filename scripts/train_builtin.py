@@ -208,7 +208,11 @@ def reproduce_command(args: argparse.Namespace) -> str:
 
     def show(path: Path) -> str:
         path = Path(path).resolve()
-        return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+        if path.is_relative_to(ROOT):
+            return str(path.relative_to(ROOT))
+        if path.is_relative_to(ROOT.parent):  # e.g. ../shared/data beside the checkout
+            return str(Path("..") / path.relative_to(ROOT.parent))
+        return str(path)
 
     return (
         f"python scripts/train_builtin.py --data {show(args.data)} --scale {args.scale} --steps {args.steps} "

@@ -151,3 +151,32 @@ def test_a_fixed_scale_model_refuses_another_scale(net, engine):
 def test_unknown_model_name_lists_the_registered_ones(engine):
     with pytest.raises(KeyError, match="bicubic"):
         upscale(np.zeros((8, 8)), "no-such-model", engine=engine)
+
+
+class _NeedsSmallTiles(torch.nn.Module):
+    """Bicubic x2 that raises CUDA's out-of-memory error for tiles wider than ``limit`` px."""
+
+    scale = 2
+    in_channels = 1
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.widths: list[int] = []
+
+    def receptive_field(self) -> int:
+        return 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.widths.append(x.shape[-1])
+        if x.shape[-1] > self.limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return torch.nn.functional.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
+
+
+def test_out_of_memory_halves_the_tile_and_retries(engine):
+    image = np.random.default_rng(10).random((200, 200), dtype=np.float32)
+    net = _NeedsSmallTiles(limit=64)
+    out = upscale(image, net, tile=128, engine=engine)
+    assert max(net.widths) > 64 and net.widths[-1] <= 64  # it failed big, then ran small
+    np.testing.assert_allclose(out, upscale(image, "bicubic", scale=2, engine=engine), atol=1e-5)
