@@ -6,7 +6,7 @@ with the default (built-in) model, then writes to ``--out``:
 
 * ``upscaled.tif`` (uint16, ImageJ pixel size = low-res pixel / scale), ``bicubic.tif``,
 * ``screenshot.png`` of the whole napari window (grid: low-res | upscaled | high-res, one world
-  coordinate system),
+  coordinate system) and ``overlay.png`` (low-res green under the upscaled layer magenta, additive),
 * ``summary.json`` with PSNR/SSIM of the model and of bicubic against the high-res layer.
 
 Needs a display: under ``make demo`` it runs inside ``xvfb-run`` when none is set.
@@ -128,10 +128,25 @@ def main(argv: list[str] | None = None) -> int:
         _settle()
         shot = args.out / "screenshot.png"
         viewer.screenshot(str(shot), canvas_only=False)
+
+        # overlay: low-res (green) under the upscaled layer (magenta), additive, zoomed in:
+        # aligned structures add up to white; a misregistration would show coloured fringes
+        viewer.grid.enabled = False
+        high.visible = False
+        low.colormap, up.colormap = "green", "magenta"
+        low.blending, up.blending = "additive", "additive"
+        _settle()
+        viewer.reset_view()
+        viewer.camera.zoom *= 4
+        viewer.camera.center = (0, 300, 190)
+        _settle()
+        overlay = args.out / "overlay.png"
+        viewer.screenshot(str(overlay), canvas_only=False)
         if args.screenshot:
             args.screenshot.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(shot, args.screenshot)
-        print(f"wrote {args.out}/upscaled.tif, bicubic.tif, summary.json, screenshot.png")
+            shutil.copyfile(overlay, args.screenshot.with_name("overlay.png"))
+        print(f"wrote {args.out}/upscaled.tif, bicubic.tif, summary.json, screenshot.png, overlay.png")
     finally:
         viewer.close()
     return 0
