@@ -37,6 +37,7 @@ from qtpy.QtWidgets import QHeaderView, QLabel, QTableWidget, QTableWidgetItem, 
 
 from .engine_access import get_engine
 from .layers import METADATA_KEY, layer_axes
+from .progress_relay import ProgressRelay
 from .triton_guard import guard_triton_import
 
 if TYPE_CHECKING:
@@ -187,7 +188,7 @@ class FeatureDifferenceWidget(QWidget):
         widget.figures           # {"psnr": ..., "ssim": ..., "perceptual": ... or None}
     """
 
-    #: ``(done, total)`` tiles, emitted from the worker thread, handled on the GUI thread.
+    #: ``(done, total)`` tiles, emitted on the GUI thread as the job advances.
     progressed = Signal(int, int)
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
@@ -246,7 +247,6 @@ class FeatureDifferenceWidget(QWidget):
         self._show_figures({})
         self.run_button.changed.connect(lambda *_: self.run())
         self.cancel_button.changed.connect(lambda *_: self.cancel())
-        self.progressed.connect(self._on_progress)
         stop = self._stop
         self.destroyed.connect(lambda *_: stop.set())
 
@@ -362,7 +362,9 @@ class FeatureDifferenceWidget(QWidget):
         guard_triton_import()  # before the worker imports torchvision
         stop = self._stop = threading.Event()
         engine = self.engine
-        emit = self._emit_progress
+        relay = ProgressRelay()  # owned by the job: safe if the widget is deleted mid-run
+        relay.progressed.connect(self._on_progress)
+        emit = relay.emit
 
         def work():
             from ..engine.feature_difference import feature_difference
@@ -434,19 +436,15 @@ class FeatureDifferenceWidget(QWidget):
         worker.start()
         return worker
 
-    def _emit_progress(self, done: int, total: int) -> None:
-        try:
-            self.progressed.emit(int(done), int(total))
-        except RuntimeError:  # widget deleted while running
-            pass
-
     def _on_progress(self, done: int, total: int) -> None:
+        """GUI thread; the status is set before the (event-processing) progress bar moves."""
+        if self._worker is not None and not self._stop.is_set():
+            self.status.value = f"VGG-16 features: tile {done}/{total}"
         if self._pbar is not None:
             if self._pbar.total != total:
                 self._pbar.total = total
             self._pbar.update(done - self._pbar.n)
-        if self._worker is not None and not self._stop.is_set():
-            self.status.value = f"VGG-16 features: tile {done}/{total}"
+        self.progressed.emit(done, total)
 
     # --- results -------------------------------------------------------------------------------
     def _on_yielded(self, item: tuple[str, Any, dict[str, Any]]) -> None:

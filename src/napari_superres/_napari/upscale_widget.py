@@ -28,10 +28,11 @@ from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 
 from .engine_access import get_engine
+from .progress_relay import ProgressRelay
 from .layers import layer_axes, output_layer_kwargs
 
 if TYPE_CHECKING:
@@ -75,19 +76,6 @@ class _Request:
         self.lazy = lazy
         self.total = total
         self.model_info = model_info
-
-
-class _ProgressRelay(QObject):
-    """Carries worker-thread progress to the GUI thread (queued signal).
-
-    Owned by the running job's closure rather than by the widget, so emitting stays safe
-    when the widget is deleted mid-run: Qt drops connections to a destroyed receiver.
-    """
-
-    progressed = Signal(int, int)
-
-    def emit(self, done: int, total: int) -> None:
-        self.progressed.emit(int(done), int(total))
 
 
 class UpscaleWidget(QWidget):
@@ -307,7 +295,7 @@ class UpscaleWidget(QWidget):
         stop = self._stop
         stop.clear()  # the same Event for the widget's life: closing the widget sets it
         engine = self.engine
-        relay = _ProgressRelay()  # lives with the job, not the widget: safe if the widget is deleted
+        relay = ProgressRelay()  # lives with the job, not the widget: safe if the widget is deleted
         relay.progressed.connect(self._on_progress)
         emit = relay.emit
 
