@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import tifffile
-import torch
 
 from napari_superres.cli import main
 from napari_superres.engine import load_model
@@ -18,11 +17,8 @@ FAST = ["--steps", "4", "--batch-size", "4", "--patch-size", "32", "--channels",
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_torch_thread):
+    """Every test here trains tiny networks (see conftest.one_torch_thread)."""
 
 
 @pytest.fixture

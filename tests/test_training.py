@@ -17,12 +17,8 @@ TINY_NET = {"channels": 16, "blocks": 2}
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: intra-op threads cost more than they give (and shared CI cores make them spin)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_torch_thread):
+    """Every test here trains tiny networks (see conftest.one_torch_thread)."""
 
 
 def float_pair(shape=(128, 160), scale=2, seed=0) -> tuple[np.ndarray, np.ndarray]:

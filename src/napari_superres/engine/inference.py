@@ -64,12 +64,9 @@ class UpscaleJob:
         return int(np.prod([self.in_shape[i] for i in self.axes.plane_axes], dtype=np.int64))
 
     def tiles_per_plane(self) -> int:
+        """Network tiles per plane (RGB with a 1-channel model: luminance only; chroma is bicubic)."""
         h, w = self.in_shape[self.axes.y], self.in_shape[self.axes.x]
-        n = count_tiles(h, w, self.tile, self.model.receptive_field)
-        runs = 1
-        if self.axes.rgb is not None and self.model.in_channels == 1:
-            runs = 1  # chroma goes through bicubic, not tiled
-        return n * runs
+        return count_tiles(h, w, self.tile, self.model.receptive_field)
 
     def total_tiles(self) -> int:
         return self.n_planes * self.tiles_per_plane()
