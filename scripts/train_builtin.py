@@ -11,14 +11,14 @@ same recipe for longer.  What the script does:
    fixed held-out lists: they are never trained on), as 2-D planes in ``[0, 1]``:
    natural RGB -> luminance (BT.601 Y, as inference feeds a 1-channel model), EM and
    fluorescence planes -> min/max, synthetic fluorescence (seeded) -> its uint16 scale;
-   microscopy planes are repeated (with their own intensity gain) to balance the mix,
-   and about half of all planes are dimmed by a random gain (like 12-bit data in a
-   16-bit container) so that the model sees the intensity ranges of real data;
+   microscopy planes are repeated to balance the mix; each plane is then normalised by its own
+   1st/99.8th percentiles (as inference normalises every image), so dim 12-bit data in a 16-bit
+   container and bright 8-bit data reach the network alike;
 2. trains a 1-channel :class:`~napari_superres.engine.SRNet` (bilinear upsampling,
    global bicubic skip) with the engine's :class:`~napari_superres.engine.trainer.Trainer`
    on high-res patches degraded on the fly (random area / bicubic / bilinear / nearest
    downsampling, optional Gaussian blur, optional Poisson-Gaussian noise);
-3. writes the model file (EMA weights, normalisation ``dtype``, training metadata), and,
+3. writes the model file (EMA weights, normalisation ``percentile``, training metadata), and,
    every ``--checkpoint-every`` steps, a resumable checkpoint plus the model so far;
 4. runs ``benchmarks/quality.py`` on the held-out images at the model's scale
    (unless ``--no-benchmark``) and writes the model card ``<out>.md`` next to the file.
@@ -63,22 +63,23 @@ SCHEDULE = "cosine"
 GRAD_CLIP = 1.0
 VAL_FRACTION = 0.1
 VAL_EVERY = 250
-#: Downsampling methods drawn per patch (repeats weight them): mostly bicubic and area.
-DEGRADATION_METHODS = ("bicubic", "bicubic", "area", "area", "bilinear", "nearest")
+#: Downsampling methods drawn per patch (repeats weight them): half bicubic (the SR literature's
+#: protocol and the most common resize), then area (camera binning), bilinear and nearest.
+DEGRADATION_METHODS = ("bicubic", "bicubic", "bicubic", "area", "area", "bilinear")
 #: Blur sigma range (high-res px) per unit of scale, and the other degradation settings.
 BLUR_PER_SCALE = 0.6
 DEGRADATION = {
-    "blur_prob": 0.5,
+    "blur_prob": 0.35,
     "noise_poisson": (200.0, 20000.0),  # photons at intensity 1.0, log-uniform
     "noise_gaussian": (0.0, 0.01),
-    "noise_prob": 0.4,
+    "noise_prob": 0.35,
 }
+#: Intensity normalisation of training planes, stored in the model file and repeated at inference:
+#: per-image percentiles (as CSBDeep/CARE), so dim 16-bit data and bright 8-bit data look alike.
+NORMALIZATION = {"mode": "percentile", "low": 1.0, "high": 99.8}
 #: How often each kind of plane appears in the training list (balances the pixel mix).
 REPEATS = {"natural": 1, "em": 2, "fluorescence": 4, "synthetic": 3}
 SYNTHETIC_SHAPE = (512, 512)
-#: Fraction of planes dimmed, and the gain range (log-uniform) of the dimmed ones.
-DIM_FRACTION = 0.5
-DIM_GAIN = (1 / 16, 1.0)
 
 
 def ema_decay(steps: int) -> float:
@@ -135,7 +136,7 @@ def fits(shape: tuple[int, ...], scale: int, patch: int) -> bool:
 def training_planes(
     data: Path, *, seed: int, scale: int, patch: int, synthetic_shape: tuple[int, int] | None = None
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
-    """All training planes (float32 ``[0, 1]``, fixed order, seeded gains) and a summary for the card.
+    """All training planes (float32 ``[0, 1]``, fixed order) and a summary for the card.
 
     Planes too small for a ``patch`` plus the validation strip are skipped (listed in the summary).
     """
@@ -146,7 +147,6 @@ def training_planes(
         + fluorescence_images(data, "train")
         + synthetic_training_images(synthetic_shape or SYNTHETIC_SHAPE)
     )
-    rng = np.random.default_rng(seed)
     planes: list[np.ndarray] = []
     summary: dict[str, Any] = {"kinds": {}, "skipped": []}
     for image in images:
@@ -157,10 +157,7 @@ def training_planes(
         k = summary["kinds"].setdefault(image.kind, {"images": 0, "planes": 0, "megapixels": 0.0})
         k["images"] += 1
         for _ in range(REPEATS[image.kind]):
-            gain = 1.0
-            if rng.random() < DIM_FRACTION:
-                gain = float(np.exp(rng.uniform(np.log(DIM_GAIN[0]), np.log(DIM_GAIN[1]))))
-            planes.append(base * np.float32(gain) if gain != 1.0 else base)
+            planes.append(base)
             k["planes"] += 1
             k["megapixels"] += base.size / 1e6
     for k in summary["kinds"].values():
@@ -181,25 +178,34 @@ def build(
     config = TrainConfig(
         scale=scale, preset="psnr", steps=steps, batch_size=BATCH_SIZE, patch_size=patch, lr=LEARNING_RATE,
         schedule=SCHEDULE, grad_clip=GRAD_CLIP, ema=ema_decay(steps), seed=seed, device=device,
-        val_every=VAL_EVERY, net=dict(NET), normalization={"mode": "dtype"}, degradation=dict(degradation),
+        val_every=VAL_EVERY, net=dict(NET), normalization=dict(NORMALIZATION), degradation=dict(degradation),
     )  # fmt: skip
     source = make_pair_source(
         planes, scale=scale, patch_size=patch, degradation=degradation, val_fraction=VAL_FRACTION, seed=seed,
-        normalization={"mode": "dtype"}, in_channels=1,
+        normalization=dict(NORMALIZATION), in_channels=1,
     )  # fmt: skip
     return config, source, summary
 
 
-def initial_net(config: Any) -> Any:
+def initial_net(config: Any, init: Path | None = None) -> Any:
     """The recipe's network, seeded as the trainer seeds it, in channels-last memory format
-    (about 1.6x faster convolutions on CPU for 32 channels; the weights are the same)."""
+    (about 1.6x faster convolutions on CPU for 32 channels; the weights are the same).
+
+    ``init``: a model file of the same architecture whose weights start the run (a warm start,
+    e.g. the previous built-in model), instead of the seeded random initialisation.
+    """
     import torch
 
-    from napari_superres.engine import SRNet, SRNetConfig
+    from napari_superres.engine import SRNet, SRNetConfig, load_model
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         net = SRNet(SRNetConfig.from_dict({**config.net, "scale": config.scale, "in_channels": 1, "out_channels": 1}))
+    if init is not None:
+        start = load_model(init).net
+        if start.config.to_dict() != net.config.to_dict():
+            raise SystemExit(f"--init {init}: its network {start.config.to_dict()} is not the recipe's {net.config.to_dict()}")
+        net.load_state_dict(start.state_dict())
     return net.to(memory_format=torch.channels_last)
 
 
@@ -214,9 +220,10 @@ def reproduce_command(args: argparse.Namespace) -> str:
             return str(Path("..") / path.relative_to(ROOT.parent))
         return str(path)
 
+    init = f" --init {show(args.init)}" if getattr(args, "init", None) else ""
     return (
         f"python scripts/train_builtin.py --data {show(args.data)} --scale {args.scale} --steps {args.steps} "
-        f"--out {show(args.out)} --seed {args.seed} --device {args.device}"
+        f"--out {show(args.out)} --seed {args.seed} --device {args.device}{init}"
     )
 
 
@@ -263,7 +270,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         trainer = Trainer.resume(args.checkpoint, source, steps=args.steps)
         print(f"resumed from {args.checkpoint} at step {trainer.step}")
     else:
-        trainer = Trainer(config, source, net=initial_net(config))
+        trainer = Trainer(config, source, net=initial_net(config, args.init))
     net = trainer.generator
     print(f"network: {net.num_parameters()} parameters, config {net.config.to_dict()}")
     partial = Path(args.out).with_suffix(".partial.safetensors") if args.checkpoint else None
@@ -353,8 +360,9 @@ def write_card(
         f"A 1-channel residual CNN (`SRNet`, {loaded.net.num_parameters():,} parameters, "
         f"{model.stat().st_size / 1024:.0f} KiB) that upscales x{scale}. It serves every layer type: grayscale "
         "images, each channel of a multichannel image, and the luminance (Y) of RGB images (chroma is "
-        "upscaled bicubically). Intensities are normalised by dtype (`{\"mode\": \"dtype\"}`: integers "
-        "divided by their dtype's maximum, floats by their own min/max) as at inference.",
+        "upscaled bicubically). Intensities are normalised per image by percentiles "
+        "(`{\"mode\": \"percentile\", \"low\": 1.0, \"high\": 99.8}`, as CSBDeep/CARE) in training and "
+        "at inference, so dim 16-bit data is treated like bright 8-bit data.",
         "",
         "## Status and honesty note",
         "",
@@ -371,7 +379,7 @@ def write_card(
         info.get("command", f"python scripts/train_builtin.py --data ../shared/data --scale {scale} --steps {steps}"),
         "```",
         "",
-        "Seeded (network initialisation, patch order, degradations, intensity gains); on the same hardware "
+        "Seeded (network initialisation, patch order, degradations); on the same hardware "
         "and torch version the run repeats (CPU float arithmetic may differ across machines).",
         "",
         "## Training data",
@@ -404,8 +412,7 @@ def write_card(
         f"- patches: {cfg.get('batch_size')} x {cfg.get('patch_size')} px (high-res) per step, random "
         "flips/rotations",
         f"- degradation (per patch, from high-res only): `{json.dumps(cfg.get('degradation'))}`",
-        f"- intensity gains: {DIM_FRACTION:.0%} of planes dimmed by a log-uniform gain in "
-        f"[{DIM_GAIN[0]:.4g}, {DIM_GAIN[1]:g}]; repeats per kind {REPEATS}",
+        f"- intensity: each plane normalised by `{json.dumps(NORMALIZATION)}`; repeats per kind {REPEATS}",
         f"- final validation (last {VAL_FRACTION:.0%} columns of up to 8 training planes, normalised units): "
         f"{json.dumps(info.get('final_validation'))}",
         "",
@@ -445,6 +452,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-benchmark", action="store_true", help="skip the held-out benchmark in the card")
     parser.add_argument("--card-only", action="store_true", help="only (re)write the card of an existing --out")
     parser.add_argument("--note", default="", help="extra sentence for the card's status section")
+    parser.add_argument("--init", type=Path, help="warm start: a model file of the recipe's network whose weights start the run")
     parser.add_argument(
         "--results", type=Path, help="take the card's benchmark from this benchmarks/quality.py JSON instead of running it"
     )

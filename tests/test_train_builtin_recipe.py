@@ -100,7 +100,7 @@ def test_recipe_writes_a_loadable_model_and_card(data_folder, tmp_path, monkeypa
 
     model = load_model(out)
     assert model.scale == 2 and model.in_channels == 1
-    assert model.normalization == {"mode": "dtype"}
+    assert model.normalization == {"mode": "percentile", "low": 1.0, "high": 99.8}
     assert model.metadata["steps"] == 2
     assert model.metadata["config"]["net"] == train_builtin.NET
     assert (tmp_path / "run.ckpt").is_file()
