@@ -24,7 +24,7 @@ Metrics, as in the literature: RGB images are compared on Y (ITU-R BT.601 studio
 range, MATLAB ``rgb2ycbcr``) with a data range of 255; grayscale / microscopy
 images on their own values with ``data_range = max - min`` of the high-res image.
 ``scale`` pixels are cropped at every border.  PSNR and SSIM come from
-:mod:`napari_superres.engine.metrics` (SSIM: Wang et al., Gaussian window 11, sigma 1.5,
+:mod:`napari_superres.engine.metrics.pixel` (SSIM: Wang et al., Gaussian window 11, sigma 1.5,
 population covariance, equal to scikit-image's ``structural_similarity(gaussian_weights=True,
 use_sample_covariance=False)``).
 The perceptual (VGG-16 feature) distance needs the ImageNet VGG-16 weights, which
@@ -166,16 +166,16 @@ def comparable(sr: np.ndarray, hr: np.ndarray, scale: int) -> tuple[np.ndarray, 
 
 
 def psnr(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
-    """PSNR (dB) of the compared planes: :func:`napari_superres.engine.metrics.psnr`."""
-    from napari_superres.engine.metrics import psnr as _psnr
+    """PSNR (dB) of the compared planes: :func:`napari_superres.engine.metrics.pixel.psnr`."""
+    from napari_superres.engine.metrics.pixel import psnr as _psnr
 
     return _psnr(a, b, data_range=data_range)
 
 
 def ssim(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
-    """SSIM of the compared planes: :func:`napari_superres.engine.metrics.ssim` (= scikit-image's
+    """SSIM of the compared planes: :func:`napari_superres.engine.metrics.pixel.ssim` (= scikit-image's
     ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)``)."""
-    from napari_superres.engine.metrics import ssim as _ssim
+    from napari_superres.engine.metrics.pixel import ssim as _ssim
 
     return _ssim(a, b, data_range=data_range)
 
@@ -187,7 +187,7 @@ class Perceptual:
     """
 
     def __init__(self) -> None:
-        from napari_superres.engine.vgg import vgg16_weights_path
+        from napari_superres.engine.nets.vgg import vgg16_weights_path
 
         self.available = vgg16_weights_path().is_file()
         self._vgg = None
@@ -197,7 +197,7 @@ class Perceptual:
             return None
         import torch
 
-        from napari_superres.engine.vgg import VGGFeatures
+        from napari_superres.engine.nets.vgg import VGGFeatures
 
         if self._vgg is None:
             self._vgg = VGGFeatures(("relu1_2", "relu2_2", "relu3_3", "relu4_3")).eval()
@@ -367,7 +367,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 def write_results(results: dict[str, Any], out: Path) -> tuple[Path, Path]:
     """Write ``out.json`` and ``out.md`` (atomically); returns both paths."""
-    from napari_superres.engine.model_io import atomic_write_bytes
+    from napari_superres.engine.nets.model_file import atomic_write_bytes
 
     out = Path(out)
     json_path, md_path = out.with_suffix(".json"), out.with_suffix(".md")
@@ -419,7 +419,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     from napari_superres.engine import Engine
-    from napari_superres.engine.engine import builtin_model_files
+    from napari_superres.engine.registry import builtin_model_files
 
     engine = Engine(device="cpu", builtins=True)
     models = args.model if args.model is not None else [p.stem for p in builtin_model_files()]

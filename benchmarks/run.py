@@ -132,7 +132,7 @@ def flops_per_input_px(net: Any, in_channels: int = 1, probe: int = 32) -> float
     import torch
     from torch import nn
 
-    from napari_superres.engine.arch import Bicubic, SRNet
+    from napari_superres.engine.nets.srnet import Bicubic, SRNet
 
     total = 0.0
 
@@ -187,7 +187,7 @@ def measure(cfg: dict[str, Any]) -> dict[str, Any]:
 
     from napari_superres.engine import Engine
     from napari_superres.engine.device import autocast
-    from napari_superres.engine.inference import model_width, plan_upscale
+    from napari_superres.engine.infer.pipeline import model_width, plan_upscale
 
     engine = Engine(device=cfg["device"], builtins=cfg["model"] != "default")
     device = engine.device

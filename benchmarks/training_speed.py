@@ -53,8 +53,8 @@ def measure(device: str, preset: str, steps: int, warmup: int, batch: int, patch
     import numpy as np
     import torch
 
-    from napari_superres.engine.synthetic import synthetic_pair
-    from napari_superres.engine.trainer import TrainConfig, Trainer, make_pair_source
+    from napari_superres.engine.samples import synthetic_pair
+    from napari_superres.engine.train.trainer import TrainConfig, Trainer, make_pair_source
 
     pairs = [synthetic_pair((DATA_EDGE, DATA_EDGE), SCALE, seed=s) for s in range(2)]
     data = make_pair_source([hr for _, hr in pairs], [lr for lr, _ in pairs], scale=SCALE, patch_size=patch)
@@ -116,7 +116,7 @@ def _random_vgg_cache() -> None:
     import torch
     from torchvision.models import vgg16
 
-    from napari_superres.engine.vgg import vgg16_weights_path
+    from napari_superres.engine.nets.vgg import vgg16_weights_path
 
     home = Path(tempfile.mkdtemp(prefix="superres-bench-torch-"))
     os.environ["TORCH_HOME"] = str(home)
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from napari_superres.engine.vgg import vgg16_weights_path
+    from napari_superres.engine.nets.vgg import vgg16_weights_path
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.device == "all" else [args.device]
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]

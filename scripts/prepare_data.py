@@ -9,7 +9,7 @@ The data folder has the layout of ``../shared/data`` (see its README)::
 
 A fixed list of images of every kind is HELD OUT: the built-in models never train on
 them and ``benchmarks/quality.py`` measures on them.  Synthetic fluorescence
-(``napari_superres.engine.synthetic``) uses disjoint seed ranges for training and
+(``napari_superres.engine.samples``) uses disjoint seed ranges for training and
 benchmarking.
 
 Run as a script to copy a data folder into the git-ignored ``.data/`` of the project::
@@ -142,7 +142,7 @@ def fluorescence_images(data: Path, split: str) -> list[Image]:
 
 def synthetic_images(split: str, shape: tuple[int, int] | None = None) -> list[Image]:
     """Synthetic fluorescence high-res fields (noise-free, PSF-blurred, uint16 camera scale)."""
-    from napari_superres.engine.synthetic import synthetic_pair
+    from napari_superres.engine.samples import synthetic_pair
 
     seeds = SYNTHETIC_BENCH_SEEDS if split == "heldout" else SYNTHETIC_TRAIN_SEEDS
     shape = shape or (SYNTHETIC_BENCH_SHAPE if split == "heldout" else SYNTHETIC_TRAIN_SHAPE)

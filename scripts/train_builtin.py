@@ -15,7 +15,7 @@ same recipe for longer.  What the script does:
    1st/99.8th percentiles (as inference normalises every image), so dim 12-bit data in a 16-bit
    container and bright 8-bit data reach the network alike;
 2. trains a 1-channel :class:`~napari_superres.engine.SRNet` (bilinear upsampling,
-   global bicubic skip) with the engine's :class:`~napari_superres.engine.trainer.Trainer`
+   global bicubic skip) with the engine's :class:`~napari_superres.engine.train.trainer.Trainer`
    on high-res patches degraded on the fly (random area / bicubic / bilinear / nearest
    downsampling, optional Gaussian blur, optional Poisson-Gaussian noise);
 3. writes the model file (EMA weights, normalisation ``percentile``, training metadata), and,
@@ -117,7 +117,7 @@ def to_training_plane(image: Image) -> np.ndarray:
 
 
 def synthetic_training_images(shape: tuple[int, int]) -> list[Image]:
-    from napari_superres.engine.synthetic import synthetic_pair
+    from napari_superres.engine.samples import synthetic_pair
 
     out = []
     for seed in SYNTHETIC_TRAIN_SEEDS:
@@ -170,7 +170,7 @@ def build(
     data: Path, scale: int, steps: int, seed: int, device: str, *, synthetic_shape: tuple[int, int] | None = None
 ) -> tuple[Any, Any, dict[str, Any]]:
     """``(TrainConfig, PairSource, data summary)`` of the recipe."""
-    from napari_superres.engine.trainer import TrainConfig, make_pair_source
+    from napari_superres.engine.train.trainer import TrainConfig, make_pair_source
 
     patch = PATCH_SIZE[scale]
     planes, summary = training_planes(data, seed=seed, scale=scale, patch=patch, synthetic_shape=synthetic_shape)
@@ -255,7 +255,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from napari_superres.engine.device import configure_cpu_threads
-    from napari_superres.engine.trainer import Trainer
+    from napari_superres.engine.train.trainer import Trainer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -339,7 +339,7 @@ def write_card(
     model: Path, scale: int, data: Path, info: dict[str, Any], bench_md: str | None, note: str = ""
 ) -> Path:
     """Write ``<model>.md``: what the model is for, its data (credited), recipe, cost and benchmark."""
-    from napari_superres.engine.model_io import atomic_write_bytes, load_model
+    from napari_superres.engine.nets.model_file import atomic_write_bytes, load_model
 
     loaded = load_model(model)
     meta = loaded.metadata
@@ -401,7 +401,7 @@ def write_card(
     for folder, text in credits.items():
         lines += [f"**{folder}**", "", "```", text, "```", ""]
     lines += [
-        "Synthetic fluorescence: `napari_superres.engine.synthetic` (generated, no licence restrictions).",
+        "Synthetic fluorescence: `napari_superres.engine.samples` (generated, no licence restrictions).",
         "",
         "## Recipe",
         "",
@@ -459,7 +459,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     if args.card_only:
-        from napari_superres.engine.model_io import read_model_metadata
+        from napari_superres.engine.nets.model_file import read_model_metadata
 
         info_path = _info_path(args)
         info = json.loads(info_path.read_text()) if info_path and info_path.is_file() else {}
@@ -469,7 +469,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         run = train(args)
         model, info = Path(run["model"]), run["info"]
-        from napari_superres.engine.model_io import atomic_write_bytes
+        from napari_superres.engine.nets.model_file import atomic_write_bytes
 
         if _info_path(args):
             atomic_write_bytes(_info_path(args), json.dumps(info, indent=1).encode())

@@ -54,7 +54,7 @@ def fake_vgg_cache(vgg_hub_dir, monkeypatch):
     """
     import torch
 
-    from napari_superres.engine.vgg import vgg16_weights_path
+    from napari_superres.engine.nets.vgg import vgg16_weights_path
 
     old_dir = torch.hub.get_dir()
     monkeypatch.setenv("TORCH_HOME", str(vgg_hub_dir.parent))

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from napari_superres.engine import SRNet, SRNetConfig, build_preset, receptive_field_radius
-from napari_superres.engine.arch import Upsample
+from napari_superres.engine.nets.srnet import Upsample
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4, 8])

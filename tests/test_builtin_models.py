@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_superres.engine import Engine, load_model, read_model_metadata
-from napari_superres.engine.engine import BUILTIN_MODEL_DIR, builtin_model_files
+from napari_superres.engine.registry import BUILTIN_MODEL_DIR, builtin_model_files
 
 MAX_PARAMETERS = 600_000
 MAX_TOTAL_BYTES = 10 * 1024 * 1024
@@ -55,7 +55,7 @@ def test_engine_default_is_the_builtin_x2_model():
 
 
 def test_upscale_without_a_model_uses_the_builtin_x2_offline(offline):
-    from napari_superres.engine.synthetic import synthetic_pair
+    from napari_superres.engine.samples import synthetic_pair
 
     lr, _ = synthetic_pair(shape=(96, 96), scale=2, seed=3)  # uint16 camera image (48, 48)
     engine = Engine(device="cpu")

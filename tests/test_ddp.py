@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from napari_superres.engine.synthetic import synthetic_pair
+from napari_superres.engine.samples import synthetic_pair
 
 
 def _free_port() -> int:
@@ -26,7 +26,7 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str, preset: str) ->
     torch.set_num_threads(1)
     import numpy as np
 
-    from napari_superres.engine.trainer import TrainConfig, Trainer, make_pair_source
+    from napari_superres.engine.train.trainer import TrainConfig, Trainer, make_pair_source
 
     lr, hr = synthetic_pair((96, 128), 2, seed=0, noise=False)
     top = float(hr.max())
@@ -49,7 +49,7 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str, preset: str) ->
         "is_main": trainer.is_main,
     }
     if trainer.disc is not None:
-        from napari_superres.engine.distributed import unwrap
+        from napari_superres.engine.train.distributed import unwrap
 
         state["discriminator"] = unwrap(trainer.disc).state_dict()
     torch.save(state, os.path.join(out_dir, f"rank{rank}.pt"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_superres.engine.degradation import DOWNSAMPLING_METHODS, DegradationConfig, degrade, downsample
+from napari_superres.engine.train.degradation import DOWNSAMPLING_METHODS, DegradationConfig, degrade, downsample
 
 
 @pytest.fixture

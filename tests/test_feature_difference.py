@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from napari_superres.engine.engine import Engine
-from napari_superres.engine.feature_difference import (
+from napari_superres.engine.registry import Engine
+from napari_superres.engine.metrics.features import (
     feature_difference,
     layer_weights,
     perceptual_distance,
     vgg_geometry,
 )
-from napari_superres.engine.synthetic import synthetic_pair
-from napari_superres.engine.tiling import Cancelled
-from napari_superres.engine.vgg import VGG16_LAYERS, VGGWeightsUnavailable
+from napari_superres.engine.samples import synthetic_pair
+from napari_superres.engine.infer.tiling import Cancelled
+from napari_superres.engine.nets.vgg import VGG16_LAYERS, VGGWeightsUnavailable
 
 #: Shallow layers keep the CPU tests fast; the default four are exercised once on the sample pair.
 SHALLOW = ("relu1_2", "relu2_2", "relu3_3")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_superres.engine.metrics import psnr, ssim
+from napari_superres.engine.metrics.pixel import psnr, ssim
 
 pytestmark = pytest.mark.gui
 
@@ -97,7 +97,7 @@ def test_offline_still_gives_pixel_maps_and_says_how_to_get_the_weights(
 
 
 def test_low_res_layer_is_resampled_onto_the_reference_grid(make_napari_viewer, qtbot):
-    from napari_superres.engine.synthetic import synthetic_pair
+    from napari_superres.engine.samples import synthetic_pair
 
     viewer = make_napari_viewer()
     lr, hr = synthetic_pair((64, 64), scale=2, seed=3)

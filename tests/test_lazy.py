@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from napari_superres.engine import Engine, SRNet
-from napari_superres.engine.lazy import ModelPayload, upscale_dask
+from napari_superres.engine.infer.lazy import ModelPayload, upscale_dask
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_superres.engine.discriminator import PatchDiscriminator, UNetDiscriminator, build_discriminator
-from napari_superres.engine.losses import (
+from napari_superres.engine.nets.discriminator import PatchDiscriminator, UNetDiscriminator, build_discriminator
+from napari_superres.engine.train.losses import (
     GAN_LOSSES,
     LOSS_PRESETS,
     PerceptualLoss,

@@ -10,9 +10,9 @@ import pytest
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from napari_superres.engine import metrics
-from napari_superres.engine.engine import Engine
-from napari_superres.engine.metrics import (
+from napari_superres.engine.metrics import pixel as metrics
+from napari_superres.engine.registry import Engine
+from napari_superres.engine.metrics.pixel import (
     PlaneLayout,
     absolute_error_map,
     compare,

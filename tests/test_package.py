@@ -33,7 +33,7 @@ def test_importing_the_package_does_not_import_torch():
 
 
 def test_sample_data_generator_does_not_import_torch():
-    code = "import sys, napari_superres.engine.synthetic; assert 'torch' not in sys.modules"
+    code = "import sys, napari_superres.engine.samples; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_superres.engine.synthetic import (
+from napari_superres.engine.samples import (
     OFFSET,
     SPAN,
     bin_image,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from napari_superres.engine import SRNet
-from napari_superres.engine.tiling import (
+from napari_superres.engine.infer.tiling import (
     MAX_TILE,
     TileLayout,
     choose_batch,

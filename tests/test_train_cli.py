@@ -10,7 +10,7 @@ import tifffile
 
 from napari_superres.cli import main
 from napari_superres.engine import load_model
-from napari_superres.engine.synthetic import synthetic_pair
+from napari_superres.engine.samples import synthetic_pair
 
 FAST = ["--steps", "4", "--batch-size", "4", "--patch-size", "32", "--channels", "8", "--blocks", "1",
         "--device", "cpu", "--val-every", "2", "--quiet"]  # fmt: skip

@@ -9,8 +9,8 @@ import pytest
 import napari_superres._napari.train_widget as train_widget_module
 from napari_superres._napari.engine_access import get_engine
 from napari_superres._napari.train_widget import PREVIEW_LAYER
-from napari_superres.engine.model_io import load_model
-from napari_superres.engine.trainer import Trainer
+from napari_superres.engine.nets.model_file import load_model
+from napari_superres.engine.train.trainer import Trainer
 
 pytestmark = pytest.mark.gui
 PLUGIN = "napari-superres"

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from napari_superres.engine import Engine, load_model, read_model_metadata
-from napari_superres.engine.synthetic import synthetic_pair
-from napari_superres.engine.trainer import StepReport, TrainConfig, Trainer, make_pair_source
-from napari_superres.engine.vgg import VGGWeightsUnavailable
+from napari_superres.engine.samples import synthetic_pair
+from napari_superres.engine.train.trainer import StepReport, TrainConfig, Trainer, make_pair_source
+from napari_superres.engine.nets.vgg import VGGWeightsUnavailable
 
 TINY_NET = {"channels": 16, "blocks": 2}
 

@@ -1,7 +1,7 @@
 """The Feature-difference dock widget: where and how much image A differs from the reference B.
 
-Thin glue over :mod:`napari_superres.engine.metrics` and
-:mod:`napari_superres.engine.feature_difference`:
+Thin glue over :mod:`napari_superres.engine.metrics.pixel` and
+:mod:`napari_superres.engine.metrics.features`:
 
 * A and B are checked on the GUI thread.  When their shapes differ but their layer
   scale/translate say they cover the same field of view (e.g. A is the low-res image with
@@ -367,8 +367,8 @@ class FeatureDifferenceWidget(QWidget):
         emit = relay.emit
 
         def work():
-            from ..engine.feature_difference import feature_difference
-            from ..engine.metrics import (
+            from ..engine.metrics.features import feature_difference
+            from ..engine.metrics.pixel import (
                 SSIM_WINDOW,
                 absolute_error_map,
                 psnr,
@@ -376,7 +376,7 @@ class FeatureDifferenceWidget(QWidget):
                 ssim,
                 ssim_map,
             )
-            from ..engine.vgg import VGGWeightsUnavailable
+            from ..engine.nets.vgg import VGGWeightsUnavailable
 
             b = np.asarray(request.b_data)
             a = request.a_data
@@ -535,7 +535,7 @@ class FeatureDifferenceWidget(QWidget):
             self.table.setItem(row, 0, QTableWidgetItem(text))
 
     def _on_errored(self, exc: BaseException) -> None:
-        from ..engine.tiling import Cancelled
+        from ..engine.infer.tiling import Cancelled
 
         if isinstance(exc, Cancelled) or self._stop.is_set():
             self.status.value = "cancelled (maps already written are kept)"

@@ -28,10 +28,10 @@ def synthetic_fluorescence_pair(
 ) -> list[tuple[np.ndarray, dict[str, Any], str]]:
     """napari ``LayerData`` tuples ``[(high-res, kwargs, "image"), (low-res, kwargs, "image")]``.
 
-    Both ``uint16`` (see :func:`napari_superres.engine.synthetic.synthetic_pair`), with
+    Both ``uint16`` (see :func:`napari_superres.engine.samples.synthetic_pair`), with
     the same contrast limits; the low-res layer is on top (added last).
     """
-    from ..engine.synthetic import OFFSET, synthetic_pair
+    from ..engine.samples import OFFSET, synthetic_pair
 
     lr, hr = synthetic_pair(shape, scale=scale, seed=seed)
     limits = (float(OFFSET), float(np.percentile(hr, 99.9)))

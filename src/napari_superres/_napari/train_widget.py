@@ -1,6 +1,6 @@
 """The Train dock widget: train a super-resolution model on image layers, live, inside napari.
 
-Thin glue over :class:`napari_superres.engine.trainer.Trainer`:
+Thin glue over :class:`napari_superres.engine.train.trainer.Trainer`:
 
 * the data are a (low-res, high-res) pair of Image layers, or a high-res layer whose
   low-res partner is synthesised on the fly (randomised blur + downsampling + noise);
@@ -52,11 +52,11 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import QFileDialog, QFrame, QGroupBox, QScrollArea, QVBoxLayout, QWidget
 
-from ..engine.arch import SUPPORTED_SCALES, UPSAMPLING_MODES
-from ..engine.losses import LOSS_PRESETS, LOSS_TERMS
+from ..engine.nets.srnet import SUPPORTED_SCALES, UPSAMPLING_MODES
+from ..engine.train.losses import LOSS_PRESETS, LOSS_TERMS
 from ..engine.normalization import normalization_spec
-from ..engine.trainer import StepReport, TrainConfig, Trainer, TrainResult, ValidationReport
-from ..engine.training_data import PairSource, make_pair_source
+from ..engine.train.trainer import StepReport, TrainConfig, Trainer, TrainResult, ValidationReport
+from ..engine.train.data import PairSource, make_pair_source
 from .engine_access import get_engine
 from .layers import layer_axes
 from .loss_plot import LossPlot

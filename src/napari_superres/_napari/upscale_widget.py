@@ -201,7 +201,7 @@ class UpscaleWidget(QWidget):
 
     def load_model_file(self, path: str | os.PathLike) -> str | None:
         """Load a ``.safetensors`` model into the engine and select it; ``None`` (and a notification) on error."""
-        from ..engine.model_io import ModelFileError
+        from ..engine.nets.model_file import ModelFileError
 
         try:
             name = self.engine.load(path)
@@ -254,7 +254,7 @@ class UpscaleWidget(QWidget):
 
     def _prepare(self, layer: Any) -> _Request:
         """All checks before starting: raises ``ValueError`` (etc.) with the fix."""
-        from ..engine.inference import plan_upscale
+        from ..engine.infer.pipeline import plan_upscale
 
         if layer is None:
             raise ValueError("Choose an image layer to upscale.")
@@ -347,7 +347,7 @@ class UpscaleWidget(QWidget):
             show_info(f"{layer.name!r} is lazy: chunks are upscaled when displayed.")
 
     def _on_errored(self, exc: BaseException) -> None:
-        from ..engine.tiling import Cancelled
+        from ..engine.infer.tiling import Cancelled
 
         if isinstance(exc, Cancelled) or self._stop.is_set():
             self.status.value = "cancelled"

@@ -21,7 +21,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def model_rows() -> list[dict[str, Any]]:
     """One dict per registered model: name, scale, in_channels, source, default, parameters."""
-    from ..engine.engine import Engine
+    from ..engine.registry import Engine
 
     engine = Engine(device="cpu")
     rows = []

@@ -206,7 +206,7 @@ def _get(args: argparse.Namespace, name: str) -> Any:
 
 def build_config(args: argparse.Namespace) -> Any:
     from ..engine.normalization import normalization_spec
-    from ..engine.trainer import TrainConfig
+    from ..engine.train.trainer import TrainConfig
 
     net = {k: getattr(args, k) for k in ("channels", "blocks", "upsampling") if getattr(args, k) is not None}
     kwargs: dict[str, Any] = dict(
@@ -234,7 +234,7 @@ def build_config(args: argparse.Namespace) -> Any:
 
 def _resume_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """``(config, data description, overrides)`` of the checkpoint to resume."""
-    from ..engine.trainer import TrainConfig, Trainer
+    from ..engine.train.trainer import TrainConfig, Trainer
 
     state = Trainer.read_checkpoint(args.resume)
     config = TrainConfig.from_dict(json.loads(state["config"]))
@@ -263,7 +263,7 @@ def _resume_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any], dic
 
 
 def _write_json(path: str | Path, payload: dict[str, Any]) -> None:
-    from ..engine.model_io import atomic_write_bytes
+    from ..engine.nets.model_file import atomic_write_bytes
 
     atomic_write_bytes(path, json.dumps(payload, indent=1, default=str).encode())
 
@@ -281,8 +281,8 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint_every and not (args.checkpoint or args.resume):
         raise CLIError("--checkpoint-every needs --checkpoint CKPT (where to write)")
 
-    from ..engine.trainer import Trainer
-    from ..engine.training_data import make_pair_source
+    from ..engine.train.trainer import Trainer
+    from ..engine.train.data import make_pair_source
 
     if args.resume:
         config, described, overrides = _resume_settings(args)

@@ -1,7 +1,7 @@
 """``napari-superres upscale IN OUT``: upscale a TIFF or zarr image, streaming it chunk by chunk.
 
 The input is opened lazily (TIFF through ``tifffile``'s zarr view, zarr through
-``dask.array.from_zarr``), upscaled with :func:`napari_superres.engine.lazy.upscale_dask`
+``dask.array.from_zarr``), upscaled with :func:`napari_superres.engine.infer.lazy.upscale_dask`
 and written chunk by chunk, so host memory stays flat whatever the image size:
 
 * ``OUT.zarr``: a zarr array (the installed zarr's default format) whose chunks are the
@@ -504,7 +504,7 @@ def open_source(path: Path, *, scale: int, halo: int, chunk_planes: int, chunk_s
     import dask.array as da
     from dask.base import tokenize
 
-    from ..engine.axes import parse_axes
+    from ..engine.layout import parse_axes
 
     if not path.exists():
         raise CLIError(f"input not found: {path}")
@@ -556,8 +556,8 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
 
-    from ..engine.engine import Engine
-    from ..engine.lazy import upscale_dask
+    from ..engine.registry import Engine
+    from ..engine.infer.lazy import upscale_dask
     from ..engine.normalization import normalization_spec
 
     try:
@@ -591,7 +591,7 @@ def run(args: argparse.Namespace) -> int:
             normalization=normalization_spec(args.normalization) if args.normalization else None,
             device=args.device if client is not None else None,
         )  # fmt: skip
-        from ..engine.axes import parse_axes
+        from ..engine.layout import parse_axes
 
         info = parse_axes(source.array.shape, source.axes)
         pixel = source.pixel_size.upscaled(scale)

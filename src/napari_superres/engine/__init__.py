@@ -1,13 +1,15 @@
 """The napari-superres engine: torch + numpy only (no Qt, no napari).
 
-Networks (:mod:`.arch`), model files (:mod:`.model_io`), tiled inference
-(:mod:`.tiling`, :mod:`.inference`, :mod:`.lazy` for dask), the model registry
-(:mod:`.engine`), training (:mod:`.losses`, :mod:`.discriminator`, :mod:`.degradation`,
-:mod:`.training_data`, :mod:`.trainer`), image comparison (:mod:`.metrics`,
-:mod:`.feature_difference`), and the VGG-16 features (:mod:`.vgg`) shared by the
-perceptual loss and the difference maps.
+Sub-packages by concern, lowest layer first (each imports only from layers below it)::
 
-Names are imported on first use, so ``import napari_superres.engine.synthetic`` (numpy
+    layout, device, normalization, samples   axes/plane layout, device choice, intensity maps, sample data
+    nets/      SRNet (srnet), discriminators, VGG-16 features, safetensors model files (model_file)
+    infer/     tiling, the upscale pipeline, lazy (dask) upscaling
+    metrics/   SSIM, pixel metrics (PSNR, SSIM maps, compare), VGG feature-difference maps (features)
+    train/     losses, degradation, training data, Trainer + checkpoints, distributed (DDP)
+    registry   Engine: the model registry shared by a viewer's widgets, and upscale()
+
+Names are imported on first use, so ``import napari_superres.engine.samples`` (numpy
 only) does not pull in torch.
 """
 
@@ -18,31 +20,31 @@ from typing import TYPE_CHECKING, Any
 
 #: public name -> submodule that defines it
 _EXPORTS: dict[str, str] = {
-    **dict.fromkeys(["PRESETS", "Bicubic", "SRNet", "SRNetConfig", "build_preset", "receptive_field_radius"], "arch"),
+    **dict.fromkeys(["PRESETS", "Bicubic", "SRNet", "SRNetConfig", "build_preset", "receptive_field_radius"], "nets.srnet"),
     "resolve_device": "device",
-    **dict.fromkeys(["BICUBIC", "Engine", "default_engine", "upscale"], "engine"),
-    **dict.fromkeys(["ModelFileError", "SRModel", "load_model", "read_model_metadata", "save_model"], "model_io"),
-    "Cancelled": "tiling",
-    **dict.fromkeys(["VGGFeatures", "VGGWeightsUnavailable"], "vgg"),
-    **dict.fromkeys(["TrainConfig", "Trainer", "TrainResult", "StepReport", "ValidationReport"], "trainer"),
-    "make_pair_source": "training_data",
-    "feature_difference": "feature_difference",
-    **dict.fromkeys(["psnr", "ssim", "compare"], "metrics"),
+    **dict.fromkeys(["BICUBIC", "Engine", "default_engine", "upscale"], "registry"),
+    **dict.fromkeys(["ModelFileError", "SRModel", "load_model", "read_model_metadata", "save_model"], "nets.model_file"),
+    "Cancelled": "infer.tiling",
+    **dict.fromkeys(["VGGFeatures", "VGGWeightsUnavailable"], "nets.vgg"),
+    **dict.fromkeys(["TrainConfig", "Trainer", "TrainResult", "StepReport", "ValidationReport"], "train.trainer"),
+    "make_pair_source": "train.data",
+    "feature_difference": "metrics.features",
+    **dict.fromkeys(["psnr", "ssim", "compare"], "metrics.pixel"),
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from .arch import PRESETS, Bicubic, SRNet, SRNetConfig, build_preset, receptive_field_radius
+    from .nets.srnet import PRESETS, Bicubic, SRNet, SRNetConfig, build_preset, receptive_field_radius
     from .device import resolve_device
-    from .engine import BICUBIC, Engine, default_engine, upscale
-    from .feature_difference import feature_difference
-    from .metrics import compare, psnr, ssim
-    from .model_io import ModelFileError, SRModel, load_model, read_model_metadata, save_model
-    from .tiling import Cancelled
-    from .trainer import StepReport, TrainConfig, Trainer, TrainResult, ValidationReport
-    from .training_data import make_pair_source
-    from .vgg import VGGFeatures, VGGWeightsUnavailable
+    from .registry import BICUBIC, Engine, default_engine, upscale
+    from .metrics.features import feature_difference
+    from .metrics.pixel import compare, psnr, ssim
+    from .nets.model_file import ModelFileError, SRModel, load_model, read_model_metadata, save_model
+    from .infer.tiling import Cancelled
+    from .train.trainer import StepReport, TrainConfig, Trainer, TrainResult, ValidationReport
+    from .train.data import make_pair_source
+    from .nets.vgg import VGGFeatures, VGGWeightsUnavailable
 
 
 def __getattr__(name: str) -> Any:

@@ -19,7 +19,7 @@ and ``structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
 use_sample_covariance=False, data_range=...)`` (Wang et al. 2004) for the same data range.
 
 Layouts: 2D ``(Y, X)``, RGB(A) ``(..., Y, X, 3|4)`` and stacks (leading axes, or an
-``axes`` string as in :func:`napari_superres.engine.axes.parse_axes`).  Maps have the
+``axes`` string as in :func:`napari_superres.engine.layout.parse_axes`).  Maps have the
 input's shape without the RGB axis: RGB maps are averaged over R, G, B (alpha is
 ignored); stacks are mapped plane by plane.
 """
@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .axes import AxesInfo, parse_axes
-from .normalization import intensity_range
+from ..layout import AxesInfo, parse_axes
+from ..normalization import intensity_range
 from .ssim import SSIM_SIGMA, SSIM_WINDOW
 from .ssim import ssim_map as _ssim_valid_map
 
@@ -337,12 +337,12 @@ def compare(
     Returns a dict: ``psnr`` (dB, ``inf`` for identical images), ``ssim``, ``psnr_y``
     (dB on Y after cropping ``crop_border`` px; RGB only, else ``None``), ``perceptual``
     (mean of the VGG-16 feature-difference map, see
-    :func:`~napari_superres.engine.feature_difference.feature_difference`; ``None`` when
+    :func:`~napari_superres.engine.metrics.features.feature_difference`; ``None`` when
     ``perceptual=False`` or the ImageNet weights are unavailable, then ``perceptual_note``
     says how to get them), ``data_range`` and ``layers``.
     """
-    from .feature_difference import perceptual_distance
-    from .vgg import DEFAULT_LAYERS, VGGWeightsUnavailable
+    from .features import perceptual_distance
+    from ..nets.vgg import DEFAULT_LAYERS, VGGWeightsUnavailable
 
     check_pair(a, b)
     layers = tuple(layers or DEFAULT_LAYERS)

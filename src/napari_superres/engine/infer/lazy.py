@@ -5,8 +5,8 @@ of it, e.g. the plane napari displays) is computed.  Per chunk:
 
 1. the chunk is read together with a halo of ``receptive_field`` input pixels from its
    neighbours in Y and X (none along the other axes: planes are independent),
-2. :func:`~napari_superres.engine.inference.plan_upscale` /
-   :func:`~napari_superres.engine.inference.run_upscale` upscale it (tiled within the chunk),
+2. :func:`~napari_superres.engine.infer.pipeline.plan_upscale` /
+   :func:`~napari_superres.engine.infer.pipeline.run_upscale` upscale it (tiled within the chunk),
    normalised with the intensity range of the *whole* array,
 3. the halo's ``receptive_field * scale`` output pixels are cut away again on every side
    that has a neighbour, so the output chunks are the input chunks times ``scale`` in Y/X.
@@ -41,16 +41,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .arch import Bicubic, SRNet, SRNetConfig
-from .device import resolve_device
-from .inference import plan_upscale, run_upscale
-from .model_io import SRModel
-from .normalization import _PERCENTILE_SAMPLE, intensity_range
+from ..nets.srnet import Bicubic, SRNet, SRNetConfig
+from ..device import resolve_device
+from .pipeline import plan_upscale, run_upscale
+from ..nets.model_file import SRModel
+from ..normalization import _PERCENTILE_SAMPLE, intensity_range
 
 if TYPE_CHECKING:  # pragma: no cover
     import dask.array as da
 
-    from .engine import Engine
+    from ..registry import Engine
 
 #: How many rebuilt networks a worker process keeps (keyed by weights digest and device).
 _WORKER_CACHE_SIZE = 4

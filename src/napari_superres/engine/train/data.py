@@ -8,8 +8,8 @@ stacks) and hands out batches::
 * **Pairs**: ``lr`` and ``hr`` arrays whose Y and X sizes differ by the same integer
   factor, equal to ``scale``; all other axes equal.
 * **High-res only**: low-res patches are made on the fly by
-  :func:`~napari_superres.engine.degradation.degrade` (randomised per patch).
-* **Layouts** as in inference (:func:`~napari_superres.engine.axes.parse_axes`): 2D,
+  :func:`~napari_superres.engine.train.degradation.degrade` (randomised per patch).
+* **Layouts** as in inference (:func:`~napari_superres.engine.layout.parse_axes`): 2D,
   stacks (every Z / T / C plane is a sample), RGB(A) ``(..., Y, X, 3|4)``.  RGB trains a
   1-channel network on luminance (BT.601 Y, as inference feeds it) or a 3-channel
   network on RGB (``in_channels=3``); alpha is ignored.
@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .axes import parse_axes
+from ..layout import parse_axes
 from .degradation import DegradationConfig, degrade
-from .normalization import intensity_range, normalization_spec, normalize, rgb_luminance
+from ..normalization import intensity_range, normalization_spec, normalize, rgb_luminance
 
 #: Smallest validation region width / height in high-res px (the SSIM window is 11).
 MIN_VAL_PX = 16

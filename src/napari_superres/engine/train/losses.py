@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ssim import SSIM_SIGMA, SSIM_WINDOW, ssim_map
+from ..metrics.ssim import SSIM_SIGMA, SSIM_WINDOW, ssim_map
 
 #: Every loss term a weight may be given for.
 LOSS_TERMS = ("l1", "l2", "ssim", "perceptual", "gan")
@@ -88,7 +88,7 @@ class PerceptualLoss(nn.Module):
 
     Parameters
     ----------
-    vgg : a :class:`~napari_superres.engine.vgg.VGGFeatures` whose layers include ``layers``
+    vgg : a :class:`~napari_superres.engine.nets.vgg.VGGFeatures` whose layers include ``layers``
         (ImageNet normalisation and gray -> 3 channels happen inside it).  One per engine:
         ``Engine.vgg(layers)``.
     layers : VGG-16 ReLU names.

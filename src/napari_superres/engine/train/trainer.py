@@ -1,4 +1,4 @@
-"""Training loop for :class:`~napari_superres.engine.arch.SRNet` on a :class:`PairSource`.
+"""Training loop for :class:`~napari_superres.engine.nets.srnet.SRNet` on a :class:`PairSource`.
 
 >>> data = make_pair_source(hr_images, lr_images, scale=2, patch_size=64)   # doctest: +SKIP
 >>> trainer = Trainer(TrainConfig(scale=2, steps=2000, patch_size=64), data)  # doctest: +SKIP
@@ -37,10 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .arch import SRNet, SRNetConfig
+from ..nets.srnet import SRNet, SRNetConfig
 from .degradation import DegradationConfig
-from .device import autocast, resolve_device
-from .discriminator import DISCRIMINATORS, build_discriminator
+from ..device import autocast, resolve_device
+from ..nets.discriminator import DISCRIMINATORS, build_discriminator
 from .distributed import DistributedContext, any_rank, init_from_env, process_device, unwrap, wrap_ddp
 from .losses import (
     GAN_LOSSES,
@@ -54,13 +54,13 @@ from .losses import (
     resolve_weights,
     weighted_sum,
 )
-from .model_io import SRModel, atomic_write_bytes, save_model
-from .ssim import ssim as ssim_value
-from .training_data import PairSource, make_pair_source
-from .vgg import DEFAULT_LAYERS
+from ..nets.model_file import SRModel, atomic_write_bytes, save_model
+from ..metrics.ssim import ssim as ssim_value
+from .data import PairSource, make_pair_source
+from ..nets.vgg import DEFAULT_LAYERS
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from ..registry import Engine
 
 SCHEDULES = ("cosine", "step", "constant")
 CHECKPOINT_FORMAT = "napari-superres-checkpoint"
@@ -327,10 +327,10 @@ class Trainer:
         (perceptual loss); one is created when needed.
     net : an existing :class:`SRNet` to fine-tune (default: a new one from ``config.net``).
 
-    Raises :class:`~napari_superres.engine.vgg.VGGWeightsUnavailable` here, before any
+    Raises :class:`~napari_superres.engine.nets.vgg.VGGWeightsUnavailable` here, before any
     step, when the recipe needs VGG-16 weights that are not available offline.
     Under ``torchrun`` the networks are wrapped in ``DistributedDataParallel`` (see
-    :mod:`~napari_superres.engine.distributed`) and only rank 0 writes files.
+    :mod:`~napari_superres.engine.train.distributed`) and only rank 0 writes files.
     """
 
     def __init__(
@@ -366,7 +366,7 @@ class Trainer:
         self.perceptual: PerceptualLoss | None = None
         if "perceptual" in self.weights:
             if engine is None:
-                from .engine import Engine
+                from ..registry import Engine
 
                 engine = Engine(device=self.device, builtins=False)
             vgg = engine.vgg(config.perceptual_layers).to(self.device)

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .arch import Bicubic, SRNet
+from .nets.srnet import Bicubic, SRNet
 from .device import configure_cpu_threads, resolve_device
-from .inference import ProgressCallback, plan_upscale, run_upscale
-from .model_io import MODEL_SUFFIX, SRModel, load_model
+from .infer.pipeline import ProgressCallback, plan_upscale, run_upscale
+from .nets.model_file import MODEL_SUFFIX, SRModel, load_model
 
 BICUBIC = "bicubic"
 #: Folder of the model files shipped inside the package.
@@ -192,7 +192,7 @@ class Engine:
     # --- shared networks -----------------------------------------------------------------------
     def vgg_features(self) -> nn.Sequential:
         """The frozen VGG-16 ``features`` (ImageNet weights), loaded once per engine, on the device."""
-        from .vgg import load_vgg16_features
+        from .nets.vgg import load_vgg16_features
 
         with self._lock:
             if self._vgg_features is None:
@@ -201,8 +201,8 @@ class Engine:
             return self._vgg_features
 
     def vgg(self, layers: Sequence[str] | None = None) -> nn.Module:
-        """A :class:`~napari_superres.engine.vgg.VGGFeatures` for ``layers`` over the shared VGG."""
-        from .vgg import DEFAULT_LAYERS, VGGFeatures
+        """A :class:`~napari_superres.engine.nets.vgg.VGGFeatures` for ``layers`` over the shared VGG."""
+        from .nets.vgg import DEFAULT_LAYERS, VGGFeatures
 
         return VGGFeatures(tuple(layers or DEFAULT_LAYERS), features=self.vgg_features()).to(self._device)
 
@@ -238,7 +238,7 @@ class Engine:
         if isinstance(normalization, str):
             normalization = normalization_spec(normalization)
         if _is_dask(image):
-            from .lazy import upscale_dask
+            from .infer.lazy import upscale_dask
 
             return upscale_dask(
                 image, resolved, engine=self, scale=scale, axes=axes, rgb=rgb, tile=tile,
@@ -305,7 +305,7 @@ def upscale(
     output_dtype : default: the input's dtype (values clipped to its range).
     progress : ``progress(done_tiles, total_tiles)``.
     should_stop : checked between tile batches; returning True raises
-        :class:`~napari_superres.engine.tiling.Cancelled`.
+        :class:`~napari_superres.engine.infer.tiling.Cancelled`.
 
     Returns
     -------

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .axes import AxesInfo, parse_axes
-from .device import autocast
-from .model_io import SRModel
-from .normalization import (
+from ..layout import AxesInfo, parse_axes
+from ..device import autocast
+from ..nets.model_file import SRModel
+from ..normalization import (
     denormalize,
     intensity_range,
     normalize,
@@ -101,7 +101,7 @@ def plan_upscale(
     """Validate everything about a request before any work starts; raise ``ValueError`` with the fix.
 
     ``tile``/``batch_size`` default to what the device's memory allows for this model
-    (:func:`~napari_superres.engine.tiling.choose_tile`); ``compile`` (default: the
+    (:func:`~napari_superres.engine.infer.tiling.choose_tile`); ``compile`` (default: the
     ``NAPARI_SUPERRES_COMPILE=1`` environment variable) runs the network through
     ``torch.compile``.
     """
@@ -213,7 +213,7 @@ class _Runner:
         """``(C, H, W)`` float32 normalised -> ``(C_out, sH, sW)`` float32.
 
         With ``sink(y0, x0, block)`` the output blocks go there as they are computed
-        (see :func:`~napari_superres.engine.tiling.tiled_map`) and nothing is returned;
+        (see :func:`~napari_superres.engine.infer.tiling.tiled_map`) and nothing is returned;
         then ``plane`` may be raw (any dtype) with ``prepare`` normalising each batch of tiles.
         """
         x = plane if prepare is not None else torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32))

@@ -4,7 +4,7 @@ One ``.safetensors`` file holds everything: the tensors of the network's state d
 and, in the header's string metadata,
 
 * ``format`` = ``"napari-superres"`` and ``format_version``,
-* ``config``: the :class:`~napari_superres.engine.arch.SRNetConfig` as JSON,
+* ``config``: the :class:`~napari_superres.engine.nets.srnet.SRNetConfig` as JSON,
 * ``normalization``: how inputs were normalised in training (JSON, see
   :mod:`napari_superres.engine.normalization`), repeated at inference,
 * ``training``: free-form training metadata (JSON: data, recipe, steps, metrics).
@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .arch import SRNet, SRNetConfig
+from .srnet import SRNet, SRNetConfig
 
 FORMAT_NAME = "napari-superres"
 FORMAT_VERSION = "1"

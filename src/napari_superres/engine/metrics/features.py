@@ -23,7 +23,7 @@ Details that make the map well defined and tileable:
   float rounding while memory depends on the tile size, not the image size.
 * The VGG network comes from the :class:`~napari_superres.engine.Engine` (loaded once,
   shared with the perceptual loss); without the ImageNet weights
-  :class:`~napari_superres.engine.vgg.VGGWeightsUnavailable` propagates with its message.
+  :class:`~napari_superres.engine.nets.vgg.VGGWeightsUnavailable` propagates with its message.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .metrics import PlaneLayout, check_pair
-from .normalization import intensity_range, normalization_spec, normalize
-from .tiling import Cancelled
-from .vgg import DEFAULT_LAYERS, VGG16_LAYERS, VGGFeatures
+from .pixel import PlaneLayout, check_pair
+from ..normalization import intensity_range, normalization_spec, normalize
+from ..infer.tiling import Cancelled
+from ..nets.vgg import DEFAULT_LAYERS, VGG16_LAYERS, VGGFeatures
 
 #: Core tile edge (input pixels) used when ``tile`` is not given; planes that fit in one
 #: tile plus halo are processed whole.
@@ -191,7 +191,7 @@ def _resolve_vgg(layers: Sequence[str], engine: Any, vgg: VGGFeatures | None) ->
             )
         return vgg
     if engine is None:
-        from .engine import default_engine
+        from ..registry import default_engine
 
         engine = default_engine()
     return engine.vgg(tuple(layers))
@@ -228,7 +228,7 @@ def feature_difference(
     ----------
     a, b : arrays of equal shape, ``(..., Y, X)`` or RGB(A) ``(..., Y, X, 3|4)``, any
         integer/float dtype, in the same intensity units (numpy or dask).
-    layers : VGG-16 layer names (:data:`~napari_superres.engine.vgg.VGG16_LAYERS`).
+    layers : VGG-16 layer names (:data:`~napari_superres.engine.nets.vgg.VGG16_LAYERS`).
     weights : per-layer weights (sequence aligned with ``layers`` or mapping), normalised
         to sum 1; default equal.
     per_layer : also return ``{layer: map}`` (unweighted); ``sum(w_l * map_l)`` is the combined map.
@@ -239,7 +239,7 @@ def feature_difference(
         comes from ``b`` and is applied to both images.
     axes, rgb : layout, as :func:`napari_superres.upscale`.
     progress : ``progress(done_tiles, total_tiles)``; ``should_stop()`` is checked before
-        every tile and raises :class:`~napari_superres.engine.tiling.Cancelled`.
+        every tile and raises :class:`~napari_superres.engine.infer.tiling.Cancelled`.
 
     Returns
     -------
@@ -249,7 +249,7 @@ def feature_difference(
     Raises
     ------
     ValueError for mismatched shapes or bad layers/weights;
-    :class:`~napari_superres.engine.vgg.VGGWeightsUnavailable` without the ImageNet weights.
+    :class:`~napari_superres.engine.nets.vgg.VGGWeightsUnavailable` without the ImageNet weights.
     """
     check_pair(a, b)
     w = layer_weights(layers, weights)

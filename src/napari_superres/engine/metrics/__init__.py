@@ -1,0 +1,1 @@
+"""Image comparison: PSNR, SSIM and maps, VGG feature-difference maps, ``compare``."""

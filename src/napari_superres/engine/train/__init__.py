@@ -1,0 +1,1 @@
+"""Training: losses, degradation, training data, the Trainer and its checkpoints, DDP helpers."""
