@@ -81,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         viewer.window._qt_window.resize(1900, 820)
         _settle()
-        viewer.open_sample("napari-superres", "fluorescence_pair")
+        viewer.open_sample("napari-deep-superres", "fluorescence_pair")
         high, low = viewer.layers["high-res"], viewer.layers[-1]
-        _, widget = viewer.window.add_plugin_dock_widget("napari-superres", "Upscale")
+        _, widget = viewer.window.add_plugin_dock_widget("napari-deep-superres", "Upscale")
         engine = get_engine(viewer)
         model = args.model or engine.default_model
         if args.model and args.model not in engine.names():

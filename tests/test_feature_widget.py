@@ -13,7 +13,7 @@ from napari_superres.engine.metrics.pixel import psnr, ssim
 
 pytestmark = pytest.mark.gui
 
-WIDGET = ("napari-superres", "Feature difference")
+WIDGET = ("napari-deep-superres", "Feature difference")
 TIMEOUT_MS = 120_000
 
 

@@ -5,10 +5,15 @@ import sys
 
 import npe2
 
+#: the distribution (PyPI, npe2 plugin) name; the import package stays ``napari_superres``.
+#: PyPI's ``napari-superres`` is another project (SRRF/MSSR/SOFI) that also uses ``napari_superres``.
+DISTRIBUTION = "napari-deep-superres"
+
 
 def test_manifest_is_found_from_the_installed_distribution_and_valid():
-    manifest = npe2.PluginManifest.from_distribution("napari-superres")
-    assert manifest.name == "napari-superres"
+    manifest = npe2.PluginManifest.from_distribution(DISTRIBUTION)
+    assert manifest.name == DISTRIBUTION
+    assert all(c.id.startswith(f"{DISTRIBUTION}.") for c in manifest.contributions.commands)
     widgets = {w.display_name for w in manifest.contributions.widgets}
     assert widgets == {"Upscale", "Train", "Feature difference"}
     assert [s.key for s in manifest.contributions.sample_data] == ["fluorescence_pair"]
@@ -16,14 +21,14 @@ def test_manifest_is_found_from_the_installed_distribution_and_valid():
 
 def test_npe2_validate_passes():
     result = subprocess.run(
-        [sys.executable, "-m", "npe2", "validate", "napari-superres"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "npe2", "validate", DISTRIBUTION], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "valid" in result.stdout
 
 
 def test_every_manifest_command_imports():
-    manifest = npe2.PluginManifest.from_distribution("napari-superres")
+    manifest = npe2.PluginManifest.from_distribution(DISTRIBUTION)
     manifest.validate_imports()  # raises when a python_name does not resolve
 
 
@@ -51,3 +56,20 @@ def test_cli_help_lists_the_subcommands():
     assert result.returncode == 0
     for command in ("upscale", "train", "models"):
         assert command in result.stdout
+
+
+def test_the_distribution_is_installed_under_its_own_name():
+    from importlib.metadata import PackageNotFoundError, distribution, packages_distributions
+
+    import napari_superres
+
+    assert distribution(DISTRIBUTION).version
+    assert DISTRIBUTION in packages_distributions()["napari_superres"]
+    scripts = {ep.name for ep in distribution(DISTRIBUTION).entry_points if ep.group == "console_scripts"}
+    assert scripts == {"napari-superres", DISTRIBUTION}  # the command, and its alias named as the distribution
+    try:
+        other = distribution("napari-superres")  # the unrelated PyPI project of that name
+    except PackageNotFoundError:
+        other = None
+    assert other is None, "PyPI's napari-superres is installed too: it overwrites napari_superres"
+    assert napari_superres.__file__

@@ -13,7 +13,7 @@ from napari_superres.engine.nets.model_file import load_model
 from napari_superres.engine.train.trainer import Trainer
 
 pytestmark = pytest.mark.gui
-PLUGIN = "napari-superres"
+PLUGIN = "napari-deep-superres"
 WAIT_MS = 120_000
 HR, LR = "high-res", "low-res (×2)"
 

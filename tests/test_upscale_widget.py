@@ -14,7 +14,7 @@ from napari_superres._napari.engine_access import get_engine
 from napari_superres.engine import SRModel, SRNet, save_model
 
 pytestmark = pytest.mark.gui
-PLUGIN = "napari-superres"
+PLUGIN = "napari-deep-superres"
 WAIT_MS = 30_000
 
 

@@ -28,7 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="napari-superres",
-        description="Deep-learning super-resolution for microscopy and natural images (napari plugin engine).",
+        description=(
+            "Deep-learning super-resolution for microscopy and natural images "
+            "(distribution napari-deep-superres; Python package napari_superres)."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
