@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..engine.options import DEFAULT_DEVICE, DEVICE_CHOICES, NORMALIZATION_MODES
 from . import CLIError
 
 #: Target Y/X chunk edge in *output* pixels when the input has no better chunking.
@@ -68,9 +69,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=None, help="tile edge in input pixels (default: automatic)")
     p.add_argument("--batch-size", type=int, default=None, help="tiles per network call (default: automatic)")
     p.add_argument("--axes", default=None, help="axis letters of the input, e.g. ZYX, TCYX, YXS (default: from the file)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
-                   help="where the network runs (default: auto)")  # fmt: skip
-    p.add_argument("--normalization", choices=("dtype", "percentile"), default=None,
+    p.add_argument("--device", default=DEFAULT_DEVICE, choices=DEVICE_CHOICES,
+                   help=f"where the network runs (default: {DEFAULT_DEVICE})")  # fmt: skip
+    p.add_argument("--normalization", choices=NORMALIZATION_MODES, default=None,
                    help="intensity normalisation (default: the model's)")  # fmt: skip
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="dask.distributed scheduler address (e.g. tcp://10.0.0.5:8786); default: local threads")  # fmt: skip

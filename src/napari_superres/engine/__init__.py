@@ -23,9 +23,9 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["PRESETS", "Bicubic", "SRNet", "SRNetConfig", "build_preset", "receptive_field_radius"], "nets.srnet"),
     "resolve_device": "device",
     **dict.fromkeys(["BICUBIC", "Engine", "default_engine", "upscale"], "registry"),
-    **dict.fromkeys(["ModelFileError", "SRModel", "load_model", "read_model_metadata", "save_model"], "nets.model_file"),
-    "Cancelled": "infer.tiling",
-    **dict.fromkeys(["VGGFeatures", "VGGWeightsUnavailable"], "nets.vgg"),
+    **dict.fromkeys(["SRModel", "load_model", "read_model_metadata", "save_model"], "nets.model_file"),
+    **dict.fromkeys(["Cancelled", "ModelFileError", "VGGWeightsUnavailable"], "errors"),
+    "VGGFeatures": "nets.vgg",
     **dict.fromkeys(["TrainConfig", "Trainer", "TrainResult", "StepReport", "ValidationReport"], "train.trainer"),
     "make_pair_source": "train.data",
     "feature_difference": "metrics.features",
@@ -40,11 +40,11 @@ if TYPE_CHECKING:
     from .registry import BICUBIC, Engine, default_engine, upscale
     from .metrics.features import feature_difference
     from .metrics.pixel import compare, psnr, ssim
-    from .nets.model_file import ModelFileError, SRModel, load_model, read_model_metadata, save_model
-    from .infer.tiling import Cancelled
+    from .errors import Cancelled, ModelFileError, VGGWeightsUnavailable
+    from .nets.model_file import SRModel, load_model, read_model_metadata, save_model
     from .train.trainer import StepReport, TrainConfig, Trainer, TrainResult, ValidationReport
     from .train.data import make_pair_source
-    from .nets.vgg import VGGFeatures, VGGWeightsUnavailable
+    from .nets.vgg import VGGFeatures
 
 
 def __getattr__(name: str) -> Any:

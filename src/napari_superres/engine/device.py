@@ -7,7 +7,6 @@ import os
 
 import torch
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import Cancelled
+
 #: Default tile edge in input pixels when nothing better is known.
 DEFAULT_TILE = 256
 MIN_TILE = 16
@@ -43,10 +45,6 @@ _MAX_ELEMENTS = 2**31 - 1
 Sink = Callable[[int, int, torch.Tensor], None]
 """``sink(y0, x0, block)``: a finished ``(C_out, h, w)`` float32 CPU block whose top-left
 output pixel is ``(y0, x0)``; the block is only valid during the call (copy what you keep)."""
-
-
-class Cancelled(RuntimeError):
-    """Raised inside tiled inference when the caller's cancel check returns True."""
 
 
 @dataclass(frozen=True)

@@ -25,15 +25,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ModelFileError
 from .srnet import SRNet, SRNetConfig
 
 FORMAT_NAME = "napari-superres"
 FORMAT_VERSION = "1"
 MODEL_SUFFIX = ".safetensors"
-
-
-class ModelFileError(ValueError):
-    """A model file could not be read or does not describe a valid network."""
 
 
 @dataclass

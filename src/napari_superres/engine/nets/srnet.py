@@ -25,10 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-UPSAMPLING_MODES = ("bilinear", "pixelshuffle", "transposed")
-NORMALIZATIONS = ("none", "batch")
-ACTIVATIONS = ("relu", "leaky_relu", "prelu", "silu", "gelu")
-SUPPORTED_SCALES = (2, 3, 4, 8)
+from ..options import ACTIVATIONS, NORM_LAYERS, SUPPORTED_SCALES, UPSAMPLING_MODES
 
 #: Receptive-field radius (input pixels) added by the bicubic global skip.
 _BICUBIC_RADIUS = 2.0
@@ -84,8 +81,8 @@ class SRNetConfig:
         upsampling_factors(self.scale)  # validates scale
         if self.upsampling not in UPSAMPLING_MODES:
             raise ValueError(f"upsampling must be one of {UPSAMPLING_MODES}, got {self.upsampling!r}")
-        if self.norm not in NORMALIZATIONS:
-            raise ValueError(f"norm must be one of {NORMALIZATIONS}, got {self.norm!r}")
+        if self.norm not in NORM_LAYERS:
+            raise ValueError(f"norm must be one of {NORM_LAYERS}, got {self.norm!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if self.channels < 1 or self.blocks < 0 or self.upsample_blocks < 0:

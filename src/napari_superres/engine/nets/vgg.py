@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import VGGWeightsUnavailable
+
 #: Index of each named ReLU in ``torchvision.models.vgg16().features``.
 VGG16_LAYERS: dict[str, int] = {
     "relu1_1": 1, "relu1_2": 3,
@@ -31,10 +33,6 @@ DEFAULT_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 OFFLINE_ENV = "NAPARI_SUPERRES_OFFLINE"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class VGGWeightsUnavailable(RuntimeError):
-    """The pretrained VGG-16 weights are not in the torch hub cache and cannot be downloaded."""
 
 
 def vgg16_weights_path() -> Path:

@@ -26,9 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..metrics.ssim import SSIM_SIGMA, SSIM_WINDOW, ssim_map
+from ..options import GAN_LOSSES, LOSS_TERMS
 
-#: Every loss term a weight may be given for.
-LOSS_TERMS = ("l1", "l2", "ssim", "perceptual", "gan")
 #: Terms that only compare pixels (used alone during the pixel pre-training of the GAN recipe).
 PIXEL_TERMS = ("l1", "l2", "ssim")
 
@@ -39,8 +38,6 @@ LOSS_PRESETS: dict[str, dict[str, float]] = {
     "perceptual": {"l1": 1.0, "l2": 1.0, "ssim": 1.0, "perceptual": 1.0},
     "gan": {"l1": 1e-2, "perceptual": 1.0, "gan": 5e-3},
 }
-
-GAN_LOSSES = ("vanilla", "lsgan", "hinge", "ragan")
 
 
 def resolve_weights(preset: str, overrides: Mapping[str, float] | None = None) -> dict[str, float]:
