@@ -54,7 +54,12 @@ from prepare_data import (  # noqa: E402
 
 # --- the recipe ----------------------------------------------------------------------------------
 #: Network: small enough to train on a CPU, same recipe on a GPU (only --steps changes).
-NET = {"channels": 32, "blocks": 4, "upsampling": "bilinear", "global_skip": True}
+#: All convolutions of the body run at low resolution; each x2 stage is bilinear upsampling + a 3x3
+#: conv into a narrower feature map (``upsample_channels``), so the high-resolution work stays small.
+NET_BY_SCALE = {
+    2: {"channels": 48, "blocks": 8, "upsampling": "bilinear", "upsample_channels": [24], "global_skip": True},
+    4: {"channels": 48, "blocks": 8, "upsampling": "bilinear", "upsample_channels": [32, 16], "global_skip": True},
+}
 #: High-res patch edge per scale (px) and patches per step.
 PATCH_SIZE = {2: 64, 4: 96}
 BATCH_SIZE = 16
@@ -178,7 +183,7 @@ def build(
     config = TrainConfig(
         scale=scale, preset="psnr", steps=steps, batch_size=BATCH_SIZE, patch_size=patch, lr=LEARNING_RATE,
         schedule=SCHEDULE, grad_clip=GRAD_CLIP, ema=ema_decay(steps), seed=seed, device=device,
-        val_every=VAL_EVERY, net=dict(NET), normalization=dict(NORMALIZATION), degradation=dict(degradation),
+        val_every=VAL_EVERY, net=dict(NET_BY_SCALE[scale]), normalization=dict(NORMALIZATION), degradation=dict(degradation),
     )  # fmt: skip
     source = make_pair_source(
         planes, scale=scale, patch_size=patch, degradation=degradation, val_fraction=VAL_FRACTION, seed=seed,
@@ -405,7 +410,7 @@ def write_card(
         "",
         "## Recipe",
         "",
-        f"- network: `{json.dumps(cfg.get('net', NET))}` (bilinear upsampling + 3x3 conv per x2 stage, "
+        f"- network: `{json.dumps(cfg.get('net', NET_BY_SCALE[scale]))}` (bilinear upsampling + 3x3 conv per x2 stage, "
         "global bicubic skip: the network learns a residual over bicubic)",
         f"- loss: L1 (preset `psnr`); Adam (betas 0.9/0.99), learning rate {cfg.get('lr')}, "
         f"{cfg.get('schedule')} schedule, gradient clipping {cfg.get('grad_clip')}, EMA {cfg.get('ema')}",
