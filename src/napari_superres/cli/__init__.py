@@ -48,24 +48,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    debug = "--debug" in argv[:cut]  # accepted anywhere before "--", also after the subcommand
+    argv = [a for i, a in enumerate(argv) if not (a == "--debug" and i < cut)]
     parser = build_parser()
+    parser.add_argument("--debug", action="store_true", help="on errors, print the Python traceback too")
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
     try:
         return int(args._run(args) or 0)
-    except CLIError as e:
-        print(f"napari-superres {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        # engine errors carry the fix in their message
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"napari-superres {args.command}: error: {msg}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every failure becomes one line (see cli.errors)
+        from .errors import describe_failure
+
+        message, status = describe_failure(e, args.command)
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"napari-superres {args.command}: error: {message}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":  # pragma: no cover

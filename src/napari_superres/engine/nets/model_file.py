@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,11 +25,67 @@ import torch
 from torch import nn
 
 from ..errors import ModelFileError
-from .srnet import SRNet, SRNetConfig
+from ..files import atomic_write_bytes
+from .srnet import SRNet, SRNetConfig, upsampling_factors
 
 FORMAT_NAME = "napari-superres"
 FORMAT_VERSION = "1"
 MODEL_SUFFIX = ".safetensors"
+
+
+#: Bounds on a network described by a model file, checked before anything is allocated.
+#: (The built-in models have 32-48 channels, 4-8 blocks, under 1 M parameters.)
+MAX_CHANNELS = 1024
+MAX_BLOCKS = 256
+MAX_PARAMETERS = 200_000_000
+
+
+def estimate_parameters(config: dict[str, Any]) -> int:
+    """Parameter count of an :class:`SRNet` described by a config dict, without building it.
+
+    An upper estimate (3x3 convolutions with biases, pixel-shuffle stages at their
+    widest); raises ``ValueError`` for sizes that are not positive integers.
+    """
+
+    def size(key: str, default: int, minimum: int = 1) -> int:
+        value = config.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}")
+        return value
+
+    c_in, c_out = size("in_channels", 1), size("out_channels", 1)
+    c, blocks = size("channels", 32), size("blocks", 4, 0)
+    up_blocks = size("upsample_blocks", 0, 0)
+    factors = upsampling_factors(config.get("scale", 2))
+    widths = config.get("upsample_channels") or [c] * len(factors)
+    if not isinstance(widths, (list, tuple)) or not all(isinstance(w, int) and w >= 1 for w in widths):
+        raise ValueError(f"upsample_channels must be a list of positive integers, got {widths!r}")
+
+    def conv(a: int, b: int) -> int:  # one 3x3 convolution with bias
+        return 9 * a * b + b
+
+    total = conv(c_in, c) + blocks * 2 * conv(c, c)
+    prev = c
+    for f, w in zip(factors, widths):
+        total += conv(prev, w * f * f) + up_blocks * 2 * conv(w, w)
+        prev = w
+    return total + 2 * conv(prev, prev) + conv(prev, c_out)
+
+
+def check_config_size(config: dict[str, Any], path: str | os.PathLike = "model") -> None:
+    """Raise :class:`ModelFileError` for a network config too large to be sensible (before any allocation)."""
+    try:
+        n = estimate_parameters(config)
+    except (TypeError, ValueError) as e:
+        raise ModelFileError(f"{path}: invalid network config ({e})") from e
+    width = max([config.get("channels", 32), *(config.get("upsample_channels") or [])])
+    blocks = max(config.get("blocks", 4), config.get("upsample_blocks", 0))
+    if width > MAX_CHANNELS or blocks > MAX_BLOCKS or n > MAX_PARAMETERS:
+        raise ModelFileError(
+            f"{path}: the network config asks for {width} channels, {blocks} blocks, ~{n:,} parameters; "
+            f"at most {MAX_CHANNELS} channels, {MAX_BLOCKS} blocks and {MAX_PARAMETERS:,} parameters are "
+            "accepted (the file is damaged or not a napari-superres model)"
+        )
 
 
 @dataclass
@@ -58,31 +113,6 @@ class SRModel:
         scale = f"x{self.scale}" if self.scale else "any scale"
         ch = f"{self.in_channels}-channel" if self.in_channels else "any channels"
         return f"{self.name} ({scale}, {ch})"
-
-
-def _default_file_mode() -> int:
-    """``0o666`` less the process umask: the mode ``open(path, "w")`` would give a new file."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, _default_file_mode())  # mkstemp makes 0600; give the file the usual umask mode
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_model(
@@ -120,12 +150,16 @@ def read_model_metadata(path: str | os.PathLike) -> dict[str, Any]:
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob(f"*{MODEL_SUFFIX}"))[:3]
+        hint = f" (it holds {', '.join(inside)})" if inside else ""
+        raise ModelFileError(f"{path} is a folder, not a model file; pass a {MODEL_SUFFIX} file{hint}")
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise ModelFileError(
             f"{path} is not a readable safetensors model file ({e}). napari-superres model files are "
             f"'.safetensors' files written by napari_superres.engine.save_model or the Train widget."
@@ -153,6 +187,9 @@ def load_model(path: str | os.PathLike, *, name: str | None = None, device: str 
 
     path = Path(path)
     meta = read_model_metadata(path)
+    if not isinstance(meta["config"], dict):
+        raise ModelFileError(f"{path}: invalid network config (not a JSON object)")
+    check_config_size(meta["config"], path)
     try:
         config = SRNetConfig.from_dict(meta["config"])
     except (TypeError, ValueError) as e:
@@ -160,8 +197,8 @@ def load_model(path: str | os.PathLike, *, name: str | None = None, device: str 
     net = SRNet(config)
     try:
         state = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError) as e:
-        raise ModelFileError(f"{path}: cannot read weights ({e})") from e
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ModelFileError(f"{path}: cannot read weights ({e}); the file is damaged or truncated") from e
     expected = net.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -176,6 +213,12 @@ def load_model(path: str | os.PathLike, *, name: str | None = None, device: str 
             k = wrong[0]
             details.append(f"shape mismatch at {k}: file {tuple(state[k].shape)} vs config {tuple(expected[k].shape)}")
         raise ModelFileError(f"{path}: weights do not match the config: " + "; ".join(details))
+    bad = next((k for k, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+    if bad is not None:
+        raise ModelFileError(
+            f"{path}: the weights hold NaN or Inf values (first in {bad!r}): the training diverged or the file "
+            "is damaged; use an earlier checkpoint or retrain (e.g. with a lower learning rate)"
+        )
     net.load_state_dict(state, strict=True)
     net.eval().to(device)
     return SRModel(

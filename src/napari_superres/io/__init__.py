@@ -1,0 +1,25 @@
+"""Image files in and out, for the command line (and any script): TIFF and zarr readers and writers,
+pixel-size metadata, atomic file and folder writes, and the streaming runner.
+
+Modules (import what you use; nothing heavy is imported here):
+
+* :mod:`.metadata`: :class:`PixelSize` (and reading it from TIFF tags / OME-XML / ImageJ).
+* :mod:`.atomic`: temporary names beside the target, atomic replacement of files and
+  folders, cleanup of a killed run's leftovers, refusal to write over an input.
+* :mod:`.tiff`: lazy TIFF reading (region by region) and plane-by-plane TIFF writing.
+* :mod:`.zarr_store`: zarr (and OME-NGFF group) reading, and :class:`ZarrWriter`, the chunk
+  writer; :class:`~.writers.ArrayWriter` is the interface an output format implements.
+* :mod:`.stream`: :class:`ComputeRunner` (local threads or ``dask.distributed``) and
+  :func:`open_source`, the chunked lazy input.
+
+This package may import :mod:`napari_superres.engine`; the engine never imports it.
+"""
+
+from __future__ import annotations
+
+
+class ImageFileError(ValueError):
+    """An image file or folder cannot be read or written as asked; the message names the file."""
+
+
+__all__ = ["ImageFileError"]

@@ -1,0 +1,106 @@
+"""The output-format interface: an :class:`ArrayWriter` writes a lazy (dask) result to a path.
+
+A format is a subclass that names its suffixes and implements :meth:`ArrayWriter.write`;
+:func:`register_writer` adds it and :func:`writer_for` picks the writer of an output path
+(the longest matching suffix wins, so ``.ome.zarr`` can take precedence over ``.zarr``).
+Built in: :class:`~napari_superres.io.zarr_store.ZarrWriter` (``.zarr``) and
+:class:`~napari_superres.io.tiff.TiffWriter` (``.tif``, ``.tiff``, ``.ome.tif``).
+
+A writer must write atomically (:func:`~napari_superres.io.atomic.atomic_path`): the
+output is complete or absent, and an existing output is replaced only once the new one
+is complete.  An OME-NGFF writer plugs in as::
+
+    class OmeZarrWriter(ArrayWriter):
+        suffixes = (".ome.zarr",)
+        def write(self, result, out, info, runner): ...   # group + multiscales, level 0 via write_chunks
+
+    register_writer(OmeZarrWriter())
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import ImageFileError
+from .metadata import PixelSize
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .stream import ComputeRunner
+
+
+@dataclass
+class OutputInfo:
+    """What a writer needs besides the pixels.
+
+    ``axes``: letters of ``result``'s dimensions (e.g. ``"ZYX"``, ``"YXS"``), in the
+    result's own order; ``pixel_size``: already divided by the scale; ``source_attrs``:
+    the input's zarr attributes to carry over (may be empty); ``provenance``: model name,
+    scale, source path (stored by formats that have free-form metadata);
+    ``source_imagej``: the input was an ImageJ TIFF; ``chunk_planes``: planes computed
+    together by plane-by-plane writers.
+    """
+
+    axes: str
+    pixel_size: PixelSize = field(default_factory=PixelSize)
+    source_attrs: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    source_imagej: bool = False
+    chunk_planes: int = 1
+
+
+class ArrayWriter:
+    """Base class of output formats (see the module docstring)."""
+
+    #: lower-case suffixes of the paths this writer handles, e.g. ``(".zarr",)``
+    suffixes: tuple[str, ...] = ()
+    #: whether the writer wants the result with plane axes first and Y, X (, S) last
+    planes_first: bool = False
+
+    def handles(self, out: Path) -> int:
+        """Length of the longest of :attr:`suffixes` that ``out`` ends with (0: not handled)."""
+        name = out.name.lower()
+        return max((len(s) for s in self.suffixes if name.endswith(s)), default=0)
+
+    def write(self, result: Any, out: Path, info: OutputInfo, runner: ComputeRunner) -> None:
+        """Compute ``result`` (a dask array) through ``runner`` and write it to ``out`` atomically."""
+        raise NotImplementedError
+
+
+_WRITERS: list[ArrayWriter] = []
+
+
+def register_writer(writer: ArrayWriter) -> ArrayWriter:
+    """Add an output format (replacing a registered writer of the same class)."""
+    _WRITERS[:] = [w for w in _WRITERS if type(w) is not type(writer)]
+    _WRITERS.append(writer)
+    return writer
+
+
+def _builtin_writers() -> None:
+    if not _WRITERS:
+        from .tiff import TiffWriter
+        from .zarr_store import ZarrWriter
+
+        register_writer(ZarrWriter())
+        register_writer(TiffWriter())
+
+
+def writer_for(out: str | Path) -> ArrayWriter:
+    """The registered writer for ``out`` by suffix; :class:`ImageFileError` listing the suffixes otherwise."""
+    _builtin_writers()
+    out = Path(out)
+    best = max(_WRITERS, key=lambda w: w.handles(out))
+    if best.handles(out) == 0:
+        raise ImageFileError(f"output {out} must end in {', '.join(output_suffixes())}")
+    return best
+
+
+def output_suffixes() -> list[str]:
+    """Every suffix a registered writer handles."""
+    _builtin_writers()
+    return list(dict.fromkeys(s for w in _WRITERS for s in w.suffixes))
+
+
+__all__ = ["ArrayWriter", "OutputInfo", "output_suffixes", "register_writer", "writer_for"]
