@@ -269,18 +269,25 @@ def test_models_registered_from_another_thread_appear(viewer, widget, qtbot):
 
 def test_dask_layer_stays_lazy_unless_compute_now(viewer, widget, qtbot):
     da = pytest.importorskip("dask.array")
-    data = np.random.default_rng(4).integers(0, 4000, (2, 32, 32), dtype=np.uint16)
+    from napari_superres._napari.lazy_planes import BackgroundPlanes
+
+    data = np.random.default_rng(4).integers(0, 4000, (3, 32, 32), dtype=np.uint16)
     source = viewer.add_image(da.from_array(data, chunks=(1, 32, 32)), name="lazy", contrast_limits=(0, 4000))
     widget.layer_combo.value = source
     widget.model_combo.value = "tiny"
 
-    run_to_end(widget, qtbot)
+    assert widget.run() is None  # no job: the layer is added at once, planes come in the background
     lazy_out = viewer.layers["lazy ×2 (tiny)"]
-    assert type(lazy_out.data).__module__.startswith("dask")
-    assert lazy_out.data.shape == (2, 64, 64)
+    assert isinstance(lazy_out.data, BackgroundPlanes) and lazy_out.data.shape == (3, 64, 64)
+    shown = int(viewer.dims.current_step[0])
+    # the displayed plane (and its neighbours) are upscaled off the GUI thread, then the layer refreshes
+    qtbot.waitUntil(lambda: lazy_out.data.cached((shown,)), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: np.asarray(lazy_out._slice.image.raw).any(), timeout=WAIT_MS)
+    assert not any(lazy_out.data.cached((i,)) for i in range(3) if abs(i - shown) > 1)
 
     widget.compute_check.value = True
     run_to_end(widget, qtbot)
     eager_out = viewer.layers[-1]
     assert isinstance(eager_out.data, np.ndarray)
-    np.testing.assert_array_equal(np.asarray(lazy_out.data), eager_out.data)
+    np.testing.assert_array_equal(lazy_out.data[shown], eager_out.data[shown])
+    np.testing.assert_array_equal(np.asarray(lazy_out.data), eager_out.data)  # all planes, computed now

@@ -1,55 +1,62 @@
 """The Upscale dock widget: pick an image layer and a model, run it in a worker thread, add the result.
 
-Thin glue over :meth:`napari_superres.engine.Engine.upscale`:
+Thin glue over :func:`napari_superres.engine.registry.upscale` (device per call: the
+device chosen here never changes the other widgets'):
 
+* the widget opens at once; PyTorch is imported in a worker on first use ("loading
+  PyTorch…"), then the model list and devices fill in;
 * everything that can be checked is checked on the GUI thread before any work starts
   (layer type, NaN/Inf, model/image channel mismatch, too small images...), and
   reported as a napari notification;
-* the network runs in a ``napari.qt.threading`` worker; progress (in tiles) goes to a
-  napari progress bar and the status label; **Cancel** stops it within one tile batch;
+* the network runs as one :mod:`.jobs` job: progress and ETA in the widget's progress
+  bar, **Cancel** stops it within one tile batch, closing the dock stops it too;
 * the result is added as a new Image layer overlaying its source in world coordinates
   (:func:`~napari_superres._napari.layers.output_layer_kwargs`); the source is never
   modified, and nothing is added when a run fails or is cancelled.
 
-Dask-backed layers stay lazy by default (the new layer is a dask array upscaled chunk by
-chunk as napari displays it); tick *compute now* to compute everything at once.
+Dask-backed layers stay lazy by default: the new layer's planes are upscaled in the
+background around the plane on display (:mod:`.lazy_planes`), never on the GUI thread;
+tick *compute now* to compute everything at once.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, PushButton, SpinBox
 from napari.layers import Image
-from napari.qt.threading import create_worker
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 
 from .engine_access import get_engine
-from .progress_relay import ProgressRelay
+from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then
 from .layers import layer_axes, output_layer_kwargs
+from .ui import JobPanel, button_row, folded, set_tips
 
 if TYPE_CHECKING:
     import napari
     from superqt.utils import FunctionWorker
 
+    from ..engine import Engine
+
 #: Factors offered for the bicubic baseline (learned models have a fixed scale).
 BICUBIC_SCALES = (2, 3, 4, 8)
 #: Largest tile edge the widget offers (0 = automatic).
 MAX_TILE = 8192
+#: Devices offered before PyTorch is loaded (accelerators are added once it is).
+BASIC_DEVICES = ("auto", "cpu")
+UPSCALE_MODULES = (*ENGINE_MODULES, "napari_superres.engine.device", "napari_superres.engine.nets.model_file")
 
 
 def available_devices() -> list[str]:
-    """``"auto"``, ``"cpu"`` and the accelerators torch can use on this machine."""
+    """``"auto"``, ``"cpu"`` and the accelerators torch can use on this machine (imports torch)."""
     import torch
 
-    devices = ["auto", "cpu"]
+    devices = list(BASIC_DEVICES)
     if torch.cuda.is_available():
         devices.append("cuda")
     mps = getattr(torch.backends, "mps", None)
@@ -66,7 +73,7 @@ class _Request:
     """Everything a run needs, gathered and validated on the GUI thread."""
 
     def __init__(self, layer: Image, data: Any, model: str, scale: int, axes: str, tile: int | None,
-                 lazy: bool, total: int, model_info: dict[str, Any]) -> None:  # fmt: skip
+                 lazy: bool, total: int, model_info: dict[str, Any], device: str) -> None:  # fmt: skip
         self.layer = layer
         self.data = data
         self.model = model
@@ -76,6 +83,7 @@ class _Request:
         self.lazy = lazy
         self.total = total
         self.model_info = model_info
+        self.device = device
 
 
 class UpscaleWidget(QWidget):
@@ -97,43 +105,65 @@ class UpscaleWidget(QWidget):
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.engine = get_engine(napari_viewer)
-        self._worker: FunctionWorker | None = None
-        self._stop = threading.Event()
-        self._pbar: progress | None = None
+        self.engine: Engine | None = None
         self._request: _Request | None = None
+        self._model_names: list[str] = []
 
         self.layer_combo = ComboBox(label="image", choices=self._image_layer_choices, nullable=False)
         self.model_combo = ComboBox(label="model", choices=self._model_choices)
         self.load_button = PushButton(text="Load model file…")
         self.scale_combo = ComboBox(label="scale", choices=list(BICUBIC_SCALES), value=BICUBIC_SCALES[0])
         self.tile_spin = SpinBox(label="tile (0 = auto)", min=0, max=MAX_TILE, step=64, value=0)
-        self.device_combo = ComboBox(label="device", choices=available_devices(), value="auto")
+        self.device_combo = ComboBox(label="device", choices=list(BASIC_DEVICES), value="auto")
         self.compute_check = CheckBox(text="compute now (dask layers)", value=False)
-        self.run_button = PushButton(text="Run")
+        self.run_button = PushButton(text="Run", enabled=False)
         self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.status = Label(value="")
-        buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
-        buttons.margins = (0, 0, 0, 0)
-        self._container = Container(
-            widgets=[
-                self.layer_combo, self.model_combo, self.load_button, self.scale_combo, self.tile_spin,
-                self.device_combo, self.compute_check, buttons, self.status,
-            ]
-        )  # fmt: skip
+        set_tips({
+            self.layer_combo: "Image layer to upscale (2D, RGB, stacks, dask). The source is never modified.",
+            self.model_combo: "Super-resolution model: built-in, trained in the Train widget, or loaded from a file.",
+            self.load_button: "Add a .safetensors model file to the list (never unpickled).",
+            self.scale_combo: "Upscaling factor (fixed by learned models; any factor for bicubic).",
+            self.tile_spin: "Tile edge in input pixels (0: automatic from free memory). Smaller tiles: "
+                            "less memory, faster Cancel; the result is identical.",
+            self.device_combo: "Where this widget runs the network (auto: CUDA, MPS, else CPU). "
+                               "Affects this widget only.",
+            self.compute_check: "Dask (lazy) layers: compute the whole result now instead of plane by plane "
+                                "in the background as you browse.",
+            self.run_button: "Upscale the chosen layer; the result overlays its source.",
+            self.cancel_button: "Stop the running job within one tile; nothing is added.",
+        })  # fmt: skip
+        self._basic = Container(widgets=[self.layer_combo, self.model_combo, self.scale_combo])
+        self._advanced = Container(widgets=[self.tile_spin, self.device_combo, self.compute_check, self.load_button])
+        for c in (self._basic, self._advanced):
+            c.margins = (0, 0, 0, 0)
+        self.panel = JobPanel()
+        self.status = self.panel.status
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self._container.native)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self._basic.native)
+        layout.addWidget(folded("Advanced", self._advanced))
+        layout.addWidget(button_row(self.run_button, self.cancel_button))
+        layout.addWidget(self.panel)
+        layout.addStretch(1)
 
-        self.model_combo.value = self.engine.default_model
-        self._on_model_changed()
+        self._runner = JobRunner(self, self.panel)
         self._select_active_layer()
         self.model_combo.changed.connect(self._on_model_changed)
         self.load_button.changed.connect(self._on_load_clicked)
         self.run_button.changed.connect(lambda *_: self.run())
         self.cancel_button.changed.connect(lambda *_: self.cancel())
         self.models_changed.connect(self._refresh_models)
+        import_modules_then(self._runner, UPSCALE_MODULES, self._on_engine_ready)
 
+    # --- start-up ------------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        """Whether PyTorch and the engine are loaded (the widget can run)."""
+        return self.engine is not None
+
+    def _on_engine_ready(self) -> None:
+        self.engine = engine = get_engine(self.viewer)
+        self.device_combo.choices = available_devices()
         # engine callbacks may come from worker threads: only emit a Qt signal there
         # (queued to the GUI thread); hold the widget weakly so the engine (kept alive by
         # the viewer) does not keep a closed widget, or the viewer through it, alive.
@@ -147,21 +177,26 @@ class UpscaleWidget(QWidget):
                 except RuntimeError:  # the Qt object is already deleted
                     pass
 
-        disconnect = self.engine.on_change(_on_engine_change)
+        disconnect = engine.on_change(_on_engine_change)
         self.destroyed.connect(lambda *_: disconnect())
-        stop = self._stop
-        self.destroyed.connect(lambda *_: stop.set())  # a closed widget stops its job
+        self._model_names = engine.names()
+        self.model_combo.reset_choices()
+        self.model_combo.value = engine.default_model
+        self._on_model_changed()
+        self.run_button.enabled = not self._runner.running
 
     # --- choices -------------------------------------------------------------------------------
     def _image_layer_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
         return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
 
     def _model_choices(self, _widget: Any = None) -> list[str]:
-        return self.engine.names()
+        return list(self._model_names)
 
     def reset_choices(self, *_: Any) -> None:
         """Refresh the layer and model lists (napari calls this when layers change)."""
-        self._container.reset_choices()
+        if self.engine is not None:
+            self._model_names = self.engine.names()
+        self._basic.reset_choices()
 
     def _select_active_layer(self) -> None:
         active = self.viewer.layers.selection.active
@@ -169,9 +204,11 @@ class UpscaleWidget(QWidget):
             self.layer_combo.value = active
 
     def _refresh_models(self) -> None:
+        if self.engine is None:
+            return
         current = self.model_combo.value
+        self._model_names = names = self.engine.names()
         self.model_combo.reset_choices()
-        names = self.engine.names()
         if current in names:
             self.model_combo.value = current
         elif names:
@@ -181,11 +218,11 @@ class UpscaleWidget(QWidget):
     # --- model selection -----------------------------------------------------------------------
     def _on_model_changed(self, *_: Any) -> None:
         name = self.model_combo.value
-        if name is None:
+        if name is None or self.engine is None:
             return
         try:
             model = self.engine.get(name)
-        except Exception as exc:  # a broken model file: say so, keep the GUI usable
+        except Exception as exc:  # noqa: BLE001 - a broken model file: say so, keep the GUI usable
             show_error(f"Cannot use model {name!r}: {exc}")
             self.status.value = f"model {name!r} unusable"
             return
@@ -203,6 +240,9 @@ class UpscaleWidget(QWidget):
         """Load a ``.safetensors`` model into the engine and select it; ``None`` (and a notification) on error."""
         from ..engine.nets.model_file import ModelFileError
 
+        if self.engine is None:
+            show_warning("PyTorch is still loading; try again in a moment.")
+            return None
         try:
             name = self.engine.load(path)
         except (ModelFileError, OSError, ValueError) as exc:
@@ -224,15 +264,18 @@ class UpscaleWidget(QWidget):
     @property
     def worker(self) -> FunctionWorker | None:
         """The running worker, or ``None``."""
-        return self._worker
+        return self._runner.worker
 
     def run(self, layer: Any = None) -> FunctionWorker | None:
         """Validate and start upscaling ``layer`` (default: the selected one); returns the worker.
 
         Returns ``None`` (after a notification) when the request is refused.
         """
-        if self._worker is not None:
+        if self._runner.running:
             show_warning("An upscaling job is already running; cancel it first.")
+            return None
+        if self.engine is None:
+            show_warning("PyTorch is still loading; try again in a moment.")
             return None
         try:
             request = self._prepare(self.layer_combo.value if layer is None else layer)
@@ -240,13 +283,14 @@ class UpscaleWidget(QWidget):
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             self._refuse(str(message))
             return None
+        if request.lazy:  # no job: planes are upscaled in the background as they are displayed
+            self._add_lazy(request)
+            return None
         return self._start(request)
 
     def cancel(self) -> None:
         """Ask the running job to stop (within one tile batch); nothing is added."""
-        if self._worker is not None:
-            self._stop.set()
-            self.status.value = "cancelling…"
+        self._runner.cancel()
 
     def _refuse(self, message: str) -> None:
         self.status.value = message
@@ -254,8 +298,10 @@ class UpscaleWidget(QWidget):
 
     def _prepare(self, layer: Any) -> _Request:
         """All checks before starting: raises ``ValueError`` (etc.) with the fix."""
+        from ..engine.device import resolve_device
         from ..engine.infer.pipeline import plan_upscale
 
+        assert self.engine is not None
         if layer is None:
             raise ValueError("Choose an image layer to upscale.")
         if not isinstance(layer, Image):
@@ -265,11 +311,7 @@ class UpscaleWidget(QWidget):
         if layer.multiscale:
             show_warning(f"{layer.name!r} is multiscale: upscaling its full-resolution level only.")
             data = data[0]
-        from ..engine.device import resolve_device
-
         device = resolve_device(self.device_combo.value)  # RuntimeError when unavailable
-        if device != self.engine.device:
-            self.engine.set_device(device)
         name = self.model_combo.value
         if name is None:
             raise ValueError("Choose a model.")
@@ -285,56 +327,43 @@ class UpscaleWidget(QWidget):
                     f"Layer {layer.name!r} contains NaN or Inf values; replace them "
                     "(e.g. np.nan_to_num) before upscaling."
                 )
-        job = plan_upscale(data, model, scale=scale, axes=axes, tile=tile, device=self.engine.device)
+        job = plan_upscale(data, model, scale=scale, axes=axes, tile=tile, device=device)
         info = {"model_source": str(model.source), "normalization": dict(job.normalization)}
         if model.metadata:
             info["model_metadata"] = dict(model.metadata)
-        return _Request(layer, data, name, job.scale, axes, tile, lazy, 0 if lazy else job.total_tiles(), info)
+        return _Request(layer, data, name, job.scale, axes, tile, lazy, 0 if lazy else job.total_tiles(), info,
+                        str(device))  # fmt: skip
 
     def _start(self, request: _Request) -> FunctionWorker:
-        stop = self._stop
-        stop.clear()  # the same Event for the widget's life: closing the widget sets it
-        engine = self.engine
-        relay = ProgressRelay()  # lives with the job, not the widget: safe if the widget is deleted
-        relay.progressed.connect(self._on_progress)
-        emit = relay.emit
+        from ..engine.registry import upscale
 
-        def work() -> Any:
+        engine = self.engine
+
+        def work(ctx: JobContext) -> Any:
             data = request.data
             if _is_dask(data) and not request.lazy:
+                ctx.status(f"reading {request.layer.name!r}…")
                 data = np.asarray(data)  # "compute now": read it all, then upscale with progress
-            return engine.upscale(
-                data, request.model, scale=request.scale, axes=request.axes, tile=request.tile,
-                progress=emit, should_stop=stop.is_set,
+            return upscale(
+                data, request.model, engine=engine, device=request.device, scale=request.scale,
+                axes=request.axes, tile=request.tile,
+                progress=lambda done, total: ctx.progress(done, total, f"tile {done}/{total}"),
+                should_stop=ctx.should_stop,
             )  # fmt: skip
 
-        worker = create_worker(work, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
         self._request = request
         what = "building a lazy (dask) result" if request.lazy else "upscaling"
-        self._pbar = progress(total=request.total, desc=f"{what} {request.layer.name!r}")
-        self.status.value = f"{what} {request.layer.name!r} ×{request.scale} with {request.model}…"
         self.run_button.enabled = False
         self.cancel_button.enabled = True
-        worker.start()
-        return worker
+        self.panel.bar.valueChanged.connect(self._emit_progress)
+        return self._runner.start(
+            work, description=f"{what} {request.layer.name!r}", total=request.total,
+            status=f"{what} {request.layer.name!r} ×{request.scale} with {request.model} on {request.device}…",
+            on_done=self._on_returned, on_failed=self._on_errored, on_finish=self._on_finished,
+        )  # fmt: skip
 
-    def _on_progress(self, done: int, total: int) -> None:
-        """GUI thread: advance the progress bar and re-emit :attr:`progressed` for observers.
-
-        The status is set *before* the bar moves: napari's progress bar processes events,
-        which can run the worker's ``returned`` handler (whose status must win) inside this one.
-        """
-        if self._worker is not None and not self._stop.is_set():
-            self.status.value = f"tile {done}/{total}"
-        if self._pbar is not None:
-            if self._pbar.total != total:
-                self._pbar.total = total
-            self._pbar.update(done - self._pbar.n)
-        self.progressed.emit(done, total)
+    def _emit_progress(self, value: int) -> None:
+        self.progressed.emit(int(value), int(self.panel.bar.maximum()))
 
     def _on_returned(self, result: Any) -> None:
         request = self._request
@@ -343,28 +372,47 @@ class UpscaleWidget(QWidget):
         kwargs = output_layer_kwargs(request.layer, request.scale, request.model, model_info=request.model_info)
         layer = self.viewer.add_image(result, **kwargs)
         self.status.value = f"added {layer.name!r} {tuple(result.shape)}"
-        if request.lazy:
-            show_info(f"{layer.name!r} is lazy: chunks are upscaled when displayed.")
+
+    def _add_lazy(self, request: _Request) -> Image:
+        """Add a layer whose planes are upscaled in the background around the displayed one."""
+        from ..engine.registry import upscale
+        from .lazy_planes import add_background_layer, background_planes
+
+        engine, n_lead = self.engine, request.axes.count("Q")
+        plane_axes = request.axes[n_lead:]
+
+        def upscale_plane(plane: np.ndarray, progress: Any, should_stop: Any) -> np.ndarray:
+            return upscale(plane, request.model, engine=engine, device=request.device, scale=request.scale,
+                           axes=plane_axes, tile=request.tile, progress=progress, should_stop=should_stop)  # fmt: skip
+
+        shape = list(request.data.shape)
+        y = n_lead
+        shape[y] *= request.scale
+        shape[y + 1] *= request.scale
+        kwargs = output_layer_kwargs(request.layer, request.scale, request.model, model_info=request.model_info)
+        planes = background_planes(request.data, upscale_plane, tuple(shape), request.data.dtype, n_lead,
+                                   name=kwargs["name"])  # fmt: skip
+        ref = weakref.ref(self)
+
+        def say(text: str) -> None:
+            widget = ref()
+            if widget is not None:
+                widget.status.value = text
+
+        layer = add_background_layer(self.viewer, planes, kwargs, say)
+        self.status.value = f"added {layer.name!r} {tuple(shape)}: planes are upscaled in the background as shown"
+        show_info(f"{layer.name!r} is lazy: each plane is upscaled in the background when displayed.")
+        return layer
 
     def _on_errored(self, exc: BaseException) -> None:
-        from ..engine.infer.tiling import Cancelled
-
-        if isinstance(exc, Cancelled) or self._stop.is_set():
-            self.status.value = "cancelled"
-            return
         name = self._request.layer.name if self._request is not None else "the layer"
-        message = f"Upscaling {name!r} failed: {exc}"
-        self.status.value = message
-        show_error(message)
+        self._refuse(f"Upscaling {name!r} failed: {exc}")
 
     def _on_finished(self) -> None:
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
-        self._worker = None
         self._request = None
         try:
-            self.run_button.enabled = True
-            self.cancel_button.enabled = False
-        except RuntimeError:  # widget already deleted
+            self.panel.bar.valueChanged.disconnect(self._emit_progress)
+        except (TypeError, RuntimeError):
             pass
+        self.run_button.enabled = self.engine is not None
+        self.cancel_button.enabled = False
