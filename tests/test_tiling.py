@@ -75,9 +75,28 @@ def test_tiled_forward_matches_one_pass_for_a_real_net():
 
 def test_cpu_tiles_grow_as_the_model_narrows():
     cpu = torch.device("cpu")
-    wide, narrow = choose_tile(4096, 4096, cpu, model_width=128, scale=4), choose_tile(4096, 4096, cpu, model_width=8)
-    assert 128 <= wide < narrow <= MAX_TILE and wide % 64 == 0
+    wide, narrow = choose_tile(8192, 8192, cpu, model_width=128, scale=4), choose_tile(8192, 8192, cpu, model_width=8)
+    assert 128 <= wide < narrow <= MAX_TILE
     assert choose_batch(wide, cpu) == 1
+
+
+def test_a_plane_that_fits_is_one_tile():
+    cpu = torch.device("cpu")
+    tile = choose_tile(300, 500, cpu, model_width=32, scale=2)
+    assert tile == 500
+    assert count_tiles(300, 500, tile, halo=11) == 1
+
+
+def test_a_plane_too_big_for_memory_gets_balanced_tiles(monkeypatch):
+    from napari_superres.engine.infer import tiling
+
+    monkeypatch.setattr(tiling, "tile_budget_px", lambda *a, **k: 600 * 600)
+    tile = choose_tile(2048, 2048, torch.device("cpu"), model_width=32, scale=2)
+    assert tile == 600
+    overlap = plan_overlap(11, tile)
+    layout = TileLayout(2048, tile, overlap)
+    assert layout.count == 4  # the fewest tiles of at most 600 px that cover 2048 px with overlaps
+    assert layout.tile_size * layout.count - (layout.count - 1) * overlap < 2048 + layout.count  # no spare work
 
 
 def test_raw_tiles_are_prepared_batch_by_batch():

@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "upscale": ".upscale_cmd",
     "train": ".train_cmd",
     "models": ".models_cmd",
+    "export": ".export_cmd",
 }
 
 

@@ -111,6 +111,14 @@ def iter_tiles(height: int, width: int, tile: int, overlap: int) -> Iterator[tup
 
 
 def _host_memory_bytes() -> int:
+    """Host memory this process may still use: ``MemAvailable`` (Linux), else total RAM."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (AttributeError, ValueError, OSError):  # pragma: no cover - non-POSIX
@@ -122,7 +130,8 @@ def tile_budget_px(device: torch.device, model_width: int = 64, scale: int = 2) 
 
     Sized from the activations: about :data:`_LIVE_MAPS` maps of ``model_width``
     channels at the output resolution (``scale**2`` output px per input px), bf16 on
-    CUDA (half of free memory), float32 on the CPU (1/16 of RAM, 256 MB to 2 GB).
+    CUDA (half of free memory), float32 on the CPU (:data:`_CPU_MEMORY_SHARE` of the
+    available host memory, within :data:`_CPU_BUDGET_BOUNDS`).
     """
     per_out_px = _LIVE_MAPS * max(1, model_width)
     if device.type == "cuda":
@@ -139,14 +148,21 @@ def tile_budget_px(device: torch.device, model_width: int = 64, scale: int = 2) 
 def choose_tile(
     height: int, width: int, device: torch.device, channels: int = 1, model_width: int = 64, scale: int = 2
 ) -> int:
-    """Pick a tile edge (input px) from the memory one network call may use, a multiple of 64.
+    """Pick a tile edge (input px) for a ``height x width`` plane from the memory one network call may use.
 
-    Larger tiles waste less on overlaps (``(tile / (tile - overlap))**2`` extra work), so
-    the tile is as large as memory allows, up to :data:`MAX_TILE`.
+    A plane whose activations fit the budget (:func:`tile_budget_px`, and the int32
+    indexing limit of the kernels) is one tile: the edge returned is ``max(height, width)``.
+    Otherwise the largest square edge the budget allows, up to :data:`MAX_TILE`; the
+    tiles actually run are balanced (:class:`TileLayout`: the fewest tiles, shrunk to
+    cover the plane evenly), so larger tiles only ever waste less on overlaps
+    (``(tile / (tile - overlap))**2`` extra work).
     """
-    edge = int(math.sqrt(tile_budget_px(device, model_width, scale)))
-    edge = min(edge, int(math.sqrt(_MAX_ELEMENTS / max(1, model_width)) / scale))
-    return int(min(MAX_TILE, max(128, edge // 64 * 64)))
+    budget = tile_budget_px(device, model_width, scale)
+    by_indexing = _MAX_ELEMENTS / (max(1, model_width) * scale * scale)
+    if height * width <= min(budget, by_indexing):
+        return int(max(height, width))
+    edge = int(min(math.sqrt(budget), math.sqrt(by_indexing)))
+    return int(min(MAX_TILE, max(128, edge)))
 
 
 def choose_batch(tile: int, device: torch.device, model_width: int = 64, scale: int = 2, limit: int = 16) -> int:

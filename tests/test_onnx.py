@@ -1,0 +1,123 @@
+"""ONNX export (API and `napari-superres export`) and the ONNX Runtime backend of upscale()."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_superres.engine import SRNet
+from napari_superres.engine.infer import onnx_backend
+from napari_superres.engine.infer.onnx_backend import export_onnx, make_session, onnx_runner
+from napari_superres.engine.nets.model_file import save_model
+from napari_superres.engine.registry import Engine
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_SUPERRES_CACHE_DIR", str(tmp_path / "onnx-cache"))
+
+
+def _small_net(scale: int = 2) -> SRNet:
+    torch.manual_seed(0)
+    return SRNet(scale=scale, channels=8, blocks=2).eval()
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_exported_graph_matches_torch_at_any_size(scale):
+    net = _small_net(scale)
+    session = make_session(export_onnx(net), threads=1)
+    for h, w in [(23, 37), (64, 48)]:  # dynamic H and W, neither the export's probe size
+        x = torch.rand(2, 1, h, w)
+        got = session.run(None, {"input": x.numpy()})[0]
+        with torch.no_grad():
+            want = net(x).numpy()
+        assert got.shape == (2, 1, scale * h, scale * w)
+        assert np.abs(got - want).max() < 1e-5
+
+
+def test_export_opset_below_17_is_refused():
+    with pytest.raises(ValueError, match="opset must be >= 17"):
+        export_onnx(_small_net(), opset=13)
+
+
+def test_upscale_through_onnxruntime_equals_torch_tiled_and_untiled():
+    engine = Engine(device="cpu", builtins=False)
+    net = _small_net()
+    image = (np.random.default_rng(1).random((70, 90)) * 65535).astype(np.uint16)
+    by_torch = engine.upscale(image, net, backend="torch", tile=0)
+    untiled = engine.upscale(image, net, backend="onnxruntime")
+    tiled = engine.upscale(image, net, backend="onnxruntime", tile=48)
+    assert untiled.dtype == np.uint16 and untiled.shape == (140, 180)
+    assert np.abs(untiled.astype(int) - by_torch).max() <= 1
+    assert np.abs(tiled.astype(int) - untiled).max() <= 1
+
+
+def test_auto_backend_is_onnxruntime_on_cpu_and_torch_for_bicubic():
+    from napari_superres.engine.infer.pipeline import resolve_backend
+    from napari_superres.engine.nets.model_file import SRModel
+    from napari_superres.engine.nets.srnet import Bicubic
+
+    cpu = torch.device("cpu")
+    net_model = SRModel("n", _small_net(), 2, 1)
+    assert resolve_backend("auto", net_model, cpu) == ("onnxruntime", False)
+    assert resolve_backend("torch", net_model, cpu) == ("torch", True)
+    assert resolve_backend("auto", SRModel("b", Bicubic(2), None, None), cpu)[0] == "torch"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        resolve_backend("tensorrt", net_model, cpu)
+
+
+def test_sessions_are_cached_and_follow_weight_changes(tmp_path):
+    net = _small_net()
+    first = onnx_runner(net)
+    assert first is not None and onnx_runner(net) is first
+    assert any((tmp_path / "onnx-cache").glob("*.onnx"))  # exported graph kept on disk
+    with torch.no_grad():
+        next(net.parameters()).add_(0.5)
+    second = onnx_runner(net)
+    assert second is not None and second is not first
+    x = torch.rand(1, 1, 20, 20)
+    with torch.no_grad():
+        assert (second(x) - net(x)).abs().max() < 1e-5
+
+
+def test_a_network_that_cannot_export_falls_back_to_torch(monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no exporter today")
+
+    monkeypatch.setattr(onnx_backend, "export_onnx", broken)
+    engine = Engine(device="cpu", builtins=False)
+    net = _small_net()
+    image = np.zeros((20, 20), np.uint8)
+    assert engine.upscale(image, net).shape == (40, 40)  # auto: torch ran it
+    with pytest.raises(RuntimeError, match="no exporter today"):
+        engine.upscale(image, net, backend="onnxruntime")
+
+
+def test_cli_export_onnx_matches_torch(tmp_path, capsys):
+    import onnxruntime as ort
+
+    from napari_superres.cli import main
+
+    net = _small_net()
+    model_file = tmp_path / "m.safetensors"
+    save_model(model_file, net)
+    before = model_file.read_bytes()
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(model_file), "--onnx", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = torch.rand(1, 1, 31, 45)
+    with torch.no_grad():
+        assert np.abs(session.run(None, {"input": x.numpy()})[0] - net(x).numpy()).max() < 1e-5
+    assert model_file.read_bytes() == before
+
+    assert main(["export", str(model_file), "--onnx", str(out)]) == 2  # exists: not replaced without --force
+    assert "--force" in capsys.readouterr().err
+    assert main(["export", str(model_file), "--onnx", str(model_file), "--force"]) == 2  # never over its input
+    assert model_file.read_bytes() == before
+    assert main(["export", "bicubic", "--onnx", str(tmp_path / "b.onnx")]) == 2
+    assert main(["export", str(model_file)]) == 2  # no target format
