@@ -1,0 +1,698 @@
+"""BioImage Model Zoo (bioimage.io, model spec 0.5) packages of our models: export.
+
+:func:`export_bioimageio` writes one ``.zip`` that bioimage.io consumers (bioimageio.core,
+deepImageJ, ilastik, Fiji, careamics, QuPath...) can run without napari-superres:
+
+* weights: ``pytorch_state_dict`` (``weights.pt``, a plain tensor dict, read with
+  ``torch.load(weights_only=True)``) with the architecture as a source file
+  (``srnet_architecture.py``, a torch-only copy of SRNet:
+  :mod:`napari_superres.io.bioimageio_arch`), plus ``torchscript`` and ``onnx``;
+* input ``input`` ``(batch, channel, y, x)`` float32 whose Y/X sizes are parameterized
+  (``min + n*step``) so consumers can tile, output ``output`` with Y/X sizes declared as
+  the input's times ``scale`` (``SizeReference`` with ``scale = 1/scale``) and a halo of
+  the network's receptive field, so tiles hand over without seams;
+* pre/post-processing matching our intensity normalisation (see :func:`processing_for`);
+* test input/output tensors (``.npy``), a cover image (PNG: input | output), the model
+  card as documentation, citations of the method and the training data, and in the
+  package's ``config.napari_superres`` our own model file name, so
+  :func:`napari_superres.io.bioimageio_import.load_bioimageio_model` loads our packages
+  back with the exact weights (``model.safetensors`` is attached).
+
+Static validation runs when the description is built (bioimageio.spec); the dynamic
+check (:func:`bioimageio.core.test_model`) is optional (``test=True``) because it runs
+every weight format on the test tensors and several tile sizes (seconds on a CPU).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..engine.nets.model_file import SRModel
+
+log = logging.getLogger(__name__)
+
+#: Files inside a package (names are stable: the importer looks for them).
+ARCH_FILE = "srnet_architecture.py"
+ARCH_CALLABLE = "SRNet"
+STATE_DICT_FILE = "weights.pt"
+TORCHSCRIPT_FILE = "weights_torchscript.pt"
+ONNX_FILE = "weights.onnx"
+NATIVE_MODEL_FILE = "model.safetensors"
+TEST_INPUT_FILE = "test_input.npy"
+TEST_OUTPUT_FILE = "test_output.npy"
+COVER_FILE = "cover.png"
+DOC_FILE = "README.md"
+#: Key of our own section in the package's ``config``.
+CONFIG_KEY = "napari_superres"
+INPUT_ID = "input"
+OUTPUT_ID = "output"
+#: Weight formats written by default (pytorch_state_dict is always written: it is the source).
+WEIGHT_FORMATS = ("pytorch_state_dict", "torchscript", "onnx")
+#: Step between the input tile edges a consumer may use (the smallest: :func:`input_min_size`).
+INPUT_SIZE_STEP = 8
+#: Edge of the default test image (input pixels); small keeps ``test_model`` fast.
+TEST_IMAGE_SIZE = 64
+#: Reproducibility tolerance declared for every weight format (outputs are float32 in [0, ~1]).
+ABSOLUTE_TOLERANCE = 1e-3
+RELATIVE_TOLERANCE = 1e-3
+#: Percentile normalisation epsilon (bioimage.io's ``scale_range``: ``/(hi - lo + eps)``).
+SCALE_RANGE_EPS = 1e-6
+
+
+class BioimageioExportError(ValueError):
+    """A model cannot be written as a bioimage.io package; the message says why and what to do."""
+
+
+def input_min_size(receptive_field: int) -> int:
+    """Smallest input tile edge: more than the halo on both sides, rounded up to the size step.
+
+    bioimage.io consumers crop ``halo`` output pixels from both sides of every tile, so a
+    tile must be larger than ``2 * receptive_field`` input pixels to keep any output.
+    """
+    return -(-(2 * int(receptive_field) + 1) // INPUT_SIZE_STEP) * INPUT_SIZE_STEP
+
+
+# --- compatibility ---------------------------------------------------------------------------
+
+#: Functions of bioimageio.spec 0.5.12 that call a pydantic serializer handler as ``handler(value, info)``.
+_SPEC_HANDLER_CALLERS = (
+    ("bioimageio.spec._internal.io_packaging", "package_file_descr_serializer"),
+    ("bioimageio.spec.model.v0_4", "package_weights"),
+)
+_OLD_HANDLER_CALL = re.compile(r"handler\(\s*value,\s*info,?[^)]*\)")
+
+
+def ensure_bioimageio_compatible() -> None:
+    """Work around bioimageio.spec 0.5.12 + pydantic >= 2.14 (bioimageio.core 0.11 pins spec 0.5.12).
+
+    spec 0.5.12 calls pydantic's wrap-serializer handler as ``handler(value, info)``;
+    pydantic-core now checks that the second argument is an index key, so every package
+    write fails ("'index_key' is expected to be an integer or a string").  spec 0.5.14
+    calls ``handler(value)``.  This recompiles the two affected functions with that one
+    call changed, in their own module's namespace, and swaps the code into the installed
+    function objects (so references held elsewhere see it too); once, and only when the
+    old call is present (newer spec versions are left alone).
+    """
+    import importlib
+    import inspect
+    import textwrap
+
+    for module_name, func_name in _SPEC_HANDLER_CALLERS:
+        module = importlib.import_module(module_name)
+        func = getattr(module, func_name, None)
+        if func is None or getattr(func, "_napari_superres_checked", False):
+            continue
+        try:
+            source = textwrap.dedent(inspect.getsource(func))
+        except OSError:  # pragma: no cover - no source to check: leave it alone
+            continue
+        fixed_source, n = _OLD_HANDLER_CALL.subn("handler(value)", source)
+        if n:
+            namespace = dict(vars(module))
+            exec(compile(fixed_source, inspect.getsourcefile(func) or module_name, "exec"), namespace)  # noqa: S102
+            func.__code__ = namespace[func_name].__code__
+            log.debug("patched %s.%s for pydantic >= 2.14", module_name, func_name)
+        func._napari_superres_checked = True
+
+
+# --- citations and licences of the training data -----------------------------------------------
+
+@dataclass(frozen=True)
+class DataSource:
+    """A training-data folder of the built-in recipe: what to cite and its licence note."""
+
+    folder: str
+    title: str
+    licence: str
+    citations: tuple[tuple[str, str | None, str | None], ...]  # (text, doi, url)
+
+
+#: Keyed by the folder names the model cards (scripts/train_builtin.py) list under "Sources and licences".
+DATA_SOURCES: tuple[DataSource, ...] = (
+    DataSource(
+        "natural/T91", "T91 (Yang et al. 2010) natural images",
+        "no data licence stated (distributed with MIT-licensed code, jiny2001/dcscn-super-resolution)",
+        ((("Yang J, Wright J, Huang TS, Ma Y. Image super-resolution via sparse representation. "
+          "IEEE Trans Image Process 19(11), 2010."), "10.1109/TIP.2010.2050625", None),),
+    ),
+    DataSource(
+        "natural/BSD200", "BSD200 (Berkeley Segmentation Dataset) natural images",
+        "Berkeley Segmentation Dataset: research use",
+        ((("Martin D, Fowlkes C, Tal D, Malik J. A database of human segmented natural images and its "
+          "application to evaluating segmentation algorithms and measuring ecological statistics. ICCV 2001."),
+          "10.1109/ICCV.2001.937655", None),),
+    ),
+    DataSource(
+        "microscopy/em_isbi2012_train", "ISBI 2012 EM segmentation challenge (ssTEM, Drosophila VNC)",
+        "no data licence stated; cite the challenge and Cardona et al. 2010",
+        ((("Cardona A et al. An integrated micro- and macroarchitectural analysis of the Drosophila brain by "
+          "computer-assisted serial section electron microscopy. PLoS Biol 8(10), 2010."),
+          "10.1371/journal.pbio.1000502", None),
+         (("Arganda-Carreras I et al. Crowdsourcing the creation of image segmentation algorithms for "
+          "connectomics. Front Neuroanat 9:142, 2015."), "10.3389/fnana.2015.00142", None)),
+    ),
+    DataSource(
+        "microscopy/fluorescence", "fluorescence images of the BioImageAnalysisNotebooks data folder",
+        "CC BY 4.0 (repository content licence); per file: BBBC022 CC0, zenodo 5206107 CC BY 4.0, others as "
+        "stated in the model card",
+        (("Haase R et al. BioImageAnalysisNotebooks (data folder).", None,
+          "https://github.com/haesleinhuepf/BioImageAnalysisNotebooks"),
+         (("Gustafsdottir SM et al. Multiplex cytological profiling assay to measure diverse cellular states. "
+          "PLoS One 8(12), 2013 (BBBC022)."), "10.1371/journal.pone.0080999", None),
+         ("Tinevez JY, Jacquemet G. Cancer cell migration (zenodo 5206107).", "10.5281/zenodo.5206107", None)),
+    ),
+)
+#: The method: residual CNN with a global (bicubic) skip, as VDSR/EDSR.
+METHOD_CITATIONS: tuple[tuple[str, str | None, str | None], ...] = (
+    (("Kim J, Lee JK, Lee KM. Accurate image super-resolution using very deep convolutional networks "
+     "(VDSR). CVPR 2016."), "10.1109/CVPR.2016.182", None),
+    (("Lim B, Son S, Kim H, Nah S, Lee KM. Enhanced deep residual networks for single image "
+     "super-resolution (EDSR). CVPRW 2017."), "10.1109/CVPRW.2017.151", None),
+)
+
+
+def data_sources_in(card: str) -> list[DataSource]:
+    """The :data:`DATA_SOURCES` a model card names (``**natural/T91**`` ...)."""
+    return [s for s in DATA_SOURCES if s.folder in card]
+
+
+# --- pre/post-processing -----------------------------------------------------------------------
+
+def processing_for(normalization: dict[str, Any], dtype: np.dtype, channels: int) -> tuple[list, list, str]:
+    """bioimage.io pre- and post-processing equal to our ``normalization`` for inputs of ``dtype``.
+
+    * ``percentile`` (``low``, ``high``): ``scale_range`` over Y, X (and channel: one range
+      per image, as our engine) per sample, ``eps`` 1e-6.  Spec 0.5 has no inverse of a
+      per-sample percentile map, so the output stays in normalised units (0 = the input's
+      low percentile, 1 = its high percentile), as CARE/CSBDeep packages do.
+    * ``dtype`` on an integer ``dtype``: a fixed ``scale_linear`` by the dtype's range
+      (uint16: ``x / 65535``) and the inverse ``scale_linear`` after the network, so the
+      output is in the input's units.
+    * ``dtype`` on a float ``dtype``: our engine maps the image's min/max to 0/1, i.e.
+      ``scale_range`` with percentiles 0 and 100 (output in normalised units).
+
+    Returns ``(preprocessing, postprocessing, output_unit_note)``.
+    """
+    from bioimageio.spec.model.v0_5 import (
+        AxisId,
+        EnsureDtypeDescr,
+        EnsureDtypeKwargs,
+        ScaleLinearDescr,
+        ScaleLinearKwargs,
+        ScaleRangeDescr,
+        ScaleRangeKwargs,
+    )
+
+    axes = [AxisId("channel"), AxisId("y"), AxisId("x")] if channels > 1 else [AxisId("y"), AxisId("x")]
+    to_float = EnsureDtypeDescr(kwargs=EnsureDtypeKwargs(dtype="float32"))
+    mode = normalization.get("mode", "dtype")
+    dtype = np.dtype(dtype)
+    if mode == "percentile":
+        low, high = float(normalization.get("low", 1.0)), float(normalization.get("high", 99.8))
+        pre = [to_float, ScaleRangeDescr(kwargs=ScaleRangeKwargs(
+            axes=axes, min_percentile=low, max_percentile=high, eps=SCALE_RANGE_EPS))]
+        note = (f"normalised units: 0 and 1 are the input's {low:g} and {high:g} percentiles "
+                "(multiply by (p_high - p_low) and add p_low for the input's units)")
+        return pre, [], note
+    if mode != "dtype":
+        raise BioimageioExportError(f"normalization mode {mode!r} has no bioimage.io equivalent")
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        lo = 0.0 if info.min == 0 else float(info.min)
+        span = float(info.max) - lo
+        pre = [to_float, ScaleLinearDescr(kwargs=ScaleLinearKwargs(gain=1.0 / span, offset=-lo / span))]
+        post = [ScaleLinearDescr(kwargs=ScaleLinearKwargs(gain=span, offset=lo))]
+        return pre, post, f"the input's units ({dtype.name} range, values not clipped or rounded)"
+    pre = [to_float, ScaleRangeDescr(kwargs=ScaleRangeKwargs(
+        axes=axes, min_percentile=0.0, max_percentile=100.0, eps=SCALE_RANGE_EPS))]
+    return pre, [], "normalised units: 0 and 1 are the input's minimum and maximum"
+
+
+def apply_processing(image: np.ndarray, normalization: dict[str, Any]) -> tuple[np.ndarray, float, float]:
+    """Our side of :func:`processing_for`: ``(normalised float32, lo, hi)`` for a ``(C, H, W)`` image."""
+    from ..engine.normalization import intensity_range
+
+    lo, hi = intensity_range(image, normalization)
+    mode = normalization.get("mode", "dtype")
+    eps = 0.0 if (mode == "dtype" and np.issubdtype(image.dtype, np.integer)) else SCALE_RANGE_EPS
+    if mode == "dtype" and not np.issubdtype(image.dtype, np.integer):
+        lo, hi = float(np.min(image)), float(np.max(image))  # scale_range 0/100: the image's own range
+    x = (image.astype(np.float32) - np.float32(lo)) / np.float32(hi - lo + eps)
+    return x.astype(np.float32), lo, hi
+
+
+# --- the package -------------------------------------------------------------------------------
+
+def _resolve(model: Any) -> SRModel:
+    from ..engine.nets.model_file import SRModel
+    from ..engine.nets.srnet import SRNet
+    from ..engine.registry import default_engine
+
+    resolved = model if isinstance(model, SRModel) else default_engine().get(model)
+    if not isinstance(resolved.net, SRNet):
+        raise BioimageioExportError(
+            f"model {resolved.name!r} is a {type(resolved.net).__name__}, not an SRNet; only trained SRNet "
+            "models can be exported (the bicubic baseline has no weights to package)"
+        )
+    return resolved
+
+
+def _model_card(model: SRModel) -> str | None:
+    """The markdown model card next to the model file (``superres-x2.md``), if any."""
+    source = Path(model.source) if model.source and model.source not in ("builtin", "session", "python") else None
+    candidates = [source.with_suffix(".md")] if source is not None else []
+    from ..engine.registry import BUILTIN_MODEL_DIR
+
+    candidates.append(BUILTIN_MODEL_DIR / f"{model.name}.md")
+    for path in candidates:
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+    return None
+
+
+def _default_test_image(scale: int, channels: int) -> np.ndarray:
+    """A deterministic low-res synthetic fluorescence image ``(C, 64, 64)`` uint16."""
+    from ..engine.samples import synthetic_pair
+
+    lr, _ = synthetic_pair((TEST_IMAGE_SIZE * scale, TEST_IMAGE_SIZE * scale), scale=scale, seed=7)
+    return np.repeat(lr[None], channels, axis=0)
+
+
+def _import_arch(path: Path) -> Any:
+    """Import the packaged architecture file on its own (as a consumer would)."""
+    name = f"_napari_superres_bioimageio_arch_{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[name] = module
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def _cover(lq: np.ndarray, out: np.ndarray, scale: int) -> np.ndarray:
+    """``(sH, 2*sW)`` uint8: the input (nearest-enlarged) | the output, on one intensity scale."""
+    big = np.repeat(np.repeat(lq, scale, axis=0), scale, axis=1).astype(np.float32)
+    both = np.concatenate([big, out.astype(np.float32)], axis=1)
+    lo, hi = np.percentile(both, [0.5, 99.8])
+    return (np.clip((both - lo) / max(hi - lo, 1e-12), 0, 1) * 255).round().astype(np.uint8)
+
+
+def export_bioimageio(
+    model: Any,
+    out: str | os.PathLike,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    authors: Sequence[str] = ("napari-superres developers",),
+    test_image: np.ndarray | None = None,
+    weight_formats: Iterable[str] = WEIGHT_FORMATS,
+    overwrite: bool = False,
+    test: bool = False,
+) -> Path:
+    """Write ``model`` as a bioimage.io model package (spec 0.5 ``.zip``) to ``out``; returns the path.
+
+    Parameters
+    ----------
+    model : registry name (``"superres-x2"``), ``.safetensors`` path, :class:`SRModel` or SRNet.
+    out : the ``.zip`` to write (atomically; refused if it exists without ``overwrite``).
+    name, description, authors : package metadata (defaults from the model).
+    test_image : ``(H, W)`` or ``(C, H, W)`` low-res test input (integer or float); default
+        a 64x64 synthetic fluorescence image (uint16).  Its dtype decides the declared
+        normalisation for ``{"mode": "dtype"}`` models (see :func:`processing_for`).
+    weight_formats : any of ``pytorch_state_dict`` (always written), ``torchscript``, ``onnx``.
+    test : run :func:`bioimageio.core.test_model` on the written package and raise
+        :class:`BioimageioExportError` with its summary when it fails.
+    """
+    from .atomic import atomic_path, check_output
+
+    ensure_bioimageio_compatible()
+    formats = set(weight_formats) | {"pytorch_state_dict"}
+    unknown = formats - set(WEIGHT_FORMATS)
+    if unknown:
+        raise BioimageioExportError(f"unknown weight formats {sorted(unknown)}; choose from {WEIGHT_FORMATS}")
+    resolved = _resolve(model)
+    net = resolved.net
+    config = net.config
+    scale, c_in, _c_out = config.scale, config.in_channels, config.out_channels
+    out = Path(out)
+    if out.suffix.lower() != ".zip":
+        raise BioimageioExportError(f"a bioimage.io package is a .zip file; got {out.name!r}")
+    protect = [resolved.source] if resolved.source and os.path.exists(resolved.source) else []
+    check_output(out, protect, overwrite=overwrite, what="package")
+
+    if test_image is None:
+        test_image = _default_test_image(scale, c_in)
+    test_image = np.asarray(test_image)
+    if test_image.ndim == 2:
+        test_image = test_image[None]
+    if test_image.ndim != 3 or test_image.shape[0] != c_in:
+        raise BioimageioExportError(
+            f"test_image must be (H, W) or ({c_in}, H, W) for this {c_in}-channel model, got {test_image.shape}"
+        )
+    min_size = input_min_size(net.receptive_field())
+    if min(test_image.shape[1:]) < min_size or any((s - min_size) % INPUT_SIZE_STEP for s in test_image.shape[1:]):
+        raise BioimageioExportError(
+            f"test_image Y/X sizes must be {min_size} + n*{INPUT_SIZE_STEP} px for this model, got {test_image.shape[1:]}"
+        )
+    normalization = dict(resolved.normalization or {"mode": "dtype"})
+    card = _model_card(resolved)
+    cpu_net = _cpu_copy(net)
+
+    with tempfile.TemporaryDirectory(prefix="napari-superres-bioimageio-") as tmp_name:
+        tmp = Path(tmp_name)
+        files = _write_package_files(tmp, resolved, cpu_net, test_image, normalization, card, formats)
+        descr = _describe(
+            resolved, tmp, files, test_image=test_image, normalization=normalization, card=card,
+            name=name, description=description, authors=authors,
+        )  # fmt: skip
+        from bioimageio.spec import save_bioimageio_package
+
+        with atomic_path(out, protect=protect) as target:
+            save_bioimageio_package(descr, output_path=target)
+    if test:
+        summary = test_bioimageio_package(out)
+        if summary.status != "passed":
+            raise BioimageioExportError(f"bioimageio.core.test_model failed on {out}:\n{summary.format()}")
+    log.info("wrote bioimage.io package %s (%s)", out, ", ".join(sorted(formats)))
+    return out
+
+
+def test_bioimageio_package(path: str | os.PathLike, *, weight_format: str | None = None) -> Any:
+    """Run :func:`bioimageio.core.test_model` on a package on the CPU; returns its ``ValidationSummary``."""
+    from bioimageio.core import test_model
+
+    ensure_bioimageio_compatible()
+    return test_model(str(path), weight_format=weight_format, devices=["cpu"])  # type: ignore[arg-type]
+
+
+test_bioimageio_package.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def _cpu_copy(net: Any) -> Any:
+    import copy
+
+    import torch
+
+    module = copy.deepcopy(net).float().cpu().eval()
+    return module.to(memory_format=torch.contiguous_format)
+
+
+def _write_package_files(
+    tmp: Path,
+    model: SRModel,
+    net: Any,
+    test_image: np.ndarray,
+    normalization: dict[str, Any],
+    card: str | None,
+    formats: set[str],
+) -> dict[str, Path]:
+    """Weights, architecture, test tensors, cover and documentation in ``tmp``; returns the paths by role."""
+    import torch
+
+    from ..engine.nets.model_file import save_model
+    from . import bioimageio_arch
+
+    files: dict[str, Path] = {}
+    state = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
+    torch.save(state, tmp / STATE_DICT_FILE)
+    files["pytorch_state_dict"] = tmp / STATE_DICT_FILE
+    arch = tmp / ARCH_FILE
+    arch.write_text(Path(bioimageio_arch.__file__).read_text(encoding="utf-8"), encoding="utf-8")
+    files["architecture"] = arch
+    files["native"] = save_model(tmp / NATIVE_MODEL_FILE, net, normalization=normalization, training=model.metadata)
+
+    # test tensors: our normalisation + the engine's network (not the architecture copy)
+    x, _lo, _hi = apply_processing(test_image, normalization)
+    with torch.inference_mode():
+        y = net(torch.from_numpy(x[None])).numpy()
+    # the packaged architecture must rebuild the same network from the state dict
+    packaged = _import_arch(arch).SRNet(**_arch_kwargs(net))
+    packaged.load_state_dict(torch.load(tmp / STATE_DICT_FILE, weights_only=True), strict=True)
+    with torch.inference_mode():
+        y_packaged = packaged.eval()(torch.from_numpy(x[None])).numpy()
+    diff = float(np.abs(y_packaged - y).max())
+    if diff > 1e-5:
+        raise BioimageioExportError(
+            f"the packaged architecture ({ARCH_FILE}) does not reproduce the engine's SRNet (max difference {diff:.3g}); "
+            "napari_superres/io/bioimageio_arch.py is out of date with engine/nets/srnet.py"
+        )
+    y_net = y
+    _pre, post, _ = processing_for(normalization, test_image.dtype, test_image.shape[0])
+    if post:  # fixed inverse scale_linear
+        gain, offset = post[0].kwargs.gain, post[0].kwargs.offset
+        y = (y * np.float32(gain) + np.float32(offset)).astype(np.float32)
+    # the package's input is float32 (consumers convert); values stay in the test image's units
+    np.save(tmp / TEST_INPUT_FILE, test_image[None].astype(np.float32))
+    np.save(tmp / TEST_OUTPUT_FILE, y.astype(np.float32))
+    files["test_input"], files["test_output"] = tmp / TEST_INPUT_FILE, tmp / TEST_OUTPUT_FILE
+
+    if "torchscript" in formats:
+        example = torch.from_numpy(x[None])
+        with torch.inference_mode(False), torch.no_grad():
+            traced = torch.jit.trace(net, example, check_trace=False)
+            other = torch.rand(1, x.shape[0], x.shape[1] + INPUT_SIZE_STEP, x.shape[2])  # another tile size
+            if not torch.allclose(traced(other), net(other), atol=1e-5):
+                raise BioimageioExportError("TorchScript trace does not generalise to other tile sizes")
+        traced.save(str(tmp / TORCHSCRIPT_FILE))
+        files["torchscript"] = tmp / TORCHSCRIPT_FILE
+    if "onnx" in formats:
+        _export_onnx(net, tmp / ONNX_FILE, x.shape[0])
+        files["onnx"] = tmp / ONNX_FILE
+
+    import imageio.v3 as iio
+
+    iio.imwrite(tmp / COVER_FILE, _cover(x[0], y_net[0, 0], model.scale or 1))  # normalised units, one range
+    files["cover"] = tmp / COVER_FILE
+    (tmp / DOC_FILE).write_text(_documentation(model, card, normalization, test_image.dtype), encoding="utf-8")
+    files["documentation"] = tmp / DOC_FILE
+    return files
+
+
+def _arch_kwargs(net: Any) -> dict[str, Any]:
+    """The architecture file's ``SRNet`` keyword arguments: the engine's config as plain JSON values."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in net.config.to_dict().items()}
+
+
+#: ONNX opset written (the TorchScript-based exporter's default in our engine).
+ONNX_OPSET = 17
+
+
+def _export_onnx(net: Any, path: Path, in_channels: int) -> None:
+    """ONNX with dynamic batch/height/width: the engine's exporter when present, else torch.onnx directly."""
+    try:
+        from ..engine.infer.onnx_backend import export_onnx
+    except ImportError:  # pragma: no cover - engine without the ONNX backend
+        export_onnx = None
+    if export_onnx is not None:
+        export_onnx(net, path, in_channels=in_channels, opset=ONNX_OPSET)
+        return
+    import io
+    import warnings
+
+    import torch
+
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():  # pragma: no cover
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net, (torch.rand(1, in_channels, 64, 64),), buffer, opset_version=ONNX_OPSET, dynamo=False,
+            input_names=[INPUT_ID], output_names=[OUTPUT_ID],
+            dynamic_axes={INPUT_ID: {0: "batch", 2: "height", 3: "width"}, OUTPUT_ID: {0: "batch", 2: "h", 3: "w"}},
+        )  # fmt: skip
+    path.write_bytes(buffer.getvalue())
+
+
+def _documentation(model: SRModel, card: str | None, normalization: dict[str, Any], dtype: np.dtype) -> str:
+    """The package's README: how to use it, then the model card (or a generated summary)."""
+    _, _, unit_note = processing_for(normalization, dtype, 1)
+    scale = model.scale
+    head = (
+        f"# {model.name}: x{scale} super-resolution (napari-superres SRNet)\n\n"
+        f"Input: one low-resolution image `(batch, channel, y, x)`; output: the same field of view with "
+        f"{scale}x more pixels along Y and X (pixel size divided by {scale}). Output values: {unit_note}.\n\n"
+        "Normalisation (`inputs[0].preprocessing`) is what the model was trained with "
+        f"(`{normalization}`). Tiles of `min + 8n` px (see `inputs[0].axes`) work; consumers crop the declared output halo so tiles join without seams.\n\n"
+        "In napari: `pip install napari-deep-superres`, then *Plugins > Super-resolution > Upscale*, "
+        "*Load model file...* and pick this .zip (or `upscale(image, model=\"this.zip\")` in Python).\n\n"
+    )
+    sources = data_sources_in(card or "")
+    licences = "".join(f"- **{s.folder}** ({s.title}): {s.licence}\n" for s in sources)
+    if licences:
+        head += "## Training data licences\n\n" + licences + "\n"
+    body = card if card else _generated_card(model)
+    body = re.sub(r"^# ", "## ", body, flags=re.MULTILINE)  # one title per document
+    return head + body
+
+
+def _generated_card(model: SRModel) -> str:
+    import json
+
+    training = {k: v for k, v in (model.metadata or {}).items() if k != "data"}
+    return "## Training\n\n```json\n" + json.dumps(training, indent=1, default=str)[:20000] + "\n```\n"
+
+
+def _describe(
+    model: SRModel,
+    tmp: Path,
+    files: dict[str, Path],
+    *,
+    test_image: np.ndarray,
+    normalization: dict[str, Any],
+    card: str | None,
+    name: str | None,
+    description: str | None,
+    authors: Sequence[str],
+) -> Any:
+    """The spec-0.5 :class:`ModelDescr` (validated on construction) for the files in ``tmp``."""
+    import torch
+    from bioimageio.spec.model.v0_5 import (
+        ArchitectureFromFileDescr,
+        Author,
+        AxisId,
+        BatchAxis,
+        BioimageioConfig,
+        ChannelAxis,
+        CiteEntry,
+        Config,
+        FileDescr,
+        Identifier,
+        InputTensorDescr,
+        IntervalOrRatioDataDescr,
+        LicenseId,
+        ModelDescr,
+        OnnxWeightsDescr,
+        OutputTensorDescr,
+        ParameterizedSize,
+        PytorchStateDictWeightsDescr,
+        ReproducibilityTolerance,
+        SizeReference,
+        SpaceInputAxis,
+        SpaceOutputAxisWithHalo,
+        TensorId,
+        TorchscriptWeightsDescr,
+        Version,
+        WeightsDescr,
+    )
+
+    net = model.net
+    scale, c_in, c_out = net.config.scale, net.config.in_channels, net.config.out_channels
+    halo = int(net.receptive_field()) * scale  # in output pixels
+    pre, post, unit_note = processing_for(normalization, test_image.dtype, c_in)
+
+    def channel_names(n: int) -> list[Identifier]:
+        return [Identifier("intensity")] if n == 1 else [Identifier(c) for c in ("red", "green", "blue")[:n]]
+
+    size = ParameterizedSize(min=input_min_size(net.receptive_field()), step=INPUT_SIZE_STEP)
+    inputs = [InputTensorDescr(
+        id=TensorId(INPUT_ID),
+        description="low-resolution image",
+        axes=[
+            BatchAxis(),
+            ChannelAxis(channel_names=channel_names(c_in)),
+            SpaceInputAxis(id=AxisId("y"), size=size, scale=1.0),
+            SpaceInputAxis(id=AxisId("x"), size=size, scale=1.0),
+        ],
+        test_tensor=FileDescr(source=files["test_input"]),
+        data=IntervalOrRatioDataDescr(type="float32"),
+        preprocessing=pre,
+    )]  # fmt: skip
+    outputs = [OutputTensorDescr(
+        id=TensorId(OUTPUT_ID),
+        description=f"x{scale} image ({unit_note})"[:128],
+        axes=[
+            BatchAxis(),
+            ChannelAxis(channel_names=channel_names(c_out)),
+            SpaceOutputAxisWithHalo(
+                id=AxisId("y"), size=SizeReference(tensor_id=TensorId(INPUT_ID), axis_id=AxisId("y")),
+                scale=1.0 / scale, halo=halo,
+            ),
+            SpaceOutputAxisWithHalo(
+                id=AxisId("x"), size=SizeReference(tensor_id=TensorId(INPUT_ID), axis_id=AxisId("x")),
+                scale=1.0 / scale, halo=halo,
+            ),
+        ],
+        test_tensor=FileDescr(source=files["test_output"]),
+        data=IntervalOrRatioDataDescr(type="float32"),
+        postprocessing=post,
+    )]  # fmt: skip
+    torch_version = Version(torch.__version__.split("+")[0])
+    weights: dict[str, Any] = {
+        "pytorch_state_dict": PytorchStateDictWeightsDescr(
+            source=files["pytorch_state_dict"],
+            architecture=ArchitectureFromFileDescr(
+                source=files["architecture"], callable=Identifier(ARCH_CALLABLE), kwargs=_arch_kwargs(net)
+            ),
+            pytorch_version=torch_version,
+        )
+    }
+    if "torchscript" in files:
+        weights["torchscript"] = TorchscriptWeightsDescr(
+            source=files["torchscript"], pytorch_version=torch_version, parent="pytorch_state_dict"
+        )
+    if "onnx" in files:
+        weights["onnx"] = OnnxWeightsDescr(source=files["onnx"], opset_version=ONNX_OPSET, parent="pytorch_state_dict")
+
+    cites = [CiteEntry(text=t, doi=d, url=u) for t, d, u in METHOD_CITATIONS]
+    for source in data_sources_in(card or ""):
+        cites += [CiteEntry(text=t, doi=d, url=u) for t, d, u in source.citations]
+    n_params = sum(p.numel() for p in net.parameters())
+    summary = description or (
+        f"x{scale} single-image super-resolution of {'grayscale' if c_in == 1 else 'RGB'} microscopy and natural "
+        f"images: a residual CNN ({n_params:,} parameters) trained with napari-superres."
+    )
+    ours = {
+        "format": "napari-superres",
+        "model_file": NATIVE_MODEL_FILE,
+        "model_name": model.name,
+        "normalization": normalization,
+        "scale": scale,
+        "output_units": unit_note,
+    }
+    tolerance = ReproducibilityTolerance(
+        absolute_tolerance=ABSOLUTE_TOLERANCE, relative_tolerance=RELATIVE_TOLERANCE,
+        mismatched_elements_per_million=100, output_ids=[TensorId(OUTPUT_ID)],
+    )  # fmt: skip
+    return ModelDescr(
+        name=name or f"napari-superres {model.name} x{scale}",
+        description=summary,
+        authors=[Author(name=a) for a in authors],
+        cite=cites,
+        license=LicenseId("BSD-3-Clause"),
+        documentation=FileDescr(source=files["documentation"]),
+        covers=[FileDescr(source=files["cover"])],
+        attachments=[FileDescr(source=files["native"])],
+        tags=["super-resolution", "image-restoration", "pytorch", "napari", f"x{scale}", "2d", "fluorescence"],
+        inputs=inputs,
+        outputs=outputs,
+        weights=WeightsDescr(**weights),
+        config=Config(
+            bioimageio=BioimageioConfig(
+                reproducibility_tolerance=[tolerance],
+                architecture_type="residual CNN",
+                task="super-resolution",
+                model_parameter_count=n_params,
+            ),
+            **{CONFIG_KEY: ours},
+        ),
+    )
+
+
+__all__ = [
+    "DATA_SOURCES",
+    "BioimageioExportError",
+    "export_bioimageio",
+    "processing_for",
+    "test_bioimageio_package",
+]
