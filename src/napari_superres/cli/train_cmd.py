@@ -146,8 +146,10 @@ def read_image(path: Path) -> tuple[Any, str | None]:
                 series = tif.series[0]
                 data = series.asarray()
                 axes = series.axes.upper()
-        except (tifffile.TiffFileError, OSError, ValueError) as e:
-            raise CLIError(f"cannot read {path}: {e}") from e
+        except (MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as e:  # tifffile and its codecs raise many types for damaged or truncated files
+            raise CLIError(f"cannot read {path}: {' '.join(str(e).split())} (damaged, truncated or not a TIFF?)") from e
         if "S" in axes and axes[-1] != "S":
             data = np.moveaxis(data, axes.index("S"), -1)
             axes = axes.replace("S", "") + "S"
@@ -268,6 +270,62 @@ def _write_json(path: str | Path, payload: dict[str, Any]) -> None:
     atomic_write_bytes(path, json.dumps(payload, indent=1, default=str).encode())
 
 
+def check_output_paths(args: argparse.Namespace, out: Path) -> None:
+    """Refuse outputs that would overwrite an input or each other; check their folders are writable.
+
+    Runs before any training, so a run never ends unable to write its result.  The
+    checkpoint may be the file resumed from (it is replaced by the newer state, atomically).
+    """
+    from ..engine.files import check_writable_folder, same_file
+
+    inputs = [(f, "--hr") for f in expand_paths(args.hr, "--hr")]
+    inputs += [(f, "--lr") for f in expand_paths(args.lr, "--lr")] if args.lr else []
+    if args.resume:
+        if not Path(args.resume).is_file():
+            raise CLIError(f"--resume checkpoint not found: {args.resume}")
+        inputs.append((Path(args.resume), "--resume"))
+    outputs = [(out, "--out")]
+    if args.checkpoint:
+        outputs.append((Path(args.checkpoint), "--checkpoint"))
+    if args.log:
+        outputs.append((Path(args.log), "--log"))
+    for i, (path, flag) in enumerate(outputs):
+        for src, src_flag in inputs:
+            if same_file(path, src) and not (flag == "--checkpoint" and src_flag == "--resume"):
+                raise CLIError(f"{flag} {path} is the {src_flag} input {src}; choose another file (inputs are never overwritten)")
+        for other, other_flag in outputs[:i]:
+            if same_file(path, other):
+                raise CLIError(f"{flag} and {other_flag} are the same file {path}; give each its own file")
+        if Path(path).is_dir():
+            raise CLIError(f"{flag} {path} is a folder; give a file name")
+        check_writable_folder(path)  # OSError naming the folder: missing, read-only, no permission
+
+
+def save_or_keep(trainer: Any, out: Path, checkpoint: str | None) -> Path:
+    """``trainer.save_model(out)``; if that fails (disk full, folder gone), save it elsewhere and say where.
+
+    The fallback is beside the checkpoint (when there is one), else in the temporary
+    folder; the error raised names both paths, so the trained network is never lost.
+    """
+    import os
+    import tempfile
+
+    try:
+        return trainer.save_model(out)
+    except OSError as e:
+        places = [Path(checkpoint).parent] if checkpoint else []
+        places.append(Path(tempfile.gettempdir()))
+        for folder in places:
+            fallback = folder / f"{out.stem}-unsaved-{os.getpid()}.safetensors"
+            try:
+                kept = trainer.save_model(fallback)
+            except OSError:
+                continue
+            raise OSError(e.errno, f"cannot write the model ({e.strerror}); the trained model was saved to {kept} instead",
+                          str(out)) from e  # fmt: skip
+        raise
+
+
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".safetensors":
@@ -280,6 +338,7 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"--{name.replace('_', '-')} must be {'>= 0' if 'every' in name else 'at least 1'}, got {value}")
     if args.checkpoint_every and not (args.checkpoint or args.resume):
         raise CLIError("--checkpoint-every needs --checkpoint CKPT (where to write)")
+    check_output_paths(args, out)
 
     from ..engine.train.trainer import Trainer
     from ..engine.train.data import make_pair_source
@@ -346,6 +405,8 @@ def run(args: argparse.Namespace) -> int:
             "history": trainer.history,
         }
 
+    log_failed: list[OSError] = []
+
     def on_step(report: Any) -> None:
         if bar is not None:
             post = {k: f"{v:.4g}" for k, v in report.losses.items()}
@@ -356,17 +417,30 @@ def run(args: argparse.Namespace) -> int:
                 post["val_psnr"] = f"{v.psnr:.2f} (bicubic {v.bicubic_psnr:.2f})"
             bar.set_postfix(post, refresh=False)
             bar.update(1)
-        if report.validation is not None and args.log:
-            _write_json(args.log, log_payload())
+        if report.validation is not None and args.log and not log_failed:
+            try:
+                _write_json(args.log, log_payload())
+            except OSError as e:  # a log must not end the training; the final write retries
+                log_failed.append(e)
+                print(f"warning: cannot write the log {args.log} ({e}); training continues", file=sys.stderr)
 
     try:
         result = trainer.run(callback=on_step, should_stop=stop.is_set)
+    except OSError as e:  # a checkpoint write failed mid-run: keep the network trained so far
+        if not main:
+            raise
+        try:
+            kept = save_or_keep(trainer, out, args.checkpoint or args.resume)
+        except OSError as again:
+            raise again from e
+        raise OSError(e.errno, f"{e.strerror}; training stopped at step {trainer.step}, the model so far was saved to "
+                      f"{kept}", e.filename) from e  # fmt: skip
     finally:
         if bar is not None:
             bar.close()
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
-    path = trainer.save_model(out)
+    path = save_or_keep(trainer, out, args.checkpoint or args.resume)
     if main:
         if args.log:
             _write_json(args.log, log_payload(result.stopped))

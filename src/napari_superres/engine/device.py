@@ -3,17 +3,35 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
+import re
 
 import torch
+from torch import nn
 
+#: What ``device`` arguments accept besides ``"auto"`` and a ``torch.device``.
+DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+_CUDA_RE = re.compile(r"^cuda(:\d+)?$")
+
+
+class DeviceError(ValueError, RuntimeError):
+    """A device that is not a device name, or not available on this machine.
+
+    Both a ``ValueError`` (bad argument) and a ``RuntimeError`` (what earlier versions raised).
+    """
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` (or ``None``) picks CUDA, then Apple MPS, then CPU; other values are checked."""
+    """``"auto"`` (or ``None``) picks CUDA, then Apple MPS, then CPU; other values are checked.
+
+    Raises :class:`DeviceError` naming the valid choices for anything else.
+    """
     if isinstance(device, torch.device):
         return device
-    name = (device or "auto").lower()
+    if device is not None and not isinstance(device, str):
+        raise DeviceError(f"device must be one of {', '.join(DEVICE_NAMES)} (a string), got {device!r}")
+    name = (device or "auto").strip().lower()
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -21,11 +39,69 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but no CUDA GPU is available; use device='auto' or 'cpu'")
+    if name not in ("cpu", "mps") and not _CUDA_RE.match(name):
+        raise DeviceError(f"unknown device {device!r}; use one of {', '.join(DEVICE_NAMES)}")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"device {name!r} was asked for but no CUDA GPU is available; use device='auto' or 'cpu'"
+            )
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise DeviceError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise RuntimeError("device 'mps' was asked for but Apple MPS is not available; use device='auto' or 'cpu'")
+        raise DeviceError("device 'mps' was asked for but Apple MPS is not available; use device='auto' or 'cpu'")
     return torch.device(name)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is running out of host or device memory (numpy, torch CPU or GPU allocators)."""
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def out_of_memory_error(exc: BaseException, advice: str) -> MemoryError:
+    """A ``MemoryError`` saying what ran out and ``advice`` (what to reduce); raise it ``from exc``."""
+    if isinstance(exc, MemoryError) and str(exc).startswith("out of memory"):
+        return exc  # already ours
+    first = " ".join(str(exc).split())[:200]
+    return MemoryError(f"out of memory ({first or type(exc).__name__}); {advice}")
+
+
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """``cuda`` and ``cuda:0`` (the current GPU) are the same device; otherwise type and index must match."""
+    if a.type != b.type:
+        return False
+    if a.type == "cuda" and (a.index is None or b.index is None):
+        current = torch.cuda.current_device() if torch.cuda.is_available() else 0
+        return (a.index if a.index is not None else current) == (b.index if b.index is not None else current)
+    return a.index == b.index
+
+
+def module_device(module: nn.Module) -> torch.device | None:
+    """Device of the module's first parameter (or buffer); ``None`` for a module without tensors."""
+    for tensor in module.parameters():
+        return tensor.device
+    for tensor in module.buffers():
+        return tensor.device
+    return None
+
+
+def on_device(module: nn.Module, device: torch.device) -> bool:
+    """True when ``module`` runs on ``device`` as it is (its tensors are there, or it has none)."""
+    where = module_device(module)
+    return where is None or same_device(where, device)
+
+
+def copy_module_to(module: nn.Module, device: torch.device) -> nn.Module:
+    """A copy of ``module`` on ``device`` (same train/eval mode); ``module`` itself is not touched.
+
+    A module shared between threads or widgets is never moved with ``.to(device)`` in
+    place (another call may be running it); callers cache the copy per device.
+    """
+    return copy.deepcopy(module).to(device)
 
 
 def autocast(device: torch.device, enabled: bool = True):
