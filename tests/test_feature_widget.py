@@ -25,8 +25,9 @@ def reference_and_result(seed: int = 0, shape=(48, 56)):
     return np.clip(sr, 0, 65535).astype(np.uint16), np.clip(hr, 0, 65535).astype(np.uint16)
 
 
-def open_widget(viewer):
+def open_widget(viewer, qtbot):
     _dock, widget = viewer.window.add_plugin_dock_widget(*WIDGET)
+    qtbot.waitUntil(lambda: widget.ready, timeout=TIMEOUT_MS)  # PyTorch is imported off the GUI thread
     return widget
 
 
@@ -47,7 +48,7 @@ def test_maps_overlay_the_reference_and_rerun_replaces_them(
     sr, hr = reference_and_result()
     b = viewer.add_image(hr, name="HR", scale=(0.5, 0.25), translate=(3.0, -2.0))
     a = viewer.add_image(sr, name="SR", scale=(0.5, 0.25), translate=(3.0, -2.0))
-    widget = open_widget(viewer)
+    widget = open_widget(viewer, qtbot)
     widget.a_combo.value, widget.b_combo.value = a, b
     widget.per_layer_check.value = True
     run_and_wait(widget, qtbot)
@@ -84,7 +85,7 @@ def test_offline_still_gives_pixel_maps_and_says_how_to_get_the_weights(
     sr, hr = reference_and_result()
     b = viewer.add_image(hr, name="HR", translate=(10, 20))
     a = viewer.add_image(sr, name="SR", translate=(10, 20))
-    widget = open_widget(viewer)
+    widget = open_widget(viewer, qtbot)
     widget.a_combo.value, widget.b_combo.value = a, b
     run_and_wait(widget, qtbot)
 
@@ -103,7 +104,7 @@ def test_low_res_layer_is_resampled_onto_the_reference_grid(make_napari_viewer, 
     lr, hr = synthetic_pair((64, 64), scale=2, seed=3)
     b = viewer.add_image(hr, name="high-res")
     a = viewer.add_image(lr, name="low-res", scale=(2, 2), translate=(0.5, 0.5))
-    widget = open_widget(viewer)
+    widget = open_widget(viewer, qtbot)
     widget.a_combo.value, widget.b_combo.value = a, b
     for box in widget.layer_checks.values():  # pixel maps only: no VGG needed
         box.value = False
@@ -114,11 +115,11 @@ def test_low_res_layer_is_resampled_onto_the_reference_grid(make_napari_viewer, 
     assert np.isfinite(widget.figures["psnr"])
 
 
-def test_unrelated_shapes_are_refused_with_both_shapes(make_napari_viewer):
+def test_unrelated_shapes_are_refused_with_both_shapes(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     a = viewer.add_image(np.zeros((30, 30), np.uint16), name="small")
     b = viewer.add_image(np.zeros((64, 64), np.uint16), name="big")
-    widget = open_widget(viewer)
+    widget = open_widget(viewer, qtbot)
     widget.a_combo.value, widget.b_combo.value = a, b
     assert widget.run() is None
     assert "(30, 30)" in widget.status.value and "(64, 64)" in widget.status.value

@@ -27,6 +27,7 @@ def viewer(make_napari_viewer):
 def widget(viewer, qtbot):
     """The Train widget as napari creates it from the manifest, set up for a tiny, fast run."""
     _dock, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Train")
+    qtbot.waitUntil(lambda: w.ready, timeout=WAIT_MS)  # PyTorch is imported off the GUI thread
     w.steps_spin.value = 40
     w.batch_spin.value = 4
     w.patch_spin.value = 32
@@ -104,10 +105,16 @@ def test_train_on_the_sample_pair_and_upscale_with_the_model(
     assert added == [preview] and len(updates) == 3
     # it sits on the high-res grid and holds the model's output in [0, 1]
     np.testing.assert_allclose(preview.scale, hr_layer.scale)
-    origin = widget._plan.preview_origin or (0.0, 0.0)  # where the crop lies, when the data says
-    np.testing.assert_allclose(
-        preview.translate, np.add(hr_layer.translate, np.multiply(origin, hr_layer.scale))
-    )
+    # ... over the region of the high-res layer it comes from: the validation columns (last 20 %)
+    data = widget._plan.data
+    y0, x0 = data.preview_origin()
+    _lr_crop, hr_crop = data.preview_region()
+    assert x0 >= 0.75 * hr_layer.data.shape[1] and y0 > 0  # not the image origin
+    np.testing.assert_allclose(preview.translate, np.add(hr_layer.translate, np.multiply((y0, x0), hr_layer.scale)))
+    # the crop's ground truth is exactly the high-res pixels under the preview layer
+    lo, hi = (float(v) for v in data.planes[0].hr_range)
+    under = (hr_layer.data[y0 : y0 + preview.data.shape[0], x0 : x0 + preview.data.shape[1]] - lo) / (hi - lo)
+    np.testing.assert_allclose(hr_crop[0], under, atol=1e-5)
     assert (
         preview.data.dtype == np.float32 and 0.0 <= preview.data.min() <= preview.data.max() <= 1.0
     )
@@ -241,12 +248,14 @@ def test_missing_vgg_weights_offline_become_a_notification(
     viewer, widget, sample_pair, qtbot, errors, no_vgg_cache
 ):
     widget.preset_combo.value = "perceptual"
-    worker = widget.start()
-    assert worker is not None
-    wait_for_end(widget, worker, qtbot)
+    # warned as soon as the preset is chosen (a file check, no download), refused before Start
+    assert widget.vgg_label.isVisibleTo(widget) and "VGG-16" in widget.vgg_label.value
+    assert widget.start() is None
     assert len(errors) == 1 and "VGG-16" in errors[0]
-    assert widget.loss_plot.series("total")[0].size == 0  # not a single step ran
+    assert widget.worker is None and widget.start_button.enabled
     assert widget.model_name() not in get_engine(viewer).names()
+    widget.weight_spins["perceptual"].value = 0.0  # without the perceptual term the warning goes
+    assert not widget.vgg_label.isVisibleTo(widget)
 
 
 def test_gan_run_plots_discriminator_accuracy(viewer, widget, sample_pair, qtbot, errors):
@@ -273,10 +282,12 @@ def test_closing_the_widget_stops_the_run(viewer, widget, sample_pair, qtbot):
     qtbot.waitUntil(lambda: widget.loss_plot.series("total")[0].size >= 1, timeout=WAIT_MS)
     finished = []
     worker.finished.connect(lambda: finished.append(True))
+    name = widget.model_name()
     viewer.window.remove_dock_widget(widget)  # un-parents the widget: the run must stop
     assert widget.stop(wait=True, timeout=60)
     qtbot.waitUntil(lambda: bool(finished), timeout=WAIT_MS)
     assert not worker.is_running
+    assert name in get_engine(viewer).names()  # closing Train keeps the partly trained model
 
 
 def test_closing_napari_stops_the_run(viewer, widget, sample_pair, qtbot):
@@ -285,6 +296,9 @@ def test_closing_napari_stops_the_run(viewer, widget, sample_pair, qtbot):
     qtbot.waitUntil(lambda: widget.loss_plot.series("total")[0].size >= 1, timeout=WAIT_MS)
     finished = []
     worker.finished.connect(lambda: finished.append(True))
+    engine = get_engine(viewer)
+    name = widget.model_name()
     viewer.close()  # napari cancels its registered tasks: the worker is asked to quit
     qtbot.waitUntil(lambda: bool(finished), timeout=WAIT_MS)
     assert not worker.is_running
+    assert name in engine.names()  # the partly trained model is kept (registered by the worker)

@@ -7,8 +7,10 @@ Thin glue over :mod:`napari_superres.engine.metrics.pixel` and
   scale/translate say they cover the same field of view (e.g. A is the low-res image with
   scale ``s`` and B the high-res one), A is resampled onto B's grid (cubic spline) and
   the widget says so; otherwise a notification names both shapes.
-* The work runs in a ``napari.qt.threading`` worker with a progress bar; **Cancel**
-  stops it between tiles.  The pixel and SSIM maps come first, then the VGG-16 map.
+* The work runs as one :mod:`.jobs` job (progress bar and ETA in the widget); **Cancel**
+  stops it between maps and between VGG tiles and always leaves the widget idle; maps of
+  a cancelled stage are not added.  The pixel and SSIM maps come first, then the VGG-16 map.
+  PyTorch is imported off the GUI thread when the widget first opens.
 * Outputs overlay the reference (B's scale, translate, rotate, shear, affine):
   ``Δfeatures(A, B)``, optionally one ``Δrelu…(A, B)`` per VGG layer, ``|A−B|`` and
   ``SSIM map(A, B)``, with the real layer names.  Running again replaces the data of
@@ -22,27 +24,36 @@ Thin glue over :mod:`napari_superres.engine.metrics.pixel` and
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Container, PushButton
 from napari.layers import Image
-from napari.qt.threading import create_worker
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import QHeaderView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QHeaderView,
+    QLabel,
+    QSizePolicy,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .engine_access import get_engine
+from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then
 from .layers import METADATA_KEY, layer_axes
-from .progress_relay import ProgressRelay
-from .triton_guard import guard_triton_import
+from .ui import JobPanel, button_row, folded, set_tips
 
 if TYPE_CHECKING:
     import napari
-    from superqt.utils import GeneratorWorker
+    from superqt.utils import FunctionWorker as GeneratorWorker
+
+    from ..engine import Engine
+
+FEATURE_MODULES = (*ENGINE_MODULES, "napari_superres.engine.metrics.pixel", "napari_superres.engine.nets.vgg")
 
 #: VGG-16 layers offered as check boxes, and which are ticked by default (the engine's defaults).
 OFFERED_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
@@ -194,10 +205,7 @@ class FeatureDifferenceWidget(QWidget):
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.engine = get_engine(napari_viewer)
-        self._worker: GeneratorWorker | None = None
-        self._stop = threading.Event()
-        self._pbar: progress | None = None
+        self.engine: Engine | None = None
         self._request: _Request | None = None
         self._outputs: list[Image] = []
         self.figures: dict[str, Any] = {}
@@ -207,48 +215,78 @@ class FeatureDifferenceWidget(QWidget):
         self.layer_checks = {
             name: CheckBox(text=name, value=name in DEFAULT_CHECKED) for name in OFFERED_LAYERS
         }
-        layer_box = Container(widgets=list(self.layer_checks.values()), layout="horizontal", labels=False,
-                              label="VGG-16 layers")  # fmt: skip
+        layer_box = Container(widgets=list(self.layer_checks.values()), layout="vertical", labels=False)
         layer_box.margins = (0, 0, 0, 0)
         self.per_layer_check = CheckBox(text="one map per VGG layer", value=False)
         self.pixel_check = CheckBox(text="|A−B| map", value=True)
         self.ssim_check = CheckBox(text="SSIM map", value=True)
-        self.run_button = PushButton(text="Run")
+        self.run_button = PushButton(text="Run", enabled=False)
         self.cancel_button = PushButton(text="Cancel", enabled=False)
-        buttons = Container(
-            widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False
-        )
-        buttons.margins = (0, 0, 0, 0)
-        self.status = Label(value="")
-        self._container = Container(
-            widgets=[self.a_combo, self.b_combo, layer_box, self.per_layer_check, self.pixel_check,
-                     self.ssim_check, buttons, self.status],
-        )  # fmt: skip
+        set_tips({
+            self.a_combo: "Image A: e.g. a super-resolved result (a low-res layer is resampled onto B's grid).",
+            self.b_combo: "Reference B: e.g. the high-res acquisition. The maps overlay B.",
+            self.per_layer_check: "Also add one Δ map per chosen VGG-16 layer.",
+            self.pixel_check: "Add |A−B|, the absolute difference in the images' intensity units.",
+            self.ssim_check: "Add the local SSIM map (1 = identical, dark = dissimilar).",
+            self.run_button: "Compute the figures and the chosen maps.",
+            self.cancel_button: "Stop between maps / VGG tiles; maps of the running stage are not added.",
+            **{box: f"Use VGG-16 layer {name} in Δfeatures (earlier: fine detail, later: structure)."
+               for name, box in self.layer_checks.items()},
+        })  # fmt: skip
+        self._container = Container(widgets=[self.a_combo, self.b_combo, self.pixel_check, self.ssim_check])
+        self._container.margins = (0, 0, 0, 0)
+        self._advanced = Container(widgets=[self.per_layer_check, layer_box])
+        self._advanced.margins = (0, 0, 0, 0)
+        self.panel = JobPanel()
+        self.status = self.panel.status
 
         self.table = QTableWidget(len(TABLE_ROWS), 1, self)
         self.table.setHorizontalHeaderLabels(["A vs B"])
         self.table.setVerticalHeaderLabels(list(TABLE_ROWS.values()))
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.table.setMaximumHeight(30 * (len(TABLE_ROWS) + 1))
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
+        rows_height = (len(TABLE_ROWS) + 1) * (self.table.fontMetrics().height() + 6) + 6
+        self.table.setFixedHeight(rows_height)
+        self.table.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.table.setToolTip("Figures of A against B (also in each output layer's metadata).")
         self.notes = QLabel("")
         self.notes.setWordWrap(True)
+        self.notes.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.notes.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self._container.native)
+        layout.addWidget(folded("VGG-16 layers", self._advanced))
+        layout.addWidget(button_row(self.run_button, self.cancel_button))
+        layout.addWidget(self.panel)
         layout.addWidget(self.table)
         layout.addWidget(self.notes)
         layout.addStretch(1)
 
-        guard_triton_import()
+        self._runner = JobRunner(self, self.panel)
         self._select_defaults()
         self._show_figures({})
         self.run_button.changed.connect(lambda *_: self.run())
         self.cancel_button.changed.connect(lambda *_: self.cancel())
-        stop = self._stop
-        self.destroyed.connect(lambda *_: stop.set())
+        import_modules_then(self._runner, FEATURE_MODULES, self._on_engine_ready)
+
+    @property
+    def ready(self) -> bool:
+        """Whether PyTorch and the engine are loaded (the widget can run)."""
+        return self.engine is not None
+
+    def _on_engine_ready(self) -> None:
+        from ..engine.nets.vgg import vgg16_weights_path
+
+        self.engine = get_engine(self.viewer)
+        self.run_button.enabled = not self._runner.running
+        if not vgg16_weights_path().is_file():  # a file check only: nothing is downloaded here
+            self.notes.setText(
+                f"Δfeatures needs the VGG-16 ImageNet weights ({vgg16_weights_path()}); without them only the "
+                "pixel and SSIM maps are made."
+            )
 
     # --- choices -------------------------------------------------------------------------------
     def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
@@ -281,12 +319,15 @@ class FeatureDifferenceWidget(QWidget):
     # --- running -------------------------------------------------------------------------------
     @property
     def worker(self) -> GeneratorWorker | None:
-        return self._worker
+        return self._runner.worker
 
     def run(self) -> GeneratorWorker | None:
         """Validate and start the comparison of A with B; returns the worker, or ``None`` when refused."""
-        if self._worker is not None:
+        if self._runner.running:
             show_warning("A comparison is already running; cancel it first.")
+            return None
+        if self.engine is None:
+            show_warning("PyTorch is still loading; try again in a moment.")
             return None
         try:
             request = self._prepare(self.a_combo.value, self.b_combo.value)
@@ -297,10 +338,8 @@ class FeatureDifferenceWidget(QWidget):
         return self._start(request)
 
     def cancel(self) -> None:
-        """Stop the running comparison between tiles; maps already written stay."""
-        if self._worker is not None:
-            self._stop.set()
-            self.status.value = "cancelling…"
+        """Stop the running comparison between maps and tiles; maps already written stay."""
+        self._runner.cancel()
 
     def _prepare(self, a: Any, b: Any) -> _Request:
         if not isinstance(a, Image) or not isinstance(b, Image):
@@ -359,14 +398,9 @@ class FeatureDifferenceWidget(QWidget):
                         bool(self.pixel_check.value), bool(self.ssim_check.value), match, notes)  # fmt: skip
 
     def _start(self, request: _Request) -> GeneratorWorker:
-        guard_triton_import()  # before the worker imports torchvision
-        stop = self._stop = threading.Event()
         engine = self.engine
-        relay = ProgressRelay()  # owned by the job: safe if the widget is deleted mid-run
-        relay.progressed.connect(self._on_progress)
-        emit = relay.emit
 
-        def work():
+        def work(ctx: JobContext) -> None:
             from ..engine.metrics.features import feature_difference
             from ..engine.metrics.pixel import (
                 SSIM_WINDOW,
@@ -378,6 +412,7 @@ class FeatureDifferenceWidget(QWidget):
             )
             from ..engine.nets.vgg import VGGWeightsUnavailable
 
+            ctx.status("reading and checking A and B…")
             b = np.asarray(request.b_data)
             a = request.a_data
             if request.match is not None:
@@ -389,6 +424,8 @@ class FeatureDifferenceWidget(QWidget):
                     raise ValueError(
                         f"image {name} contains NaN or Inf values; replace them (e.g. np.nan_to_num)"
                     )
+            ctx.check()
+            ctx.status("PSNR and SSIM…")
             figures: dict[str, Any] = {"psnr": psnr(a, b)}
             y, x = _yx_axes(request.b_layer)
             figures["ssim"] = (
@@ -398,60 +435,57 @@ class FeatureDifferenceWidget(QWidget):
             )
             figures["psnr_y"] = psnr_y(a, b) if request.b_layer.rgb else None
             maps: dict[str, np.ndarray] = {}
+            ctx.check()
             if request.pixel:
+                ctx.status("|A−B| map…")
                 maps["pixel"] = absolute_error_map(a, b, axes=request.axes)
+                ctx.check()
             if request.ssim:
+                ctx.status("SSIM map…")
                 maps["ssim"] = ssim_map(a, b, axes=request.axes)
-            yield ("pixel", maps, dict(figures))
+                ctx.check()
+            ctx.emit(("pixel", maps, dict(figures)))
             if not request.layers:
                 return
-            if stop.is_set():
-                return
+            ctx.status("VGG-16 features: loading the network…")
             try:
                 fmap, per = feature_difference(
                     a, b, layers=request.layers, per_layer=True, engine=engine, axes=request.axes,
-                    progress=emit, should_stop=stop.is_set,
+                    progress=lambda done, total: ctx.progress(done, total, f"VGG-16 features: tile {done}/{total}"),
+                    should_stop=ctx.should_stop,
                 )  # fmt: skip
             except VGGWeightsUnavailable as exc:
-                yield ("offline", str(exc), dict(figures))
+                ctx.emit(("offline", str(exc), dict(figures)))
                 return
+            ctx.check()
             figures["perceptual"] = float(np.mean(fmap, dtype=np.float64))
-            yield ("features", (fmap, per if request.per_layer else {}), figures)
+            ctx.emit(("features", (fmap, per if request.per_layer else {}), figures))
 
-        worker = create_worker(work, _start_thread=False, _ignore_errors=True)
-        worker.yielded.connect(self._on_yielded)
-        worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
         self._request = request
         self._outputs = []
         self.figures = {}
         self._show_figures({})
         a_name, b_name = request.names
         self.notes.setText("\n".join(request.notes))
-        self._pbar = progress(total=0, desc=f"comparing {a_name!r} with {b_name!r}")
-        self.status.value = f"comparing {a_name!r} with {b_name!r}…"
         self.run_button.enabled = False
         self.cancel_button.enabled = True
-        worker.start()
-        return worker
+        self.panel.bar.valueChanged.connect(self._emit_progress)
+        return self._runner.start(
+            work, description=f"comparing {a_name!r} with {b_name!r}",
+            on_item=self._on_yielded, on_done=self._on_done, on_cancelled=self._on_cancelled,
+            on_failed=self._on_errored, on_finish=self._on_finished,
+        )  # fmt: skip
 
-    def _on_progress(self, done: int, total: int) -> None:
-        """GUI thread; the status is set before the (event-processing) progress bar moves."""
-        if self._worker is not None and not self._stop.is_set():
-            self.status.value = f"VGG-16 features: tile {done}/{total}"
-        if self._pbar is not None:
-            if self._pbar.total != total:
-                self._pbar.total = total
-            self._pbar.update(done - self._pbar.n)
-        self.progressed.emit(done, total)
+    def _emit_progress(self, value: int) -> None:
+        self.progressed.emit(int(value), int(self.panel.bar.maximum()))
 
     # --- results -------------------------------------------------------------------------------
     def _on_yielded(self, item: tuple[str, Any, dict[str, Any]]) -> None:
         kind, payload, figures = item
         request = self._request
-        if request is None:
-            return
+        ctx = self._runner.context
+        if request is None or (ctx is not None and ctx.should_stop()):
+            return  # cancelled: maps of the stage that was running are not added
         a_name, b_name = request.names
         self.figures = {**figures, "perceptual": figures.get("perceptual")}
         if kind == "pixel":
@@ -534,27 +568,23 @@ class FeatureDifferenceWidget(QWidget):
                 text = "needs VGG-16 weights"
             self.table.setItem(row, 0, QTableWidgetItem(text))
 
-    def _on_errored(self, exc: BaseException) -> None:
-        from ..engine.infer.tiling import Cancelled
+    def _on_done(self, _: Any) -> None:
+        request = self._request
+        if request is not None and self.status.value == "done":
+            show_info(f"Compared {request.a_layer.name!r} with {request.b_layer.name!r}.")
 
-        if isinstance(exc, Cancelled) or self._stop.is_set():
-            self.status.value = "cancelled (maps already written are kept)"
-            return
+    def _on_cancelled(self) -> None:
+        self.status.value = "cancelled (maps already written are kept)"
+
+    def _on_errored(self, exc: BaseException) -> None:
         message = f"Comparison failed: {exc}"
         self.status.value = message
         show_error(message)
 
     def _on_finished(self) -> None:
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
-        if self._request is not None and self.status.value == "done":
-            show_info(
-                f"Compared {self._request.a_layer.name!r} with {self._request.b_layer.name!r}."
-            )
-        self._worker = None
         try:
-            self.run_button.enabled = True
-            self.cancel_button.enabled = False
-        except RuntimeError:  # widget already deleted
+            self.panel.bar.valueChanged.disconnect(self._emit_progress)
+        except (TypeError, RuntimeError):
             pass
+        self.run_button.enabled = self.engine is not None
+        self.cancel_button.enabled = False

@@ -90,9 +90,12 @@ class JobContext:
         if self.should_stop():
             raise JobCancelled()
 
-    def progress(self, done: int, total: int, text: str | None = None) -> None:
-        """``done`` of ``total`` units (``total`` 0: unknown); optional status ``text``."""
-        self.outbox.put(("progress", int(done), int(total), text))
+    def progress(self, done: int, total: int, text: str | None = None, eta_s: float | None = None) -> None:
+        """``done`` of ``total`` units (``total`` 0: unknown); optional status ``text`` and ETA (s).
+
+        Without ``eta_s`` the ETA is extrapolated from the rate since the job started.
+        """
+        self.outbox.put(("progress", int(done), int(total), text, eta_s))
 
     def status(self, text: str) -> None:
         """Show ``text`` in the widget's status line."""
@@ -312,17 +315,18 @@ class JobRunner(QObject):
             except queue.Empty:
                 return
             if kind == "progress":
-                done, total, text = args
-                self._progress(done, total, text, ctx)
+                self._progress(*args, ctx)
             elif kind == "status":
                 if not ctx.stop.is_set():
                     self.panel.set_status(args[0])
             elif kind == "item" and self._job.get("on_item") is not None:
                 self._call(self._job["on_item"], args[0])
 
-    def _progress(self, done: int, total: int, text: str | None, ctx: JobContext) -> None:
+    def _progress(self, done: int, total: int, text: str | None, eta_s: float | None, ctx: JobContext) -> None:
         elapsed = time.monotonic() - self._job["started"]
         eta = elapsed / done * (total - done) if total > 0 and done > 0 else math.nan
+        if eta_s is not None:
+            eta = eta_s
         if not ctx.stop.is_set():
             self.panel.set_progress(done, total, text, eta)
         pbar = self._job.get("pbar")
@@ -341,9 +345,10 @@ class JobRunner(QObject):
         outcome = ctx.outcome or Outcome("failed", error=RuntimeError("the job ended without a result"))
         self.panel.stop()
         if outcome.state == "done":
-            self.panel.set_status("done")
             if job["on_done"] is not None:
                 self._call(job["on_done"], outcome.value)
+            else:
+                self.panel.set_status("done")
         elif outcome.state == "cancelled":
             self.panel.set_status("cancelled")
             if job["on_cancelled"] is not None:

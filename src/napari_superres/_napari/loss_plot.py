@@ -1,41 +1,39 @@
-"""Live training plot for the Train widget: loss curves, GAN discriminator accuracy, validation.
+"""Live training plot for the Train widget (pyqtgraph): loss curves, GAN discriminator accuracy, validation.
 
-A matplotlib figure embedded in Qt (``FigureCanvasQTAgg``) with two panels:
+pyqtgraph draws with Qt directly (no figure rasterisation), so an update of a few
+thousand points costs about a millisecond of GUI time; matplotlib redraws used to block
+the GUI for 0.1-0.5 s.  Panels:
 
-* top: one curve per loss term (``l1``, ``ssim``, ``perceptual``, ``gan``, ``total``...)
-  against the training step, log-scaled y; for GAN training the discriminator's
-  accuracy on real and fake patches (0..1) on a second y axis;
-* bottom: validation PSNR (dB) of the model against the bicubic baseline (dashed).
+* losses: one curve per loss term (``l1``, ``ssim``, ``perceptual``, ``gan``, ``total``...)
+  against the training step, log-scaled y;
+* discriminator accuracy on real and fake patches (0..1), shown only for GAN training;
+* validation PSNR (dB) of the model against the bicubic baseline (dashed).
 
-Data are appended cheaply with :meth:`LossPlot.add_step` / :meth:`LossPlot.add_validation`
-(GUI thread only); drawing is throttled to at most :data:`MAX_REDRAW_HZ` redraws per second,
-with a trailing redraw so the last points always show.
+Data are appended with :meth:`LossPlot.add_step` / :meth:`LossPlot.add_validation` (GUI
+thread only); curves are redrawn at most :data:`MAX_REDRAW_HZ` times per second.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
+import pyqtgraph as pg
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
-#: Upper bound on redraws per second, so fast training does not load the GUI thread.
+#: Upper bound on redraws per second.
 MAX_REDRAW_HZ = 5.0
-#: The throttle also keeps the time spent drawing below 1/this of the GUI thread's time.
-DRAW_BUDGET_FACTOR = 4.0
-#: Loss curves are drawn from at most this many points (older points are decimated).
+#: Curves are drawn from at most this many points (older points are decimated).
 MAX_DRAWN_POINTS = 2000
-#: Name of the total loss (drawn thicker, in the foreground colour).
+#: Name of the total loss (drawn thicker).
 TOTAL = "total"
 D_ACC_REAL = "D acc (real)"
 D_ACC_FAKE = "D acc (fake)"
+#: Minimum height of the plot (px): small enough for a 800 px high window with three docks.
+MIN_HEIGHT = 160
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 
 class LossPlot(QWidget):
@@ -47,46 +45,50 @@ class LossPlot(QWidget):
     (array([1.]), array([0.12]))
     """
 
-    def __init__(
-        self, parent: QWidget | None = None, *, max_redraw_hz: float = MAX_REDRAW_HZ
-    ) -> None:
+    def __init__(self, parent: QWidget | None = None, *, max_redraw_hz: float = MAX_REDRAW_HZ) -> None:
         super().__init__(parent)
-        self._min_interval = 1.0 / max_redraw_hz
-        self._last_draw = -math.inf
         self._steps: dict[str, list[float]] = {}
         self._values: dict[str, list[float]] = {}
         self._val_steps: list[int] = []
         self._val_psnr: list[float] = []
         self._val_bicubic: list[float] = []
         self._val_ssim: list[float] = []
-        self._dirty = False
-        self._interval = self._min_interval
-        self._lines: dict[str, Line2D] = {}
-        self._legend_stale = False
-        self.draw_count = 0  # how many times the figure was actually drawn
+        self._curves: dict[str, pg.PlotDataItem] = {}
+        self.draw_count = 0  # how many times the curves were actually updated
+        self._fg = "#000000"
 
-        self.figure = Figure(figsize=(4, 3.6))
-        self.figure.subplots_adjust(left=0.16, right=0.86, top=0.97, bottom=0.12, hspace=0.3)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(260)
-        self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.ax_loss, self.ax_val = self.figure.subplots(2, 1, height_ratios=(2, 1))
-        self.ax_acc = self.ax_loss.twinx()
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setMinimumHeight(MIN_HEIGHT)
+        self.graphics.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Expanding)
+        self.ax_loss = self.graphics.addPlot(row=0, col=0)
+        self.ax_loss.setLogMode(y=True)
+        self.ax_loss.setLabel("left", "loss")
+        self.ax_loss.addLegend(offset=(-5, 5), labelTextSize="7pt")
+        self.ax_acc = self.graphics.addPlot(row=1, col=0)
+        self.ax_acc.setLabel("left", "D acc")
+        self.ax_acc.setYRange(0, 1)
+        self.ax_acc.setXLink(self.ax_loss)
+        self.ax_acc.hide()
+        self.ax_val = self.graphics.addPlot(row=2, col=0)
+        self.ax_val.setLabel("left", "val PSNR (dB)")
+        self.ax_val.setLabel("bottom", "step")
+        self.ax_val.addLegend(offset=(-5, 5), labelTextSize="7pt")
+        self.ax_val.setXLink(self.ax_loss)
+        self.graphics.ci.layout.setRowStretchFactor(0, 3)
+        self.graphics.ci.layout.setRowStretchFactor(2, 2)
+        self._model_curve = self.ax_val.plot([], [], name="model", pen=pg.mkPen(COLORS[0], width=2))
+        self._bicubic_curve = self.ax_val.plot(
+            [], [], name="bicubic", pen=pg.mkPen("#888888", width=1, style=pg.QtCore.Qt.PenStyle.DashLine)
+        )
+        self.setToolTip("Loss terms per step (log scale), D accuracy for GAN runs, validation PSNR vs bicubic")
+
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
+        self._timer.setInterval(int(1000 / max_redraw_hz))
         self._timer.timeout.connect(self._draw_now)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.canvas)
-        self._fg = "black"
-        self._bg = "white"
-        self.ax_acc.set_visible(False)
-        self.ax_loss.set_ylabel("loss", fontsize=8)
-        self.ax_acc.set_ylabel("D accuracy", fontsize=8)
-        self.ax_val.set_ylabel("val PSNR (dB)", fontsize=8)
-        self.ax_val.set_xlabel("step", fontsize=8)
-        for ax in (self.ax_loss, self.ax_acc, self.ax_val):
-            ax.tick_params(labelsize=7)
+        layout.addWidget(self.graphics)
 
     # --- data ---------------------------------------------------------------------------------
     def add_step(
@@ -105,9 +107,7 @@ class LossPlot(QWidget):
             self._append(D_ACC_FAKE, step, d_acc_fake)
         self.request_redraw()
 
-    def add_validation(
-        self, step: int, psnr: float, bicubic_psnr: float, ssim: float | None = None
-    ) -> None:
+    def add_validation(self, step: int, psnr: float, bicubic_psnr: float, ssim: float | None = None) -> None:
         """Append a validation point: model PSNR and bicubic PSNR in dB (SSIM kept for the table)."""
         self._val_steps.append(int(step))
         self._val_psnr.append(float(psnr))
@@ -121,10 +121,11 @@ class LossPlot(QWidget):
         self._values.clear()
         for series in (self._val_steps, self._val_psnr, self._val_bicubic, self._val_ssim):
             series.clear()
-        for name in [n for n in self._lines if n not in ("model", "bicubic")]:
-            self._lines.pop(name).remove()
-        self._legend_stale = True
-        self.request_redraw(force=True)
+        for name, curve in self._curves.items():
+            (self.ax_acc if name.startswith("D acc") else self.ax_loss).removeItem(curve)
+        self._curves.clear()
+        self.ax_acc.hide()
+        self._draw_now()
 
     def names(self) -> list[str]:
         """Names of the recorded curves (loss terms, then D accuracies when present)."""
@@ -132,9 +133,7 @@ class LossPlot(QWidget):
 
     def series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """``(steps, values)`` of one recorded curve, float64 arrays (empty if unknown)."""
-        return np.asarray(self._steps.get(name, []), float), np.asarray(
-            self._values.get(name, []), float
-        )
+        return np.asarray(self._steps.get(name, []), float), np.asarray(self._values.get(name, []), float)
 
     def validation_series(self) -> dict[str, np.ndarray]:
         """Validation history: ``step``, ``psnr``, ``bicubic_psnr`` (dB) and ``ssim`` arrays."""
@@ -152,121 +151,54 @@ class LossPlot(QWidget):
         self._values.setdefault(name, []).append(float(value))
 
     # --- drawing ------------------------------------------------------------------------------
-    def request_redraw(self, force: bool = False) -> None:
-        """Redraw now if the last redraw is old enough (or ``force``), else once the interval passes."""
-        self._dirty = True
-        wait = self._last_draw + self._interval - time.monotonic()
-        if force or wait <= 0:
-            self._timer.stop()
-            self._draw_now()
-        elif not self._timer.isActive():
-            self._timer.start(max(1, int(wait * 1000)))
+    def request_redraw(self) -> None:
+        """Redraw within 1 / :data:`MAX_REDRAW_HZ` s (several requests make one redraw)."""
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def _curve(self, name: str) -> pg.PlotDataItem:
+        curve = self._curves.get(name)
+        if curve is None:
+            if name.startswith("D acc"):
+                color = COLORS[3] if name == D_ACC_REAL else COLORS[4]
+                curve = self.ax_acc.plot([], [], name=name, pen=pg.mkPen(color, width=1))
+                self.ax_acc.show()
+            else:
+                width = 2 if name == TOTAL else 1
+                color = self._fg if name == TOTAL else COLORS[len(self._curves) % len(COLORS)]
+                curve = self.ax_loss.plot([], [], name=name, pen=pg.mkPen(color, width=width))
+            self._curves[name] = curve
+        return curve
 
     def _draw_now(self) -> None:
-        if not self._dirty:
-            return
-        self._dirty = False
-        start = time.monotonic()
-        self._update_losses()
-        self._update_validation()
-        self.canvas.draw()
+        for name in self._steps:
+            steps, values = _decimate(self._steps[name], self._values[name])
+            if not name.startswith("D acc"):
+                positive = values > 0  # log scale
+                steps, values = steps[positive], values[positive]
+            self._curve(name).setData(steps, values)
+        self._model_curve.setData(np.asarray(self._val_steps, float), np.asarray(self._val_psnr, float))
+        self._bicubic_curve.setData(np.asarray(self._val_steps, float), np.asarray(self._val_bicubic, float))
         self.draw_count += 1
-        self._last_draw = time.monotonic()
-        # Slow machines: keep drawing under ~1/DRAW_BUDGET_FACTOR of the GUI thread's time.
-        self._interval = max(self._min_interval, DRAW_BUDGET_FACTOR * (self._last_draw - start))
-
-    def _line(self, ax: Axes, name: str, **style: object) -> Line2D:
-        line = self._lines.get(name)
-        if line is None:
-            (line,) = ax.plot([], [], label=name, **style)
-            self._lines[name] = line
-            self._legend_stale = True
-        return line
-
-    def _update_losses(self) -> None:
-        ax, acc = self.ax_loss, self.ax_acc
-        loss_names = [n for n in self._steps if n not in (D_ACC_REAL, D_ACC_FAKE)]
-        for name in loss_names:
-            style = {"lw": 2.0, "color": self._fg} if name == TOTAL else {"lw": 1.0}
-            self._line(ax, name, **style).set_data(*_decimate(*self.series(name)))
-        values = [self._values[n] for n in loss_names]
-        log = bool(values) and all(min(v) > 0 for v in values)
-        if ax.get_yscale() != ("log" if log else "linear"):
-            ax.set_yscale("log" if log else "linear")
-        has_acc = False
-        for name, dash in ((D_ACC_REAL, "-"), (D_ACC_FAKE, "--")):
-            if name in self._steps:
-                has_acc = True
-                line = self._line(acc, name, ls=dash, color="tab:purple", alpha=0.6, lw=0.8)
-                line.set_data(*_decimate(*self.series(name)))
-        acc.set_visible(has_acc)
-        for a in (ax, acc):
-            a.relim()
-            a.autoscale_view()
-        if has_acc:
-            acc.set_ylim(-0.02, 1.02)
-        if self._legend_stale:
-            self._legend_stale = False
-            lines = [self._lines[n] for n in self._lines if n not in ("model", "bicubic")]
-            if lines:
-                ax.legend(
-                    lines,
-                    [ln.get_label() for ln in lines],
-                    loc="upper right",
-                    ncol=2,
-                    **self._legend_style(),
-                )
-            else:
-                legend = ax.get_legend()
-                if legend is not None:
-                    legend.remove()
-
-    def _legend_style(self) -> dict[str, object]:
-        return {
-            "fontsize": 7,
-            "framealpha": 0.6,
-            "facecolor": self._bg,
-            "edgecolor": self._fg,
-            "labelcolor": self._fg,
-        }
 
     def set_colors(self, background: str, foreground: str) -> None:
-        """Colour the figure to match the viewer's theme (any matplotlib colours)."""
-        self._bg, self._fg = background, foreground
-        self.figure.set_facecolor(background)
+        """Colour the plot to match the viewer's theme (any Qt colour strings)."""
+        self._fg = foreground
+        self.graphics.setBackground(background)
         for ax in (self.ax_loss, self.ax_acc, self.ax_val):
-            ax.set_facecolor(background)
-            ax.tick_params(colors=foreground, which="both")
-            ax.xaxis.label.set_color(foreground)
-            ax.yaxis.label.set_color(foreground)
-            for spine in ax.spines.values():
-                spine.set_color(foreground)
-        self.ax_acc.patch.set_visible(False)  # the twin axes must not hide the loss curves
-        if TOTAL in self._lines:
-            self._lines[TOTAL].set_color(foreground)
-        for ax in (self.ax_loss, self.ax_val):
-            if ax.get_legend() is not None:
-                ax.get_legend().remove()
-        self._legend_stale = True
-        self.request_redraw(force=True)
-
-    def _update_validation(self) -> None:
-        ax = self.ax_val
-        model = self._line(ax, "model", marker="o", ms=3)
-        bicubic = self._line(ax, "bicubic", ls="--", color="0.5")
-        model.set_data(self._val_steps, self._val_psnr)
-        bicubic.set_data(self._val_steps, self._val_bicubic)
-        if self._val_steps and ax.get_legend() is None:
-            ax.legend(loc="lower right", **self._legend_style())
-        ax.relim()
-        ax.autoscale_view()
+            for side in ("left", "bottom"):
+                axis = ax.getAxis(side)
+                axis.setPen(foreground)
+                axis.setTextPen(foreground)
+        total = self._curves.get(TOTAL)
+        if total is not None:
+            total.setPen(pg.mkPen(foreground, width=2))
 
 
-def _decimate(
-    x: np.ndarray, y: np.ndarray, limit: int = MAX_DRAWN_POINTS
-) -> tuple[np.ndarray, np.ndarray]:
-    """Keep at most ``limit`` evenly spaced points (always the last one)."""
-    if len(x) <= limit:
+def _decimate(steps: list[float], values: list[float], limit: int = MAX_DRAWN_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``limit`` evenly spaced points (always the last one)."""
+    x, y = np.asarray(steps, float), np.asarray(values, float)
+    if x.size <= limit:
         return x, y
-    idx = np.unique(np.r_[np.linspace(0, len(x) - 1, limit).astype(int), len(x) - 1])
-    return x[idx], y[idx]
+    keep = np.unique(np.r_[np.linspace(0, x.size - 1, limit).astype(int), x.size - 1])
+    return x[keep], y[keep]

@@ -373,6 +373,7 @@ class PairSource:
         if self._validation is not None:
             return self._validation
         regions: list[tuple[np.ndarray, np.ndarray]] = []
+        origins: list[tuple[int, ...]] = []  # (*plane index, y, x) of each region, high-res px
         if self.val_fraction > 0:
             s = self.scale
             n = len(self.planes)
@@ -392,6 +393,8 @@ class PairSource:
                     assert self.degradation is not None
                     lr = degrade(torch.from_numpy(hr[None]).clamp(0.0, 1.0), self.degradation, gen)[0].numpy()  # type: ignore[index]
                 regions.append((lr, hr))
+                origins.append((*p.index, y0 * s, p.train_w_lr * s))
+        self._validation_origins = origins
         self._validation = regions
         return regions
 
@@ -406,6 +409,20 @@ class PairSource:
         w = min(lr.shape[2], PREVIEW_PX // s)
         y0 = (lr.shape[1] - h) // 2
         return lr[:, y0 : y0 + h, :w], hr[:, y0 * s : (y0 + h) * s, : w * s]
+
+    def preview_origin(self) -> tuple[int, ...] | None:
+        """Where :meth:`preview_region`'s high-res crop starts in its image: ``(*plane index, y, x)``, high-res px.
+
+        The plane index is the crop's position along the image's leading (Z, T...) axes
+        (empty for a 2-D image); ``None`` when there is no validation region.
+        """
+        regions = self.validation()
+        if not regions:
+            return None
+        *plane, y, x = self._validation_origins[0]
+        s = self.scale
+        h = min(regions[0][0].shape[1], PREVIEW_PX // s)
+        return (*plane, y + (regions[0][0].shape[1] - h) // 2 * s, x)
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary stored in the model file's training metadata."""
