@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from napari_superres.engine.registry import Engine
+from napari_superres.engine.infer.tiling import Cancelled
 from napari_superres.engine.metrics.features import (
     feature_difference,
     layer_weights,
     perceptual_distance,
     vgg_geometry,
 )
-from napari_superres.engine.samples import synthetic_pair
-from napari_superres.engine.infer.tiling import Cancelled
 from napari_superres.engine.nets.vgg import VGG16_LAYERS, VGGWeightsUnavailable
+from napari_superres.engine.registry import Engine
+from napari_superres.engine.samples import synthetic_pair
 
 #: Shallow layers keep the CPU tests fast; the default four are exercised once on the sample pair.
 SHALLOW = ("relu1_2", "relu2_2", "relu3_3")
@@ -140,7 +140,7 @@ def test_bad_inputs_raise_with_the_fix(engine, pair):
 
 
 def test_layer_weights_default_to_equal_and_sum_to_one():
-    assert layer_weights(SHALLOW) == pytest.approx({name: 1 / 3 for name in SHALLOW})
+    assert layer_weights(SHALLOW) == pytest.approx(dict.fromkeys(SHALLOW, 1 / 3))
     assert sum(layer_weights(SHALLOW, [1, 2, 5]).values()) == pytest.approx(1.0)
 
 

@@ -108,3 +108,20 @@ def _tool(name: str) -> str:
     if found is None:
         pytest.fail(f"{name} is not installed; install the testing extra: pip install -e '.[testing]'")
     return found
+
+
+def test_import_contracts_hold():
+    """No import cycles, engine layers in order, no napari/Qt in the engine: ``[tool.importlinter]``."""
+    proc = subprocess.run(
+        [_tool("lint-imports"), "--no-cache"], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def test_ruff_passes():
+    """``ruff check`` with the rules of ``[tool.ruff.lint]`` (close to the napari plugin template's)."""
+    proc = subprocess.run(
+        [_tool("ruff"), "check", "--no-cache", "--output-format", "concise", "."],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

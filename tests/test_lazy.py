@@ -107,7 +107,7 @@ def test_known_value_range_skips_the_range_pass(engine, net, rng):
     image = rng.random((2, 32, 32), dtype=np.float32)
     counted = ChunkCounter(image, chunks=(1, 32, 32))
 
-    lazy = upscale_dask(counted.array, engine.prepare(net), engine=engine, value_range=(0.0, 1.0))
+    lazy = upscale_dask(counted.array, engine.prepare(net), device=engine.device, value_range=(0.0, 1.0))
 
     assert counted.reads == []
     np.testing.assert_allclose(lazy.compute(), engine.upscale(image, net), atol=1e-5)

@@ -11,17 +11,17 @@ from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from napari_superres.engine.metrics import pixel as metrics
-from napari_superres.engine.registry import Engine
+from napari_superres.engine.metrics.compare import compare
 from napari_superres.engine.metrics.pixel import (
     PlaneLayout,
     absolute_error_map,
-    compare,
     psnr,
     psnr_y,
     squared_error_map,
     ssim,
     ssim_map,
 )
+from napari_superres.engine.registry import Engine
 
 WANG = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
 

@@ -112,10 +112,10 @@ def run(args: argparse.Namespace) -> int:
     client = _connect(args.scheduler) if args.scheduler else None
     try:
         result = upscale_dask(
-            source.array, model, engine=engine, scale=args.scale, axes=source.axes, tile=args.tile,
+            source.array, model, scale=args.scale, axes=source.axes, tile=args.tile,
             batch_size=args.batch_size,
             normalization=normalization_spec(args.normalization) if args.normalization else None,
-            device=args.device if client is not None else None,
+            device=args.device if client is not None else engine.device,
         )  # fmt: skip
         info = parse_axes(source.array.shape, source.axes)
         workers = args.workers or LOCAL_WORKERS.get(engine.device.type, 2)

@@ -29,22 +29,24 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["TrainConfig", "Trainer", "TrainResult", "StepReport", "ValidationReport"], "train.trainer"),
     "make_pair_source": "train.data",
     "feature_difference": "metrics.features",
-    **dict.fromkeys(["psnr", "ssim", "compare"], "metrics.pixel"),
+    **dict.fromkeys(["psnr", "ssim"], "metrics.pixel"),
+    "compare": "metrics.compare",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from .nets.srnet import PRESETS, Bicubic, SRNet, SRNetConfig, build_preset, receptive_field_radius
     from .device import resolve_device
-    from .registry import BICUBIC, Engine, default_engine, upscale
-    from .metrics.features import feature_difference
-    from .metrics.pixel import compare, psnr, ssim
     from .errors import Cancelled, ModelFileError, VGGWeightsUnavailable
+    from .metrics.compare import compare
+    from .metrics.features import feature_difference
+    from .metrics.pixel import psnr, ssim
     from .nets.model_file import SRModel, load_model, read_model_metadata, save_model
-    from .train.trainer import StepReport, TrainConfig, Trainer, TrainResult, ValidationReport
-    from .train.data import make_pair_source
+    from .nets.srnet import PRESETS, Bicubic, SRNet, SRNetConfig, build_preset, receptive_field_radius
     from .nets.vgg import VGGFeatures
+    from .registry import BICUBIC, Engine, default_engine, upscale
+    from .train.data import make_pair_source
+    from .train.trainer import StepReport, TrainConfig, Trainer, TrainResult, ValidationReport
 
 
 def __getattr__(name: str) -> Any:

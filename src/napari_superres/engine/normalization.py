@@ -94,8 +94,11 @@ def denormalize(plane: np.ndarray, lo: float, hi: float, dtype: np.dtype) -> np.
 
 
 # ITU-R BT.601 (JPEG / full range) YCbCr, on [0, 1] values.
+#: ITU-R BT.601 luma weights of R, G, B: the one luminance of the engine (inference, training data,
+#: and the studio-range "PSNR (Y)" of the metrics, which is ``(16 + 219 * luma) / 255``).
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 _RGB_TO_YCBCR = np.array(
-    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], dtype=np.float32
+    [LUMA_WEIGHTS, [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], dtype=np.float32
 )
 _YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR).astype(np.float32)
 

@@ -12,8 +12,26 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Any
+
+
+def known_settings(cls: type, settings: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """``dict(settings)`` once every key is a field of the dataclass ``cls``.
+
+    The one "from_dict with unknown-key check" of the config dataclasses (``SRNetConfig``,
+    ``TrainConfig``, ``DegradationConfig``): an unknown key is a ``ValueError`` naming it
+    and the known ones, e.g. ``unknown SRNet config keys ['chanels']; known: [...]``.
+    """
+    if not isinstance(settings, Mapping):
+        raise ValueError(f"{what} must be a mapping of settings, got {type(settings).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} keys {unknown}; known: {sorted(known)}")
+    return dict(settings)
+
 
 # --- devices --------------------------------------------------------------------------------------
 #: Values a ``device`` argument accepts (``"auto"``: CUDA, then Apple MPS, then the CPU).
@@ -109,4 +127,5 @@ __all__ = [
     "TrainDefaults",
     "UPSAMPLING_MODES",
     "default_normalization",
+    "known_settings",
 ]

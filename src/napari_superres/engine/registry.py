@@ -1,15 +1,30 @@
-"""The :class:`Engine`: one per viewer (or script), holding the device and a registry of models.
+"""The :class:`Engine`: one per viewer (or script), a registry of models shared by its widgets.
 
 Widgets share one engine, so a model trained in the Train widget is selectable in
 the Upscale widget at once, and the VGG-16 network is loaded once for the
 perceptual loss and the feature-difference maps.
+
+Shared state, and what guards it:
+
+* The device is a **per-call** choice (``upscale(..., device=)``, ``prepare(model, device)``,
+  ``vgg(layers, device=)``); the engine's :attr:`~Engine.device` is only the default for
+  calls that name none.  One widget choosing a GPU changes nothing for another.
+* Registered networks and the VGG-16 are **never moved** in place: a call on another device
+  than the one a network lives on gets a copy, made once per (network, device) and kept
+  while the network is registered (refreshed when its weights changed in place, e.g. by
+  training), as :class:`~napari_superres.engine.infer.lazy.ModelPayload` does per worker.
+* The registry lock guards only the name -> model dictionary (and the default name);
+  loading a model file, copying a network to a device and loading VGG-16 (possibly a
+  528 MB download) happen outside it.  VGG-16 loads once per engine, under its own lock.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +32,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from .nets.srnet import Bicubic, SRNet
-from .device import configure_cpu_threads, resolve_device
+from .device import (
+    configure_cpu_threads,
+    copy_module_to,
+    is_out_of_memory,
+    on_device,
+    out_of_memory_error,
+    resolve_device,
+)
 from .infer.pipeline import ProgressCallback, plan_upscale, run_upscale
+from .loaders import load_model_file
 from .nets.model_file import MODEL_SUFFIX, SRModel, load_model
+from .nets.srnet import Bicubic, SRNet
+
+DeviceLike = str | torch.device | None
 
 BICUBIC = "bicubic"
 #: Folder of the model files shipped inside the package.
@@ -35,7 +60,7 @@ def builtin_model_files() -> list[Path]:
 
 
 class Engine:
-    """Device, model registry and shared networks.
+    """Model registry, shared networks and a default device.
 
     >>> engine = Engine(device="cpu")
     >>> engine.names()[0]
@@ -47,14 +72,23 @@ class Engine:
     Registry entries are :class:`SRModel` objects (or model files, loaded on first use).
     Listeners added with :meth:`on_change` are called with no arguments whenever the set
     of models changes (from any thread: GUI listeners must marshal to their own thread).
+
+    ``device`` is the default for calls that pass none; every call may choose its own
+    (``engine.upscale(image, model, device="cuda")``) without changing it.
     """
 
     def __init__(self, device: str | torch.device = "auto", *, builtins: bool = True) -> None:
         self._device = resolve_device(device)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # guards _models and _default only
         self._models: dict[str, SRModel | Path] = {}
         self._listeners: list[Callable[[], None]] = []
-        self._vgg_features: nn.Sequential | None = None
+        #: network -> {device: (weights stamp, copy on that device)}; entries go with the network
+        self._copies: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[tuple, nn.Module]]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._copies_lock = threading.Lock()
+        self._vgg_features: nn.Sequential | None = None  # loaded once, on the CPU
+        self._vgg_load_lock = threading.Lock()  # one loader at a time; others wait for its result
         self._default: str = BICUBIC
         self._models[BICUBIC] = SRModel(BICUBIC, Bicubic(2), scale=None, in_channels=None, source="builtin")
         if builtins:
@@ -67,12 +101,21 @@ class Engine:
     # --- device --------------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
+        """The default device of calls that name none (not where the registered networks live)."""
         return self._device
 
     def set_device(self, device: str | torch.device) -> torch.device:
-        """Switch device (``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``); models move on next use."""
+        """Change the *default* device (``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``).
+
+        Nothing moves; calls already running keep their device.  Front ends with a device
+        choice per widget should pass ``device=`` to each call instead of changing this.
+        """
         self._device = resolve_device(device)
         return self._device
+
+    def resolve(self, device: DeviceLike = None) -> torch.device:
+        """``device`` as a ``torch.device``; ``None`` gives the engine's default."""
+        return self._device if device is None else resolve_device(device)
 
     # --- registry ------------------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -140,7 +183,7 @@ class Engine:
 
     def load(self, path: str | os.PathLike, name: str | None = None) -> str:
         """Load a model file (validated now) and register it; returns its name."""
-        model = load_model(path, name=name)
+        model = load_model_file(path, name=name)  # ours, or a registered format (bioimage.io .zip)
         return self.register(model, name or model.name, source=str(path))
 
     def remove(self, name: str) -> None:
@@ -170,14 +213,18 @@ class Engine:
         key = str(model)
         with self._lock:
             entry = self._models.get(key)
-            if isinstance(entry, Path):  # built-in file: load on first use
-                entry = load_model(entry, name=key)
-                entry.source = "builtin"
-                self._models[key] = entry
+        if isinstance(entry, Path):  # built-in file: loaded on first use, outside the lock
+            loaded = load_model(entry, name=key)
+            loaded.source = "builtin"
+            with self._lock:  # another thread may have loaded it meanwhile: keep the first
+                current = self._models.get(key)
+                if current is entry:
+                    self._models[key] = current = loaded
+            entry = current
         if entry is not None:
             return entry
         if key.endswith(MODEL_SUFFIX) or os.path.exists(key):
-            return load_model(key)
+            return load_model_file(key)
         raise KeyError(f"no model named {key!r}; registered models: {self.names()} (or pass a .safetensors path)")
 
     def on_change(self, callback: Callable[[], None]) -> Callable[[], None]:
@@ -189,32 +236,71 @@ class Engine:
         for cb in list(self._listeners):
             cb()
 
+    # --- per-device copies ----------------------------------------------------------------------
+    def on(self, net: nn.Module, device: DeviceLike = None) -> nn.Module:
+        """``net`` itself when it lives on ``device``, else its copy there (made once, never moving ``net``).
+
+        A copy is refreshed when ``net``'s weights changed in place since it was made
+        (e.g. a model still training); copies go away with ``net``.
+        """
+        dev = self.resolve(device)
+        if on_device(net, dev):
+            return net
+        stamp = _weights_stamp(net)
+        with self._copies_lock:
+            cached = self._copies.get(net, {}).get(str(dev))
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        duplicate = copy_module_to(net, dev)  # outside any lock: may be a slow transfer
+        with self._copies_lock:
+            self._copies.setdefault(net, {})[str(dev)] = (stamp, duplicate)
+        return duplicate
+
     # --- shared networks -----------------------------------------------------------------------
-    def vgg_features(self) -> nn.Sequential:
-        """The frozen VGG-16 ``features`` (ImageNet weights), loaded once per engine, on the device."""
+    def vgg_features(self, device: DeviceLike = None) -> nn.Sequential:
+        """The frozen VGG-16 ``features`` (ImageNet weights) on ``device`` (default: the engine's).
+
+        Loaded once per engine (on the CPU, under its own lock, never under the registry
+        lock); other devices get a copy, so a CPU comparison and a CUDA training step
+        never move each other's network.  Raises
+        :class:`~napari_superres.engine.errors.VGGWeightsUnavailable` without the weights
+        (and tries again on the next call).
+        """
         from .nets.vgg import load_vgg16_features
 
-        with self._lock:
-            if self._vgg_features is None:
-                self._vgg_features = load_vgg16_features()
-            self._vgg_features.to(self._device)
-            return self._vgg_features
+        features = self._vgg_features
+        if features is None:
+            with self._vgg_load_lock:
+                if self._vgg_features is None:
+                    self._vgg_features = load_vgg16_features()
+                features = self._vgg_features
+        return self.on(features, device)  # type: ignore[return-value]
 
-    def vgg(self, layers: Sequence[str] | None = None) -> nn.Module:
-        """A :class:`~napari_superres.engine.nets.vgg.VGGFeatures` for ``layers`` over the shared VGG."""
+    def vgg(self, layers: Sequence[str] | None = None, device: DeviceLike = None) -> nn.Module:
+        """A :class:`~napari_superres.engine.nets.vgg.VGGFeatures` for ``layers`` over the shared VGG on ``device``."""
         from .nets.vgg import DEFAULT_LAYERS, VGGFeatures
 
-        return VGGFeatures(tuple(layers or DEFAULT_LAYERS), features=self.vgg_features()).to(self._device)
+        dev = self.resolve(device)
+        vgg = VGGFeatures(tuple(layers or DEFAULT_LAYERS), features=self.vgg_features(dev))
+        vgg.mean, vgg.std = vgg.mean.to(dev), vgg.std.to(dev)  # its own buffers; the features are there already
+        return vgg
 
     # --- inference -----------------------------------------------------------------------------
-    def prepare(self, model: str | os.PathLike | SRModel | nn.Module | None = None) -> SRModel:
-        """Resolve ``model`` and move its network to this engine's device (once)."""
+    def prepare(
+        self, model: str | os.PathLike | SRModel | nn.Module | None = None, device: DeviceLike = None
+    ) -> SRModel:
+        """Resolve ``model`` and return it ready to run on ``device`` (default: the engine's).
+
+        The registered network is returned as it is when it lives on ``device``; otherwise
+        the returned :class:`SRModel` holds a copy on ``device`` (see :meth:`on`).  Networks
+        are run in eval mode.
+        """
         resolved = self.get(model)
-        first = next(resolved.net.parameters(), None)
-        if first is not None and first.device != self._device:
-            resolved.net.to(self._device)
-        resolved.net.eval()
-        return resolved
+        net = self.on(resolved.net, device)
+        if net is resolved.net:
+            net.eval()  # (a mode switch, as inference has always done; the network stays where it is)
+            return resolved
+        return replace(resolved, net=net.eval())
 
     def upscale(
         self,
@@ -230,30 +316,54 @@ class Engine:
         output_dtype: Any = None,
         progress: ProgressCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
+        device: DeviceLike = None,
+        backend: str | None = None,
     ) -> np.ndarray:
-        """See :func:`napari_superres.upscale`."""
+        """See :func:`napari_superres.upscale`; ``device`` defaults to the engine's."""
         from .normalization import normalization_spec
 
-        resolved = self.prepare(model)
+        dev = self.resolve(device)
+        resolved = self.prepare(model, dev)
         if isinstance(normalization, str):
             normalization = normalization_spec(normalization)
+        own_pipeline = getattr(resolved, "upscale_image", None)  # e.g. a bioimage.io package (engine.loaders)
+        if own_pipeline is not None:
+            return own_pipeline(
+                image, device=dev, scale=scale, axes=axes, rgb=rgb, tile=tile, normalization=normalization,
+                output_dtype=output_dtype, progress=progress, should_stop=should_stop,
+            )  # fmt: skip
         if _is_dask(image):
             from .infer.lazy import upscale_dask
 
             return upscale_dask(
-                image, resolved, engine=self, scale=scale, axes=axes, rgb=rgb, tile=tile,
+                image, resolved, device=dev, scale=scale, axes=axes, rgb=rgb, tile=tile,
                 batch_size=batch_size, normalization=normalization, output_dtype=output_dtype,
             )  # fmt: skip
         image = np.asarray(image)
         job = plan_upscale(
-            image, resolved, scale=scale, axes=axes, rgb=rgb, tile=tile, device=self._device,
-            batch_size=batch_size, normalization=normalization, output_dtype=output_dtype,
+            image, resolved, scale=scale, axes=axes, rgb=rgb, tile=tile, device=dev,
+            batch_size=batch_size, normalization=normalization, output_dtype=output_dtype, backend=backend,
         )  # fmt: skip
-        return run_upscale(image, job, progress=progress, should_stop=should_stop)
+        try:
+            return run_upscale(image, job, progress=progress, should_stop=should_stop)
+        except (MemoryError, RuntimeError) as e:
+            if not is_out_of_memory(e):
+                raise
+            out_mb = int(np.prod(job.out_shape, dtype=np.int64)) * job.out_dtype.itemsize / 2**20
+            raise out_of_memory_error(
+                e, f"the output alone is {out_mb:,.0f} MB; pass a smaller tile (now {job.tile}) or batch_size "
+                f"(now {job.batch_size}), upscale a smaller image or fewer planes at a time, or pass a dask "
+                "array to upscale lazily",
+            ) from e
 
 
 def _is_dask(image: Any) -> bool:
     return type(image).__module__.startswith("dask")
+
+
+def _weights_stamp(net: nn.Module) -> tuple:
+    """Changes whenever a parameter or buffer of ``net`` is replaced or modified in place."""
+    return tuple((t.data_ptr(), t._version) for t in (*net.parameters(), *net.buffers()))
 
 
 _default_engine: Engine | None = None
@@ -284,6 +394,7 @@ def upscale(
     progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     engine: Engine | None = None,
+    backend: str | None = None,
 ) -> np.ndarray:
     """Upscale an image with a super-resolution model.
 
@@ -306,24 +417,18 @@ def upscale(
     progress : ``progress(done_tiles, total_tiles)``.
     should_stop : checked between tile batches; returning True raises
         :class:`~napari_superres.engine.infer.tiling.Cancelled`.
+    backend : what runs the network: ``"auto"`` (default: ONNX Runtime on the CPU when the
+        ``onnx`` extra is installed and the network exports, else torch), ``"torch"`` or
+        ``"onnxruntime"``.  Same values either way (within float rounding).
 
     Returns
     -------
     ``numpy.ndarray`` with Y and X multiplied by ``scale``, other axes unchanged.
     """
     engine = engine or default_engine()
-    if device is not None and resolve_device(device) != engine.device:
-        engine = _EngineOnDevice(engine, device)
     return engine.upscale(
         image, model, scale=scale, axes=axes, rgb=rgb, tile=tile, batch_size=batch_size,
         normalization=normalization, output_dtype=output_dtype, progress=progress, should_stop=should_stop,
+        device=device, backend=backend,
     )  # fmt: skip
-
-
-class _EngineOnDevice(Engine):
-    """A view of an engine's registry that runs on another device (for ``upscale(device=...)``)."""
-
-    def __init__(self, base: Engine, device: str | torch.device) -> None:  # noqa: D107 - shares state
-        self.__dict__.update(base.__dict__)
-        self._device = resolve_device(device)
 

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .filters import gaussian_blur  # noqa: F401 - the PSF blur (kernel radius 3.5 sigma); re-exported
+
 #: Camera offset (ADU) added to every pixel.
 OFFSET = 100
 #: ADU of an object value of 1 (above background), before noise.
@@ -44,38 +46,6 @@ PUNCTA_PER_TILE = 60
 _TILE_AREA = 256 * 256
 #: Step (high-res px) between points drawn along a filament.
 _STEP = 0.5
-
-
-def _gaussian_kernel(sigma: float) -> np.ndarray:
-    radius = max(1, int(np.ceil(3.5 * sigma)))
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    k = np.exp(-0.5 * (x / sigma) ** 2)
-    return (k / k.sum()).astype(np.float32)
-
-
-def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur of the last two axes (reflect borders); float32 out.
-
-    ``sigma`` in pixels; ``sigma <= 0`` returns a float32 copy.
-    """
-    out = np.asarray(image, dtype=np.float32)
-    if sigma <= 0:
-        return out.copy()
-    k = _gaussian_kernel(sigma)
-    r = len(k) // 2
-    for axis in (-2, -1):
-        n = out.shape[axis]
-        pad = [(0, 0)] * out.ndim
-        pad[axis] = (r, r)
-        mode = "reflect" if n > r else "edge"
-        padded = np.pad(out, pad, mode=mode)
-        acc = np.zeros_like(out)
-        for i, w in enumerate(k):
-            sl = [slice(None)] * out.ndim
-            sl[axis] = slice(i, i + n)
-            acc += w * padded[tuple(sl)]
-        out = acc
-    return out
 
 
 def bin_image(image: np.ndarray, scale: int) -> np.ndarray:

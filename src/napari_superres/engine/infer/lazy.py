@@ -35,22 +35,20 @@ import math
 import threading
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from ..nets.srnet import Bicubic, SRNet, SRNetConfig
-from ..device import resolve_device
-from .pipeline import plan_upscale, run_upscale
+from ..device import copy_module_to, on_device, resolve_device
 from ..nets.model_file import SRModel
-from ..normalization import _PERCENTILE_SAMPLE, intensity_range
+from ..nets.srnet import Bicubic, SRNet, SRNetConfig
+from ..normalization import _PERCENTILE_SAMPLE, intensity_range, range_needs_data
+from .pipeline import plan_upscale, run_upscale
 
 if TYPE_CHECKING:  # pragma: no cover
     import dask.array as da
-
-    from ..registry import Engine
 
 #: How many rebuilt networks a worker process keeps (keyed by weights digest and device).
 _WORKER_CACHE_SIZE = 4
@@ -65,8 +63,9 @@ _gpu_locks: dict[str, threading.Lock] = {}
 class ModelPayload:
     """A picklable handle on an :class:`SRModel` for dask tasks.
 
-    In the process that built the graph it simply holds the model (already on its
-    device).  Pickled (for ``dask.distributed`` workers) it carries the network as
+    In the process that built the graph it holds the model as given; a chunk that runs
+    on another device gets a copy of the network made once per device (the given
+    network is never moved).  Pickled (for ``dask.distributed`` workers) it carries the network as
     safetensors bytes + its JSON config (the bicubic baseline as just its scale; other
     ``nn.Module`` networks are pickled as they are); :meth:`model` rebuilds it once per
     worker process and device and caches it.
@@ -76,8 +75,10 @@ class ModelPayload:
         self._model: SRModel | None = model
         self.device = str(device)
         self._state: dict[str, Any] | None = None
+        self._copies: dict[str, SRModel] = {}  # in the building process: the model on other devices
+        self._copies_lock = threading.Lock()
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> dict[str, Any]:  # the model travels as bytes; copies stay behind
         if self._state is None:
             self._state = _serialise_model(self._model)  # type: ignore[arg-type]
         return {"device": self.device, "state": self._state}
@@ -97,10 +98,13 @@ class ModelPayload:
         """The model on this process's device (rebuilt and cached once per worker process)."""
         device = resolve_device(self.device)
         if self._model is not None:
-            first = next(iter(self._model.net.parameters()), None)
-            if first is not None and first.device != device:
-                self._model.net.to(device)
-            return self._model
+            if on_device(self._model.net, device):
+                return self._model
+            with self._copies_lock:
+                copy = self._copies.get(str(device))
+                if copy is None:
+                    copy = self._copies[str(device)] = replace(self._model, net=copy_module_to(self._model.net, device))
+            return copy
         assert self._state is not None
         key = (self._state["token"], str(device))
         with _worker_lock:
@@ -233,8 +237,7 @@ def global_value_ranges(
 
 
 def _dask_intensity_range(image: da.Array, spec: dict[str, Any]) -> tuple[float, float]:
-    dtype = np.dtype(image.dtype)
-    if dtype == np.bool_ or (spec.get("mode", "dtype") == "dtype" and np.issubdtype(dtype, np.integer)):
+    if not range_needs_data(image.dtype, spec):
         return intensity_range(image, spec)  # from the dtype alone
     n = int(math.prod(image.shape))
     flat = image.reshape(-1)
@@ -247,7 +250,6 @@ def upscale_dask(
     image: da.Array,
     model: SRModel,
     *,
-    engine: Engine | None = None,
     scale: int | None = None,
     axes: str | None = None,
     rgb: bool | None = None,
@@ -262,8 +264,9 @@ def upscale_dask(
 
     Parameters are those of :func:`napari_superres.upscale`, plus:
 
-    device : where chunk tasks run the network; default the engine's (on a distributed
-        cluster ``"auto"`` lets every worker pick its own GPU or CPU).
+    device : where chunk tasks run the network (default ``"auto"``; on a distributed
+        cluster ``"auto"`` lets every worker pick its own GPU or CPU).  ``model`` is never
+        moved: a chunk on another device than the model's uses a copy.
     value_range : the normalisation's ``(lo, hi)`` (or ``{channel: (lo, hi)}`` along a C
         axis) when known; otherwise computed here, once, for the whole array (a pass over
         the data for float images and ``"percentile"`` mode; none for integer images in
@@ -280,9 +283,7 @@ def upscale_dask(
     import dask.array as da
     from dask.array.overlap import ensure_minimum_chunksize, overlap
 
-    run_device = resolve_device(device) if device not in (None, "auto") else None
-    if run_device is None:
-        run_device = engine.device if engine is not None else resolve_device("auto")
+    run_device = resolve_device(device)
     job = plan_upscale(
         image, model, scale=scale, axes=axes, rgb=rgb, tile=tile, device=run_device,
         batch_size=batch_size, normalization=normalization, output_dtype=output_dtype,
@@ -326,7 +327,7 @@ def upscale_dask(
         for ax, chunks in enumerate(image.chunks)
     )
     depth = {ax: (halo if ax in (info.y, info.x) and len(image.chunks[ax]) > 1 else 0) for ax in range(image.ndim)}
-    padded = overlap(image, depth=depth, boundary={ax: "none" for ax in range(image.ndim)}, allow_rechunk=False)
+    padded = overlap(image, depth=depth, boundary=dict.fromkeys(range(image.ndim), "none"), allow_rechunk=False)
     payload = ModelPayload(job.model, device if device is not None else run_device)
     token = uuid.uuid4().hex  # a new graph per call: models may be retrained in place between calls
     return da.map_blocks(

@@ -21,8 +21,9 @@ Details that make the map well defined and tileable:
   receptive field of the deepest layer (see :func:`vgg_geometry`), aligned to the
   stride, and only the tile cores are kept: the tiled map equals the untiled one up to
   float rounding while memory depends on the tile size, not the image size.
-* The VGG network comes from the :class:`~napari_superres.engine.Engine` (loaded once,
-  shared with the perceptual loss); without the ImageNet weights
+* The VGG network is passed in: ``vgg=`` a ready :class:`VGGFeatures`, or ``engine=`` an
+  :class:`~napari_superres.engine.Engine` (VGG-16 loaded once per engine, shared with the
+  perceptual loss, copied per device); without the ImageNet weights
   :class:`~napari_superres.engine.nets.vgg.VGGWeightsUnavailable` propagates with its message.
 """
 
@@ -36,10 +37,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .pixel import PlaneLayout, check_pair
-from ..normalization import intensity_range, normalization_spec, normalize
-from ..infer.tiling import Cancelled
+from ..device import resolve_device
+from ..errors import Cancelled
+from ..infer.tiling import TileLayout
+from ..layout import PlaneLayout, check_pair
 from ..nets.vgg import DEFAULT_LAYERS, VGG16_LAYERS, VGGFeatures
+from ..normalization import intensity_range, normalization_spec, normalize
 
 #: Core tile edge (input pixels) used when ``tile`` is not given; planes that fit in one
 #: tile plus halo are processed whole.
@@ -122,10 +125,6 @@ def _unit(f: torch.Tensor) -> torch.Tensor:
     return f / (torch.sqrt((f * f).sum(dim=1, keepdim=True)) + NORM_EPS)
 
 
-def _tile_starts(size: int, core: int) -> list[int]:
-    return list(range(0, size, core))
-
-
 class _FeatureMapper:
     """Computes per-layer maps of one plane pair, tile by tile."""
 
@@ -137,15 +136,25 @@ class _FeatureMapper:
         self.core = _round_up(max(int(tile or DEFAULT_FEATURE_TILE), self.stride), self.stride)
         self.device = next(vgg.parameters()).device
 
-    def tiles(self, h: int, w: int) -> list[tuple[int, int, int, int]]:
-        """Core boxes ``(y0, y1, x0, x1)`` over the stride-padded plane."""
-        hp, wp = _round_up(h, self.stride), _round_up(w, self.stride)
-        if hp <= self.core + 2 * self.halo and wp <= self.core + 2 * self.halo:
-            return [(0, hp, 0, wp)]
+    def tiles(self, h: int, w: int) -> list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
+        """``(tile box, core box)`` pairs, boxes ``(y0, y1, x0, x1)`` over the stride-padded plane.
+
+        The layout is inference's :class:`~napari_superres.engine.infer.tiling.TileLayout`
+        in units of the stride (so every tile starts on the deepest layer's grid): tiles of
+        at most ``core + 2 * halo`` pixels overlapping by at least ``2 * halo``, each owning
+        the part up to the middle of its overlaps, which is ``halo`` or more from its edges.
+        """
+        s = self.stride
+        edge, overlap = (self.core + 2 * self.halo) // s, 2 * self.halo // s
+        ly = TileLayout(_round_up(h, s) // s, edge, overlap)
+        lx = TileLayout(_round_up(w, s) // s, edge, overlap)
         return [
-            (y0, min(y0 + self.core, hp), x0, min(x0 + self.core, wp))
-            for y0 in _tile_starts(hp, self.core)
-            for x0 in _tile_starts(wp, self.core)
+            (
+                (ty * s, (ty + ly.tile_size) * s, tx * s, (tx + lx.tile_size) * s),
+                (ly.cuts[iy] * s, ly.cuts[iy + 1] * s, lx.cuts[ix] * s, lx.cuts[ix + 1] * s),
+            )
+            for iy, ty in enumerate(ly.starts)
+            for ix, tx in enumerate(lx.starts)
         ]
 
     @torch.no_grad()
@@ -162,11 +171,9 @@ class _FeatureMapper:
         pair = _pad_to_stride(pair, self.stride)
         hp, wp = pair.shape[-2:]
         maps = {name: np.zeros((hp, wp), dtype=np.float32) for name in self.layers}
-        for y0, y1, x0, x1 in self.tiles(h, w):
+        for (ty0, ty1, tx0, tx1), (y0, y1, x0, x1) in self.tiles(h, w):
             if should_stop is not None and should_stop():
                 raise Cancelled("cancelled")
-            ty0, ty1 = max(0, y0 - self.halo), min(hp, y1 + self.halo)
-            tx0, tx1 = max(0, x0 - self.halo), min(wp, x1 + self.halo)
             batch = pair[:, :, ty0:ty1, tx0:tx1].to(self.device)
             feats = self.vgg(batch)
             for name in self.layers:
@@ -182,19 +189,18 @@ class _FeatureMapper:
         return {name: m[:h, :w] for name, m in maps.items()}
 
 
-def _resolve_vgg(layers: Sequence[str], engine: Any, vgg: VGGFeatures | None) -> VGGFeatures:
+def _resolve_vgg(
+    layers: Sequence[str], engine: Any, vgg: VGGFeatures | None, device: str | torch.device | None
+) -> VGGFeatures:
+    """The VGG to use: ``vgg`` as given, else the engine's (on ``device``), else one loaded for this call."""
     if vgg is not None:
         missing = [name for name in layers if name not in getattr(vgg, "layers", ())]
         if missing:
-            raise ValueError(
-                f"the given VGG features do not output layers {missing}; build it with them"
-            )
+            raise ValueError(f"the given VGG features do not output layers {missing}; build it with them")
         return vgg
-    if engine is None:
-        from ..registry import default_engine
-
-        engine = default_engine()
-    return engine.vgg(tuple(layers))
+    if engine is not None:
+        return engine.vgg(tuple(layers), device=device)
+    return VGGFeatures(tuple(layers)).to(resolve_device(device))  # loaded now, owned by this call
 
 
 def _common_range(b: Any, normalization: str | dict[str, Any] | None) -> tuple[float, float]:
@@ -215,6 +221,7 @@ def feature_difference(
     per_layer: bool = False,
     engine: Any = None,
     vgg: VGGFeatures | None = None,
+    device: str | torch.device | None = None,
     tile: int | None = None,
     normalization: str | dict[str, Any] | None = None,
     axes: str | None = None,
@@ -232,8 +239,11 @@ def feature_difference(
     weights : per-layer weights (sequence aligned with ``layers`` or mapping), normalised
         to sum 1; default equal.
     per_layer : also return ``{layer: map}`` (unweighted); ``sum(w_l * map_l)`` is the combined map.
-    engine : the :class:`~napari_superres.engine.Engine` whose VGG is used (default: the
-        process-wide engine); ``vgg`` : a ready :class:`VGGFeatures` instead.
+    engine : the :class:`~napari_superres.engine.Engine` whose VGG-16 is used (loaded once
+        per engine); ``vgg`` : a ready :class:`VGGFeatures` instead (it runs where it is).
+        With neither, VGG-16 is loaded for this call only.
+    device : where the VGG runs with ``engine`` or neither (default: the engine's default
+        device, or ``"auto"``); a per-call choice that moves no shared network.
     tile : core tile edge in pixels (default :data:`DEFAULT_FEATURE_TILE`).
     normalization : ``"dtype"`` (default) or ``"percentile"`` or a spec dict; the range
         comes from ``b`` and is applied to both images.
@@ -255,7 +265,7 @@ def feature_difference(
     w = layer_weights(layers, weights)
     layout = PlaneLayout.of(tuple(b.shape), axes, rgb)
     lo, hi = _common_range(b, normalization)
-    net = _resolve_vgg(tuple(w), engine, vgg)
+    net = _resolve_vgg(tuple(w), engine, vgg, device)
     mapper = _FeatureMapper(net, tuple(w), tile)
     total = layout.n_planes * len(mapper.tiles(*layout.yx))
     done = 0

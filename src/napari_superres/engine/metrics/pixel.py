@@ -27,123 +27,37 @@ ignored); stacks are mapped plane by plane.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..layout import AxesInfo, parse_axes
-from ..normalization import intensity_range
+from ..layout import NON_FINITE_MESSAGE, PlaneLayout, check_pair
+from ..normalization import LUMA_WEIGHTS, intensity_range
 from .ssim import SSIM_SIGMA, SSIM_WINDOW
 from .ssim import ssim_map as _ssim_valid_map
 
 #: Pixels added on each side (half the SSIM window) so that the SSIM map has the input's shape.
 SSIM_PAD = SSIM_WINDOW // 2
 #: Y of ITU-R BT.601 "studio range" on [0, 1] RGB, as MATLAB's ``rgb2ycbcr`` and the SR literature:
-#: ``Y = (16 + 65.481 R + 128.553 G + 24.966 B) / 255`` in [16/255, 235/255].
-Y_OFFSET = 16.0
-Y_WEIGHTS = (65.481, 128.553, 24.966)
-
-
-# --- layout ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PlaneLayout:
-    """How an image splits into 2D planes ``(C, Y, X)`` (C = 3 for RGB, else 1) and maps go back.
-
-    >>> layout = PlaneLayout.of((5, 64, 64))
-    >>> layout.map_shape, layout.n_planes
-    ((5, 64, 64), 5)
-    """
-
-    info: AxesInfo
-    shape: tuple[int, ...]
-
-    @classmethod
-    def of(
-        cls, shape: tuple[int, ...], axes: str | None = None, rgb: bool | None = None
-    ) -> PlaneLayout:
-        shape = tuple(int(s) for s in shape)
-        return cls(parse_axes(shape, axes, rgb), shape)
-
-    @property
-    def is_rgb(self) -> bool:
-        return self.info.rgb is not None
-
-    @property
-    def plane_shape(self) -> tuple[int, ...]:
-        return tuple(self.shape[i] for i in self.info.plane_axes)
-
-    @property
-    def n_planes(self) -> int:
-        return int(np.prod(self.plane_shape, dtype=np.int64))
-
-    @property
-    def yx(self) -> tuple[int, int]:
-        return self.shape[self.info.y], self.shape[self.info.x]
-
-    @property
-    def map_shape(self) -> tuple[int, ...]:
-        """The input's shape without the RGB axis."""
-        return tuple(s for i, s in enumerate(self.shape) if i != self.info.rgb)
-
-    def planes(self, image: Any) -> Iterator[np.ndarray]:
-        """Yield every plane as a ``(C, Y, X)`` numpy array (C = 3 for RGB, alpha dropped; else 1).
-
-        ``image`` may be a numpy or dask array: one plane is read at a time.
-        """
-        info = self.info
-        for index in np.ndindex(*self.plane_shape):
-            key: list[Any] = [slice(None)] * len(self.shape)
-            for axis, i in zip(info.plane_axes, index):
-                key[axis] = i
-            plane = np.asarray(image[tuple(key)])  # remaining axes in array order: Y, X and maybe S
-            rest = [a for a in range(len(self.shape)) if a not in info.plane_axes]
-            y, x = rest.index(info.y), rest.index(info.x)
-            if info.rgb is not None:
-                plane = np.moveaxis(plane, (rest.index(info.rgb), y, x), (0, 1, 2))[:3]
-            else:
-                plane = np.transpose(plane, (y, x))[None]
-            yield plane
-
-    def empty_maps(self) -> np.ndarray:
-        """A float32 ``(n_planes, Y, X)`` buffer for one map per plane."""
-        return np.empty((self.n_planes, *self.yx), dtype=np.float32)
-
-    def assemble(self, maps: np.ndarray) -> np.ndarray:
-        """``(n_planes, Y, X)`` maps -> an array of :attr:`map_shape` (the input's axis order)."""
-        info = self.info
-        out = maps.reshape(*self.plane_shape, *self.yx)
-        order = [*info.plane_axes, info.y, info.x]  # axes of ``out`` as input axes
-        kept = [a for a in range(len(self.shape)) if a != info.rgb]
-        return np.ascontiguousarray(np.transpose(out, np.argsort([kept.index(a) for a in order])))
-
-
-def check_pair(a: Any, b: Any) -> None:
-    """Raise ``ValueError`` unless ``a`` and ``b`` are comparable arrays of equal shape."""
-    for name, img in (("A", a), ("B", b)):
-        dtype = np.dtype(getattr(img, "dtype", object))
-        if dtype.kind not in "uifb":
-            raise ValueError(
-                f"image {name} has dtype {dtype}; compare integer, float or bool images"
-            )
-    if tuple(a.shape) != tuple(b.shape):
-        raise ValueError(
-            f"A has shape {tuple(a.shape)} but B (the reference) has shape {tuple(b.shape)}; they must be "
-            "equal: resample A onto B's pixel grid first (e.g. upscale the low-res image by the scale factor)"
-        )
-    if 0 in tuple(b.shape):
-        raise ValueError(f"the images are empty (shape {tuple(b.shape)})")
+#: ``Y = (16 + 219 * luma) / 255`` in [16/255, 235/255], luma = 0.299 R + 0.587 G + 0.114 B
+#: (:data:`~napari_superres.engine.normalization.LUMA_WEIGHTS`), i.e. ``(16 + 65.481 R + 128.553 G + 24.966 B) / 255``.
+STUDIO_Y_OFFSET = 16.0
+STUDIO_Y_SPAN = 219.0
 
 
 def default_data_range(reference: Any) -> float:
     """Peak-to-peak range used when ``data_range`` is not given (see module docstring)."""
+    dtype = np.dtype(reference.dtype)
+    if dtype.kind in "iu":  # scikit-image's convention, for every integer dtype
+        info = np.iinfo(dtype)
+        return float(info.max) - (0.0 if info.min == 0 else float(info.min))
     lo, hi = intensity_range(reference, {"mode": "dtype"})
     return float(hi - lo)
 
 
-def _data_range(b: Any, data_range: float | None) -> float:
+def resolve_data_range(b: Any, data_range: float | None) -> float:
+    """``data_range``, or the default of the reference ``b``; ``ValueError`` unless positive and finite."""
     dr = default_data_range(b) if data_range is None else float(data_range)
     if not dr > 0 or not math.isfinite(dr):
         raise ValueError(f"data_range must be a positive finite number, got {data_range}")
@@ -155,7 +69,21 @@ def mse(a: Any, b: Any) -> float:
     """Mean squared error over all values, in float64."""
     check_pair(a, b)
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    return float(np.mean(d * d))
+    err = float(np.mean(d * d))
+    if not math.isfinite(err):  # dask inputs are checked here, once computed
+        raise ValueError(NON_FINITE_MESSAGE.format(name="A or B"))
+    return err
+
+
+def psnr_from_mse(mse: float, data_range: float) -> float:
+    """``10 log10(data_range**2 / mse)`` in dB; ``math.inf`` for ``mse == 0``.
+
+    The one PSNR formula: :func:`psnr`, :func:`psnr_y` and the trainer's validation use it.
+    """
+    mse = float(mse)
+    if mse == 0.0:
+        return math.inf
+    return float(10.0 * math.log10(float(data_range) ** 2 / mse))
 
 
 def psnr(a: Any, b: Any, data_range: float | None = None) -> float:
@@ -164,11 +92,7 @@ def psnr(a: Any, b: Any, data_range: float | None = None) -> float:
     Identical images (MSE = 0) give ``math.inf`` (no warning, no division by zero);
     callers that need a finite number should test ``math.isinf``.
     """
-    dr = _data_range(b, data_range)
-    err = mse(a, b)
-    if err == 0.0:
-        return math.inf
-    return float(10.0 * math.log10(dr * dr / err))
+    return psnr_from_mse(mse(a, b), resolve_data_range(b, data_range))
 
 
 def rgb_to_y(rgb: np.ndarray, data_range: float) -> np.ndarray:
@@ -178,7 +102,7 @@ def rgb_to_y(rgb: np.ndarray, data_range: float) -> np.ndarray:
     divided by 255, the channel on which SR papers report "PSNR (Y)".
     """
     rgb01 = np.asarray(rgb, dtype=np.float64)[..., :3] / float(data_range)
-    return (Y_OFFSET + rgb01 @ np.asarray(Y_WEIGHTS, dtype=np.float64)) / 255.0
+    return (STUDIO_Y_OFFSET + STUDIO_Y_SPAN * (rgb01 @ np.asarray(LUMA_WEIGHTS, dtype=np.float64))) / 255.0
 
 
 def psnr_y(a: Any, b: Any, crop_border: int = 0, data_range: float | None = None) -> float:
@@ -190,7 +114,7 @@ def psnr_y(a: Any, b: Any, crop_border: int = 0, data_range: float | None = None
     check_pair(a, b)
     if b.ndim < 3 or b.shape[-1] not in (3, 4):
         raise ValueError(f"psnr_y needs RGB(A) images (..., Y, X, 3|4), got shape {tuple(b.shape)}")
-    dr = _data_range(b, data_range)
+    dr = resolve_data_range(b, data_range)
     crop_border = int(crop_border)
     if crop_border < 0 or 2 * crop_border >= min(b.shape[-3], b.shape[-2]):
         raise ValueError(
@@ -200,8 +124,7 @@ def psnr_y(a: Any, b: Any, crop_border: int = 0, data_range: float | None = None
     if crop_border:
         crop = (..., slice(crop_border, -crop_border), slice(crop_border, -crop_border))
         ya, yb = ya[crop], yb[crop]
-    err = float(np.mean((ya - yb) ** 2))
-    return math.inf if err == 0.0 else float(10.0 * math.log10(1.0 / err))
+    return psnr_from_mse(np.mean((ya - yb) ** 2), 1.0)
 
 
 # --- SSIM ----------------------------------------------------------------------------------------
@@ -247,7 +170,7 @@ def ssim(
     planes (scikit-image would use 3D windows on a stack).  Y and X must be >= 11.
     """
     check_pair(a, b)
-    dr = _data_range(b, data_range)
+    dr = resolve_data_range(b, data_range)
     scores = []
     for pa, pb in _planes_for_ssim(a, b, channel_axis, axes, rgb):
         ta = torch.from_numpy(np.asarray(pa, dtype=np.float64) / dr)[None]
@@ -274,7 +197,7 @@ def ssim_map(
     mean away from a 5-pixel border is :func:`ssim`.  RGB: mean over R, G, B.
     """
     check_pair(a, b)
-    dr = _data_range(b, data_range)
+    dr = resolve_data_range(b, data_range)
     layout = PlaneLayout.of(tuple(b.shape), axes, rgb)
     out = layout.empty_maps()
     pad = ((0, 0), (SSIM_PAD, SSIM_PAD), (SSIM_PAD, SSIM_PAD))
@@ -315,71 +238,14 @@ def squared_error_map(
     return _error_map(a, b, True, axes, rgb)
 
 
-# --- everything at once --------------------------------------------------------------------------
-def compare(
-    a: Any,
-    b: Any,
-    *,
-    data_range: float | None = None,
-    axes: str | None = None,
-    rgb: bool | None = None,
-    crop_border: int = 0,
-    perceptual: bool = True,
-    layers: tuple[str, ...] | None = None,
-    weights: Any = None,
-    engine: Any = None,
-    vgg: Any = None,
-    normalization: str | dict[str, Any] | None = None,
-    tile: int | None = None,
-) -> dict[str, Any]:
-    """All figures for ``a`` against the reference ``b``.
-
-    Returns a dict: ``psnr`` (dB, ``inf`` for identical images), ``ssim``, ``psnr_y``
-    (dB on Y after cropping ``crop_border`` px; RGB only, else ``None``), ``perceptual``
-    (mean of the VGG-16 feature-difference map, see
-    :func:`~napari_superres.engine.metrics.features.feature_difference`; ``None`` when
-    ``perceptual=False`` or the ImageNet weights are unavailable, then ``perceptual_note``
-    says how to get them), ``data_range`` and ``layers``.
-    """
-    from .features import perceptual_distance
-    from ..nets.vgg import DEFAULT_LAYERS, VGGWeightsUnavailable
-
-    check_pair(a, b)
-    layers = tuple(layers or DEFAULT_LAYERS)
-    layout = PlaneLayout.of(tuple(b.shape), axes, rgb)
-    dr = _data_range(b, data_range)
-    result: dict[str, Any] = {
-        "psnr": psnr(a, b, dr),
-        "ssim": ssim(a, b, dr, axes=axes, rgb=rgb) if min(layout.yx) >= SSIM_WINDOW else None,
-        "psnr_y": psnr_y(a, b, crop_border, dr)
-        if layout.is_rgb and layout.info.rgb == len(b.shape) - 1
-        else None,
-        "perceptual": None,
-        "perceptual_note": None,
-        "data_range": dr,
-        "layers": list(layers),
-    }
-    if result["ssim"] is None:
-        result["ssim_note"] = f"SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW} px, got {layout.yx}"
-    if perceptual:
-        try:
-            result["perceptual"] = perceptual_distance(
-                a, b, layers=layers, weights=weights, engine=engine, vgg=vgg,
-                normalization=normalization, axes=axes, rgb=rgb, tile=tile,
-            )  # fmt: skip
-        except VGGWeightsUnavailable as e:
-            result["perceptual_note"] = str(e)
-    return result
-
-
 __all__ = [
     "PlaneLayout",
     "absolute_error_map",
     "check_pair",
-    "compare",
     "default_data_range",
     "mse",
     "psnr",
+    "psnr_from_mse",
     "psnr_y",
     "rgb_to_y",
     "squared_error_map",

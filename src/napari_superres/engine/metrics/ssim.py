@@ -12,6 +12,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from ..filters import gaussian_kernel1d
+
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_K1, SSIM_K2 = 0.01, 0.03
@@ -19,9 +21,10 @@ SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 @functools.lru_cache(maxsize=8)
 def _gaussian_1d(size: int, sigma: float) -> torch.Tensor:
-    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    return (g / g.sum()).float()
+    """The ``size``-tap window (odd ``size``), float32."""
+    if size % 2 != 1:
+        raise ValueError(f"the SSIM window must have an odd size, got {size}")
+    return torch.from_numpy(gaussian_kernel1d(sigma, size // 2))
 
 
 def _blur(x: torch.Tensor, size: int, sigma: float) -> torch.Tensor:

@@ -18,14 +18,14 @@ for comparison.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..options import ACTIVATIONS, NORM_LAYERS, SUPPORTED_SCALES, UPSAMPLING_MODES
+from ..options import ACTIVATIONS, NORM_LAYERS, SUPPORTED_SCALES, UPSAMPLING_MODES, known_settings
 
 #: Receptive-field radius (input pixels) added by the bicubic global skip.
 _BICUBIC_RADIUS = 2.0
@@ -106,11 +106,7 @@ class SRNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SRNetConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown SRNet config keys: {sorted(unknown)}")
-        d = dict(d)
+        d = known_settings(cls, d, "SRNet config")
         if d.get("upsample_channels") is not None:
             d["upsample_channels"] = tuple(d["upsample_channels"])
         return cls(**d)

@@ -124,7 +124,7 @@ class VGGFeatures(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self._index_to_name = {VGG16_LAYERS[name]: name for name in self.layers}
 
-    def train(self, mode: bool = True) -> "VGGFeatures":  # always frozen in eval mode
+    def train(self, mode: bool = True) -> VGGFeatures:  # always frozen in eval mode
         return super().train(False)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -25,6 +25,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .. import filters
+from ..options import known_settings
+
 #: Downsampling methods.  ``bicubic`` and ``bilinear`` are antialiased (as PIL and
 #: MATLAB ``imresize``); ``area`` averages each ``scale x scale`` block (a camera
 #: binning pixels); ``nearest`` keeps one pixel per block (aliasing decimation).
@@ -87,11 +90,7 @@ class DegradationConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DegradationConfig:
         """Build from keyword settings; unknown keys are a ``ValueError`` naming the known ones."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown degradation settings {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        return cls(**known_settings(cls, d, "degradation setting"))
 
 
 def _range(name: str, value: Any, minimum: float) -> tuple[float, float] | None:
@@ -105,12 +104,13 @@ def _range(name: str, value: Any, minimum: float) -> tuple[float, float] | None:
     return lo, hi
 
 
+#: The optical blur's kernel reaches this many standard deviations on each side.
+BLUR_TRUNCATE = 3.0
+
+
 def gaussian_kernel1d(sigma: float) -> torch.Tensor:
-    """Normalised 1-D Gaussian, radius ``ceil(3 sigma)`` (float32)."""
-    radius = max(1, int(math.ceil(3.0 * sigma)))
-    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    g = torch.exp(-(x**2) / (2.0 * sigma**2))
-    return (g / g.sum()).float()
+    """Normalised 1-D Gaussian, radius ``ceil(3 sigma)`` (float32; taps from :mod:`..filters`)."""
+    return torch.from_numpy(filters.gaussian_kernel1d(sigma, filters.gaussian_radius(sigma, BLUR_TRUNCATE)))
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
