@@ -125,3 +125,43 @@ def test_ruff_passes():
         capture_output=True, text=True, timeout=300, cwd=ROOT,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+#: What the napari extra adds; the engine and the command line run without any of it.
+GUI_STACK = ("napari", "magicgui", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "superqt", "pyqtgraph", "vispy")
+
+_WITHOUT_GUI = """
+import sys
+for name in %r:
+    sys.modules[name] = None  # `import name` now raises ImportError, as where it is not installed
+import numpy as np
+import napari_superres
+from napari_superres.cli import main
+big = napari_superres.upscale(np.arange(64, dtype=np.uint8).reshape(8, 8), "bicubic", scale=2, device="cpu")
+assert big.shape == (16, 16)
+sys.exit(main(["models", "--json"]))
+"""
+
+
+def test_engine_and_cli_run_without_the_gui_stack():
+    proc = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_GUI % (GUI_STACK,)], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert '"name": "bicubic"' in proc.stdout
+
+
+def test_core_dependencies_have_no_gui_stack():
+    """A CLI machine or a dask worker installs the distribution without napari or Qt; `[napari]` adds them."""
+    import re
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0].lower() for r in requirements}
+
+    core = names(project["dependencies"])
+    assert core.isdisjoint(n.lower() for n in GUI_STACK), core
+    gui = names(project["optional-dependencies"]["napari"])
+    assert {"napari", "magicgui", "qtpy", "superqt", "pyqtgraph"} <= gui
