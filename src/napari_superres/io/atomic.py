@@ -9,7 +9,9 @@ the next write to the same folder (:func:`~napari_superres.engine.files.clean_st
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -26,6 +28,9 @@ from ..engine.files import (
     temp_path_for,
 )
 from . import ImageFileError
+
+#: numpy's message for a short write ("N requested and M written"), e.g. on a full disk
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
 
 
 def check_output(
@@ -73,11 +78,14 @@ def atomic_path(out: str | os.PathLike, *, protect: Iterable[str | os.PathLike] 
     try:
         yield tmp
         replace_path(tmp, out)
-    except BaseException:
+    except BaseException as e:
         if tmp.is_dir() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno is None and _SHORT_WRITE.search(str(e)):
+            # numpy's tofile (used by tifffile) reports a full disk as a short write without errno
+            raise OSError(errno.ENOSPC, f"No space left on device ({e})", str(out)) from e
         raise
 
 
