@@ -43,19 +43,40 @@ def _subsample(image: Any) -> np.ndarray:
     return np.asarray(arr)
 
 
+#: Integer dtypes whose full range is the ``"dtype"`` mode's range (camera conventions:
+#: uint8 -> /255, uint16 -> /65535).  Every other integer dtype (int8, int16, int32, int64,
+#: uint32, uint64) uses the image's own min/max as float images do: signed images hold
+#: offsets or differences, and 32/64-bit ranges are absurd next to float32's 24-bit
+#: precision (an int64 image of 0..1000 divided by its dtype range is 0.5 everywhere).
+DTYPE_RANGE_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
+
+
+def range_needs_data(dtype: Any, spec: dict[str, Any] | None = None) -> bool:
+    """Whether :func:`intensity_range` reads the image's values (``False``: the dtype alone decides)."""
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return False
+    return not ((spec or {}).get("mode", "dtype") == "dtype" and dtype in DTYPE_RANGE_DTYPES)
+
+
+def needs_float64(dtype: Any) -> bool:
+    """Whether values of ``dtype`` lose precision through float32 (integers wider than 16 bits, float64)."""
+    dtype = np.dtype(dtype)
+    return (dtype.kind in "iu" and dtype.itemsize > 2) or dtype == np.float64
+
+
 def intensity_range(image: Any, spec: dict[str, Any] | None = None) -> tuple[float, float]:
     """``(lo, hi)`` that map to 0 and 1 for ``image`` (numpy or dask array) under ``spec``.
 
     Computed once per image, never per tile or plane.  A constant image gives
-    ``hi = lo + 1`` so the map stays finite.
+    ``hi = lo + 1`` so the map stays finite.  ``"dtype"`` mode: uint8/uint16 use their
+    dtype range, other integers and floats their own min/max (see :data:`DTYPE_RANGE_DTYPES`).
     """
     spec = spec or {"mode": "dtype"}
     dtype = np.dtype(image.dtype)
     mode = spec.get("mode", "dtype")
-    if mode == "dtype" and np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        lo = 0.0 if info.min == 0 else float(info.min)
-        return lo, float(info.max)
+    if mode == "dtype" and dtype in DTYPE_RANGE_DTYPES:
+        return 0.0, float(np.iinfo(dtype).max)
     if dtype == np.bool_:
         return 0.0, 1.0
     sample = _subsample(image)
@@ -74,16 +95,32 @@ def intensity_range(image: Any, spec: dict[str, Any] | None = None) -> tuple[flo
 
 
 def normalize(plane: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """float32 ``(plane - lo) / (hi - lo)`` (no clipping: percentile ranges may be exceeded)."""
+    """float32 ``(plane - lo) / (hi - lo)`` (no clipping: percentile ranges may be exceeded).
+
+    Wide integers and float64 (:func:`needs_float64`) are shifted in float64 first, so
+    e.g. int64 values near 1e12 keep their differences.
+    """
+    plane = np.asarray(plane)
+    if needs_float64(plane.dtype):
+        return ((plane.astype(np.float64) - lo) * (1.0 / (hi - lo))).astype(np.float32)
     out = np.asarray(plane, dtype=np.float32)
     scale = np.float32(1.0 / (hi - lo))
     return (out - np.float32(lo)) * scale
 
 
 def denormalize(plane: np.ndarray, lo: float, hi: float, dtype: np.dtype) -> np.ndarray:
-    """Inverse of :func:`normalize`, cast to ``dtype``; integers are rounded and clipped to their range."""
-    out = plane * np.float32(hi - lo) + np.float32(lo)
+    """Inverse of :func:`normalize`, cast to ``dtype``; integers are rounded and clipped to their range.
+
+    Computed in float64 for wide dtypes (:func:`needs_float64`); float16 is clipped to its
+    finite range.
+    """
     dtype = np.dtype(dtype)
+    if needs_float64(dtype):
+        out = np.asarray(plane, dtype=np.float64) * (hi - lo) + lo
+    else:
+        out = plane * np.float32(hi - lo) + np.float32(lo)
+    if dtype == np.float16:
+        np.clip(out, -65504.0, 65504.0, out=out)
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         np.rint(out, out=out)

@@ -23,6 +23,7 @@ from ..nets.model_file import SRModel
 from ..normalization import (
     denormalize,
     intensity_range,
+    needs_float64,
     normalize,
     rgb_to_ycbcr,
     ycbcr_to_rgb,
@@ -84,6 +85,24 @@ def check_image(image: Any) -> None:
         raise ValueError(f"the image is empty (shape {shape})")
 
 
+#: Upscaling factor when neither the model nor the caller fixes one (the bicubic baseline).
+DEFAULT_SCALE = 2
+
+
+def check_scale(scale: Any) -> int | None:
+    """``scale`` as an ``int`` (``None`` stays ``None``); ``ValueError`` unless it is a whole number >= 1.
+
+    ``2.0`` is accepted as 2; ``2.5``, ``0``, ``-2``, ``True`` and strings are refused (never rounded).
+    """
+    if scale is None:
+        return None
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)):
+        raise ValueError(f"scale must be a whole number such as 2, 3 or 4, got {scale!r}")  # noqa: TRY004
+    if not float(scale).is_integer() or scale < 1:
+        raise ValueError(f"scale must be a whole number >= 1 (e.g. 2, 3 or 4), got {scale!r}")
+    return int(scale)
+
+
 def plan_upscale(
     image: Any,
     model: SRModel,
@@ -110,13 +129,12 @@ def plan_upscale(
     h, w = image.shape[info.y], image.shape[info.x]
     if h < 2 or w < 2:
         raise ValueError(f"the image is too small to upscale: {h}x{w} px in Y, X (needs at least 2x2)")
+    scale = check_scale(scale)
     if model.scale is not None:
-        if scale is not None and int(scale) != model.scale:
+        if scale is not None and scale != model.scale:
             raise ValueError(f"model {model.name!r} upscales x{model.scale}; it cannot upscale x{scale}")
         scale = model.scale
-    scale = int(scale or 2)
-    if scale < 1:
-        raise ValueError(f"scale must be a positive integer, got {scale}")
+    scale = DEFAULT_SCALE if scale is None else scale
     if model.scale is None and getattr(model.net, "scale", scale) != scale:
         model = replace(model, net=type(model.net)(scale))  # the bicubic baseline, at the asked scale
     if model.in_channels not in (None, 1):
@@ -130,8 +148,8 @@ def plan_upscale(
     out_shape[info.y] *= scale
     out_shape[info.x] *= scale
     out_dtype = np.dtype(output_dtype) if output_dtype is not None else np.dtype(image.dtype)
-    if out_dtype == np.float16:
-        out_dtype = np.dtype(np.float32)
+    if out_dtype.kind not in "uifb":
+        raise ValueError(f"output_dtype must be an integer, float or bool dtype, got {out_dtype}")
     width = model_width(model.net)
     if tile is None or tile <= 0:
         tile = choose_tile(h, w, device, model_width=width, scale=scale)
@@ -252,9 +270,14 @@ def _denormalize_tensor(block: torch.Tensor, lo: float, hi: float, dtype: np.dty
     even, clip), so the same values.  Returns float32 (or bool) numpy whose values are exact
     in ``dtype``; assigning it into a ``dtype`` array does the cast in the same pass.
     """
-    y = block * np.float32(hi - lo)
-    y.add_(float(np.float32(lo)))
     dtype = np.dtype(dtype)
+    if needs_float64(dtype):  # wide integers / float64: float32 cannot hold their offsets
+        y = block.double() * (hi - lo) + lo
+    else:
+        y = block * np.float32(hi - lo)
+        y.add_(float(np.float32(lo)))
+    if dtype == np.float16:
+        y.clamp_(-65504.0, 65504.0)
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         y.round_().clamp_(float(info.min), float(info.max))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,14 +100,6 @@ def plan_overlap(halo: int, tile: int) -> int:
     if tile < 2 * overlap:
         raise ValueError(f"tile {tile} is too small for a receptive field of {halo} px; use tile >= {2 * overlap}")
     return overlap
-
-
-def iter_tiles(height: int, width: int, tile: int, overlap: int) -> Iterator[tuple[int, int, int, int]]:
-    """Yield ``(y0, x0, th, tw)`` of every tile, row-major."""
-    ly, lx = TileLayout(height, tile, overlap), TileLayout(width, tile, overlap)
-    for y0 in ly.starts:
-        for x0 in lx.starts:
-            yield y0, x0, ly.tile_size, lx.tile_size
 
 
 def _host_memory_bytes() -> int:

@@ -323,6 +323,8 @@ class Bicubic(nn.Module):
 
     def __init__(self, scale: int = 2) -> None:
         super().__init__()
+        if isinstance(scale, bool) or not float(scale).is_integer() or scale < 1:
+            raise ValueError(f"Bicubic needs a whole-number scale >= 1, got {scale!r}")
         self.scale = int(scale)
         self.in_channels = None  # any
         self.out_channels = None

@@ -88,11 +88,6 @@ def unwrap(module: nn.Module) -> nn.Module:
     return module.module if hasattr(module, "module") and isinstance(module.module, nn.Module) else module
 
 
-def barrier(ctx: DistributedContext) -> None:
-    if ctx.enabled and dist.is_initialized():
-        dist.barrier()
-
-
 def any_rank(flag: bool, ctx: DistributedContext, device: torch.device) -> bool:
     """``True`` on every rank when ``flag`` is true on at least one (e.g. a stop request)."""
     if not ctx.enabled:
@@ -105,7 +100,6 @@ def any_rank(flag: bool, ctx: DistributedContext, device: torch.device) -> bool:
 __all__ = [
     "DistributedContext",
     "any_rank",
-    "barrier",
     "env_context",
     "init_from_env",
     "process_device",
