@@ -15,13 +15,13 @@ except ImportError:  # pragma: no cover - not installed from a VCS checkout
 
 if TYPE_CHECKING:
     from ._napari.engine_access import get_engine
-    from .engine import Engine, SRNet, upscale
+    from .engine import Engine, SRNet, consistency, upscale, upscale_z
 
-__all__ = ["Engine", "SRNet", "get_engine", "upscale", "__version__"]
+__all__ = ["Engine", "SRNet", "consistency", "get_engine", "upscale", "upscale_z", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Engine", "SRNet", "upscale"):
+    if name in ("Engine", "SRNet", "upscale", "upscale_z", "consistency"):
         from . import engine
 
         return getattr(engine, name)

@@ -8,6 +8,7 @@ Sub-packages by concern, lowest layer first (each imports only from layers below
     metrics/   SSIM, pixel metrics (PSNR, SSIM maps, compare), VGG feature-difference maps (features)
     train/     losses, degradation, training data, Trainer + checkpoints, distributed (DDP)
     registry   Engine: the model registry shared by a viewer's widgets, and upscale()
+    axial      upscale_z: axial (Z) upsampling of stacks, trained on the stack itself (trains + infers)
 
 Names are imported on first use, so ``import napari_superres.engine.samples`` (numpy
 only) does not pull in torch.
@@ -31,19 +32,27 @@ _EXPORTS: dict[str, str] = {
     "feature_difference": "metrics.features",
     **dict.fromkeys(["psnr", "ssim"], "metrics.pixel"),
     "compare": "metrics.compare",
+    **dict.fromkeys(["AxialResult", "upscale_z"], "axial"),
+    **dict.fromkeys(["AxialModel", "load_axial_model", "save_axial_model"], "nets.axial_net"),
+    **dict.fromkeys(["ConsistencyResult", "consistency"], "metrics.consistency"),
+    "NoiseModel": "noise",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
+    from .axial import AxialResult, upscale_z
     from .device import resolve_device
     from .errors import Cancelled, ModelFileError, VGGWeightsUnavailable
     from .metrics.compare import compare
+    from .metrics.consistency import ConsistencyResult, consistency
     from .metrics.features import feature_difference
     from .metrics.pixel import psnr, ssim
+    from .nets.axial_net import AxialModel, load_axial_model, save_axial_model
     from .nets.model_file import SRModel, load_model, read_model_metadata, save_model
     from .nets.srnet import PRESETS, Bicubic, SRNet, SRNetConfig, build_preset, receptive_field_radius
     from .nets.vgg import VGGFeatures
+    from .noise import NoiseModel
     from .registry import BICUBIC, Engine, default_engine, upscale
     from .train.data import make_pair_source
     from .train.trainer import StepReport, TrainConfig, Trainer, TrainResult, ValidationReport

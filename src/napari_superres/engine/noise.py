@@ -49,8 +49,8 @@ class NoiseModel:
     gain : variance per unit of signal (shot noise); 0 for purely Gaussian noise.
     offset : variance at ``mu = 0`` (read noise, shifted by any intensity offset).
     sigma_global : one robust noise std for the whole image (MAD of all residuals).
-    floor : smallest variance returned (a small fraction of ``sigma_global**2``) so that
-        ``sigma`` never reaches 0 where the fit extrapolates.
+    floor : smallest variance returned (half the smallest variance measured in an intensity
+        bin) so that ``sigma`` never reaches 0 where the fit extrapolates below the data.
     """
 
     gain: float
@@ -129,7 +129,9 @@ def estimate_noise(image: Any) -> NoiseModel:
             gain, offset = 0.0, float(np.median(variances))
     else:  # (nearly) constant image: one Gaussian level
         gain, offset = 0.0, sigma_global**2
-    floor = max(1e-4 * sigma_global**2, 1e-12)
+    # below the darkest bin the line may extrapolate to 0 (an intensity offset): never less than half
+    # the smallest variance measured
+    floor = max(0.5 * min(variances) if variances else 1e-4 * sigma_global**2, 1e-12)
     return NoiseModel(gain=float(gain), offset=float(offset), sigma_global=sigma_global, floor=float(floor))
 
 
