@@ -20,6 +20,7 @@ Shared state, and what guards it:
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import weakref
@@ -46,6 +47,8 @@ from .nets.model_file import MODEL_SUFFIX, SRModel, load_model
 from .nets.srnet import Bicubic, SRNet
 
 DeviceLike = str | torch.device | None
+
+log = logging.getLogger(__name__)
 
 BICUBIC = "bicubic"
 #: Folder of the model files shipped inside the package.
@@ -251,6 +254,7 @@ class Engine:
             cached = self._copies.get(net, {}).get(str(dev))
         if cached is not None and cached[0] == stamp:
             return cached[1]
+        log.debug("copying %s to %s (%s)", type(net).__name__, dev, "refresh" if cached else "first use")
         duplicate = copy_module_to(net, dev)  # outside any lock: may be a slow transfer
         with self._copies_lock:
             self._copies.setdefault(net, {})[str(dev)] = (stamp, duplicate)
@@ -272,6 +276,7 @@ class Engine:
         if features is None:
             with self._vgg_load_lock:
                 if self._vgg_features is None:
+                    log.info("loading VGG-16 features (ImageNet weights) for this engine")
                     self._vgg_features = load_vgg16_features()
                 features = self._vgg_features
         return self.on(features, device)  # type: ignore[return-value]

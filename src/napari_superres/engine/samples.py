@@ -207,9 +207,9 @@ def synthetic_pair(
 
     Returns
     -------
-    ``(lr, hr)``: ``uint16`` arrays of shape ``(H // scale, W // scale)`` and ``(H, W)``
+    ``(low_res, high_res)``: ``uint16`` arrays of shape ``(H // scale, W // scale)`` and ``(H, W)``
     on the same intensity scale (``OFFSET + SPAN * (background + blurred object)``).  Pixel ``(i, j)`` of
-    ``lr`` covers ``hr[i*s:(i+1)*s, j*s:(j+1)*s]``.
+    ``low_res`` covers ``high_res[i*s:(i+1)*s, j*s:(j+1)*s]``.
     """
     h, w = _check_shape(shape)
     scale = _check_scale((h, w), scale)
@@ -238,9 +238,9 @@ def _pair_from_blurred(
 ) -> tuple[np.ndarray, np.ndarray]:
     # an independent stream for the noise, so the object does not depend on `noise`
     rng = np.random.default_rng([seed, 1]) if noise else None
-    lr = _acquire(bin_image(blurred, scale), scale * scale, peak_photons, background, read_noise, rng)
-    hr = _acquire(blurred, 1, hr_photons, background, read_noise, rng)
-    return lr, hr
+    low_res = _acquire(bin_image(blurred, scale), scale * scale, peak_photons, background, read_noise, rng)
+    high_res = _acquire(blurred, 1, hr_photons, background, read_noise, rng)
+    return low_res, high_res
 
 
 def synthetic_stack(
@@ -256,7 +256,7 @@ def synthetic_stack(
     background: float = 0.05,
     read_noise: float = 2.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A Z stack: ``(lr (n, H/s, W/s), hr (n, H, W))`` uint16, one field of view at ``n`` depths.
+    """A Z stack: ``(low_res (n, H/s, W/s), high_res (n, H, W))`` uint16, one field of view at ``n`` depths.
 
     Every structure has a depth in ``[0, 1]``; plane ``k`` shows structures near
     ``k / (n - 1)`` (Gaussian weight, sigma 0.15), so neighbouring planes are correlated.
@@ -268,13 +268,13 @@ def synthetic_stack(
     scale = _check_scale((h, w), scale)
     scene = _Scene((h, w), np.random.default_rng(seed))
     depths = np.linspace(0.0, 1.0, n_planes) if n_planes > 1 else np.array([0.5])
-    lrs, hrs = [], []
+    low_planes, high_planes = [], []
     for k, depth in enumerate(depths):
         obj = np.clip(_render(scene, float(depth)) / _OBJECT_NORM, 0.0, 1.0)
-        lr, hr = _pair_from_blurred(
+        low_res, high_res = _pair_from_blurred(
             gaussian_blur(obj, psf_sigma), scale, seed * 100_003 + k, noise,
             peak_photons, hr_photons, background, read_noise,
         )  # fmt: skip
-        lrs.append(lr)
-        hrs.append(hr)
-    return np.stack(lrs), np.stack(hrs)
+        low_planes.append(low_res)
+        high_planes.append(high_res)
+    return np.stack(low_planes), np.stack(high_planes)

@@ -9,6 +9,7 @@ file to put where.  The checkpoint is read with ``torch.load(weights_only=True)`
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import urllib.parse
@@ -19,6 +20,8 @@ import torch
 from torch import nn
 
 from ..errors import VGGWeightsUnavailable
+
+log = logging.getLogger(__name__)
 
 #: Index of each named ReLU in ``torchvision.models.vgg16().features``.
 VGG16_LAYERS: dict[str, int] = {
@@ -66,7 +69,8 @@ def _download_host_reachable(url: str, timeout: float = 3.0) -> bool:
     try:
         with socket.create_connection((host, 443), timeout=timeout):
             return True
-    except OSError:
+    except OSError as e:
+        log.info("VGG-16 weights host %s not reachable (%s): treating this machine as offline", host, e)
         return False
 
 
@@ -87,6 +91,7 @@ def load_vgg16_features(max_index: int = 30) -> nn.Sequential:
     else:
         if not _download_host_reachable(weights.url):
             raise VGGWeightsUnavailable(offline_message())
+        log.info("downloading VGG-16 ImageNet weights (528 MB) to %s", path)
         try:  # the real torchvision path: downloads into the hub cache
             state = weights.get_state_dict(progress=False, check_hash=True)
         except Exception as e:  # no network, blocked host, partial download

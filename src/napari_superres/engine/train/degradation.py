@@ -193,8 +193,8 @@ def degrade(
             x = x.clamp(0.0, 1.0)
         out.append(x)
         params.append(p)
-    lr = torch.cat(out).to(hr.dtype)
-    return (lr, params) if return_params else lr
+    lq = torch.cat(out).to(hr.dtype)
+    return (lq, params) if return_params else lq
 
 
 __all__ = ["DOWNSAMPLING_METHODS", "DegradationConfig", "degrade", "downsample", "gaussian_blur", "gaussian_kernel1d"]
