@@ -2,14 +2,16 @@
 
 Sub-packages by concern, lowest layer first (each imports only from layers below it)::
 
-    layout, device, normalization, samples   axes/plane layout, device choice, intensity maps, sample data
+    options, errors   torch-free choices, defaults and exception types (the CLI's --help reads these)
+    layout, device, normalization, filters, files, samples, ...   base modules (numpy / torch only)
     nets/      SRNet (srnet), discriminators, VGG-16 features, safetensors model files (model_file)
     infer/     tiling, the upscale pipeline, lazy (dask) upscaling
-    metrics/   SSIM, pixel metrics (PSNR, SSIM maps, compare), VGG feature-difference maps (features)
+    metrics/   SSIM, pixel metrics (PSNR, SSIM maps), VGG feature-difference maps (features), compare
     train/     losses, degradation, training data, Trainer + checkpoints, distributed (DDP)
     registry   Engine: the model registry shared by a viewer's widgets, and upscale()
     axial      upscale_z: axial (Z) upsampling of stacks, trained on the stack itself (trains + infers)
 
+The layering is checked by the import-linter contracts in pyproject.toml (tests/test_layering.py).
 Names are imported on first use, so ``import napari_superres.engine.samples`` (numpy
 only) does not pull in torch.
 """
