@@ -20,6 +20,21 @@ if TYPE_CHECKING:
 __all__ = ["Engine", "SRNet", "consistency", "get_engine", "upscale", "upscale_z", "__version__"]
 
 
+def _register_model_loaders() -> None:
+    """bioimage.io packages load as models everywhere (``upscale(model="pkg.zip")``, *Load model file...*).
+
+    The engine never imports ``napari_superres.io``: the loader is a string resolved on first use.
+    """
+    from .engine.loaders import register_model_loader
+
+    register_model_loader(
+        (".zip", "rdf.yaml", "bioimageio.yaml"), "napari_superres.io.bioimageio_import:load_bioimageio_model"
+    )
+
+
+_register_model_loaders()
+
+
 def __getattr__(name: str) -> Any:
     if name in ("Engine", "SRNet", "upscale", "upscale_z", "consistency"):
         from . import engine

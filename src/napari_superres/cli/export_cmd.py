@@ -1,4 +1,4 @@
-"""``napari-superres export MODEL --onnx OUT.onnx``: a model in another format.
+"""``napari-superres export MODEL --onnx OUT.onnx | --bioimageio OUT.zip``: a model in another format.
 
 One option per target format; each is a function in :data:`TARGETS` taking
 ``(model, out_path, args)`` and returning a one-line summary, so adding a format is
@@ -20,7 +20,7 @@ from . import CLIError
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "export",
-        help="export a model to ONNX (for ONNX Runtime and other tools)",
+        help="export a model to ONNX or as a bioimage.io model package",
         description="Export a model (a registered name such as the built-in superres-x2, or a .safetensors "
         "file) to other formats. ONNX: float32 input (N, C, H, W) named 'input' with dynamic N, H and W; "
         "output 'output' (N, C, scale*H, scale*W); values normalised to [0, 1] as the model file's "
@@ -33,6 +33,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--exporter", choices=("legacy", "dynamo"), default="legacy",
         help="torch.onnx exporter: the TorchScript-based one (default, fast) or torch.export-based",
     )  # fmt: skip
+    p.add_argument(
+        "--bioimageio", metavar="OUT.zip",
+        help="write a BioImage Model Zoo (bioimage.io spec 0.5) model package: pytorch_state_dict + torchscript "
+        "+ onnx weights, test tensors, cover, model card; checked with bioimageio.core.test_model with --test",
+    )  # fmt: skip
+    p.add_argument("--test", action="store_true", help="with --bioimageio: run bioimageio.core's test_model on it")
     p.add_argument("--force", action="store_true", help="replace existing output files")
     return p
 
@@ -46,8 +52,19 @@ def _export_onnx(model: Any, out: Path, args: argparse.Namespace) -> str:
     return f"wrote {out} (ONNX, {len(data) / 1e6:.1f} MB, x{model.scale}, {model.in_channels or 1} channel(s) in)"
 
 
+def _export_bioimageio(model: Any, out: Path, args: argparse.Namespace) -> str:
+    from ..io.bioimageio import export_bioimageio
+
+    export_bioimageio(model, out, overwrite=args.force, test=args.test)
+    tested = ", bioimageio.core test_model passed" if args.test else ""
+    return f"wrote {out} (bioimage.io model package, x{model.scale}{tested})"
+
+
 #: option name (``args`` attribute) -> writer
-TARGETS: dict[str, Callable[[Any, Path, argparse.Namespace], str]] = {"onnx": _export_onnx}
+TARGETS: dict[str, Callable[[Any, Path, argparse.Namespace], str]] = {
+    "onnx": _export_onnx,
+    "bioimageio": _export_bioimageio,
+}
 
 
 def _check_output(out: Path, inputs: list[Path], force: bool) -> None:

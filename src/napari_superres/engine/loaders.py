@@ -1,0 +1,79 @@
+"""Loaders for model files other than our ``.safetensors``, registered from outside the engine.
+
+The engine reads only its own model files (:mod:`.nets.model_file`).  Other formats are
+added by the layers above it: ``napari_superres/__init__.py`` registers the bioimage.io
+package loader of :mod:`napari_superres.io.bioimageio_import` for ``.zip``, ``rdf.yaml``
+and ``bioimageio.yaml``.  A loader is given as a ``"module:function"`` string imported on
+first use, so registering costs nothing at start-up, and the engine never imports the
+layers that register them.  This module imports neither torch nor numpy.
+
+A loader is called as ``loader(path, name=None, device="cpu")`` and returns an
+:class:`~napari_superres.engine.nets.model_file.SRModel` (a subclass may carry an
+``upscale_image`` method: then :meth:`Engine.upscale` hands the whole image to it, for
+models that bring their own normalisation and tiling).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+#: Our own model files (kept equal to ``nets.model_file.MODEL_SUFFIX``; this module is torch-free).
+NATIVE_SUFFIX = ".safetensors"
+
+_lock = threading.Lock()
+_loaders: list[tuple[tuple[str, ...], str | Callable[..., Any]]] = []
+
+
+def register_model_loader(suffixes: Sequence[str], loader: str | Callable[..., Any]) -> None:
+    """Use ``loader`` for paths whose name ends with one of ``suffixes`` (case-insensitive).
+
+    ``loader``: a callable or a ``"package.module:function"`` string (imported on first
+    use).  Registering the same suffixes and loader twice has no effect; a later
+    registration for a suffix wins over an earlier one.
+    """
+    entry = (tuple(s.lower() for s in suffixes), loader)
+    with _lock:
+        if entry not in _loaders:
+            _loaders.insert(0, entry)
+
+
+def find_model_loader(path: str | os.PathLike) -> Callable[..., Any] | None:
+    """The registered loader for ``path`` (a folder is looked into for a registered file name), or ``None``."""
+    p = Path(path)
+    names = [p.name.lower()]
+    if p.is_dir():
+        names += [child.name.lower() for child in p.iterdir() if child.is_file()]
+    with _lock:
+        loaders = list(_loaders)
+    for suffixes, loader in loaders:
+        if any(n.endswith(suffixes) for n in names):
+            if isinstance(loader, str):
+                module, _, func = loader.partition(":")
+                loader = getattr(importlib.import_module(module), func)
+            return loader
+    return None
+
+
+def model_file_suffixes() -> list[str]:
+    """Every suffix a model file may have (ours first), e.g. for a file dialog's filter."""
+    with _lock:
+        extra = [s for suffixes, _ in _loaders for s in suffixes]
+    return list(dict.fromkeys([NATIVE_SUFFIX, *extra]))
+
+
+def load_model_file(path: str | os.PathLike, *, name: str | None = None, device: Any = "cpu") -> Any:
+    """Load ``path`` with its registered loader, or as our ``.safetensors`` model file."""
+    loader = find_model_loader(path) if not str(path).lower().endswith(NATIVE_SUFFIX) else None
+    if loader is not None:
+        return loader(path, name=name, device=device)
+    from .nets.model_file import load_model
+
+    return load_model(path, name=name, device=device)
+
+
+__all__ = ["find_model_loader", "load_model_file", "model_file_suffixes", "register_model_loader"]

@@ -1,0 +1,392 @@
+"""BioImage Model Zoo (bioimage.io) packages as napari-superres models: import.
+
+:func:`load_bioimageio_model` reads a spec-0.5 model package (``.zip``, or an unpacked
+folder's ``rdf.yaml`` / ``bioimageio.yaml``; spec-0.4 packages are converted):
+
+* **ours** (written by :func:`napari_superres.io.bioimageio.export_bioimageio`, marked in
+  ``config.napari_superres``): the attached ``model.safetensors`` is loaded as an
+  :class:`~napari_superres.engine.SRModel`, so the weights, normalisation and tiling are
+  exactly those of the exported model;
+* **any other** image-to-image super-resolution package (one input and one output
+  tensor with Y/X axes, output Y/X sizes an integer multiple ``s >= 2`` of the input's,
+  weights in ``pytorch_state_dict``, ``torchscript`` or ``onnx``): wrapped as a
+  :class:`BioimageioSRModel` that runs each plane through bioimageio.core's prediction
+  pipeline with the package's own pre/post-processing and tiling (blocks with the
+  declared halo).  Its output values are in the package's output units (float32 by
+  default), not cast back to the input's dtype.
+
+Packages that are not upscalers (segmentation, same-size restoration, non-integer
+or anisotropic scale, 3D, several inputs) raise :class:`BioimageioImportError` naming why.
+
+The engine reaches this module only through the loader hook that
+``napari_superres/__init__.py`` registers (:mod:`napari_superres.engine.loaders`); the
+engine never imports ``napari_superres.io``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..engine.nets.model_file import ModelFileError, SRModel, load_model
+from .bioimageio import CONFIG_KEY, ensure_bioimageio_compatible
+
+log = logging.getLogger(__name__)
+
+#: File names of a package description inside a folder.
+DESCRIPTION_NAMES = ("rdf.yaml", "bioimageio.yaml")
+#: Weight formats the wrapped (foreign) path can run.
+RUNNABLE_FORMATS = ("pytorch_state_dict", "torchscript", "onnx")
+#: Default block-size parameter n (tile = min + n*step) for foreign packages.
+DEFAULT_BLOCKSIZE_PARAMETER = 10
+
+
+class BioimageioImportError(ModelFileError):
+    """A bioimage.io package that cannot be used as a super-resolution model (message: why)."""
+
+
+def is_bioimageio_source(path: str | os.PathLike) -> bool:
+    """True for a ``.zip`` file or a ``rdf.yaml`` / ``bioimageio.yaml`` (file or folder holding one)."""
+    p = Path(path)
+    if p.name.lower().endswith(DESCRIPTION_NAMES):
+        return True
+    if p.suffix.lower() == ".zip":
+        return True
+    return p.is_dir() and any((p / n).is_file() for n in DESCRIPTION_NAMES)
+
+
+def _load_description(path: Path) -> Any:
+    from bioimageio.spec import load_model_description
+
+    ensure_bioimageio_compatible()
+    if path.is_dir():
+        path = next(path / n for n in DESCRIPTION_NAMES if (path / n).is_file())
+    try:
+        descr = load_model_description(str(path), format_version="latest", perform_io_checks=True)
+    except ValueError as e:  # pydantic ValidationError included
+        raise BioimageioImportError(f"{path} is not a valid bioimage.io model package: {e}") from e
+    except zipfile.BadZipFile as e:
+        raise BioimageioImportError(f"{path} is not a zip file ({e}); bioimage.io packages are .zip files") from e
+    return descr
+
+
+def _config_section(descr: Any) -> dict[str, Any] | None:
+    config = descr.config
+    extra = getattr(config, "model_extra", None) or {}
+    value = extra.get(CONFIG_KEY)
+    return dict(value) if isinstance(value, dict) else None
+
+
+def load_bioimageio_model(path: str | os.PathLike, *, name: str | None = None, device: Any = "cpu") -> SRModel:
+    """Load a bioimage.io package as an :class:`SRModel` (ours: exact; others: wrapped). See the module doc."""
+    path = Path(path)
+    if not path.exists():
+        raise BioimageioImportError(f"bioimage.io package not found: {path}")
+    descr = _load_description(path)
+    ours = _config_section(descr)
+    if ours and ours.get("format") == "napari-superres" and ours.get("model_file"):
+        model = _load_ours(path, descr, ours, name=name, device=device)
+    else:
+        model = BioimageioSRModel.from_description(descr, name=name or _default_name(descr, path), source=str(path))
+    model.metadata.setdefault("bioimageio", {"name": descr.name, "source": str(path)})
+    return model
+
+
+def _default_name(descr: Any, path: Path) -> str:
+    stem = path.parent.name if path.name.lower().endswith(DESCRIPTION_NAMES) else path.stem
+    return stem or str(descr.name)
+
+
+def _load_ours(path: Path, descr: Any, ours: dict[str, Any], *, name: str | None, device: Any) -> SRModel:
+    """Our attached ``model.safetensors``, read from the package (no unpickling)."""
+    attachment = next(
+        (a for a in descr.attachments if Path(str(getattr(a.source, "path", a.source))).name == ours["model_file"]),
+        None,
+    )
+    if attachment is None:
+        raise BioimageioImportError(f"{path}: the package names {ours['model_file']!r} but does not attach it")
+    data = attachment.get_reader().read()
+    with tempfile.TemporaryDirectory(prefix="napari-superres-bioimageio-") as tmp:
+        file = Path(tmp) / "model.safetensors"
+        file.write_bytes(data)
+        model = load_model(file, name=name or ours.get("model_name") or _default_name(descr, path), device=device)
+    model.source = str(path)
+    return model
+
+
+# --- foreign packages ---------------------------------------------------------------------------
+
+def _axis_kinds(tensor: Any) -> list[str]:
+    return [str(a.type) for a in tensor.axes]
+
+
+def _space_ids(tensor: Any) -> list[str]:
+    return [str(a.id) for a in tensor.axes if str(a.type) == "space"]
+
+
+def upscaler_scale(descr: Any) -> int:
+    """The integer factor of an image-to-image upscaler package; :class:`BioimageioImportError` otherwise."""
+    from bioimageio.spec.model.v0_5 import SizeReference
+
+    name = descr.name
+    if len(descr.inputs) != 1 or len(descr.outputs) != 1:
+        raise BioimageioImportError(
+            f"{name!r} has {len(descr.inputs)} inputs and {len(descr.outputs)} outputs; an upscaler has one of each"
+        )
+    (inp,), (out,) = descr.inputs, descr.outputs
+    in_space, out_space = _space_ids(inp), _space_ids(out)
+    if sorted(in_space) != ["x", "y"] or sorted(out_space) != ["x", "y"]:
+        raise BioimageioImportError(
+            f"{name!r} is not a 2D image-to-image model (input space axes {in_space}, output {out_space}); "
+            "napari-superres runs 2D (Y, X) upscalers"
+        )
+    if any(k not in ("batch", "channel", "space") for k in _axis_kinds(inp) + _axis_kinds(out)):
+        raise BioimageioImportError(f"{name!r} has time or index axes; an upscaler maps (channel, y, x) images")
+    in_axes = {str(a.id): a for a in inp.axes}
+    factors = []
+    for a in out.axes:
+        if str(a.type) != "space":
+            continue
+        if not isinstance(a.size, SizeReference) or str(a.size.tensor_id) != str(inp.id):
+            raise BioimageioImportError(
+                f"{name!r}: output axis {a.id} is not sized relative to the input (size {a.size!r}); "
+                "not an image-to-image model (segmentation to labels/classes, detection...?)"
+            )
+        ref = in_axes[str(a.size.axis_id)]
+        factor = float(ref.scale) / float(a.scale)
+        if a.size.offset:
+            raise BioimageioImportError(f"{name!r}: output axis {a.id} has a size offset {a.size.offset}; not an upscaler")
+        factors.append(factor)
+    if not factors or any(abs(f - factors[0]) > 1e-6 for f in factors):
+        raise BioimageioImportError(f"{name!r} scales Y and X differently ({factors}); only isotropic upscalers")
+    factor = factors[0]
+    if abs(factor - round(factor)) > 1e-6:
+        raise BioimageioImportError(f"{name!r} scales by {factor:g}, not an integer; napari-superres needs x2, x3, x4...")
+    if round(factor) < 2:
+        raise BioimageioImportError(
+            f"{name!r} keeps the image size (scale {factor:g}): a same-size model (segmentation, denoising...), "
+            "not a super-resolution upscaler"
+        )
+    formats = [f for f in RUNNABLE_FORMATS if getattr(descr.weights, f, None) is not None]
+    if not formats:
+        raise BioimageioImportError(
+            f"{name!r} has no weights napari-superres can run (needs one of {RUNNABLE_FORMATS})"
+        )
+    return round(factor)
+
+
+def _package_net(halo: int) -> Any:
+    from torch import nn
+
+    class PackageNet(nn.Module):
+        """No parameters: prediction goes through bioimageio.core (see :class:`BioimageioSRModel`)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.halo = halo
+
+        def receptive_field(self) -> int:
+            return self.halo
+
+        def forward(self, x: Any) -> Any:  # pragma: no cover - never called by the engine
+            raise RuntimeError("a bioimage.io package runs through BioimageioSRModel.upscale_image")
+
+    return PackageNet()
+
+
+def _min_size(size: Any) -> int:
+    """Smallest valid edge of an input axis (parameterized: ``min``; fixed: the size)."""
+    return int(getattr(size, "min", size if isinstance(size, int) else 1))
+
+
+def _largest_n(size: Any, edge: int, wanted: int) -> int:
+    """Block-size parameter: ``wanted``, lowered until the block fits in ``edge`` pixels."""
+    step = getattr(size, "step", None)
+    if not step:
+        return 0
+    return max(0, min(int(wanted), (edge - int(size.min)) // int(step)))
+
+
+@dataclass
+class BioimageioSRModel(SRModel):
+    """A foreign bioimage.io upscaler, run plane by plane through bioimageio.core's pipeline.
+
+    The engine calls :meth:`upscale_image` instead of its own tiled pipeline (the package
+    owns normalisation and tiling).  ``descr``: the package's ``ModelDescr``.
+    """
+
+    descr: Any = None
+    pipelines: dict[str, Any] = field(default_factory=dict)  # one prediction pipeline per device
+
+    @classmethod
+    def from_description(cls, descr: Any, *, name: str, source: str) -> BioimageioSRModel:
+        scale = upscaler_scale(descr)
+        (inp,) = descr.inputs
+        channels = next((len(a.channel_names) for a in inp.axes if str(a.type) == "channel"), 1)
+        halo = max((int(getattr(a, "halo", 0) or 0) for a in descr.outputs[0].axes), default=0)
+        model = cls(
+            name=name,
+            net=_package_net(math.ceil(halo / scale)),
+            scale=scale,
+            in_channels=channels,
+            normalization={"mode": "bioimageio"},
+            metadata={"bioimageio": {"name": descr.name, "source": source}},
+            source=source,
+        )
+        model.descr = descr
+        return model
+
+    def describe(self) -> str:
+        return f"{self.name} (x{self.scale}, bioimage.io package {self.descr.name!r})"
+
+    def _pipeline(self, device: Any) -> Any:
+        from bioimageio.core import create_prediction_pipeline
+
+        key = str(device)
+        if key not in self.pipelines:
+            devices = [key] if key.startswith("cuda") else ["cpu"]
+            self.pipelines[key] = create_prediction_pipeline(self.descr, devices=devices)
+        return self.pipelines[key]
+
+    def predict_plane(self, plane: np.ndarray, *, device: Any = "cpu", blocksize: int | None = None) -> np.ndarray:
+        """``(C, H, W)`` -> ``(C_out, sH, sW)`` float32 through the package's pipeline (with blocking)."""
+        from bioimageio.core import Sample, Tensor
+        from bioimageio.spec.model.v0_5 import AxisId
+
+        (inp,), (out,) = self.descr.inputs, self.descr.outputs
+        ids = ["batch" if str(a.type) == "batch" else str(a.id) for a in inp.axes]
+        arr = plane.astype(np.float32, copy=False)
+        h, w = arr.shape[1:]
+        sizes = {str(a.id): a.size for a in inp.axes if str(a.type) == "space"}
+        pad = [max(0, _min_size(sizes[k]) - n) for k, n in (("y", h), ("x", w))]
+        if any(pad):  # smaller than the smallest block: mirror-pad, crop the output afterwards
+            arr = np.pad(arr, ((0, 0), (0, pad[0]), (0, pad[1])), mode="symmetric")
+        if "channel" not in ids:
+            if arr.shape[0] != 1:
+                raise BioimageioImportError(f"{self.name!r} takes single-channel images, got {arr.shape[0]} channels")
+            arr = arr[0]
+            shaped = arr.transpose([{"y": 0, "x": 1}[i] for i in ids if i != "batch"])
+        else:
+            shaped = arr.transpose([{"channel": 0, "y": 1, "x": 2}[i] for i in ids if i != "batch"])
+        if "batch" in ids:
+            shaped = np.expand_dims(shaped, ids.index("batch"))
+        dims = tuple(AxisId(i) for i in ids)
+        sample = Sample(members={inp.id: Tensor(np.ascontiguousarray(shaped), dims=dims)}, stat={}, id="plane")
+        wanted = blocksize if blocksize is not None else DEFAULT_BLOCKSIZE_PARAMETER
+        ns = {
+            (inp.id, AxisId(k)): _largest_n(sizes[k], n, wanted)
+            for k, n in (("y", arr.shape[1]), ("x", arr.shape[2]))
+        }
+        result = self._pipeline(device).predict_sample_with_blocking(sample, ns=ns)
+        y = result.members[out.id]
+        names = [str(d) for d in y.dims]
+        data = np.asarray(y.data)
+        if "batch" in names:
+            data = data.take(0, axis=names.index("batch"))
+            names.remove("batch")
+        if "channel" not in names:
+            data, names = data[None], ["channel", *names]
+        data = np.moveaxis(data, [names.index("channel"), names.index("y"), names.index("x")], [0, 1, 2])
+        data = data[:, : h * self.scale, : w * self.scale]
+        expected = (plane.shape[1] * self.scale, plane.shape[2] * self.scale)
+        if data.shape[1:] != expected:
+            raise BioimageioImportError(
+                f"{self.name!r} returned {data.shape[1:]} for a {plane.shape[1:]} input (expected {expected})"
+            )
+        return data.astype(np.float32, copy=False)
+
+    def upscale_image(
+        self,
+        image: Any,
+        *,
+        device: Any = "cpu",
+        scale: int | None = None,
+        axes: str | None = None,
+        rgb: bool | None = None,
+        tile: int | None = None,
+        normalization: Any = None,
+        output_dtype: Any = None,
+        progress: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        **_: Any,
+    ) -> np.ndarray:
+        """Upscale every (Y, X) plane of ``image``; returns float32 (or ``output_dtype``) ``(..., sY, sX, ...)``.
+
+        ``normalization`` must be ``None`` (the package normalises); ``tile`` (input px)
+        picks the bioimage.io block-size parameter; dask arrays are computed first.
+        """
+        from ..engine.infer.tiling import Cancelled
+        from ..engine.layout import parse_axes
+
+        if normalization is not None:
+            raise ValueError(
+                f"model {self.name!r} is a bioimage.io package that normalises its input itself; "
+                "leave normalization unset"
+            )
+        if scale is not None and int(scale) != self.scale:
+            raise ValueError(f"model {self.name!r} upscales x{self.scale}; it cannot upscale x{scale}")
+        image = np.asarray(image)
+        info = parse_axes(tuple(image.shape), axes, rgb)
+        in_view = image.transpose(info.order)
+        plane_axes = tuple(info.plane_axes)
+        plane_shape = tuple(image.shape[i] for i in plane_axes)
+        n_rgb = image.shape[info.rgb] if info.rgb is not None else None
+        out_shape = list(image.shape)
+        out_shape[info.y] *= self.scale
+        out_shape[info.x] *= self.scale
+        out = np.empty(out_shape, dtype=np.dtype(output_dtype) if output_dtype is not None else np.float32)
+        out_view = out.transpose(info.order)
+        blocksize = self._blocksize(tile)
+        total = int(np.prod(plane_shape, dtype=np.int64)) * (1 if n_rgb is None or self.in_channels == 3 else n_rgb)
+        done = 0
+        for index in np.ndindex(*plane_shape):
+            if should_stop is not None and should_stop():
+                raise Cancelled("cancelled")
+            raw = np.asarray(in_view[index], dtype=np.float32)  # (H, W) or (H, W, S) after the transpose
+            if n_rgb is None:
+                out_view[index] = self.predict_plane(raw[None], device=device, blocksize=blocksize)[0]
+                done += 1
+            elif self.in_channels == 3:
+                rgb_out = self.predict_plane(np.moveaxis(raw[..., :3], -1, 0), device=device, blocksize=blocksize)
+                out_view[index][..., :3] = np.moveaxis(rgb_out, 0, -1)
+                if n_rgb > 3:  # alpha: nearest
+                    alpha = np.repeat(np.repeat(raw[..., 3:], self.scale, 0), self.scale, 1)
+                    out_view[index][..., 3:] = alpha
+                done += 1
+            else:  # a 1-channel package on RGB: each sample on its own
+                for c in range(n_rgb):
+                    out_view[index][..., c] = self.predict_plane(raw[None, ..., c], device=device, blocksize=blocksize)[0]
+                    done += 1
+            if progress is not None:
+                progress(done, total)
+        return out
+
+    def _blocksize(self, tile: int | None) -> int:
+        """The block-size parameter ``n`` whose input tile edge is closest to ``tile`` (px)."""
+        if not tile:
+            return DEFAULT_BLOCKSIZE_PARAMETER
+        from bioimageio.spec.model.v0_5 import ParameterizedSize
+
+        sizes = [a.size for a in self.descr.inputs[0].axes if isinstance(getattr(a, "size", None), ParameterizedSize)]
+        if not sizes:
+            return DEFAULT_BLOCKSIZE_PARAMETER
+        size = sizes[0]
+        return max(0, round((int(tile) - size.min) / size.step))
+
+
+__all__ = [
+    "BioimageioImportError",
+    "BioimageioSRModel",
+    "is_bioimageio_source",
+    "load_bioimageio_model",
+    "upscaler_scale",
+]
