@@ -176,17 +176,25 @@ def _build_model(spec: str, scale: int, engine: Any) -> Any:
     if spec == "default":
         torch.manual_seed(0)
         return engine.prepare(SRNet(scale=scale).eval())
+    if spec == "builtin":
+        return engine.prepare(f"superres-x{scale}")
     return engine.prepare(spec)
 
 
 def measure(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Run the measurements of one (scale, shape) in this process; returns a JSON-able dict."""
+    """Run the measurements of one (scale, shape) in this process; returns a JSON-able dict.
+
+    After a first run of the full path alone (its peak RSS), ``cfg["repeats"]`` rounds
+    run, in turn, the full path, ONNX Runtime untiled and torch untiled (interleaved, so
+    background load hits all alike); each keeps its best wall time (and that run's CPU time).
+    """
     import numpy as np
     import torch
     import torch.nn.functional as F
 
     from napari_superres.engine import Engine
     from napari_superres.engine.device import autocast
+    from napari_superres.engine.infer.onnx_backend import onnx_runner
     from napari_superres.engine.infer.pipeline import model_width, plan_upscale
 
     engine = Engine(device=cfg["device"], builtins=cfg["model"] != "default")
@@ -195,95 +203,106 @@ def measure(cfg: dict[str, Any]) -> dict[str, Any]:
     scale = model.scale or cfg["scale"]
     shape = tuple(cfg["shape"])
     cuda = device.type == "cuda"
+    backend = cfg.get("backend") or "auto"
+    repeats = int(cfg.get("repeats") or 1)
     image = np.random.default_rng(0).integers(0, 65535, shape, dtype=np.uint16)
     planes = image.reshape(-1, *shape[-2:])
     out_px = planes.shape[0] * shape[-2] * shape[-1] * scale * scale
+    kwargs = {"scale": scale, "tile": cfg.get("tile"), "batch_size": cfg.get("batch"), "backend": backend}
 
     def sync() -> None:
         if cuda:
             torch.cuda.synchronize(device)
 
-    # warm up every code path on a small input (kernels, threads, allocator); keeps the RSS baseline low
-    engine.upscale(image[(0,) * (len(shape) - 2)][:64, :64], model, scale=scale)
+    # warm up every code path on a small input (kernels, threads, export); keeps the RSS baseline low
+    engine.upscale(image[(0,) * (len(shape) - 2)][:64, :64], model, **kwargs)
     sync()
-    job = plan_upscale(image, model, scale=scale, device=device, tile=cfg.get("tile"), batch_size=cfg.get("batch"))
+    job = plan_upscale(image, model, device=device, **kwargs)
     result: dict[str, Any] = {
         "scale": scale, "shape": list(shape), "out_mpx": out_px / 1e6, "tile": job.tile,
-        "batch": job.batch_size, "tiles_per_plane": job.tiles_per_plane(),
+        "batch": job.batch_size, "tiles_per_plane": job.tiles_per_plane(), "backend": job.backend,
         "input_mb": image.nbytes / MB, "output_mb": out_px * 2 / MB, "threads": torch.get_num_threads(),
+        "repeats": repeats,
     }  # fmt: skip
-    rss_before = _rss_mb()
-    repeats = 2 if cuda else 1  # on CUDA the first run also tunes cuDNN for the tile shape
-    for _ in range(repeats):
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(device)
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = engine.upscale(image, model, scale=scale, tile=cfg.get("tile"), batch_size=cfg.get("batch"))
+
+    def full() -> None:
+        out = engine.upscale(image, model, **kwargs)
         sync()
-        seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
         del out
+
+    rss_before = _rss_mb()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    first = _timed_once(full)
     peak = _rss_mb()
     result["tiled"] = {
-        "seconds": seconds, "out_mpx_s": out_px / 1e6 / seconds,
-        "cpu_seconds": cpu_seconds, "out_mpx_per_cpu_s": out_px / 1e6 / cpu_seconds,
-        "rss_before_mb": rss_before, "peak_rss_mb": peak, "rss_increase_mb": peak - rss_before,
-        "above_output_mb": peak - rss_before - result["output_mb"],
+        "first_seconds": first[0], "rss_before_mb": rss_before, "peak_rss_mb": peak,
+        "rss_increase_mb": peak - rss_before, "above_output_mb": peak - rss_before - result["output_mb"],
     }  # fmt: skip
     if cuda:
         result["tiled"]["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / MB
 
-    def floatplanes() -> list[torch.Tensor]:
-        return [torch.from_numpy(p.astype(np.float32) / 65535)[None, None] for p in planes]
+    floats = [(p.astype(np.float32) / np.float32(65535))[None, None] for p in planes]
+    net = model.net
 
-    def timed(fn: Any) -> tuple[float, float]:
-        """Best (wall seconds, process CPU seconds) over the repeats."""
-        xs = floatplanes()
-        best = (math.inf, math.inf)
-        for _ in range(repeats):
-            sync()
-            t0, c0 = time.perf_counter(), time.process_time()
-            for x in xs:
-                y = fn(x.to(device, non_blocking=True))
-                y = y.float().cpu()
-                del y
-            sync()
-            best = min(best, (time.perf_counter() - t0, time.process_time() - c0))
-        return best
+    def torch_untiled() -> None:
+        for x in floats:
+            with torch.inference_mode(), autocast(device):
+                y = net(torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last))
+                y.float().cpu()
+        sync()
 
-    bic, bic_cpu = timed(lambda x: F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False))
-    result["bicubic"] = {"seconds": bic, "out_mpx_s": out_px / 1e6 / bic, "cpu_seconds": bic_cpu}
+    runner = onnx_runner(net, in_channels=model.in_channels or 1) if not cuda else None
 
-    # one untiled pass: only where its activations fit
-    width = model_width(model.net)
+    def ort_untiled() -> None:
+        for x in floats:
+            runner.numpy(x)
+
+    def bicubic() -> None:
+        for x in floats:
+            F.interpolate(torch.from_numpy(x).to(device), scale_factor=scale, mode="bicubic", align_corners=False).cpu()
+        sync()
+
+    # untiled passes only where their activations fit (~3 float32 maps of the model's width at the output size)
+    width = model_width(net)
     plane_out_px = shape[-2] * shape[-1] * scale * scale
-    bytes_needed = 3 * width * plane_out_px * (2 if cuda else 4)
+    bytes_needed = 3.3 * width * plane_out_px * (2 if cuda else 4)
     if cuda:
         available = torch.cuda.mem_get_info(device)[0]
     else:
         import psutil
 
         available = psutil.virtual_memory().available
+    contenders: dict[str, Any] = {"tiled": full}
     if bytes_needed > UNTILED_MEMORY_SHARE * available:
-        result["untiled"] = {"skipped": f"needs ~{bytes_needed / 2**30:.1f} GiB of activations, "
-                             f"{available / 2**30:.1f} GiB available"}  # fmt: skip
+        why = f"needs ~{bytes_needed / 2**30:.1f} GiB of activations, {available / 2**30:.1f} GiB available"
+        result["untiled"] = {"skipped": why}
+        result["ort_untiled"] = {"skipped": why}
     elif cuda and width * plane_out_px >= 2**31:
         result["untiled"] = {"skipped": "activation tensors over 2^31 elements (int32 kernel indexing)"}
     else:
-        net = model.net
-
-        def forward(x: torch.Tensor) -> torch.Tensor:
-            with torch.inference_mode(), autocast(device):
-                return net(x.contiguous(memory_format=torch.channels_last))
-
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(device)
-        unt, unt_cpu = timed(forward)
-        result["untiled"] = {"seconds": unt, "out_mpx_s": out_px / 1e6 / unt, "cpu_seconds": unt_cpu,
-                             "out_mpx_per_cpu_s": out_px / 1e6 / unt_cpu}  # fmt: skip
-        if cuda:
-            result["untiled"]["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / MB
-        result["tiled_vs_untiled"] = unt / seconds
-        result["tiled_vs_untiled_cpu_time"] = unt_cpu / cpu_seconds
+        contenders["untiled"] = torch_untiled
+        if runner is not None:
+            contenders["ort_untiled"] = ort_untiled
+    if runner is None and "ort_untiled" not in result:
+        result["ort_untiled"] = {"skipped": "ONNX Runtime not installed, network not exportable, or not on the CPU"}
+    contenders["bicubic"] = bicubic
+    best: dict[str, tuple[float, float]] = {}
+    for name, fn in contenders.items():  # warm-up of the untiled paths (allocations), not timed
+        if name != "tiled":
+            fn()
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            best[name] = min(best.get(name, (math.inf, math.inf)), _timed_once(fn))
+    for name, (wall, cpu) in best.items():
+        result.setdefault(name, {}).update({
+            "seconds": wall, "out_mpx_s": out_px / 1e6 / wall, "cpu_seconds": cpu, "out_mpx_per_cpu_s": out_px / 1e6 / cpu,
+        })  # fmt: skip
+    seconds = best["tiled"][0]
+    for ref in ("untiled", "ort_untiled"):
+        if ref in best:
+            result[f"tiled_vs_{ref}"] = best[ref][0] / seconds
+            result[f"tiled_vs_{ref}_cpu_time"] = best[ref][1] / best["tiled"][1]
 
     flops = flops_per_input_px(model.net, model.in_channels or 1) * planes.shape[0] * shape[-2] * shape[-1]
     result["useful_tflop"] = flops / 1e12
@@ -296,6 +315,13 @@ def measure(cfg: dict[str, Any]) -> dict[str, Any]:
             result["tiled"]["fraction_of_bf16_peak"] = result["tiled"]["tflop_s"] / peak_tf
             result["bf16_peak_tflops"] = peak_tf
     return result
+
+
+def _timed_once(fn: Any) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 # --- driver ----------------------------------------------------------------------------------------
@@ -325,7 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scales", type=int, nargs="+", default=list(SCALES))
     p.add_argument("--stack-planes", type=int, default=None, help=f"planes of the (N, {STACK_EDGE}, {STACK_EDGE}) stack; 0: none")
     p.add_argument("--device", default="auto")
-    p.add_argument("--model", default="default", help="'default' (SRNet(scale=s) defaults, random weights), a name or a file")
+    p.add_argument("--model", default="builtin",
+                   help="'builtin' (the shipped superres-x<scale>), 'default' (SRNet(scale=s) defaults, random weights), "
+                   "a name or a file")  # fmt: skip
+    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime"), help="upscale(backend=...)")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved rounds (best of); sizes over 4 Mpx: 1")
     p.add_argument("--tile", type=int, default=None)
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--budget-s", type=float, default=None,
@@ -365,15 +395,18 @@ def main(argv: list[str] | None = None) -> int:
         rate: float | None = None  # tiled output Mpx/s of the previous size: predicts the next
         for shape in shapes:
             out_mpx = math.prod(shape) * scale * scale / 1e6
-            # tiled + bicubic + untiled ~ 2.2x the tiled time; process start and warm-up ~ 30 s
-            predicted = None if rate is None else 2.2 * out_mpx / rate + 30
+            # per round: full path + ORT + torch untiled ~ 3.5x the full path; start and warm-up ~ 30 s
+            rounds = 1 + (args.repeats if math.prod(shape) <= 4 * 2**20 else 1)
+            predicted = None if rate is None else 3.5 * rounds * out_mpx / rate + 30
             label = f"x{scale} {'x'.join(map(str, shape))}"
             if predicted is not None and predicted > budget:
                 reason = f"predicted {predicted:.0f} s at {rate:.2f} output Mpx/s > budget {budget:.0f} s"
                 skipped.append({"scale": scale, "shape": shape, "reason": reason})
                 print(f"{label}: skipped ({reason})", flush=True)
                 continue
-            cfg = {"scale": scale, "shape": shape, "device": device, "model": args.model, "tile": args.tile, "batch": args.batch}
+            cfg = {"scale": scale, "shape": shape, "device": device, "model": args.model, "tile": args.tile,
+                   "batch": args.batch, "backend": args.backend,
+                   "repeats": args.repeats if math.prod(shape) <= 4 * 2**20 else 1}  # fmt: skip
             t0 = time.time()
             res = _run_subprocess(cfg, timeout=max(budget * 1.5, 120))
             if "skipped" in res:
@@ -393,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "model": args.model,
+        "backend": args.backend,
+        "onnxruntime": _ort_version(),
         "quick": bool(args.quick),
         "budget_s": budget,
         "load_average_before": load_before,
@@ -432,23 +467,51 @@ def _appended(machine: str, report: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _ort_version() -> str:
+    try:
+        import onnxruntime
+
+        return onnxruntime.__version__
+    except ImportError:
+        return "not installed"
+
+
 def _resolve(device: str) -> Any:
     from napari_superres.engine.device import resolve_device
 
     return resolve_device(device)
 
 
+def _fmt(d: dict[str, Any], key: str, spec: str = ".2f") -> str:
+    return format(d[key], spec) if key in d else "–"
+
+
 def _summary_line(r: dict[str, Any]) -> str:
-    t = r["tiled"]
-    unt = r.get("untiled", {})
+    t, o, u = r["tiled"], r.get("ort_untiled", {}), r.get("untiled", {})
     parts = [
-        f"x{r['scale']} {'x'.join(map(str, r['shape']))}: tiled {t['out_mpx_s']:.2f} Mpx/s ({t['seconds']:.1f} s)",
-        f"untiled {unt['out_mpx_s']:.2f}" if "out_mpx_s" in unt else "untiled skipped",
-        f"bicubic {r['bicubic']['out_mpx_s']:.1f}",
-        f"RSS +{t['rss_increase_mb']:.0f} MB (above output {t['above_output_mb']:.0f} MB)",
-        f"{t['tflop_s'] * 1e3:.1f} GFLOP/s",
+        f"x{r['scale']} {'x'.join(map(str, r['shape']))}: upscale() [{r.get('backend', 'torch')}] "
+        f"{t['out_mpx_s']:.2f} Mpx/s ({t['seconds']:.1f} s, {t['cpu_seconds']:.1f} CPU-s)",
+        f"ORT untiled {_fmt(o, 'out_mpx_s')} ({_fmt(o, 'seconds', '.1f')} s, {_fmt(o, 'cpu_seconds', '.1f')} CPU-s)",
+        f"torch untiled {_fmt(u, 'out_mpx_s')} ({_fmt(u, 'seconds', '.1f')} s, {_fmt(u, 'cpu_seconds', '.1f')} CPU-s)",
+        f"upscale/ORT {_fmt(r, 'tiled_vs_ort_untiled', '.0%')} wall, {_fmt(r, 'tiled_vs_ort_untiled_cpu_time', '.0%')} CPU",
+        f"upscale/torch {_fmt(r, 'tiled_vs_untiled', '.0%')} wall",
+        f"tiles/plane {r['tiles_per_plane']}",
+        f"RSS +{t['rss_increase_mb']:.0f} MB",
     ]
     return ", ".join(parts)
+
+
+def _reference(report: dict[str, Any], r: dict[str, Any]) -> tuple[str, str]:
+    """upscale() / ORT untiled (wall, CPU time); where untiled did not fit, against ORT's untiled
+    rate (Mpx/s) at the largest input of the same scale where it ran (marked †)."""
+    if "tiled_vs_ort_untiled" in r:
+        return f"{r['tiled_vs_ort_untiled']:.0%}", f"{r['tiled_vs_ort_untiled_cpu_time']:.0%}"
+    refs = [q for q in report["runs"] if q["scale"] == r["scale"] and "out_mpx_s" in q.get("ort_untiled", {})]
+    if not refs:
+        return "–", "–"
+    q = max(refs, key=lambda q: math.prod(q["shape"]))
+    o, t = q["ort_untiled"], r["tiled"]
+    return f"{t['out_mpx_s'] / o['out_mpx_s']:.0%}†", f"{t['out_mpx_per_cpu_s'] / o['out_mpx_per_cpu_s']:.0%}†"
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -456,45 +519,53 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         "## Inference",
         "",
-        f"Device `{report['device']}` ({report['device_name']}), {report['cpu_count']} CPUs, torch {report['torch']}; "
-        f"model `{report['model']}`; run {report['started']} -> {report['finished']}; "
+        f"Device `{report['device']}` ({report['device_name']}), {report['cpu_count']} CPUs, torch {report['torch']}, "
+        f"onnxruntime {report.get('onnxruntime', '?')}; model `{report['model']}`; upscale() backend "
+        f"`{report.get('backend', 'torch')}`; run {report['started']} -> {report['finished']}; "
         f"load average before/after {report['load_average_before']} / {report['load_average_after']}"
         f"{' (--quick)' if report['quick'] else ''}.",
         "",
-        "Throughput in output megapixels per second.  *tiled*: the engine's full path on a uint16 image "
-        "(normalise, tiles, network, uint16 output).  *untiled*: one forward pass of the same network on "
-        "the whole float image.  Tiles: the automatic tile edge cap (from memory) and the balanced tiles per "
-        "plane actually run.  *bicubic*: torch `interpolate` (the floor).  RSS: peak host memory of the "
-        "measuring process above its state before the run (interpreter, torch, model, input); "
-        "*above output*: that minus the uint16 output array.  *Mpx/CPU-s*: output megapixels per second of "
-        "process CPU time (all threads): on a shared machine a steadier measure of the work than wall time.",
+        "Output megapixels per second (Mpx/s) by wall time and per CPU-second (all threads: on a shared machine "
+        "a steadier measure of the work).  *upscale()*: the engine's full path on a uint16 image (normalise, "
+        "tiles, network, uint16 output) with the automatic tile and backend (column *backend*).  *ORT untiled*: "
+        "one ONNX Runtime forward of the same network (exported graph, graph optimisation ALL, intra-op threads "
+        "= cores) on the whole normalised float32 image.  *torch untiled*: one eager torch forward "
+        "(channels_last) of the same.  The three run interleaved in one process, best of *n* rounds.  "
+        "*upscale/ORT*: ORT untiled time / upscale() time (goal >= 90 %); † where untiled does not fit in "
+        "memory: upscale()'s rate against ORT's untiled rate at the largest input of that scale where it ran.  "
+        "Tiles: the automatic tile edge and the balanced tiles per plane run.  RSS: peak host memory of the "
+        "first upscale() run above the process's state before it.",
         "",
-        "| scale | input | tile cap, tiles/plane (batch) | tiled Mpx/s | untiled Mpx/s | tiled/untiled | tiled Mpx/CPU-s | untiled Mpx/CPU-s | tiled/untiled (CPU time) | bicubic Mpx/s | RSS before MB | RSS +MB | above output MB | GFLOP/s | GPU peak MB | % bf16 peak |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scale | input | backend | tile, tiles/plane | n | upscale() Mpx/s | ORT untiled Mpx/s | torch untiled Mpx/s "
+        "| upscale/ORT wall | upscale/ORT CPU | upscale/torch wall | upscale() s (CPU s) | ORT s (CPU s) "
+        "| torch s (CPU s) | upscale() Mpx/CPU-s | ORT Mpx/CPU-s | bicubic Mpx/s | RSS +MB | GPU peak MB | % bf16 peak |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["runs"]:
-        t, u = r["tiled"], r.get("untiled", {})
-        lines.append(
-            "| ×{} | {} | {}, {} ({}) | {:.2f} | {} | {} | {:.3f} | {} | {} | {:.1f} | {:.0f} | {:.0f} | {:.0f} | {:.1f} | {} | {} |".format(
-                r["scale"], "×".join(map(str, r["shape"])), r["tile"], r["tiles_per_plane"], r["batch"], t["out_mpx_s"],
-                f"{u['out_mpx_s']:.2f}" if "out_mpx_s" in u else "skipped",
-                f"{r['tiled_vs_untiled']:.0%}" if "tiled_vs_untiled" in r else "–",
-                t["out_mpx_per_cpu_s"],
-                f"{u['out_mpx_per_cpu_s']:.3f}" if "out_mpx_per_cpu_s" in u else "–",
-                f"{r['tiled_vs_untiled_cpu_time']:.0%}" if "tiled_vs_untiled_cpu_time" in r else "–",
-                r["bicubic"]["out_mpx_s"], t["rss_before_mb"], t["rss_increase_mb"], t["above_output_mb"],
-                t["tflop_s"] * 1e3,
-                f"{t['gpu_peak_mb']:.0f}" if "gpu_peak_mb" in t else "–",
-                f"{t['fraction_of_bf16_peak']:.1%}" if "fraction_of_bf16_peak" in t else "–",
-            )  # fmt: skip
-        )
+        t, o, u = r["tiled"], r.get("ort_untiled", {}), r.get("untiled", {})
+        vs_ort, vs_ort_cpu = _reference(report, r)
+
+        def secs(d: dict[str, Any]) -> str:
+            return f"{d['seconds']:.1f} ({d['cpu_seconds']:.1f})" if "seconds" in d else "–"
+
+        cells = [
+            f"×{r['scale']}", "×".join(map(str, r["shape"])), r.get("backend", "torch"),
+            f"{r['tile']}, {r['tiles_per_plane']}", str(r.get("repeats", 1)), f"{t['out_mpx_s']:.2f}",
+            _fmt(o, "out_mpx_s") if o.get("out_mpx_s") else "skipped",
+            _fmt(u, "out_mpx_s") if u.get("out_mpx_s") else "skipped",
+            vs_ort, vs_ort_cpu, _fmt(r, "tiled_vs_untiled", ".0%"), secs(t), secs(o), secs(u),
+            _fmt(t, "out_mpx_per_cpu_s", ".3f"), _fmt(o, "out_mpx_per_cpu_s", ".3f"),
+            _fmt(r.get("bicubic", {}), "out_mpx_s", ".1f"), f"{t['rss_increase_mb']:.0f}",
+            _fmt(t, "gpu_peak_mb", ".0f"), _fmt(t, "fraction_of_bf16_peak", ".1%"),
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
     untiled_skips = [(r, r["untiled"]["skipped"]) for r in report["runs"] if "skipped" in r.get("untiled", {})]
     if report["skipped"] or untiled_skips:
         lines += ["", "Skipped:", ""]
         for s in report["skipped"]:
             lines.append(f"- ×{s['scale']} {'×'.join(map(str, s['shape']))}: {s['reason']}")
         for r, why in untiled_skips:
-            lines.append(f"- untiled pass at ×{r['scale']} {'×'.join(map(str, r['shape']))}: {why}")
+            lines.append(f"- untiled passes (ORT and torch) at ×{r['scale']} {'×'.join(map(str, r['shape']))}: {why}")
     if report["notes"]:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in report["notes"]]
     return "\n".join(lines)

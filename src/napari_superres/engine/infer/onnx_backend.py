@@ -140,12 +140,14 @@ def export_onnx(
     return data
 
 
-def make_session(model: bytes | str | os.PathLike, *, threads: int | None = None, arena: bool = False) -> Any:
+def make_session(model: bytes | str | os.PathLike, *, threads: int | None = None, arena: bool = True) -> Any:
     """An ``onnxruntime.InferenceSession`` on the CPU provider, graph optimisation level ALL.
 
     ``threads``: intra-op threads (default: torch's CPU thread count, i.e. the cores this
-    process may use).  ``arena``: keep ONNX Runtime's CPU memory arena (it holds on to
-    the largest activations between calls; off by default, same speed on tiles).
+    process may use).  ``arena``: ONNX Runtime's CPU memory arena (default on: measured
+    ~25 % less CPU time per call than fresh allocations, which page-fault; it keeps the
+    largest activations' memory, ~420 B per output px of the built-in networks, for the
+    session's lifetime).
     """
     import onnxruntime as ort
 
