@@ -9,8 +9,8 @@ import torch
 import zarr
 
 from napari_superres.cli import main
-from napari_superres.io.metadata import pixel_size_from_tiff as _pixel_size_from_tiff
 from napari_superres.engine import Engine, SRNet, load_model, save_model
+from napari_superres.io.metadata import pixel_size_from_tiff as _pixel_size_from_tiff
 
 
 @pytest.fixture(scope="module")
