@@ -33,30 +33,37 @@ def gaussian_kernel1d(sigma: float, radius: int) -> np.ndarray:
     return (g / g.sum()).astype(np.float32)
 
 
-def gaussian_blur(image: np.ndarray, sigma: float, truncate: float = 3.5) -> np.ndarray:
-    """Separable Gaussian blur of the last two axes (reflect borders, edge when too small); float32 out.
+def gaussian_blur_axis(array: np.ndarray, sigma: float, axis: int, truncate: float = 3.5) -> np.ndarray:
+    """Gaussian blur along one ``axis`` (reflect borders, edge when too small); float32 out.
 
     ``sigma`` in pixels; ``sigma <= 0`` returns a float32 copy.  The kernel reaches
     ``truncate`` standard deviations (:func:`gaussian_radius`).
     """
-    out = np.asarray(image, dtype=np.float32)
+    out = np.asarray(array, dtype=np.float32)
     if sigma <= 0:
         return out.copy()
     k = gaussian_kernel1d(sigma, gaussian_radius(sigma, truncate))
     r = len(k) // 2
+    n = out.shape[axis]
+    pad = [(0, 0)] * out.ndim
+    pad[axis] = (r, r)
+    padded = np.pad(out, pad, mode="reflect" if n > r else "edge")
+    acc = np.zeros_like(out)
+    for i, w in enumerate(k):
+        sl = [slice(None)] * out.ndim
+        sl[axis] = slice(i, i + n)
+        acc += w * padded[tuple(sl)]
+    return acc
+
+
+def gaussian_blur(image: np.ndarray, sigma: float, truncate: float = 3.5) -> np.ndarray:
+    """Separable Gaussian blur of the last two axes (Y, X): :func:`gaussian_blur_axis` on each; float32 out."""
+    out = np.asarray(image, dtype=np.float32)
+    if sigma <= 0:
+        return out.copy()
     for axis in (-2, -1):
-        n = out.shape[axis]
-        pad = [(0, 0)] * out.ndim
-        pad[axis] = (r, r)
-        mode = "reflect" if n > r else "edge"
-        padded = np.pad(out, pad, mode=mode)
-        acc = np.zeros_like(out)
-        for i, w in enumerate(k):
-            sl = [slice(None)] * out.ndim
-            sl[axis] = slice(i, i + n)
-            acc += w * padded[tuple(sl)]
-        out = acc
+        out = gaussian_blur_axis(out, sigma, axis, truncate)
     return out
 
 
-__all__ = ["gaussian_blur", "gaussian_kernel1d", "gaussian_radius"]
+__all__ = ["gaussian_blur", "gaussian_blur_axis", "gaussian_kernel1d", "gaussian_radius"]

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Camera offset (ADU) of the synthetic acquisitions.
-OFFSET = 100
-#: Intrinsic width (sigma, voxels) of filaments and puncta before the PSF.
-STRUCTURE_SIGMA = 0.6
+from .filters import gaussian_blur_axis
+from .samples import OFFSET, STRUCTURE_SIGMA  # the same camera offset and structure width as the 2D samples
+
 #: Filaments and puncta per 64**3 voxels.
 FILAMENTS_PER_BLOCK = 6
 PUNCTA_PER_BLOCK = 30
@@ -36,23 +35,7 @@ _BACKGROUND = 0.03
 
 def blur_axis(volume: np.ndarray, sigma: float, axis: int) -> np.ndarray:
     """Gaussian blur of one axis (reflected borders), float32; ``sigma <= 0`` returns a float32 copy."""
-    out = np.asarray(volume, dtype=np.float32)
-    if sigma <= 0:
-        return out.copy()
-    radius = max(1, int(np.ceil(3.5 * sigma)))
-    t = np.arange(-radius, radius + 1, dtype=np.float64)
-    k = np.exp(-0.5 * (t / sigma) ** 2)
-    k = (k / k.sum()).astype(np.float32)
-    n = out.shape[axis]
-    pad = [(0, 0)] * out.ndim
-    pad[axis] = (radius, radius)
-    padded = np.pad(out, pad, mode="reflect" if n > radius else "edge")
-    acc = np.zeros_like(out)
-    for i, w in enumerate(k):
-        sl = [slice(None)] * out.ndim
-        sl[axis] = slice(i, i + n)
-        acc += w * padded[tuple(sl)]
-    return acc
+    return gaussian_blur_axis(volume, sigma, axis)
 
 
 def blur3d(volume: np.ndarray, sigmas: tuple[float, float, float]) -> np.ndarray:
