@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from ..filters import gaussian_blur
 from ..noise import NoiseModel, estimate_noise, local_mean
-from ..samples import gaussian_blur
 
 #: Re-degradation (downsampling) methods, as the training degradations.
 REDEGRADE_METHODS = ("area", "bicubic", "bilinear", "nearest")
