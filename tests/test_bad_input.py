@@ -704,3 +704,20 @@ def test_train_into_a_read_only_folder_fails_before_training(tmp_path, capsys, h
                     *FAST_TRAIN[:-1], "--steps", "100000", "--quiet")  # fmt: skip
     assert_clear_error(code, err, str(read_only_dir), status=1)
     assert time.perf_counter() - start < 30  # refused up front, not after 100000 steps
+
+
+def test_training_out_of_memory_says_what_to_reduce(monkeypatch):
+    from napari_superres.engine import TrainConfig, Trainer, make_pair_source
+    from napari_superres.engine.samples import synthetic_pair
+
+    low_res, high_res = synthetic_pair((64, 64), 2, seed=0)
+    data = make_pair_source([high_res], [low_res], scale=2, patch_size=32)
+    trainer = Trainer(TrainConfig(scale=2, steps=2, batch_size=2, patch_size=32, device="cpu",
+                                  net={"channels": 4, "blocks": 1}), data)  # fmt: skip
+
+    def exhausted():
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 TB")
+
+    monkeypatch.setattr(trainer, "_train_step", exhausted)
+    with pytest.raises(MemoryError, match="out of memory.*batch_size or patch_size"):
+        trainer.run()

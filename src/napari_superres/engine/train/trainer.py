@@ -39,7 +39,7 @@ from torch import nn
 
 from ..nets.srnet import SRNet, SRNetConfig
 from .degradation import DegradationConfig
-from ..device import autocast, resolve_device
+from ..device import autocast, is_out_of_memory, out_of_memory_error, resolve_device
 from ..nets.discriminator import DISCRIMINATORS, build_discriminator
 from .distributed import DistributedContext, any_rank, init_from_env, process_device, unwrap, wrap_ddp
 from .losses import (
@@ -516,7 +516,15 @@ class Trainer:
                 stopped = True
                 break
             t0 = time.perf_counter()
-            losses, acc, phase = self._train_step()
+            try:
+                losses, acc, phase = self._train_step()
+            except (MemoryError, RuntimeError) as e:
+                if not is_out_of_memory(e):
+                    raise
+                raise out_of_memory_error(
+                    e, f"training step {self.step + 1} with batch {cfg.batch_size} of {cfg.patch_size}-px patches: "
+                    "use a smaller batch_size or patch_size, or a smaller network (channels, blocks)",
+                ) from e
             self.step += 1
             self._durations.append(time.perf_counter() - t0)
             validation = None
