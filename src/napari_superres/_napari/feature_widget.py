@@ -38,14 +38,13 @@ from qtpy.QtWidgets import (
     QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
 from .engine_access import get_engine
 from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then
 from .layers import METADATA_KEY, layer_axes
-from .ui import JobPanel, button_row, folded, set_tips
+from .ui import JobPanel, button_row, folded, scrolling_layout, set_tips
 
 if TYPE_CHECKING:
     import napari
@@ -255,8 +254,7 @@ class FeatureDifferenceWidget(QWidget):
         self.notes.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.notes.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
+        layout = scrolling_layout(self)  # a short window scrolls the dock instead of growing
         layout.addWidget(self._container.native)
         layout.addWidget(folded("VGG-16 layers", self._advanced))
         layout.addWidget(button_row(self.run_button, self.cancel_button))

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from qtpy.QtWidgets import QHBoxLayout, QProgressBar, QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QFrame, QHBoxLayout, QProgressBar, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 from superqt import QCollapsible, QElidingLabel
 
 #: Lines a status line shows before eliding (the full text is in its tooltip).
@@ -129,3 +130,25 @@ def set_tips(tips: dict[Any, str]) -> None:
             widget.tooltip = text
         else:
             widget.setToolTip(text)
+
+
+def scrolled(content: QWidget, min_height: int = 0) -> QScrollArea:
+    """``content`` in a frameless vertical scroll area: a dock stays usable when the window is short."""
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setWidget(content)
+    scroll.setMinimumHeight(min_height)
+    return scroll
+
+
+def scrolling_layout(owner: QWidget, min_height: int = 100) -> QVBoxLayout:
+    """Give ``owner`` one scroll area holding a new widget; returns that widget's (vertical) layout."""
+    content = QWidget()
+    layout = QVBoxLayout(content)
+    layout.setContentsMargins(4, 4, 4, 4)
+    outer = QVBoxLayout(owner)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(scrolled(content, min_height))
+    return layout

@@ -30,12 +30,12 @@ from magicgui.widgets import CheckBox, ComboBox, Container, PushButton, SpinBox
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFileDialog, QWidget
 
 from .engine_access import get_engine
 from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then
 from .layers import layer_axes, output_layer_kwargs
-from .ui import JobPanel, button_row, folded, set_tips
+from .ui import JobPanel, button_row, folded, scrolling_layout, set_tips
 
 if TYPE_CHECKING:
     import napari
@@ -138,8 +138,7 @@ class UpscaleWidget(QWidget):
             c.margins = (0, 0, 0, 0)
         self.panel = JobPanel()
         self.status = self.panel.status
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
+        layout = scrolling_layout(self)  # a short window scrolls the dock instead of growing
         layout.addWidget(self._basic.native)
         layout.addWidget(folded("Advanced", self._advanced))
         layout.addWidget(button_row(self.run_button, self.cancel_button))
