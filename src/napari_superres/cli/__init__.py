@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "train": ".train_cmd",
     "models": ".models_cmd",
     "export": ".export_cmd",
+    "upscale-z": ".upscalez_cmd",
 }
 
 
