@@ -69,22 +69,30 @@ class ArrayWriter:
 
 
 _WRITERS: list[ArrayWriter] = []
+_builtins_registered = False
 
 
 def register_writer(writer: ArrayWriter) -> ArrayWriter:
-    """Add an output format (replacing a registered writer of the same class)."""
+    """Add an output format (replacing a registered writer of the same class); may run at import time."""
     _WRITERS[:] = [w for w in _WRITERS if type(w) is not type(writer)]
     _WRITERS.append(writer)
     return writer
 
 
 def _builtin_writers() -> None:
-    if not _WRITERS:
+    """Register the built-in formats once, before any added ones (their suffixes are listed first)."""
+    global _builtins_registered
+    if not _builtins_registered:
+        _builtins_registered = True
+        from .ome_zarr import OmeZarrWriter
         from .tiff import TiffWriter
         from .zarr_store import ZarrWriter
 
-        register_writer(ZarrWriter())
-        register_writer(TiffWriter())
+        added = list(_WRITERS)
+        _WRITERS[:] = [ZarrWriter(), TiffWriter()]
+        register_writer(OmeZarrWriter())  # .ome.zarr: OME-NGFF multiscale image
+        for writer in added:
+            register_writer(writer)
 
 
 def writer_for(out: str | Path) -> ArrayWriter:

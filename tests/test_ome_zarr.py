@@ -1,0 +1,105 @@
+"""OME-Zarr (OME-NGFF 0.4) output and input of ``napari-superres upscale``: valid NGFF, scale, translation, pyramid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from napari_superres.cli import main
+from napari_superres.io import ImageFileError
+from napari_superres.io.ome_zarr import (
+    level_transform,
+    ngff_axes_order,
+    read_ome_zarr,
+    upscaled_transform,
+)
+
+
+def _read_with_ome_zarr(path):
+    """Read back with the ome-zarr package's reader (what napari-ome-zarr uses): level shapes and metadata."""
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Multiscales, Reader
+
+    nodes = list(Reader(parse_url(str(path), mode="r"))())
+    image = next(n for n in nodes if n.load(Multiscales) is not None)
+    return [np.asarray(level) for level in image.data], image.metadata, zarr.open_group(str(path), mode="r").attrs
+
+
+def test_upscaled_pixel_centres_stay_in_place():
+    # x2: an input pixel of size 1 at 0 covers [-0.5, 0.5]; its halves are centred at -0.25 and 0.25
+    assert upscaled_transform(1.0, 0.0, 2) == (0.5, -0.25)
+    s, t = upscaled_transform(0.3, 5.0, 3)
+    assert s == pytest.approx(0.1) and t == pytest.approx(5.0 - 0.1)  # centres 4.9, 5.0, 5.1
+    # level 1 of an x2 output (2x2 mean) is back on the input's grid
+    assert level_transform(0.5, -0.25, 1) == (1.0, 0.0)
+
+
+def test_axes_go_to_ngff_order_with_rgb_samples_as_channels():
+    assert ngff_axes_order("YXS") == ([2, 0, 1], "cyx")
+    assert ngff_axes_order("ZCYX") == ([1, 0, 2, 3], "czyx")
+    with pytest.raises(ImageFileError, match="OME-NGFF"):
+        ngff_axes_order("QYX")
+
+
+def test_tiff_with_pixel_size_to_ome_zarr_is_valid_ngff_with_scale_translation_and_pyramid(tmp_path, rng):
+    image = rng.integers(100, 4000, size=(2, 64, 80), dtype=np.uint16)
+    src, out = tmp_path / "in.ome.tif", tmp_path / "out.ome.zarr"
+    tifffile.imwrite(src, image, ome=True, metadata={
+        "axes": "ZYX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2, "PhysicalSizeZ": 1.5,
+        "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm", "PhysicalSizeZUnit": "µm"})  # fmt: skip
+    assert main(["upscale", str(src), str(out), "--model", "bicubic", "--scale", "2", "--quiet"]) == 0
+
+    levels, meta, attrs = _read_with_ome_zarr(out)
+    assert [lv.shape for lv in levels] == [(2, 128, 160), (2, 64, 80)]  # down to 64 px edges
+    ms = attrs["multiscales"][0]
+    assert ms["version"] == "0.4"
+    assert ms["axes"] == [
+        {"name": "z", "type": "space", "unit": "micrometer"},
+        {"name": "y", "type": "space", "unit": "micrometer"},
+        {"name": "x", "type": "space", "unit": "micrometer"},
+    ]
+    (s0, t0), (s1, t1) = ([t["scale"] if "scale" in t else t["translation"] for t in d["coordinateTransformations"]]
+                          for d in ms["datasets"])  # fmt: skip
+    np.testing.assert_allclose(s0, [1.5, 0.1, 0.1])
+    np.testing.assert_allclose(t0, [0.0, -0.05, -0.05])  # t - (s/2)(1 - 1/f) with s = 0.2, f = 2
+    np.testing.assert_allclose(s1, [1.5, 0.2, 0.2])  # level 1 lies on the input's grid again
+    np.testing.assert_allclose(t1, [0.0, 0.0, 0.0], atol=1e-12)
+    # level 1 is the 2x2 mean of level 0; level 0 is the upscaled image
+    np.testing.assert_array_equal(
+        levels[1], np.rint(levels[0].reshape(2, 64, 2, 80, 2).astype(np.float64).mean(axis=(2, 4))).astype(np.uint16)
+    )
+    assert levels[0].dtype == np.uint16
+    assert attrs["napari_superres"]["scale"] == 2
+
+
+def test_ome_zarr_input_keeps_its_scale_translation_and_units(tmp_path, rng):
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_multiscales_metadata
+
+    image = rng.integers(0, 255, size=(3, 40, 48), dtype=np.uint8)
+    src, out = tmp_path / "in.ome.zarr", tmp_path / "out.ome.zarr"
+    root = zarr.open_group(str(src), mode="w", zarr_format=2)
+    root.create_array("0", shape=image.shape, chunks=(1, 40, 48), dtype=image.dtype,
+                      chunk_key_encoding={"name": "v2", "separator": "/"})[:] = image  # fmt: skip
+    write_multiscales_metadata(
+        root, [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 30.0, 30.0]},
+                                                           {"type": "translation", "translation": [0.0, 600.0, -90.0]}]}],
+        fmt=FormatV04(), axes=[{"name": "c", "type": "channel"}, {"name": "y", "type": "space", "unit": "nanometer"},
+                               {"name": "x", "type": "space", "unit": "nanometer"}],
+    )  # fmt: skip
+    assert main(["upscale", str(src), str(out), "--model", "bicubic", "--scale", "3", "--quiet"]) == 0
+
+    data, axes, scale, shift, units = read_ome_zarr(out)
+    assert axes == "CYX" and data.shape == (3, 120, 144)
+    np.testing.assert_allclose(scale, [1.0, 10.0, 10.0])
+    np.testing.assert_allclose(shift, [0.0, 600.0 - 10.0, -90.0 - 10.0])  # t - (30/2)(1 - 1/3)
+    assert units == {"Y": "nanometer", "X": "nanometer"}
+
+
+def test_plain_zarr_output_stays_a_plain_array(tmp_path, rng):
+    src, out = tmp_path / "in.tif", tmp_path / "out.zarr"
+    tifffile.imwrite(src, rng.integers(0, 255, size=(20, 24), dtype=np.uint8))
+    assert main(["upscale", str(src), str(out), "--model", "bicubic", "--quiet"]) == 0
+    assert zarr.open_array(str(out), mode="r").shape == (40, 48)
