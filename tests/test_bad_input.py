@@ -721,3 +721,22 @@ def test_training_out_of_memory_says_what_to_reduce(monkeypatch):
     monkeypatch.setattr(trainer, "_train_step", exhausted)
     with pytest.raises(MemoryError, match="out of memory.*batch_size or patch_size"):
         trainer.run()
+
+
+def test_an_added_writer_takes_its_longer_suffix_and_the_built_ins_stay(tmp_path):
+    from napari_superres.io import writers
+
+    class FakeOmeZarr(writers.ArrayWriter):
+        suffixes = (".fake.ome.zarr",)
+
+    saved, saved_flag = list(writers._WRITERS), writers._builtins_registered
+    writers._WRITERS[:], writers._builtins_registered = [], False  # as at start-up: a plug-in registers first
+    try:
+        writers.register_writer(FakeOmeZarr())
+        assert isinstance(writers.writer_for(tmp_path / "a.fake.ome.zarr"), FakeOmeZarr)
+        assert type(writers.writer_for(tmp_path / "a.zarr")).__name__ == "ZarrWriter"
+        assert type(writers.writer_for(tmp_path / "a.ome.tif")).__name__ == "TiffWriter"
+        with pytest.raises(ValueError, match=r"must end in \.zarr, \.tif"):
+            writers.writer_for(tmp_path / "a.png")
+    finally:
+        writers._WRITERS[:], writers._builtins_registered = saved, saved_flag
