@@ -22,14 +22,15 @@ def known_settings(cls: type, settings: Mapping[str, Any], what: str) -> dict[st
 
     The one "from_dict with unknown-key check" of the config dataclasses (``SRNetConfig``,
     ``TrainConfig``, ``DegradationConfig``): an unknown key is a ``ValueError`` naming it
-    and the known ones, e.g. ``unknown SRNet config keys ['chanels']; known: [...]``.
+    and the known ones, e.g. ``unknown SRNet config keys ['chanels']; known: [...]`` for
+    ``what="SRNet config keys"``.
     """
     if not isinstance(settings, Mapping):
-        raise ValueError(f"{what} must be a mapping of settings, got {type(settings).__name__}")
+        raise ValueError(f"{what} must be given as a mapping, got {type(settings).__name__}")
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(settings) - known)
     if unknown:
-        raise ValueError(f"unknown {what} keys {unknown}; known: {sorted(known)}")
+        raise ValueError(f"unknown {what} {unknown}; known: {sorted(known)}")
     return dict(settings)
 
 

@@ -106,7 +106,7 @@ class SRNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SRNetConfig:
-        d = known_settings(cls, d, "SRNet config")
+        d = known_settings(cls, d, "SRNet config keys")
         if d.get("upsample_channels") is not None:
             d["upsample_channels"] = tuple(d["upsample_channels"])
         return cls(**d)

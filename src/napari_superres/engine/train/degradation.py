@@ -90,7 +90,7 @@ class DegradationConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DegradationConfig:
         """Build from keyword settings; unknown keys are a ``ValueError`` naming the known ones."""
-        return cls(**known_settings(cls, d, "degradation setting"))
+        return cls(**known_settings(cls, d, "degradation settings"))
 
 
 def _range(name: str, value: Any, minimum: float) -> tuple[float, float] | None:
