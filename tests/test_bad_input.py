@@ -740,3 +740,17 @@ def test_an_added_writer_takes_its_longer_suffix_and_the_built_ins_stay(tmp_path
             writers.writer_for(tmp_path / "a.png")
     finally:
         writers._WRITERS[:], writers._builtins_registered = saved, saved_flag
+
+
+@pytest.mark.slow  # trains 2 steps of a 64-channel net (~10 s on 2 shared cores)
+def test_train_onto_a_full_disk_keeps_the_model_in_the_temp_folder(tmp_path, capsys, hr_tif, full_disk, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the fallback folder when there is no checkpoint
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    out = full_disk / "big.safetensors"  # a 64-channel, 4-block net is ~1.2 MB: more than the 200 kB disk
+    code, err = cli(capsys, "train", "--hr", hr_tif, "--out", out, *FAST_TRAIN, "--channels", "64", "--blocks", "4")
+    assert_clear_error(code, err, "no space left", "saved to", status=1)
+    kept = sorted(tmp_path.glob("big-unsaved-*.safetensors"))
+    assert len(kept) == 1 and load_model(kept[0]).scale == 2
+    assert list(full_disk.iterdir()) == []
