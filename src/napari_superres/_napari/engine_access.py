@@ -31,6 +31,23 @@ def get_engine(viewer: Any = None) -> Engine:
     with _LOCK:
         engine = _ENGINES.get(viewer)
         if engine is None:
-            engine = Engine()
+            engine = _engine_from_settings(Engine)
             _ENGINES[viewer] = engine
         return engine
+
+
+def _engine_from_settings(engine_class: type[Engine]) -> Engine:
+    """A new engine with the plugin settings' device and default model (napari Preferences ▸ Plugins)."""
+    import logging
+
+    from .plugin_settings import plugin_defaults
+
+    defaults = plugin_defaults()
+    try:
+        engine = engine_class(device=defaults.device)
+    except (RuntimeError, ValueError) as e:  # e.g. "cuda" in the settings on a machine without a GPU
+        logging.getLogger(__name__).warning("plugin setting device=%r unusable (%s); using auto", defaults.device, e)
+        engine = engine_class()
+    if defaults.model and defaults.model in engine.names():
+        engine.set_default(defaults.model)
+    return engine

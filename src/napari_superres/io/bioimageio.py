@@ -471,9 +471,9 @@ def _write_package_files(
         _export_onnx(net, tmp / ONNX_FILE, x.shape[0])
         files["onnx"] = tmp / ONNX_FILE
 
-    import imageio.v3 as iio
+    from PIL import Image
 
-    iio.imwrite(tmp / COVER_FILE, _cover(x[0], y_net[0, 0], model.scale or 1))  # normalised units, one range
+    Image.fromarray(_cover(x[0], y_net[0, 0], model.scale or 1)).save(tmp / COVER_FILE)  # normalised units
     files["cover"] = tmp / COVER_FILE
     (tmp / DOC_FILE).write_text(_documentation(model, card, normalization, test_image.dtype), encoding="utf-8")
     files["documentation"] = tmp / DOC_FILE
