@@ -54,7 +54,7 @@ def is_temp_name(name: str) -> bool:
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
+    if pid == os.getpid() or os.name == "nt":  # Windows: os.kill would terminate the process; never clean
         return True
     try:
         os.kill(pid, 0)
