@@ -161,3 +161,16 @@ def test_feature_difference_uses_the_vgg_passed_in(engine, counted_vgg, monkeypa
     by_vgg = feature_difference(a, b, layers=("relu1_2",), vgg=VGGFeatures(("relu1_2",), engine.vgg_features("cpu")))
     np.testing.assert_allclose(by_engine, by_vgg, atol=1e-6)
     assert len(calls) == 1
+
+
+def test_a_dask_payload_for_another_device_copies_the_model(engine):
+    """lazy.ModelPayload (one per dask graph) runs chunks on its device without moving the model it holds."""
+    from napari_superres.engine.infer.lazy import ModelPayload
+
+    model = engine.get(engine.register(small_net(), "small"))
+    payload = ModelPayload(model, OTHER)
+    on_other = payload.model()
+    assert same_device(module_device(on_other.net), OTHER)
+    assert module_device(model.net).type == "cpu"
+    assert payload.model() is on_other  # one copy per payload and device
+    assert ModelPayload(model, "cpu").model() is model

@@ -73,7 +73,8 @@ class ModelPayload:
 
     def __init__(self, model: SRModel, device: str | torch.device) -> None:
         self._model: SRModel | None = model
-        self.device = str(device)
+        #: a name ("auto": each worker picks its own) or a torch.device, resolved where the chunk runs
+        self.device: str | torch.device = device if isinstance(device, torch.device) else str(device)
         self._state: dict[str, Any] | None = None
         self._copies: dict[str, SRModel] = {}  # in the building process: the model on other devices
         self._copies_lock = threading.Lock()
