@@ -121,7 +121,7 @@ class UpscaleWidget(QWidget):
         set_tips({
             self.layer_combo: "Image layer to upscale (2D, RGB, stacks, dask). The source is never modified.",
             self.model_combo: "Super-resolution model: built-in, trained in the Train widget, or loaded from a file.",
-            self.load_button: "Add a .safetensors model file to the list (never unpickled).",
+            self.load_button: "Add a .safetensors model file or a bioimage.io model package (.zip) to the list (never unpickled).",
             self.scale_combo: "Upscaling factor (fixed by learned models; any factor for bicubic).",
             self.tile_spin: "Tile edge in input pixels (0: automatic from free memory). Smaller tiles: "
                             "less memory, faster Cancel; the result is identical.",
@@ -254,7 +254,7 @@ class UpscaleWidget(QWidget):
 
     def _on_load_clicked(self, *_: Any) -> None:
         path, _filter = QFileDialog.getOpenFileName(
-            self, "Load a super-resolution model", "", "Model files (*.safetensors);;All files (*)"
+            self, "Load a super-resolution model", "", "Model files (*.safetensors *.zip rdf.yaml bioimageio.yaml);;All files (*)"
         )
         if path:
             self.load_model_file(path)
