@@ -197,8 +197,13 @@ def _package_net(halo: int) -> Any:
         def receptive_field(self) -> int:
             return self.halo
 
-        def forward(self, x: Any) -> Any:  # pragma: no cover - never called by the engine
-            raise RuntimeError("a bioimage.io package runs through BioimageioSRModel.upscale_image")
+        def forward(self, x: Any) -> Any:
+            # reached only by code paths that run networks tile by tile themselves (the streaming CLI)
+            raise BioimageioImportError(
+                "this bioimage.io package is not a napari-superres model: it runs through bioimageio.core's "
+                "own pipeline, in Python (upscale(image, model='PACKAGE.zip')) and in the napari Upscale "
+                "widget, not in the streaming `napari-superres upscale` command (use `bioimageio predict` there)"
+            )
 
     return PackageNet()
 
