@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from napari_superres.engine import Engine, load_model, read_model_metadata
+from napari_superres.engine.nets.vgg import VGGWeightsUnavailable
 from napari_superres.engine.samples import synthetic_pair
 from napari_superres.engine.train.trainer import StepReport, TrainConfig, Trainer, make_pair_source
-from napari_superres.engine.nets.vgg import VGGWeightsUnavailable
 
 TINY_NET = {"channels": 16, "blocks": 2}
 
@@ -83,7 +83,7 @@ def test_trained_model_registers_saves_and_upscales(psnr_run, tmp_path):
     assert out.shape == hr.shape and np.isfinite(out).all()
     path = trainer.save_model(tmp_path / "trained")
     meta = read_model_metadata(path)
-    assert meta["normalization"] == {"mode": "dtype"}
+    assert meta["normalization"] == {"mode": "percentile", "low": 1.0, "high": 99.8}  # the training default
     assert meta["training"]["steps"] == 300 and meta["training"]["config"]["preset"] == "psnr"
     assert meta["training"]["final_validation"]["psnr"] == pytest.approx(result.final_validation.psnr)
     loaded = load_model(path)
@@ -265,7 +265,7 @@ def test_bad_data_is_rejected():
 # --- data layout ------------------------------------------------------------------------------------------
 def test_patches_never_come_from_the_validation_columns():
     hr = np.full((64, 100), 0.25, np.float32)
-    data = make_pair_source([hr], scale=2, patch_size=16, val_fraction=0.2,
+    data = make_pair_source([hr], scale=2, patch_size=16, val_fraction=0.2, normalization="dtype",
                             degradation={"blur_sigma": None})  # fmt: skip
     train_w = data.planes[0].train_w_lr * 2
     hr[:, train_w:] = 1.0  # mark the held-out columns (the source keeps a view of the array)
@@ -294,7 +294,8 @@ def test_stacks_rgb_and_uint16():
     stack = (rng.random((3, 64, 80)) * 60000).astype(np.uint16)
     data = make_pair_source([stack], scale=2, patch_size=16, axes="ZYX")
     assert data.n_planes == 3 and data.sample(4)[1].shape == (4, 1, 16, 16)
-    assert 0.0 <= float(data.sample(4)[1].min()) and float(data.sample(4)[1].max()) <= 1.0
+    # percentiles 1 / 99.8 (the default) map to 0 / 1: only the tails leave [0, 1], slightly
+    assert -0.05 <= float(data.sample(4)[1].min()) and float(data.sample(4)[1].max()) <= 1.05
     rgb = (rng.random((64, 80, 3)) * 255).astype(np.uint8)
     luma = make_pair_source([rgb], scale=2, patch_size=16)
     assert luma.in_channels == 1 and luma.sample(2)[1].shape == (2, 1, 16, 16)
@@ -319,4 +320,4 @@ def test_percentile_normalization_is_stored_in_the_model(tmp_path):
     trainer.run()
     assert read_model_metadata(trainer.save_model(tmp_path / "p.safetensors"))["normalization"] == spec
     with pytest.raises(ValueError, match="normalised with"):
-        Trainer(tiny_config(patch_size=16, steps=1), data)  # config says dtype, data says percentile
+        Trainer(tiny_config(patch_size=16, steps=1, normalization={"mode": "dtype"}), data)  # data says percentile

@@ -15,9 +15,11 @@ except ImportError:  # pragma: no cover - not installed from a VCS checkout
 
 if TYPE_CHECKING:
     from ._napari.engine_access import get_engine
-    from .engine import Engine, SRNet, consistency, upscale, upscale_z
+    from .engine import Engine, SRNet, adapt, consistency, estimate_degradation, upscale, upscale_z
 
-__all__ = ["Engine", "SRNet", "consistency", "get_engine", "upscale", "upscale_z", "__version__"]
+__all__ = [
+    "Engine", "SRNet", "adapt", "consistency", "estimate_degradation", "get_engine", "upscale", "upscale_z", "__version__",
+]  # fmt: skip
 
 
 def _register_model_loaders() -> None:
@@ -36,7 +38,7 @@ _register_model_loaders()
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Engine", "SRNet", "upscale", "upscale_z", "consistency"):
+    if name in ("Engine", "SRNet", "upscale", "upscale_z", "consistency", "adapt", "estimate_degradation"):
         from . import engine
 
         return getattr(engine, name)

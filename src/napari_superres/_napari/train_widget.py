@@ -161,7 +161,7 @@ class TrainWidget(QWidget):
         self.lr_spin.native.setDecimals(6)
         self.lr_spin.value = 2e-4
         self.val_spin = SpinBox(label="validate every", min=0, max=1_000_000, step=10, value=100)
-        self.norm_combo = ComboBox(label="normalization", choices=list(NORMALIZATIONS), value="dtype")
+        self.norm_combo = ComboBox(label="normalization", choices=list(NORMALIZATIONS), value="percentile")
         self.device_combo = ComboBox(label="device", choices=available_devices(), value="auto")
         opt_box = Container(widgets=[self.batch_spin, self.patch_spin, self.lr_spin, self.val_spin,
                                      self.norm_combo, self.device_combo])  # fmt: skip

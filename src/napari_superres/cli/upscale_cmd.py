@@ -56,13 +56,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help=f"Y/X chunk edge in input pixels (default: about {OUTPUT_CHUNK_EDGE} output px)")  # fmt: skip
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="local dask threads (default: 1 on CPU, 3 on a GPU); ignored with --scheduler")  # fmt: skip
+    p.add_argument("--adapt", type=int, default=None, metavar="STEPS",
+                   help="first adapt the model to this image (self-supervised fine-tuning, STEPS steps; "
+                   "no high-res needed; see napari_superres.adapt)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return p
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
-    for name in ("tile", "batch_size", "chunk_size", "workers", "chunk_planes", "scale"):
+    for name in ("tile", "batch_size", "chunk_size", "workers", "chunk_planes", "scale", "adapt"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
@@ -77,6 +80,47 @@ def _connect(address: str) -> Any:
         return Client(address, timeout="20s")
     except (OSError, TimeoutError) as e:
         raise CLIError(f"cannot connect to the dask scheduler at {address}: {e}") from e
+
+
+#: ``--adapt`` fine-tunes on at most this central crop (px per side) of at most ADAPT_PLANES planes.
+ADAPT_CROP = 1024
+ADAPT_PLANES = 4
+
+
+def _adapted(args: argparse.Namespace, model: Any, source: Any, scale: int, engine: Any) -> Any:
+    """``--adapt STEPS``: the model fine-tuned on (a central crop of) the input."""
+    import numpy as np
+
+    from ..engine.errors import Cancelled
+    from ..engine.layout import parse_axes
+    from ..engine.train.adapt import adapt
+
+    array = source.array
+    info = parse_axes(tuple(array.shape), source.axes)
+    crop: list[Any] = [slice(None)] * array.ndim
+    for ax in info.plane_axes:
+        crop[ax] = slice(0, ADAPT_PLANES)
+    for ax in (info.y, info.x):
+        n = array.shape[ax]
+        start = max(0, (n - ADAPT_CROP) // 2)
+        crop[ax] = slice(start, start + ADAPT_CROP)
+    sample = np.asarray(array[tuple(crop)])
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=args.adapt, unit="step", desc="adapting", dynamic_ncols=True, file=sys.stderr)
+    try:
+        adapted = adapt(
+            sample, model if model.name != "bicubic" else None, scale=scale, axes=source.axes, steps=args.adapt,
+            engine=engine, progress=(lambda done, total: bar.update(done - bar.n)) if bar is not None else None,
+        )  # fmt: skip
+    except (ValueError, Cancelled) as e:
+        raise CLIError(f"--adapt: {e}") from None
+    finally:
+        if bar is not None:
+            bar.close()
+    return adapted
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size, axes=args.axes,
     )  # fmt: skip
 
+    if args.adapt:
+        model = _adapted(args, model, source, scale, engine)
     client = _connect(args.scheduler) if args.scheduler else None
     try:
         result = upscale_dask(

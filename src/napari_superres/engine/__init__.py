@@ -31,6 +31,8 @@ _EXPORTS: dict[str, str] = {
     "VGGFeatures": "nets.vgg",
     **dict.fromkeys(["TrainConfig", "Trainer", "TrainResult", "StepReport", "ValidationReport"], "train.trainer"),
     "make_pair_source": "train.data",
+    "adapt": "train.adapt",
+    "estimate_degradation": "train.estimate",
     "feature_difference": "metrics.features",
     **dict.fromkeys(["psnr", "ssim"], "metrics.pixel"),
     "compare": "metrics.compare",
@@ -56,7 +58,9 @@ if TYPE_CHECKING:
     from .nets.vgg import VGGFeatures
     from .noise import NoiseModel
     from .registry import BICUBIC, Engine, default_engine, upscale
+    from .train.adapt import adapt
     from .train.data import make_pair_source
+    from .train.estimate import estimate_degradation
     from .train.trainer import StepReport, TrainConfig, Trainer, TrainResult, ValidationReport
 
 

@@ -14,8 +14,13 @@ stacks) and hands out batches::
   1-channel network on luminance (BT.601 Y, as inference feeds it) or a 3-channel
   network on RGB (``in_channels=3``); alpha is ignored.
 * **Normalisation** as in inference: :func:`~napari_superres.engine.normalization.intensity_range`
-  once per image (once per channel along a ``C`` axis), each of ``lr`` and ``hr`` by its
-  own range.  The spec is stored in the model file so inference repeats it.
+  once per image (once per channel along a ``C`` axis).  Default: percentiles 1 / 99.8.
+  With pairs under percentile normalisation the low-res image sets the range and the
+  high-res image is normalised with that range carried over to its own intensity units
+  (:func:`~napari_superres.engine.normalization.matched_range`: gain and offset fitted on
+  blur- and noise-invariant means), so inference, which maps the output back with the
+  input's range, returns high-res intensities; otherwise each image uses its own range.
+  The spec is stored in the model file so inference repeats it.
 * **Validation** is a spatial region: the last ``val_fraction`` of the columns of every
   plane.  Training patches are drawn strictly left of it, so the two never overlap.
 * Patches are aligned (a high-res patch covers exactly its low-res patch), get a random
@@ -35,8 +40,16 @@ import numpy as np
 import torch
 
 from ..layout import parse_axes
+from ..normalization import (
+    default_normalization,
+    intensity_range,
+    matched_range,
+    normalization_spec,
+    normalize,
+    rgb_luminance,
+)
+from ..options import TRAIN_DEFAULTS
 from .degradation import DegradationConfig, degrade
-from ..normalization import intensity_range, normalization_spec, normalize, rgb_luminance
 
 #: Smallest validation region width / height in high-res px (the SSIM window is 11).
 MIN_VAL_PX = 16
@@ -99,7 +112,8 @@ class PairSource:
         high-res-only data; default: the randomised default config.
     val_fraction : fraction of each plane's columns held out for validation (0 = none).
     seed, rank : seeds of the patch sampler (``rank`` gives each distributed worker its own stream).
-    normalization : ``"dtype"``, ``"percentile"`` or a spec dict (default ``{"mode": "dtype"}``).
+    normalization : ``"dtype"``, ``"percentile"`` or a spec dict (default: percentile 1 / 99.8 per
+        image, :data:`~napari_superres.engine.normalization.DEFAULT_NORMALIZATION`).
     in_channels : 1 (grayscale / RGB luminance, default) or 3 (RGB networks).
     augment : random flips and 90-degree rotations.
     """
@@ -114,7 +128,7 @@ class PairSource:
         rgb: bool | None = None,
         patch_size: int = 96,
         degradation: DegradationConfig | dict[str, Any] | None = None,
-        val_fraction: float = 0.2,
+        val_fraction: float = TRAIN_DEFAULTS.val_fraction,
         seed: int = 0,
         rank: int = 0,
         normalization: str | dict[str, Any] | None = None,
@@ -140,8 +154,10 @@ class PairSource:
         if not 0.0 <= float(val_fraction) < 0.9:
             raise ValueError(f"val_fraction must be in [0, 0.9), got {val_fraction}")
         self.val_fraction = float(val_fraction)
-        if isinstance(normalization, str) or normalization is None:
-            normalization = normalization_spec(normalization or "dtype")
+        if normalization is None:
+            normalization = default_normalization()
+        elif isinstance(normalization, str):
+            normalization = normalization_spec(normalization)
         self.normalization: dict[str, Any] = dict(normalization)
         self.paired = bool(lrs)
         if self.paired:
@@ -247,12 +263,17 @@ class PairSource:
                     sel[info.channel] = key  # type: ignore[index]
                 h_sub = np.asarray(hr[tuple(sel)])
                 _check_finite(h_sub, f"high-res {label}")
-                l_range = None
+                l_range = h_range = None
                 if lr is not None:
                     l_sub = np.asarray(lr[tuple(sel)])
                     _check_finite(l_sub, f"low-res {label}")
                     l_range = intensity_range(l_sub, self.normalization)
-                ranges[key] = (intensity_range(h_sub, self.normalization), l_range)
+                    if self.normalization.get("mode") == "percentile" and not is_rgb:
+                        # one map for the pair: the low-res range carried over to high-res units
+                        h_view = hr_view if key < 0 else np.take(hr_view, key, axis=c_pos)
+                        l_view = lr_view if key < 0 else np.take(lr_view, key, axis=c_pos)
+                        h_range = matched_range(h_view, l_view, s, l_range)
+                ranges[key] = (h_range or intensity_range(h_sub, self.normalization), l_range)
             return ranges[key]
 
         H, W = hr.shape[info.y], hr.shape[info.x]
@@ -460,7 +481,7 @@ def make_pair_source(
     rgb: bool | None = None,
     patch_size: int = 96,
     degradation: DegradationConfig | dict[str, Any] | None = None,
-    val_fraction: float = 0.2,
+    val_fraction: float = TRAIN_DEFAULTS.val_fraction,
     seed: int = 0,
     normalization: str | dict[str, Any] | None = None,
     in_channels: int | None = None,

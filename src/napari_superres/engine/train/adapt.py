@@ -1,0 +1,229 @@
+"""Adapt a model to one image, with no high-res data (self-supervised, ZSSR-style).
+
+>>> from napari_superres import adapt, upscale           # doctest: +SKIP
+>>> model = adapt(low_res_image, scale=2, steps=300)     # doctest: +SKIP
+>>> high_res = upscale(low_res_image, model=model)       # doctest: +SKIP
+
+What it does (Shocher et al., "Zero-Shot Super-Resolution", CVPR 2018, with the blur and
+noise of the degradation estimated from the image instead of assumed):
+
+1. start from a model of that scale: the one given, or the built-in model of the registry;
+2. estimate the image's blur (PSF sigma in its own pixels, from its power spectrum) and
+   its Poisson-Gaussian noise (from local means and variances) with
+   :mod:`~napari_superres.engine.train.estimate`;
+3. build training pairs from the image alone: the image is the high-res target, a copy
+   blurred so that, after area downsampling by ``scale``, it has the same blur relative to
+   its pixels as the image has (scale recurrence), plus the noise binning removed, is the
+   input (:func:`~napari_superres.engine.train.estimate.degradation_for`); the image's
+   own noise is split between input and target so that the two are uncorrelated
+   (Recorrupted-to-Recorrupted, :class:`SelfPairs`), else the network learns to copy noise;
+4. fine-tune the model on random patches of those pairs (L1 loss, a learning rate 4x below
+   the training default, cosine schedule, EMA), within a step and/or time budget.
+
+The result is an :class:`~napari_superres.engine.SRModel` with the starting model's
+normalisation (so :func:`~napari_superres.engine.upscale` repeats it), usable as
+``upscale(image, model=...)`` and registrable with ``Engine.register``.  Its metadata
+holds the estimates and the degradation used.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ..errors import Cancelled
+from ..layout import parse_axes
+from ..nets.model_file import SRModel
+from ..nets.srnet import SRNet
+from .data import PairSource
+from .degradation import degrade
+from .estimate import ImageEstimate, degradation_for, estimate_image
+from .trainer import TrainConfig, Trainer
+
+if TYPE_CHECKING:
+    from ..registry import Engine
+
+log = logging.getLogger(__name__)
+
+#: Default budget of :func:`adapt`: optimisation steps (about a minute on 2 quiet CPU cores, built-in net).
+ADAPT_STEPS = 100
+#: Patches per step and high-res patch edge (px) of the self-supervised pairs.
+ADAPT_BATCH = 8
+ADAPT_PATCH = 48
+#: Recorruption strength (R2R): input gets ``+ alpha z``, target ``- z / alpha``.
+R2R_ALPHA = 1.0
+
+
+class SelfPairs(PairSource):
+    """Self-supervised pairs from one image, with noise-independent input and target.
+
+    The image is noisy, so a plain ZSSR pair (target = image, input = degraded image) has
+    input noise correlated with target noise, and the network learns to reproduce the
+    noise.  Recorrupted-to-Recorrupted (Pang et al., CVPR 2021) decorrelates them: with
+    ``z`` drawn from the estimated noise model (variance ``a v + b``), the target is
+    ``y - z / alpha`` and the input is made from ``y + alpha z``; input and target noise are
+    then uncorrelated, and the loss's minimiser is the clean image.  After area binning by
+    ``s`` the input's noise variance is ``(1 + alpha^2) var / s^2``; the degradation adds the
+    rest up to the image's own noise (so inputs look like the real image).
+    """
+
+    def __init__(self, image: Any, estimate: ImageEstimate, **kwargs: Any) -> None:
+        super().__init__(image, None, **kwargs)
+        self.estimate = estimate
+
+    def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        _, hr = super().sample(batch_size)
+        noise = self.estimate.noise
+        var = (noise.poisson * hr.clamp(min=0.0) + max(noise.gaussian_var, 0.0)).clamp(min=0.0)
+        z = torch.randn(hr.shape, generator=self._torch_gen) * var.sqrt()
+        assert self.degradation is not None
+        lq = degrade(hr + R2R_ALPHA * z, self.degradation, self._torch_gen)
+        return lq, hr - z / R2R_ALPHA  # type: ignore[return-value]
+#: Fine-tuning learning rate (a quarter of the training default: the start is already good).
+ADAPT_LR = 5e-5
+
+
+def _base_model(model: Any, scale: int, engine: Engine | None) -> SRModel:
+    from ..registry import Engine
+
+    engine = engine or Engine(device="cpu", builtins=True)
+    if model is None:
+        names = [n for n in engine.names() if n.startswith("superres-") and f"x{int(scale)}" in n]
+        if not names:
+            raise ValueError(
+                f"no built-in x{scale} model to start from; pass model=... (a model file, an SRModel or an SRNet)"
+            )
+        model = names[0]
+    resolved = engine.get(model)
+    if not isinstance(resolved.net, SRNet):
+        raise ValueError(f"adapt fine-tunes a trained network; {resolved.name!r} has none (choose a model file)")
+    if resolved.scale != int(scale):
+        raise ValueError(f"model {resolved.name!r} upscales x{resolved.scale}, not x{scale}; pass scale={resolved.scale}")
+    return resolved
+
+
+def _patch_size(image: np.ndarray, axes: str | None, scale: int) -> int:
+    info = parse_axes(tuple(np.shape(image)), axes)
+    edge = min(image.shape[info.y], image.shape[info.x])
+    patch = min(ADAPT_PATCH, (edge // scale) * scale)
+    if patch < 4 * scale:
+        raise ValueError(
+            f"the image ({image.shape[info.y]} x {image.shape[info.x]} px) is too small to adapt a model to; "
+            f"it needs at least {4 * scale} px per side (better 64)"
+        )
+    return patch
+
+
+def adapt(
+    image: Any,
+    model: Any = None,
+    *,
+    scale: int = 2,
+    axes: str | None = None,
+    steps: int = ADAPT_STEPS,
+    seconds: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    engine: Engine | None = None,
+    seed: int = 0,
+) -> SRModel:
+    """Fine-tune a model on ``image`` itself (no high-res data needed) and return it.
+
+    Parameters
+    ----------
+    image : the low-res acquisition, array ``(..., Y, X)`` (any dtype; stacks: every plane
+        is a sample; RGB ``(..., Y, X, 3)`` as luminance).  Each side should be at least 64 px.
+    model : the starting model: a registry name, model-file path, :class:`SRModel` or
+        :class:`SRNet`; ``None``: the built-in model of ``scale``.
+    scale : upscaling factor (the starting model's).
+    axes : axis letters of ``image`` (default: last two spatial, e.g. ``"ZYX"``, ``"YXS"``).
+    steps : optimisation steps (``ADAPT_STEPS`` by default).
+    seconds : optional wall-clock budget; training stops at whichever of ``steps`` and
+        ``seconds`` comes first.
+    progress : ``progress(step_done, total_steps)`` after every step.
+    should_stop : checked between steps; returning True raises
+        :class:`~napari_superres.engine.errors.Cancelled` (nothing is returned).
+    engine : where built-in / registered models are looked up (default: a CPU engine).
+    seed : seeds patch sampling and degradation.
+
+    Returns
+    -------
+    :class:`SRModel` named ``"<start> adapted"`` (source ``"session"``), same normalisation as
+    the starting model; ``metadata["adapt"]`` records the estimates, degradation and steps.
+    """
+    if int(steps) < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"seconds must be a positive number or None, got {seconds}")
+    image = image if hasattr(image, "shape") and hasattr(image, "dtype") else np.asarray(image)
+    if np.dtype(image.dtype).kind not in "uifb":
+        raise ValueError(f"image has dtype {image.dtype}; adapt needs an integer, float or bool image")
+    base = _base_model(model, scale, engine)
+    scale = int(base.scale)  # type: ignore[arg-type]
+    patch = _patch_size(image, axes, scale)
+    normalization = dict(base.normalization)
+
+    t0 = time.perf_counter()
+    estimate = estimate_image(np.asarray(image), axes, normalization)
+    degradation = degradation_for(estimate, scale, recorrupted=1.0 + R2R_ALPHA**2)
+    log.info("adapt: %s -> degradation %s", estimate.to_dict(), degradation.to_dict())
+
+    net = copy.deepcopy(base.net).float().cpu().train().requires_grad_(True)  # an EMA copy may be frozen
+    data = SelfPairs(
+        [image], estimate, scale=scale, axes=axes, patch_size=patch, degradation=degradation, val_fraction=0.0,
+        seed=seed, normalization=normalization, in_channels=net.in_channels,
+    )  # fmt: skip
+    config = TrainConfig(
+        scale=scale, preset="psnr", steps=int(steps), batch_size=ADAPT_BATCH, patch_size=patch, lr=ADAPT_LR,
+        val_every=0, device="cpu", seed=seed, net=net.config.to_dict(), normalization=normalization,
+        degradation=degradation.to_dict(),
+    )  # fmt: skip
+    trainer = Trainer(config, data, net=net)
+    deadline = None if seconds is None else t0 + float(seconds)
+    cancelled = False
+
+    def stop() -> bool:
+        nonlocal cancelled
+        if should_stop is not None and should_stop():
+            cancelled = True
+            return True
+        return deadline is not None and time.perf_counter() >= deadline
+
+    def report(r: Any) -> None:
+        if progress is not None:
+            progress(int(r.step), int(r.total_steps))
+
+    result = trainer.run(callback=report, should_stop=stop)
+    if cancelled:
+        raise Cancelled("adaptation cancelled")
+    adapted = copy.deepcopy(trainer.trained_net()).eval()
+    metadata = {
+        "adapt": {
+            "from": base.name,
+            "steps": int(result.steps_done),
+            "seconds": round(time.perf_counter() - t0, 2),
+            "estimate": estimate.to_dict(),
+            "degradation": degradation.to_dict(),
+            "normalization": normalization,
+        },
+        "training": trainer.training_metadata(),
+    }
+    return SRModel(
+        name=f"{base.name} adapted",
+        net=adapted,
+        scale=scale,
+        in_channels=adapted.in_channels,
+        normalization=normalization,
+        metadata=metadata,
+        source="session",
+    )
+
+
+__all__ = ["ADAPT_STEPS", "adapt"]

@@ -1,0 +1,162 @@
+"""Adapt to one image (self-supervised) and calibrate the synthetic degradation (issue 9, items 2-3)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from napari_superres import adapt, estimate_degradation
+from napari_superres.engine import Engine, SRModel, SRNet, SRNetConfig
+from napari_superres.engine.errors import Cancelled
+from napari_superres.engine.metrics.pixel import psnr
+from napari_superres.engine.normalization import intensity_range, normalize
+from napari_superres.engine.samples import bin_image, gaussian_blur, synthetic_object
+from napari_superres.engine.train.degradation import degrade
+from napari_superres.engine.train.estimate import estimate_image
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread(one_torch_thread):
+    """Small networks (see conftest.one_torch_thread)."""
+
+
+def microscope_pair(seed: int, shape=(128, 128), psf=1.5, extra_blur=1.0, photons=200.0, scale=2):
+    """``(lq, gt)`` uint16: gt = object * PSF; lq = extra blur, area binning, Poisson-Gaussian noise."""
+    gt = gaussian_blur(synthetic_object(shape, seed), psf)
+    gt = gt / gt.max()
+    lq = bin_image(gaussian_blur(gt, extra_blur), scale)
+    rng = np.random.default_rng(seed + 1)
+    lq = rng.poisson(np.clip(lq + 0.05, 0, None) * photons) / photons + rng.normal(0.0, 0.005, lq.shape)
+
+    def to_uint16(a):
+        return np.clip(np.rint(300 + 4000 * a), 0, 65535).astype(np.uint16)
+
+    return to_uint16(lq), to_uint16(gt + 0.05)
+
+
+def untrained_model(scale=2) -> SRModel:
+    torch.manual_seed(0)
+    net = SRNet(SRNetConfig(scale=scale, channels=8, blocks=1)).eval()
+    return SRModel("tiny", net, scale, 1, normalization={"mode": "percentile", "low": 1.0, "high": 99.8})
+
+
+# --- estimators -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("sigma, peak", [(1.5, 100.0), (2.5, 1000.0), (2.5, 30.0)])
+def test_blur_and_noise_are_estimated_from_the_image(sigma, peak):
+    rng = np.random.default_rng(0)
+    clean = gaussian_blur(synthetic_object((256, 256), 3), sigma)
+    clean = 0.05 + 0.9 * clean / clean.max()
+    noisy = (rng.poisson(clean * peak) / peak).astype(np.float32)
+    est = estimate_image(np.clip(noisy, 0, 1), normalization={"mode": "dtype"})  # values already in [0, 1]
+    # the object's own structures are ~0.6 px wide: the effective blur adds in quadrature
+    assert est.blur_sigma == pytest.approx(math.hypot(sigma, 0.6), abs=0.35)
+    assert est.noise.peak_photons == pytest.approx(peak, rel=0.3)
+
+
+def test_fitted_degradation_reproduces_the_low_res_example():
+    lq, gt = microscope_pair(seed=0, shape=(256, 256))
+    spec = {"mode": "percentile", "low": 1.0, "high": 99.8}
+    config = estimate_degradation(lq, 2, high_res=gt, normalization=spec)
+    assert config.methods == ("area",) and config.blur_sigma is not None and config.noise_poisson is not None
+    # closed loop: degrading another high-res field with the fitted config looks like the example
+    _, other_gt = microscope_pair(seed=4, shape=(256, 256))
+    x = torch.from_numpy(normalize(other_gt, *intensity_range(other_gt, spec)))[None, None]
+    synthetic = degrade(x, config, torch.Generator().manual_seed(0))[0, 0].numpy()
+    target = estimate_image(lq, normalization=spec)
+    made = estimate_image(synthetic, normalization={"mode": "dtype"})
+    assert made.blur_sigma == pytest.approx(target.blur_sigma, abs=0.3)
+    assert made.noise.variance(0.3) == pytest.approx(target.noise.variance(0.3), rel=0.4)
+
+
+# --- adapt ------------------------------------------------------------------------------------------
+def test_adapt_returns_a_model_for_upscale_and_the_engine():
+    lq, _ = microscope_pair(seed=1, shape=(128, 128))
+    calls = []
+    model = adapt(lq, untrained_model(), scale=2, steps=3, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert isinstance(model, SRModel) and model.scale == 2 and model.source == "session"
+    info = model.metadata["adapt"]
+    assert info["steps"] == 3 and info["from"] == "tiny" and info["degradation"]["methods"] == ["area"]
+    assert info["estimate"]["blur_sigma"] > 0
+    engine = Engine(device="cpu", builtins=False)
+    name = engine.register(model)
+    out = engine.upscale(lq, name)
+    assert out.shape == (128, 128) and out.dtype == np.uint16
+
+
+def test_adapt_stops_on_request_and_on_its_time_budget():
+    lq, _ = microscope_pair(seed=2, shape=(96, 96))
+    with pytest.raises(Cancelled):
+        adapt(lq, untrained_model(), steps=50, should_stop=lambda: True)
+    model = adapt(lq, untrained_model(), steps=10_000, seconds=0.5)
+    assert 1 <= model.metadata["adapt"]["steps"] < 10_000
+    with pytest.raises(ValueError, match="x2"):
+        adapt(lq, untrained_model(scale=2), scale=4)
+    with pytest.raises(ValueError, match="too small"):
+        adapt(lq[:5, :5], untrained_model())
+
+
+@pytest.mark.slow
+def test_adapt_beats_bicubic_and_the_starting_model_on_a_blurred_noisy_image():
+    """The starting model is trained here on generic degradations (as the built-in one), for speed."""
+    from napari_superres.engine.train.trainer import TrainConfig, Trainer, make_pair_source
+
+    train_gt = [microscope_pair(seed=s, shape=(128, 128))[1] for s in (10, 11)]
+    data = make_pair_source(train_gt, scale=2, patch_size=32)  # generic randomised degradation
+    trainer = Trainer(TrainConfig(steps=300, batch_size=8, patch_size=32, net={"channels": 16, "blocks": 2},
+                                  val_every=0, device="cpu"), data)  # fmt: skip
+    trainer.run()
+    start = trainer.model("generic")
+
+    lq, gt = microscope_pair(seed=5, shape=(160, 160))
+    engine = Engine(device="cpu", builtins=False)
+    ref = gt.astype(np.float64)
+    data_range = float(ref.max() - ref.min())
+
+    def score(image):
+        return psnr(image.astype(np.float64)[2:-2, 2:-2], ref[2:-2, 2:-2], data_range=data_range)
+
+    bicubic = torch.nn.functional.interpolate(
+        torch.from_numpy(lq.astype(np.float32))[None, None], scale_factor=2, mode="bicubic"
+    )[0, 0].numpy()
+    before = score(engine.upscale(lq, start))
+    adapted = adapt(lq, start, steps=150)
+    after = score(engine.upscale(lq, adapted))
+    assert after > score(bicubic) + 1.0, (after, score(bicubic))
+    assert after > before + 0.3, (after, before)
+
+
+# --- command line -----------------------------------------------------------------------------------
+def test_cli_train_degradation_from_and_upscale_adapt(tmp_path, capsys):
+    import tifffile
+
+    from napari_superres.cli import main
+    from napari_superres.engine import load_model, save_model
+
+    lq, gt = microscope_pair(seed=6, shape=(128, 128))
+    other_lq, _ = microscope_pair(seed=7, shape=(128, 128))
+    tifffile.imwrite(tmp_path / "hr.tif", gt)
+    tifffile.imwrite(tmp_path / "lr_example.tif", other_lq)
+    out = tmp_path / "fitted.safetensors"
+    code = main(["train", "--hr", str(tmp_path / "hr.tif"), "--degradation-from", str(tmp_path / "lr_example.tif"),
+                 "--out", str(out), "--steps", "2", "--batch-size", "2", "--patch-size", "32", "--channels", "8",
+                 "--blocks", "1", "--device", "cpu"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "degradation fitted to" in err
+    degradation = load_model(out).metadata["config"]["degradation"]
+    assert degradation["methods"] == ["area"] and degradation["noise_poisson"] is not None
+
+    tifffile.imwrite(tmp_path / "lq.tif", lq)
+    start = save_model(tmp_path / "tiny.safetensors", untrained_model().net,
+                       normalization={"mode": "percentile", "low": 1.0, "high": 99.8})  # fmt: skip
+    code = main(["upscale", str(tmp_path / "lq.tif"), str(tmp_path / "up.tif"), "--model", str(start),
+                 "--adapt", "2", "-q"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert tifffile.imread(tmp_path / "up.tif").shape == (128, 128)  # 64 x 64 low-res, x2
+    assert main(["train", "--hr", str(tmp_path / "hr.tif"), "--lr", str(tmp_path / "lq.tif"), "--degradation-from",
+                 str(tmp_path / "lr_example.tif"), "--out", str(tmp_path / "x.safetensors"), "--quiet"]) == 2  # fmt: skip
+    assert "high-res-only" in capsys.readouterr().err
