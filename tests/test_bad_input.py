@@ -754,3 +754,9 @@ def test_train_onto_a_full_disk_keeps_the_model_in_the_temp_folder(tmp_path, cap
     kept = sorted(tmp_path.glob("big-unsaved-*.safetensors"))
     assert len(kept) == 1 and load_model(kept[0]).scale == 2
     assert list(full_disk.iterdir()) == []
+
+
+@pytest.mark.parametrize("extra", [["--channels", "100000"], ["--blocks", "100000"]])
+def test_train_refuses_an_absurd_network_before_allocating_it(tmp_path, capsys, hr_tif, extra):
+    code, err = cli(capsys, "train", "--hr", hr_tif, "--out", tmp_path / "m.safetensors", *FAST_TRAIN, *extra)
+    assert_clear_error(code, err, "at most", "use a smaller network")

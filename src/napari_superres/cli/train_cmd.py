@@ -350,6 +350,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = build_config(args)
         config.validate()
+        from ..engine.nets.model_file import check_config_size
+
+        check_config_size({"scale": config.scale, **(config.net or {})}, "--channels/--blocks", "use a smaller network")
         val_fraction = args.val_fraction if args.val_fraction is not None else _DEFAULTS["val_fraction"]
         in_channels = args.in_channels
 

@@ -72,8 +72,13 @@ def estimate_parameters(config: dict[str, Any]) -> int:
     return total + 2 * conv(prev, prev) + conv(prev, c_out)
 
 
-def check_config_size(config: dict[str, Any], path: str | os.PathLike = "model") -> None:
-    """Raise :class:`ModelFileError` for a network config too large to be sensible (before any allocation)."""
+def check_config_size(
+    config: dict[str, Any],
+    path: str | os.PathLike = "model",
+    hint: str = "the file is damaged or not a napari-superres model",
+) -> None:
+    """Raise :class:`ModelFileError` (a ``ValueError``) for a network config too large to be sensible,
+    before anything is allocated; ``path`` and ``hint`` start and end the message."""
     try:
         n = estimate_parameters(config)
     except (TypeError, ValueError) as e:
@@ -84,7 +89,7 @@ def check_config_size(config: dict[str, Any], path: str | os.PathLike = "model")
         raise ModelFileError(
             f"{path}: the network config asks for {width} channels, {blocks} blocks, ~{n:,} parameters; "
             f"at most {MAX_CHANNELS} channels, {MAX_BLOCKS} blocks and {MAX_PARAMETERS:,} parameters are "
-            "accepted (the file is damaged or not a napari-superres model)"
+            f"accepted ({hint})"
         )
 
 
