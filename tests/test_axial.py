@@ -63,6 +63,18 @@ def test_upscale_z_shape_dtype_finite_and_model_reuse(tmp_path, one_torch_thread
     assert floats.shape == (8, 24, 28) and floats.dtype == np.float32 and np.all(np.isfinite(floats))
 
 
+def test_mean_fusion_is_the_average_of_the_xz_and_yz_passes(one_torch_thread, monkeypatch):
+    from napari_superres.engine.infer import axial as infer_axial
+
+    vol = np.random.default_rng(2).random((5, 20, 30)).astype(np.float32)
+    model = upscale_z(vol, 2, steps=2, net=TINY, patch_size=8).model
+    passes = {f: upscale_z(vol, model=model, fuse=f).volume for f in ("mean", "xz", "yz")}
+    np.testing.assert_allclose(passes["mean"], (passes["xz"] + passes["yz"]) / 2, atol=1e-5)
+    assert not np.allclose(passes["xz"], passes["yz"])  # two different passes
+    monkeypatch.setattr(infer_axial, "MAX_WIDTH", 16)  # slices cut along their width: same result
+    np.testing.assert_allclose(upscale_z(vol, model=model).volume, passes["mean"], atol=1e-5)
+
+
 def test_extra_axes_are_looped_over(one_torch_thread):
     vol = np.random.default_rng(1).random((2, 3, 16, 16)).astype(np.float32)  # C, Z, Y, X
     out = upscale_z(vol, 2, axes="CZYX", steps=1, net=TINY, patch_size=8).volume

@@ -25,6 +25,8 @@ from ..nets.axial_net import AxialNet
 
 #: Widest slice (lateral px) processed in one piece.
 MAX_WIDTH = 512
+#: Fewest pixels a piece keeps (its read window adds the halo on both sides).
+MIN_CORE = 16
 #: Bytes of activations one network call may use (the fine-grid feature maps dominate).
 BATCH_BYTES = 256 * 2**20
 #: Fine-grid feature maps alive at once during a forward pass (per channel).
@@ -40,7 +42,7 @@ def _width_pieces(width: int, halo: int) -> list[tuple[int, int, int, int]]:
     """``(read_start, read_stop, keep_start, keep_stop)`` pieces covering ``[0, width)``."""
     if width <= MAX_WIDTH:
         return [(0, width, 0, width)]
-    core = MAX_WIDTH - 2 * halo
+    core = max(MAX_WIDTH - 2 * halo, MIN_CORE)
     pieces = []
     for start in range(0, width, core):
         stop = min(start + core, width)
@@ -56,25 +58,31 @@ def upsample_slices(
     device: torch.device,
     progress: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-) -> np.ndarray:
+    sink: Callable[[int, int, np.ndarray], None] | None = None,
+) -> np.ndarray | None:
     """Upsample ``(N, Z, W)`` float32 slices along Z: ``(N, factor * Z, W)`` float32.
 
-    ``progress(n)`` is called with the number of slices just finished.
+    ``progress(n)`` is called with the number of slices just finished.  With ``sink``,
+    each finished batch goes to ``sink(i0, i1, block)`` (slices ``i0:i1``, ``block`` of
+    shape ``(i1 - i0, factor * Z, W)``) instead of an output array, and ``None`` is returned.
     """
     n, z, width = slices.shape
     f = net.config.factor
-    out = np.empty((n, z * f, width), dtype=np.float32)
+    out = np.empty((n, z * f, width), dtype=np.float32) if sink is None else None
     halo = net.receptive_field()
     pieces = _width_pieces(width, halo)
     batch = _batch_size(net, z * f, min(width, MAX_WIDTH))
     for i0 in range(0, n, batch):
         i1 = min(n, i0 + batch)
+        block = out[i0:i1] if out is not None else np.empty((i1 - i0, z * f, width), dtype=np.float32)
         for r0, r1, k0, k1 in pieces:
             if should_stop is not None and should_stop():
                 raise Cancelled("axial upsampling cancelled")
             x = torch.from_numpy(np.ascontiguousarray(slices[i0:i1, :, r0:r1])).to(device)[:, None]
             y = net(x)[:, 0].float().cpu().numpy()
-            out[i0:i1, :, k0:k1] = y[:, :, k0 - r0 : k1 - r0]
+            block[:, :, k0:k1] = y[:, :, k0 - r0 : k1 - r0]
+        if sink is not None:
+            sink(i0, i1, block)
         if progress is not None:
             progress(i1 - i0)
     return out
@@ -97,16 +105,27 @@ def upsample_volume(
     if fuse not in ("mean", "xz", "yz"):
         raise ValueError(f"fuse must be 'mean', 'xz' or 'yz', got {fuse!r}")
     vol = np.asarray(volume, dtype=np.float32)
+    z, h, w = vol.shape
     net.eval()
-    result = None
+    result = np.zeros((z * net.config.factor, h, w), dtype=np.float32)
+    weight = np.float32(0.5 if fuse == "mean" else 1.0)
+
+    def add_xz(i0: int, i1: int, block: np.ndarray) -> None:  # block (y, fZ, X)
+        result[:, i0:i1, :] += weight * block.transpose(1, 0, 2)
+
+    def add_yz(i0: int, i1: int, block: np.ndarray) -> None:  # block (x, fZ, Y)
+        result[:, :, i0:i1] += weight * block.transpose(1, 2, 0)
+
+    # results are accumulated into one volume batch by batch (no second full-size pass in memory)
     if fuse in ("mean", "xz"):
-        xz = upsample_slices(net, vol.transpose(1, 0, 2), device=device, progress=progress, should_stop=should_stop)
-        result = xz.transpose(1, 0, 2)  # (Y, fZ, X) -> (fZ, Y, X)
+        upsample_slices(
+            net, vol.transpose(1, 0, 2), device=device, progress=progress, should_stop=should_stop, sink=add_xz
+        )
     if fuse in ("mean", "yz"):
-        yz = upsample_slices(net, vol.transpose(2, 0, 1), device=device, progress=progress, should_stop=should_stop)
-        yz = yz.transpose(1, 2, 0)  # (X, fZ, Y) -> (fZ, Y, X)
-        result = yz if result is None else (result + yz) * np.float32(0.5)
-    return np.ascontiguousarray(result)
+        upsample_slices(
+            net, vol.transpose(2, 0, 1), device=device, progress=progress, should_stop=should_stop, sink=add_yz
+        )
+    return result
 
 
 __all__ = ["MAX_WIDTH", "upsample_slices", "upsample_volume"]
