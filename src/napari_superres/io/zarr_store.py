@@ -23,7 +23,10 @@ def open_zarr(path: Path) -> tuple[Any, str | None, PixelSize, dict[str, Any]]:
     try:
         node = zarr.open(str(path), mode="r")
     except Exception as e:
-        raise ImageFileError(f"cannot open zarr {path}: {e}") from e
+        raise ImageFileError(
+            f"cannot open zarr {path}: {e} (inputs are .tif/.tiff files or .zarr arrays/groups; for an array inside "
+            "a group pass its path, e.g. data.zarr/raw)"
+        ) from e
     axes = None
     pixel = PixelSize()
     if isinstance(node, zarr.Group):
