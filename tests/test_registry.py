@@ -57,14 +57,14 @@ def test_a_call_on_another_device_leaves_the_registered_network_on_the_cpu(engin
 def test_a_device_chosen_mid_run_does_not_disturb_a_running_call(engine, image, one_torch_thread):
     """What one widget does (prepare on a GPU) while another's CPU job runs: the job's network stays put."""
     name = engine.register(small_net(), "small")
-    reference = engine.upscale(image, name, device="cpu")
+    reference = engine.upscale(image, name, device="cpu", backend="torch")  # torch: the network itself runs
     seen = []
 
     def meanwhile() -> bool:  # called between tile batches of the running job
         seen.append(module_device(engine.prepare(name, OTHER).net))
         return False
 
-    out = engine.upscale(image, name, device="cpu", tile=32, should_stop=meanwhile)
+    out = engine.upscale(image, name, device="cpu", tile=32, should_stop=meanwhile, backend="torch")
     assert len(seen) > 1 and all(same_device(d, OTHER) for d in seen)
     np.testing.assert_array_equal(out, reference)
 
