@@ -109,6 +109,74 @@ def measure(device: str, preset: str, steps: int, warmup: int, batch: int, patch
     return out
 
 
+def compare_precision(steps: int, chunk: int, batch: int, patch: int) -> dict[str, Any]:
+    """CPU training in float32 vs bf16 autocast (both channels_last), interleaved, same seed and batches.
+
+    Two :class:`Trainer` objects (``cpu_bf16`` off / on) on identical data sources take
+    ``chunk`` steps in turn until each has taken ``steps``; each chunk's wall and CPU time
+    is summed per precision.  Then both validate (float32) on the same held-out region:
+    final validation PSNR / SSIM of the EMA network, and bicubic for reference.
+    """
+    import torch
+
+    from napari_superres.engine.samples import synthetic_pair
+    from napari_superres.engine.train.trainer import TrainConfig, Trainer, make_pair_source
+
+    pairs = [synthetic_pair((DATA_EDGE, DATA_EDGE), SCALE, seed=s) for s in range(2)]
+    trainers: dict[str, Any] = {}
+    for name, bf16 in (("fp32", False), ("bf16", True)):
+        data = make_pair_source([hr for _, hr in pairs], [lq for lq, _ in pairs], scale=SCALE, patch_size=patch)
+        config = TrainConfig(scale=SCALE, preset="psnr", steps=steps, batch_size=batch, patch_size=patch, device="cpu",
+                             val_every=0, pretrain_steps=0, channels_last=True, cpu_bf16=bf16)  # fmt: skip
+        trainers[name] = Trainer(config, data)
+    totals = {name: [0.0, 0.0] for name in trainers}
+    done = 0
+    while done < steps:
+        n = min(chunk, steps - done)
+        for name, trainer in trainers.items():
+            trainer.config.steps = done + n
+            w0, c0 = time.perf_counter(), time.process_time()
+            trainer.run()
+            totals[name][0] += time.perf_counter() - w0
+            totals[name][1] += time.process_time() - c0
+        done += n
+    out: dict[str, Any] = {"steps": steps, "batch_size": batch, "patch_size": patch, "threads": torch.get_num_threads()}
+    for name, trainer in trainers.items():
+        report = trainer.validate()
+        wall, cpu = totals[name]
+        out[name] = {
+            "seconds": wall, "cpu_seconds": cpu, "it_per_s": steps / wall, "it_per_cpu_s": steps / cpu,
+            "val_psnr": report.psnr, "val_ssim": report.ssim, "bicubic_psnr": report.bicubic_psnr,
+            "final_loss": trainer.history[-1]["losses"]["total"],
+        }  # fmt: skip
+    return out
+
+
+def render_precision(report: dict[str, Any]) -> str:
+    r = report
+    lines = [
+        "## Training precision on the CPU (float32 vs bf16 autocast)",
+        "",
+        f"{r['steps']} steps each, batch {r['batch_size']} of {r['patch_size']}×{r['patch_size']} high-res patches, ×{SCALE}, "
+        f"SRNet() defaults, channels_last, psnr preset, same seed and batches, interleaved in chunks of {r['chunk']} "
+        f"steps; {r['threads']} threads; run {r['started']} -> {r['finished']}; load average before/after "
+        f"{r['load_average_before']} / {r['load_average_after']}.  Validation in float32 on the same held-out region.",
+        "",
+        "| precision | it/s | it/CPU-s | wall s | CPU s | final val PSNR dB | val SSIM | bicubic PSNR dB | final loss |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("fp32", "bf16"):
+        q = r[name]
+        lines.append(
+            f"| {name} | {q['it_per_s']:.2f} | {q['it_per_cpu_s']:.2f} | {q['seconds']:.0f} | {q['cpu_seconds']:.0f} | "
+            f"{q['val_psnr']:.2f} | {q['val_ssim']:.4f} | {q['bicubic_psnr']:.2f} | {q['final_loss']:.4f} |"
+        )
+    f, b = r["fp32"], r["bf16"]
+    lines += ["", f"bf16 / fp32: {b['it_per_s'] / f['it_per_s']:.2f}x it/s, {b['it_per_cpu_s'] / f['it_per_cpu_s']:.2f}x "
+              f"it/CPU-s; val PSNR {b['val_psnr'] - f['val_psnr']:+.2f} dB."]  # fmt: skip
+    return "\n".join(lines)
+
+
 def _random_vgg_cache() -> None:
     """Point the torch hub cache at a temporary folder holding a random VGG-16 (timing only)."""
     import tempfile
@@ -138,12 +206,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--random-vgg", action="store_true",
                         help="without ImageNet VGG weights, time perceptual/gan with random VGG weights")  # fmt: skip
     parser.add_argument("--no-save", action="store_true", help="print only; do not write results/")
+    parser.add_argument("--compare-precision", action="store_true",
+                        help="CPU: float32 vs bf16 autocast training, interleaved, with final validation figures")  # fmt: skip
+    parser.add_argument("--chunk", type=int, default=10, help="--compare-precision: steps per turn")
     args = parser.parse_args(argv)
 
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.compare_precision:
+        started, load_before = dt.datetime.now().isoformat(timespec="seconds"), _load()
+        res = compare_precision(args.steps, args.chunk, args.batch_size, args.patch_size)
+        res.update(started=started, finished=dt.datetime.now().isoformat(timespec="seconds"), chunk=args.chunk,
+                   load_average_before=load_before, load_average_after=_load())  # fmt: skip
+        text = render_precision(res)
+        print(text)
+        if not args.no_save:
+            machine = machine_name()
+            merge_results(machine, {"training_precision": res})
+            replace_md_section(machine, "training_precision", text)
+        return 0
 
     from napari_superres.engine.nets.vgg import vgg16_weights_path
 

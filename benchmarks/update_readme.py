@@ -4,7 +4,8 @@
 
 Blocks: ``<!-- quality:start -->``…``<!-- quality:end -->`` gets ``results/quality.md`` (from its first
 table heading on); ``<!-- performance:start -->``…``<!-- performance:end -->`` gets the body of
-``results/<machine>.md`` for every machine file given (headings demoted one level).
+``results/<machine>.md`` for every machine file given (headings demoted one level), followed by
+``results/candidates-<machine>.md`` where present (``benchmarks/candidates.py``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ def performance_block(machines: list[str]) -> str:
         text = re.sub(r"^# .*\n", f"#### Machine `{machine}`\n", text, count=1)
         text = re.sub(r"^## ", "##### ", text, flags=re.M)
         parts.append(text.strip())
+        candidates = RESULTS / f"candidates-{machine}.md"
+        if candidates.is_file():  # benchmarks/candidates.py: the CPU runtimes measured before choosing one
+            text = re.sub(r"^# .*\n", "##### CPU inference candidates (benchmarks/candidates.py)\n", candidates.read_text(), count=1)
+            parts.append(text.strip())
     return "\n\n".join(parts)
 
 

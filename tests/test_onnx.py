@@ -121,3 +121,19 @@ def test_cli_export_onnx_matches_torch(tmp_path, capsys):
     assert model_file.read_bytes() == before
     assert main(["export", "bicubic", "--onnx", str(tmp_path / "b.onnx")]) == 2
     assert main(["export", str(model_file)]) == 2  # no target format
+
+
+def test_an_idle_session_hands_its_arena_back_and_still_runs():
+    import time
+
+    net = _small_net()
+    runner = onnx_runner(net)
+    x = torch.rand(1, 1, 40, 40)
+    before = runner(x)
+    runner.release_later(0.0)
+    for _ in range(100):  # the release runs on a timer thread
+        if runner._timer is None:
+            break
+        time.sleep(0.02)
+    assert runner._timer is None and runner._active == 0
+    torch.testing.assert_close(runner(x), before)

@@ -168,15 +168,72 @@ class OnnxRunner:
     float32, a fresh tensor the caller owns.  Thread-safe (ONNX Runtime sessions are).
     """
 
+    #: seconds without a call after which the session's arena hands its memory back
+    RELEASE_AFTER_S = 20.0
+
     def __init__(self, session: Any, key: str = "") -> None:
         self.session = session
         self.key = key
         self.input_name = session.get_inputs()[0].name
+        self._state = threading.Lock()
+        self._active = 0
+        self._timer: threading.Timer | None = None
 
     def numpy(self, x: np.ndarray) -> np.ndarray:
         """Run on a float32 ``(N, C, H, W)`` numpy array."""
         x = np.ascontiguousarray(x, dtype=np.float32)
-        return self.session.run(None, {self.input_name: x})[0]
+        with self._state:
+            self._active += 1
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        try:
+            return self.session.run(None, {self.input_name: x})[0]
+        finally:
+            with self._state:
+                self._active -= 1
+
+    def release_later(self, delay: float | None = None) -> None:
+        """Hand the arena's memory back after ``delay`` s (default :attr:`RELEASE_AFTER_S`) without calls.
+
+        Called at the end of an upscale job: back-to-back jobs keep the warm arena (fresh
+        allocations cost ~25 % more CPU time: page faults), an idle session holds no memory.
+        """
+        with self._state:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = threading.Timer(self.RELEASE_AFTER_S if delay is None else delay, self._release_if_idle)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _release_if_idle(self) -> None:
+        with self._state:
+            self._timer = None
+            if self._active:
+                return
+            self._active += 1  # no other call while shrinking
+        try:
+            self.release_memory()
+        except Exception:  # a failed shrink only keeps memory
+            log.warning("could not release ONNX Runtime arena memory", exc_info=True)
+        finally:
+            with self._state:
+                self._active -= 1
+
+    def release_memory(self) -> None:
+        """Shrink the session's CPU arena: a tiny run that frees the unused arena chunks after it.
+
+        The largest activations' memory (~420 B per output px) is then not held; the next
+        call grows the arena again.  See :meth:`release_later`.
+        """
+        import onnxruntime as ort
+
+        options = ort.RunOptions()
+        options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        channels = self.session.get_inputs()[0].shape[1]
+        channels = channels if isinstance(channels, int) else 1
+        self.session.run(None, {self.input_name: np.zeros((1, channels, 8, 8), np.float32)}, options)
+        log.debug("ONNX Runtime arena shrunk (%s)", self.key[:12])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         array = x.detach().to("cpu", torch.float32).contiguous().numpy()

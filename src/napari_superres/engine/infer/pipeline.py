@@ -262,6 +262,11 @@ class _Runner:
                 compiled = _compiled[net] = torch.compile(net, dynamic=False)
             self.net = compiled
 
+    def release(self) -> None:
+        """End of the job: ONNX Runtime hands its arena's memory back once idle (the session stays cached)."""
+        if self.onnx is not None:
+            self.onnx.release_later()
+
     def _tick(self, n: int) -> None:
         self.done += n
         if self.progress is not None:
@@ -381,41 +386,44 @@ def run_upscale(
     if c_pos is None and -1 not in ranges:
         ranges[-1] = intensity_range(image, job.normalization)
 
-    for index in np.ndindex(*plane_shape):
-        if should_stop is not None and should_stop():
-            raise Cancelled("cancelled")
-        key = index[c_pos] if c_pos is not None else -1
-        if key not in ranges:
-            sel = [slice(None)] * len(job.in_shape)
-            sel[info.channel] = key  # type: ignore[index]
-            ranges[key] = intensity_range(image[tuple(sel)], job.normalization)
-        lo, hi = ranges[key]
-        raw = np.asarray(in_view[index])
-        if raw.dtype.kind == "f" and not np.isfinite(raw).all():
-            raise ValueError(
-                "the image contains NaN or Inf values; replace them (e.g. np.nan_to_num) before upscaling"
-            )
-        if info.rgb is None and model.in_channels in (None, 1):
-            # one channel: tiles are normalised as they are cut and each finished tile goes
-            # straight into the output, so no float copy of the plane exists (flat memory)
-            target = out_view[index]
+    try:
+        for index in np.ndindex(*plane_shape):
+            if should_stop is not None and should_stop():
+                raise Cancelled("cancelled")
+            key = index[c_pos] if c_pos is not None else -1
+            if key not in ranges:
+                sel = [slice(None)] * len(job.in_shape)
+                sel[info.channel] = key  # type: ignore[index]
+                ranges[key] = intensity_range(image[tuple(sel)], job.normalization)
+            lo, hi = ranges[key]
+            raw = np.asarray(in_view[index])
+            if raw.dtype.kind == "f" and not np.isfinite(raw).all():
+                raise ValueError(
+                    "the image contains NaN or Inf values; replace them (e.g. np.nan_to_num) before upscaling"
+                )
+            if info.rgb is None and model.in_channels in (None, 1):
+                # one channel: tiles are normalised as they are cut and each finished tile goes
+                # straight into the output, so no float copy of the plane exists (flat memory)
+                target = out_view[index]
 
-            def sink(y0: int, x0: int, block: torch.Tensor, target=target, lo=lo, hi=hi) -> None:
-                # the block is the runner's own output: denormalised in place, cast while stored
-                values = block[0].numpy()
-                _denormalize_into(values, target[y0 : y0 + values.shape[0], x0 : x0 + values.shape[1]], lo, hi)
+                def sink(y0: int, x0: int, block: torch.Tensor, target=target, lo=lo, hi=hi) -> None:
+                    # the block is the runner's own output: denormalised in place, cast while stored
+                    values = block[0].numpy()
+                    _denormalize_into(values, target[y0 : y0 + values.shape[0], x0 : x0 + values.shape[1]], lo, hi)
 
-            def prepare(tiles: np.ndarray, lo=lo, hi=hi) -> torch.Tensor:
-                return torch.from_numpy(normalize(tiles, lo, hi))
+                def prepare(tiles: np.ndarray, lo=lo, hi=hi) -> torch.Tensor:
+                    return torch.from_numpy(normalize(tiles, lo, hi))
 
-            runner.run_plane(raw[None], 1, sink=sink, prepare=prepare)
-            continue
-        plane = normalize(raw, lo, hi)
-        if info.rgb is None:
-            plane = plane[None]
-        result = _upscale_plane(plane, model, job.scale, runner)
-        result = result if info.rgb is not None else result[0]
-        out_view[index] = denormalize(result, lo, hi, job.out_dtype)
+                runner.run_plane(raw[None], 1, sink=sink, prepare=prepare)
+                continue
+            plane = normalize(raw, lo, hi)
+            if info.rgb is None:
+                plane = plane[None]
+            result = _upscale_plane(plane, model, job.scale, runner)
+            result = result if info.rgb is not None else result[0]
+            out_view[index] = denormalize(result, lo, hi, job.out_dtype)
+    finally:
+        runner.release()
     if progress is not None:
         progress(runner.total, runner.total)
     return out
