@@ -103,3 +103,21 @@ def test_plain_zarr_output_stays_a_plain_array(tmp_path, rng):
     tifffile.imwrite(src, rng.integers(0, 255, size=(20, 24), dtype=np.uint8))
     assert main(["upscale", str(src), str(out), "--model", "bicubic", "--quiet"]) == 0
     assert zarr.open_array(str(out), mode="r").shape == (40, 48)
+
+
+def test_napari_ome_zarr_reader_opens_the_output_at_the_upscaled_pixel_size(tmp_path, rng):
+    """napari's OME-Zarr reader plugin: all levels, axis labels, units and the divided pixel size.
+
+    (napari-ome-zarr 0.10 applies only the first transform of a v0.4 dataset, the scale: it
+    drops every v0.4 translation, ours included; ``ome_zarr.reader`` keeps it.)
+    """
+    reader_plugin = pytest.importorskip("napari_ome_zarr")
+    image = rng.integers(0, 4000, size=(64, 72), dtype=np.uint16)
+    src, out = tmp_path / "in.ome.tif", tmp_path / "out.ome.zarr"
+    tifffile.imwrite(src, image, ome=True, metadata={"axes": "YX", "PhysicalSizeX": 0.3, "PhysicalSizeY": 0.3,
+                                                     "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm"})  # fmt: skip
+    assert main(["upscale", str(src), str(out), "--model", "bicubic", "--scale", "2", "--quiet"]) == 0
+    ((levels, kwargs, kind),) = reader_plugin.napari_get_reader(str(out))(str(out))
+    assert kind == "image" and [lv.shape for lv in levels] == [(128, 144), (64, 72)]
+    np.testing.assert_allclose(kwargs["scale"], [0.15, 0.15])
+    assert tuple(kwargs["axis_labels"]) == ("y", "x") and tuple(kwargs["units"]) == ("micrometer", "micrometer")
