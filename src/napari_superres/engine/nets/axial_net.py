@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelFileError
+from ..options import ACTIVATIONS, known_settings
 from .model_file import FORMAT_NAME, MODEL_SUFFIX, atomic_write_bytes
-from .srnet import ACTIVATIONS, ResidualBlock
+from .srnet import ResidualBlock
 
 AXIAL_FORMAT_NAME = "napari-superres-axial"
 AXIAL_FORMAT_VERSION = "1"
@@ -100,10 +101,7 @@ class AxialNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AxialNetConfig:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown AxialNet config keys: {sorted(unknown)}")
-        return cls(**d)
+        return cls(**known_settings(cls, d, "AxialNet config keys"))
 
 
 class AxialNet(nn.Module):
