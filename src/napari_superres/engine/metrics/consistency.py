@@ -37,6 +37,7 @@ import numpy as np
 
 from ..filters import gaussian_blur
 from ..noise import NoiseModel, estimate_noise, local_mean
+from .pixel import psnr_from_mse
 
 #: Re-degradation (downsampling) methods, as the training degradations.
 REDEGRADE_METHODS = ("area", "bicubic", "bilinear", "nearest")
@@ -210,8 +211,8 @@ def consistency(
         map=full,
         residual=residual.astype(np.float32),
         redegraded=redeg,
-        psnr=10 * math.log10(data_range**2 / max(mse, 1e-20)),
-        noise_psnr=10 * math.log10(data_range**2 / max(noise_var, 1e-20)),
+        psnr=psnr_from_mse(max(mse, 1e-20), data_range),  # (floored: a finite figure even when exact)
+        noise_psnr=psnr_from_mse(max(noise_var, 1e-20), data_range),
         rms=float(np.sqrt(np.mean(sq, dtype=np.float64))),
         inconsistent_fraction=float(np.mean(full > INCONSISTENT_LEVEL)),
         data_range=data_range,
