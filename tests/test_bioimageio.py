@@ -210,3 +210,16 @@ def test_percentile_normalised_model_exports_and_passes_test_model(tmp_path):
     assert summary.status == "passed", summary.format()
     back = load_bioimageio_model(out)
     assert back.normalization == {"mode": "percentile", "low": 1.0, "high": 99.8}
+
+
+def test_the_engine_finds_the_bioimageio_loader_through_its_hook(tmp_path):
+    from napari_superres.engine.loaders import find_model_loader, model_file_suffixes
+
+    assert find_model_loader(tmp_path / "pkg.zip") is load_bioimageio_model
+    assert find_model_loader(tmp_path / "model" / "rdf.yaml") is load_bioimageio_model
+    (tmp_path / "photos.zip").write_bytes(b"")
+    assert find_model_loader(tmp_path) is None  # a folder holding some .zip is not a package
+    (tmp_path / "rdf.yaml").write_text("")
+    assert find_model_loader(tmp_path) is load_bioimageio_model
+    assert find_model_loader(tmp_path / "x.tif") is None
+    assert model_file_suffixes()[0] == ".safetensors" and ".zip" in model_file_suffixes()

@@ -45,13 +45,13 @@ def register_model_loader(suffixes: Sequence[str], loader: str | Callable[..., A
 def find_model_loader(path: str | os.PathLike) -> Callable[..., Any] | None:
     """The registered loader for ``path`` (a folder is looked into for a registered file name), or ``None``."""
     p = Path(path)
-    names = [p.name.lower()]
-    if p.is_dir():
-        names += [child.name.lower() for child in p.iterdir() if child.is_file()]
+    name = p.name.lower()
+    # a folder is a model when it holds a registered *file name* (``rdf.yaml``), not any ``.zip``
+    children = {c.name.lower() for c in p.iterdir() if c.is_file()} if p.is_dir() else set()
     with _lock:
         loaders = list(_loaders)
     for suffixes, loader in loaders:
-        if any(n.endswith(suffixes) for n in names):
+        if name.endswith(suffixes) or any(s in children for s in suffixes if not s.startswith(".")):
             if isinstance(loader, str):
                 module, _, func = loader.partition(":")
                 loader = getattr(importlib.import_module(module), func)
