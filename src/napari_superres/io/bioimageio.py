@@ -527,10 +527,19 @@ def _documentation(model: SRModel, card: str | None, normalization: dict[str, An
         "In napari: `pip install napari-deep-superres`, then *Plugins > Super-resolution > Upscale*, "
         "*Load model file...* and pick this .zip (or `upscale(image, model=\"this.zip\")` in Python).\n\n"
     )
+    head += (
+        "## Validation\n\n"
+        "The test tensors are reproduced by every weight format (`bioimageio.core.test_model`, tolerance in "
+        "`config.bioimageio.reproducibility_tolerance`). Image quality against bicubic and Lanczos on held-out "
+        "images, where measured, is in the model card below (*Benchmark*).\n\n"
+    )
     sources = data_sources_in(card or "")
     licences = "".join(f"- **{s.folder}** ({s.title}): {s.licence}\n" for s in sources)
     if licences:
-        head += "## Training data licences\n\n" + licences + "\n"
+        head += (
+            "## Training data licences\n\nThe package licence (BSD-3-Clause) is this project's; the training "
+            "data keep their owners' terms:\n\n" + licences + "\n"
+        )
     body = card if card else _generated_card(model)
     body = re.sub(r"^# ", "## ", body, flags=re.MULTILINE)  # one title per document
     return head + body
