@@ -52,7 +52,8 @@ if TYPE_CHECKING:
 
     from ..engine import Engine
 
-FEATURE_MODULES = (*ENGINE_MODULES, "napari_superres.engine.metrics.pixel", "napari_superres.engine.nets.vgg")
+FEATURE_MODULES = (*ENGINE_MODULES, "napari_superres.engine.metrics.pixel", "napari_superres.engine.nets.vgg",
+                   "torchvision.models")  # VGG16_Weights: the weights file name
 
 #: VGG-16 layers offered as check boxes, and which are ticked by default (the engine's defaults).
 OFFERED_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
@@ -268,7 +269,8 @@ class FeatureDifferenceWidget(QWidget):
         self._show_figures({})
         self.run_button.changed.connect(lambda *_: self.run())
         self.cancel_button.changed.connect(lambda *_: self.cancel())
-        import_modules_then(self._runner, FEATURE_MODULES, self._on_engine_ready)
+        viewer = self.viewer
+        import_modules_then(self._runner, FEATURE_MODULES, self._on_engine_ready, warm=lambda: get_engine(viewer))
 
     @property
     def ready(self) -> bool:

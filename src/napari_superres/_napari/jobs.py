@@ -106,6 +106,29 @@ class JobContext:
         self.outbox.put(("item", item))
 
 
+#: How much lower than the GUI thread worker threads run (Linux ``nice`` increment, per thread).
+WORKER_NICENESS = 10
+
+
+def lower_thread_priority(niceness: int = WORKER_NICENESS) -> None:
+    """Give the calling (worker) thread a lower CPU priority than the GUI thread (Linux; else a no-op).
+
+    On a loaded machine the GUI thread then gets the CPU first when it wakes up (timers,
+    input, drawing); threads this one starts later (torch's intra-op pool) inherit it.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import os
+
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        if current < niceness:
+            os.setpriority(os.PRIO_PROCESS, tid, niceness)
+    except (OSError, AttributeError):  # not permitted / not supported: keep the default priority
+        logger.debug("could not lower the worker thread's priority", exc_info=True)
+
+
 class _Body:
     """The worker's callable; its ``str`` is what napari's task manager and close dialog show."""
 
@@ -117,6 +140,7 @@ class _Body:
 
     def __call__(self) -> Outcome:
         ctx = self.ctx
+        lower_thread_priority()
         try:
             outcome = Outcome("done", self.fn(ctx))
         except BaseException as exc:
@@ -395,11 +419,14 @@ def modules_loaded(modules: Sequence[str]) -> bool:
 
 
 def import_modules_then(
-    runner: JobRunner, modules: Sequence[str], ready: Callable[[], None], what: str = "loading PyTorch"
+    runner: JobRunner, modules: Sequence[str], ready: Callable[[], None], what: str = "loading PyTorch",
+    warm: Callable[[], Any] | None = None,
 ) -> bool:
     """Import ``modules`` off the GUI thread (status ``what…``), then call ``ready()`` on the GUI thread.
 
-    When they are already imported, ``ready()`` runs at once; returns whether it did.
+    ``warm()`` (optional) also runs in the worker after the imports: slow first-time set-up
+    such as creating the viewer's engine.  When the modules are already imported, ``ready()``
+    runs at once; returns whether it did.
     """
     from .triton_guard import guard_triton_import
 
@@ -412,6 +439,9 @@ def import_modules_then(
         for i, name in enumerate(modules):
             ctx.progress(i, len(modules), f"{what} ({name})…")
             importlib.import_module(name)
+        if warm is not None:
+            ctx.progress(len(modules), len(modules), f"{what}: setting up…")
+            warm()
 
     def done(_: Any) -> None:
         for name in modules:  # finished in the worker: these return at once

@@ -135,6 +135,7 @@ class BackgroundPlanes:
 
     def _loop(self) -> None:
         ctx = self.context
+        jobs.lower_thread_priority()
         try:
             while not ctx.stop.is_set():
                 with self._lock:

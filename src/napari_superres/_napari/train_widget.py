@@ -78,7 +78,7 @@ MODEL_SUFFIX = ".safetensors"
 TRAIN_MODULES = (
     *ENGINE_MODULES, "napari_superres.engine.nets.srnet", "napari_superres.engine.train.losses",
     "napari_superres.engine.train.trainer", "napari_superres.engine.train.data", "napari_superres.engine.nets.vgg",
-    "napari_superres.engine.device", "napari_superres._napari.loss_plot",
+    "napari_superres.engine.device", "napari_superres._napari.loss_plot", "torchvision.models",
 )  # fmt: skip
 #: Where the sample pair is in napari's menu (plugin display name, then the sample's).
 SAMPLE_MENU = "File ▸ Open Sample ▸ Super-resolution ▸ Synthetic fluorescence pair (low-res, high-res)"
@@ -117,7 +117,8 @@ class TrainWidget(QWidget):
         self._layout.setContentsMargins(4, 4, 4, 4)
         self._layout.addWidget(self.panel)
         self._runner = JobRunner(self, self.panel)
-        import_modules_then(self._runner, TRAIN_MODULES, self._build)
+        viewer = self.viewer
+        import_modules_then(self._runner, TRAIN_MODULES, self._build, warm=lambda: get_engine(viewer))
 
     @property
     def ready(self) -> bool:

@@ -152,7 +152,8 @@ class UpscaleWidget(QWidget):
         self.run_button.changed.connect(lambda *_: self.run())
         self.cancel_button.changed.connect(lambda *_: self.cancel())
         self.models_changed.connect(self._refresh_models)
-        import_modules_then(self._runner, UPSCALE_MODULES, self._on_engine_ready)
+        viewer = self.viewer
+        import_modules_then(self._runner, UPSCALE_MODULES, self._on_engine_ready, warm=lambda: get_engine(viewer))
 
     # --- start-up ------------------------------------------------------------------------------
     @property
