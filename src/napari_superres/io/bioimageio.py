@@ -87,6 +87,16 @@ def input_min_size(receptive_field: int) -> int:
 
 # --- compatibility ---------------------------------------------------------------------------
 
+def require_bioimageio() -> None:
+    """Raise :class:`BioimageioExportError` naming the extra to install when bioimageio.core is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("bioimageio") is None or importlib.util.find_spec("bioimageio.core") is None:
+        raise BioimageioExportError(
+            "bioimage.io packages need bioimageio.core: pip install 'napari-deep-superres[bioimageio]'"
+        )
+
+
 #: Functions of bioimageio.spec 0.5.12 that call a pydantic serializer handler as ``handler(value, info)``.
 _SPEC_HANDLER_CALLERS = (
     ("bioimageio.spec._internal.io_packaging", "package_file_descr_serializer"),
@@ -337,6 +347,7 @@ def export_bioimageio(
     """
     from .atomic import atomic_path, check_output
 
+    require_bioimageio()
     ensure_bioimageio_compatible()
     formats = set(weight_formats) | {"pytorch_state_dict"}
     unknown = formats - set(WEIGHT_FORMATS)

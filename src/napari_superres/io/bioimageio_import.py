@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..engine.nets.model_file import ModelFileError, SRModel, load_model
-from .bioimageio import CONFIG_KEY, ensure_bioimageio_compatible
+from .bioimageio import CONFIG_KEY, ensure_bioimageio_compatible, require_bioimageio
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,10 @@ def is_bioimageio_source(path: str | os.PathLike) -> bool:
 
 
 def _load_description(path: Path) -> Any:
+    try:
+        require_bioimageio()
+    except ValueError as e:
+        raise BioimageioImportError(str(e)) from None
     from bioimageio.spec import load_model_description
 
     ensure_bioimageio_compatible()

@@ -177,8 +177,14 @@ class OmeZarrWriter(ArrayWriter):
     def write(self, result: Any, out: Path, info: OutputInfo, runner: ComputeRunner) -> None:
         import dask.array as da
         import zarr
-        from ome_zarr.format import FormatV04
-        from ome_zarr.writer import write_multiscales_metadata
+
+        try:
+            from ome_zarr.format import FormatV04
+            from ome_zarr.writer import write_multiscales_metadata
+        except ImportError:
+            raise ImageFileError(
+                f"writing {out.name} (OME-Zarr) needs the ome-zarr package: pip install 'napari-deep-superres[ome-zarr]'"
+            ) from None
 
         order, names = ngff_axes_order(info.axes)
         result = result.transpose(order)
