@@ -10,9 +10,11 @@ A writer must write atomically (:func:`~napari_superres.io.atomic.atomic_path`):
 output is complete or absent, and an existing output is replaced only once the new one
 is complete.  An OME-NGFF writer plugs in as::
 
+    class OmeZarrWriter(ArrayWriter):
         suffixes = (".ome.zarr",)
         def write(self, result, out, info, runner): ...   # group + multiscales, level 0 via write_chunks
 
+    register_writer(OmeZarrWriter())
 """
 
 from __future__ import annotations
@@ -82,11 +84,13 @@ def _builtin_writers() -> None:
     global _builtins_registered
     if not _builtins_registered:
         _builtins_registered = True
+        from .ome_zarr import OmeZarrWriter
         from .tiff import TiffWriter
         from .zarr_store import ZarrWriter
 
         added = list(_WRITERS)
         _WRITERS[:] = [ZarrWriter(), TiffWriter()]
+        register_writer(OmeZarrWriter())  # .ome.zarr: OME-NGFF multiscale image
         for writer in added:
             register_writer(writer)
 
