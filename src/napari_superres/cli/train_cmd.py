@@ -29,9 +29,22 @@ import json
 import signal
 import sys
 import threading
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..engine.options import (
+    DEFAULT_NORMALIZATION,
+    DEVICE_CHOICES,
+    GAN_LOSSES,
+    LOSS_PRESET_NAMES,
+    LOSS_TERMS,
+    NORMALIZATION_MODES,
+    SCHEDULES,
+    SUPPORTED_SCALES,
+    TRAIN_DEFAULTS,
+    UPSAMPLING_MODES,
+)
 from . import CLIError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -39,22 +52,8 @@ PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 IMAGE_SUFFIXES = TIFF_SUFFIXES + PIL_SUFFIXES
 
 #: defaults of the options that a resumed run takes from its checkpoint instead
-_DEFAULTS: dict[str, Any] = {
-    "scale": 2,
-    "preset": "psnr",
-    "steps": 1000,
-    "batch_size": 16,
-    "patch_size": 96,
-    "learning_rate": 2e-4,
-    "device": "auto",
-    "seed": 0,
-    "normalization": "dtype",
-    "gan_loss": "vanilla",
-    "schedule": "cosine",
-    "val_every": 100,
-    "val_fraction": 0.2,
-    "checkpoint_every": 0,
-}
+#: (TrainConfig's own defaults, written once in engine/options.py: importing them needs no torch)
+_DEFAULTS: dict[str, Any] = {**asdict(TRAIN_DEFAULTS), "normalization": DEFAULT_NORMALIZATION["mode"]}
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -63,7 +62,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="train a super-resolution model on image pairs (or high-res images)",
         description="Train a super-resolution network on low-/high-resolution image pairs, or on high-resolution "
         "images alone (low-res patches synthesised with a randomised degradation), and save it as a model file.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     d = _DEFAULTS
     io = p.add_argument_group("data")
@@ -73,7 +71,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     io.add_argument("--axes", default=None, help="axis letters of every image, e.g. YX, ZYX, YXS (default: from the file)")
     io.add_argument("--in-channels", type=int, choices=(1, 3), default=None,
                     help="1: grayscale / RGB luminance; 3: RGB network (default 1)")  # fmt: skip
-    io.add_argument("--normalization", choices=("dtype", "percentile"), default=None,
+    io.add_argument("--normalization", choices=NORMALIZATION_MODES, default=None,
                     help=f"intensity normalisation (default {d['normalization']})")  # fmt: skip
     io.add_argument("--degradation", default=None, metavar="JSON",
                     help="high-res only: DegradationConfig settings as JSON, e.g. "
@@ -92,26 +90,26 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     out.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     out.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     t = p.add_argument_group("training")
-    t.add_argument("--scale", type=int, default=None, choices=(2, 3, 4, 8), help=f"upscaling factor (default {d['scale']})")
-    t.add_argument("--preset", choices=("psnr", "perceptual", "gan"), default=None,
+    t.add_argument("--scale", type=int, default=None, choices=SUPPORTED_SCALES, help=f"upscaling factor (default {d['scale']})")
+    t.add_argument("--preset", choices=LOSS_PRESET_NAMES, default=None,
                    help=f"loss recipe (default {d['preset']})")  # fmt: skip
     t.add_argument("--weight", action="append", default=[], metavar="TERM=W",
-                   help="override a loss weight: l1, l2, ssim, perceptual, gan (repeatable)")  # fmt: skip
-    t.add_argument("--gan-loss", choices=("vanilla", "lsgan", "hinge", "ragan"), default=None)
+                   help=f"override a loss weight: {', '.join(LOSS_TERMS)} (repeatable)")  # fmt: skip
+    t.add_argument("--gan-loss", choices=GAN_LOSSES, default=None)
     t.add_argument("--pretrain-steps", type=int, default=None, help="pixel-only steps first (gan default: steps/4)")
     t.add_argument("--steps", type=int, default=None, help=f"optimisation steps (default {d['steps']})")
     t.add_argument("--batch-size", type=int, default=None, help=f"patches per step (default {d['batch_size']})")
     t.add_argument("--patch-size", type=int, default=None, help=f"high-res patch edge in px (default {d['patch_size']})")
     t.add_argument("--learning-rate", type=float, default=None, help=f"Adam learning rate (default {d['learning_rate']})")
-    t.add_argument("--schedule", choices=("cosine", "step", "constant"), default=None)
-    t.add_argument("--ema", type=float, default=None, help="EMA decay of the weights (0 = off; default 0.999)")
+    t.add_argument("--schedule", choices=SCHEDULES, default=None)
+    t.add_argument("--ema", type=float, default=None, help=f"EMA decay of the weights (0 = off; default {d['ema']})")
     t.add_argument("--val-every", type=int, default=None, help=f"validate every N steps (default {d['val_every']})")
-    t.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=None)
+    t.add_argument("--device", choices=DEVICE_CHOICES, default=None)
     t.add_argument("--seed", type=int, default=None)
     n = p.add_argument_group("network")
     n.add_argument("--channels", type=int, default=None, help="feature channels (default 32)")
     n.add_argument("--blocks", type=int, default=None, help="residual blocks (default 4)")
-    n.add_argument("--upsampling", choices=("bilinear", "pixelshuffle", "transposed"), default=None)
+    n.add_argument("--upsampling", choices=UPSAMPLING_MODES, default=None)
     return p
 
 
@@ -340,8 +338,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--checkpoint-every needs --checkpoint CKPT (where to write)")
     check_output_paths(args, out)
 
-    from ..engine.train.trainer import Trainer
     from ..engine.train.data import make_pair_source
+    from ..engine.train.trainer import Trainer
 
     if args.resume:
         config, described, overrides = _resume_settings(args)
