@@ -121,3 +121,22 @@ def test_napari_ome_zarr_reader_opens_the_output_at_the_upscaled_pixel_size(tmp_
     assert kind == "image" and [lv.shape for lv in levels] == [(128, 144), (64, 72)]
     np.testing.assert_allclose(kwargs["scale"], [0.15, 0.15])
     assert tuple(kwargs["axis_labels"]) == ("y", "x") and tuple(kwargs["units"]) == ("micrometer", "micrometer")
+
+
+def test_ome_zarr_input_to_ome_tiff_keeps_the_physical_pixel_size(tmp_path, rng):
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_multiscales_metadata
+
+    src, out = tmp_path / "in.ome.zarr", tmp_path / "out.ome.tif"
+    root = zarr.open_group(str(src), mode="w", zarr_format=2)
+    root.create_array("0", shape=(32, 40), chunks=(32, 40), dtype=np.uint16,
+                      chunk_key_encoding={"name": "v2", "separator": "/"})[:] = rng.integers(0, 9, (32, 40))  # fmt: skip
+    write_multiscales_metadata(
+        root, [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [0.4, 0.4]}]}], fmt=FormatV04(),
+        axes=[{"name": "y", "type": "space", "unit": "micrometer"}, {"name": "x", "type": "space", "unit": "micrometer"}],
+    )  # fmt: skip
+    assert main(["upscale", str(src), str(out), "--model", "bicubic", "--scale", "2", "--quiet"]) == 0
+    with tifffile.TiffFile(out) as tif:
+        assert tif.series[0].shape == (64, 80)
+        ome = tif.ome_metadata
+    assert 'PhysicalSizeX="0.2"' in ome and 'PhysicalSizeXUnit="µm"' in ome

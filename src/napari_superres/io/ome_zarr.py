@@ -83,6 +83,18 @@ def ngff_unit(unit: str | None) -> str | None:
     return NGFF_UNITS.get(unit, NGFF_UNITS.get(unit.lower()))
 
 
+#: NGFF unit names -> the symbols our PixelSize and OME-TIFF use.
+UNIT_SYMBOLS = {
+    "micrometer": "µm", "nanometer": "nm", "millimeter": "mm", "centimeter": "cm", "meter": "m",
+    "picometer": "pm", "angstrom": "Å", "inch": "in",
+}  # fmt: skip
+
+
+def unit_symbol(unit: str | None) -> str | None:
+    """Our symbol for an NGFF unit name (``"micrometer"`` -> ``"µm"``); other strings unchanged."""
+    return UNIT_SYMBOLS.get(unit, unit) if unit else unit
+
+
 def upscaled_transform(scale: float, translation: float, factor: int) -> tuple[float, float]:
     """``(s', t')`` of an axis upscaled ``factor`` times: ``s/f`` and ``t - (s/2)(1 - 1/f)`` (module doc)."""
     return scale / factor, translation - scale / 2 * (1 - 1 / factor)
@@ -260,6 +272,7 @@ def register() -> None:
 
 __all__ = [
     "MIN_LEVEL_EDGE",
+    "UNIT_SYMBOLS",
     "NGFF_VERSION",
     "OME_ZARR_SUFFIX",
     "OmeZarrWriter",
@@ -271,5 +284,6 @@ __all__ = [
     "read_ome_zarr",
     "register",
     "source_transforms",
+    "unit_symbol",
     "upscaled_transform",
 ]

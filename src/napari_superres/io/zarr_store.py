@@ -49,6 +49,9 @@ def open_zarr(path: Path) -> tuple[Any, str | None, PixelSize, dict[str, Any]]:
             if scales and names:
                 by_name = dict(zip(axes or "", scales))
                 unit = next((u for u, n in zip(units, axes or "") if n in "YX" and u), None)
+                from .ome_zarr import unit_symbol  # (ome_zarr imports this module)
+
+                unit = unit_symbol(unit)  # NGFF "micrometer" -> "µm" (OME-TIFF outputs need the symbol)
                 pixel = PixelSize(by_name.get("X"), by_name.get("Y"), by_name.get("Z"), unit)
         else:
             keys = list(node.array_keys())
