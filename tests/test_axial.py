@@ -156,3 +156,16 @@ def test_cli_upscale_z_refuses_bad_requests_in_one_line(tmp_path, capsys):
     assert len(err) == 3 and all(line.startswith("napari-superres upscale-z: error:") for line in err)
     assert "--factor" in err[1]
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_progress_reaches_the_total_and_should_stop_cancels(one_torch_thread):
+    from napari_superres.engine.errors import Cancelled
+
+    vol = np.random.default_rng(3).random((3, 16, 20)).astype(np.float32)
+    calls = []
+    upscale_z(vol, 2, steps=4, net=TINY, patch_size=8, progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (4 + 16 + 20, 4 + 16 + 20)  # training steps + XZ slices + YZ slices
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    stop_after = iter(range(3, -1, -1))
+    with pytest.raises(Cancelled):
+        upscale_z(vol, 2, steps=100, net=TINY, patch_size=8, should_stop=lambda: next(stop_after, 0) == 0)
