@@ -603,27 +603,27 @@ class Trainer:
     def _train_step(self) -> tuple[dict[str, float], tuple[float, float] | None, str]:
         cfg = self.config
         dev = self.device
-        lr_b, hr_b = self.data.sample(cfg.batch_size)
-        lr_b = lr_b.to(dev, non_blocking=True).contiguous(memory_format=self._memory_format)
-        hr_b = hr_b.to(dev, non_blocking=True).contiguous(memory_format=self._memory_format)
+        lq_b, gt_b = self.data.sample(cfg.batch_size)
+        lq_b = lq_b.to(dev, non_blocking=True).contiguous(memory_format=self._memory_format)
+        gt_b = gt_b.to(dev, non_blocking=True).contiguous(memory_format=self._memory_format)
         pretraining = self.step < self.pretrain_steps
         weights = self.pretrain_weights if pretraining else self.weights
         adversarial = self.disc is not None and not pretraining
 
         self.net.train()
         with self._autocast():
-            sr = self.net(lr_b)
+            sr = self.net(lq_b)
         sr = sr.float()
-        terms = pixel_losses(sr, hr_b, [k for k in weights if k in PIXEL_TERMS])
+        terms = pixel_losses(sr, gt_b, [k for k in weights if k in PIXEL_TERMS])
         if "perceptual" in weights and self.perceptual is not None:
             with self._autocast():
-                terms["perceptual"] = self.perceptual(sr, hr_b)
+                terms["perceptual"] = self.perceptual(sr, gt_b)
         if adversarial:
             d_plain = unwrap(self.disc)  # type: ignore[arg-type]
             d_plain.eval().requires_grad_(False)  # frozen, no power-iteration update, no DDP hooks
             with self._autocast():
                 fake_out = d_plain(sr)
-                real_out = d_plain(hr_b).detach() if cfg.gan_loss == "ragan" else None
+                real_out = d_plain(gt_b).detach() if cfg.gan_loss == "ragan" else None
             terms["gan"] = generator_loss(cfg.gan_loss, fake_out, real_out)
             d_plain.train().requires_grad_(True)
         total = weighted_sum(terms, weights)
@@ -645,11 +645,11 @@ class Trainer:
         acc = None
         if adversarial:
             assert self.disc is not None and self.opt_d is not None and self.sched_d is not None
-            n = hr_b.shape[0]
+            n = gt_b.shape[0]
             fake_in = sr.detach()
             for _ in range(cfg.d_steps):
                 with self._autocast():
-                    out = self.disc(torch.cat([hr_b, fake_in]))  # one forward: real and fake together
+                    out = self.disc(torch.cat([gt_b, fake_in]))  # one forward: real and fake together
                 real_out, fake_out = out[:n].float(), out[n:].float()
                 d_loss = discriminator_loss(cfg.gan_loss, real_out, fake_out)
                 self.opt_d.zero_grad(set_to_none=True)
@@ -690,9 +690,9 @@ class Trainer:
         net.eval()
         s = self.config.scale
         scores = {"psnr": [], "ssim": [], "bicubic_psnr": [], "bicubic_ssim": []}
-        for lr, hr in regions:
-            x = torch.from_numpy(lr)[None].to(self.device)
-            y = torch.from_numpy(hr)[None].to(self.device)
+        for lq, gt in regions:
+            x = torch.from_numpy(lq)[None].to(self.device)
+            y = torch.from_numpy(gt)[None].to(self.device)
             with autocast(self.device, self.config.mixed_precision):
                 sr = net(x)
             sr = sr.float()
@@ -706,12 +706,12 @@ class Trainer:
         preview = preview_lr = preview_hr = None
         crop = self.data.preview_region()
         if crop is not None:
-            lr_c, hr_c = crop
+            lq_c, gt_c = crop
             with autocast(self.device, self.config.mixed_precision):
-                sr_c = net(torch.from_numpy(lr_c)[None].to(self.device))
+                sr_c = net(torch.from_numpy(lq_c)[None].to(self.device))
             preview = _to_image(sr_c[0].float().clamp(0.0, 1.0).cpu().numpy())
-            preview_lr = _to_image(np.clip(lr_c, 0.0, 1.0))
-            preview_hr = _to_image(np.clip(hr_c, 0.0, 1.0))
+            preview_lr = _to_image(np.clip(lq_c, 0.0, 1.0))
+            preview_hr = _to_image(np.clip(gt_c, 0.0, 1.0))
         net.train(was_training)
         report = ValidationReport(
             step=self.step,
