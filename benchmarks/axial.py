@@ -99,6 +99,8 @@ def main() -> None:
     p.add_argument("--planes", type=int, default=16, help="Z planes of the acquisition")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: upscale_z's)")
     p.add_argument("--photons", type=float, default=200.0)
+    p.add_argument("--assumed-psf-ratio", type=float, default=None,
+                   help="psf_ratio given to upscale_z (default: its default, the factor = the true ratio)")  # fmt: skip
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-figure", action="store_true")
     p.add_argument("--out", type=Path, default=RESULTS)
@@ -111,6 +113,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     steps = args.steps or DEFAULT_STEPS
+    assumed = "" if args.assumed_psf_ratio is None else f", assumed psf_ratio {args.assumed_psf_ratio:g}"
     rows = []
     load_before = os.getloadavg()[0]
     for factor in args.factors:
@@ -123,9 +126,10 @@ def main() -> None:
             for name, order in (("nearest", 0), ("linear", 1), ("cubic spline", 3)):
                 rows.append((factor, seed, name, *scores(interpolate_z(acq.low_z, factor, order), gt), "", ""))
             t0, c0 = time.perf_counter(), time.process_time()
-            result = upscale_z(acq.low_z, factor, steps=steps, seed=seed)
+            result = upscale_z(acq.low_z, factor, steps=steps, seed=seed, psf_ratio=args.assumed_psf_ratio)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            rows.append((factor, seed, f"upscale_z ({steps} steps)", *scores(result.volume, gt),
+            label = f"upscale_z ({steps} steps{assumed})"
+            rows.append((factor, seed, label, *scores(result.volume, gt),
                          f"{wall:.0f} s", f"{cpu:.0f} s"))  # fmt: skip
             xz = upscale_z(acq.low_z, factor, model=result.model, fuse="xz").volume
             rows.append((factor, seed, "  same model, XZ pass only", *scores(xz, gt), "", ""))
