@@ -259,3 +259,21 @@ def test_three_docks_fit_a_1280x800_window_and_long_messages_keep_the_width(make
         controls += list(getattr(w, "layer_checks", {}).values())
         assert len(controls) >= 5
         assert [c.label for c in controls if not c.tooltip] == [], type(w).__name__
+
+
+def test_the_sample_menu_path_named_in_messages_is_napari_s(make_napari_viewer):
+    from napari_superres._napari.train_widget import SAMPLE_MENU
+
+    viewer = make_napari_viewer()
+    paths = []
+
+    def walk(menu, prefix):
+        for action in menu.actions():
+            title = action.text().replace("&&", "\0").replace("&", "").replace("\0", "&")
+            if action.menu() is not None:
+                walk(action.menu(), [*prefix, title])
+            elif title:
+                paths.append(" ▸ ".join([*prefix, title]))
+
+    walk(viewer.window.file_menu, ["File"])
+    assert SAMPLE_MENU in paths, [p for p in paths if "Sample" in p]

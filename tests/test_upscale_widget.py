@@ -291,3 +291,55 @@ def test_dask_layer_stays_lazy_unless_compute_now(viewer, widget, qtbot):
     assert isinstance(eager_out.data, np.ndarray)
     np.testing.assert_array_equal(lazy_out.data[shown], eager_out.data[shown])
     np.testing.assert_array_equal(np.asarray(lazy_out.data), eager_out.data)  # all planes, computed now
+
+
+def test_adapt_to_this_image_then_upscale_with_the_adapted_model(viewer, widget, qtbot, errors):
+    image = np.random.default_rng(6).integers(0, 4000, (64, 64), dtype=np.uint16)
+    source = viewer.add_image(image, name="cells")
+    widget.layer_combo.value = source
+    widget.model_combo.value = "tiny"
+    widget.adapt_check.value = True
+    widget.adapt_steps.value = 3
+
+    run_to_end(widget, qtbot)
+
+    assert errors == []
+    assert "tiny adapted" in get_engine(viewer).names()  # registered: selectable for the next run
+    out = viewer.layers["cells ×2 (tiny adapted)"]
+    assert out.data.shape == (128, 128)
+    assert "tiny adapted" in widget.model_combo.choices
+
+
+def test_consistency_map_overlays_the_result(viewer, widget, qtbot, errors):
+    image = np.random.default_rng(7).integers(0, 4000, (48, 40), dtype=np.uint16)
+    source = viewer.add_image(image, name="img", scale=(0.5, 0.5), translate=(2.0, 1.0))
+    widget.layer_combo.value = source
+    widget.model_combo.value = "bicubic"
+    widget.consistency_check.value = True
+
+    run_to_end(widget, qtbot)
+
+    assert errors == []
+    out = viewer.layers["img ×2 (bicubic)"]
+    check = viewer.layers["img ×2 (bicubic) consistency"]
+    assert check.data.shape == out.data.shape and check.data.dtype == np.float32
+    np.testing.assert_allclose(check.translate, out.translate)
+    np.testing.assert_allclose(check.scale, out.scale)
+    assert "rms" in check.metadata["napari_superres"] and "consistency" in widget.status.value
+
+
+def test_along_z_upsamples_a_stack_axially_and_overlays_it(viewer, widget, qtbot, errors):
+    volume = np.random.default_rng(8).integers(0, 4000, (4, 32, 32), dtype=np.uint16)
+    source = viewer.add_image(volume, name="stack", scale=(4.0, 1.0, 1.0), translate=(10.0, 0.0, 0.0))
+    widget.layer_combo.value = source
+    widget.model_combo.value = "bicubic"
+    widget.axial_check.value = True
+    widget.axial_steps.value = 2
+
+    run_to_end(widget, qtbot)
+
+    assert errors == []
+    out = viewer.layers["stack Z×4 (axial)"]
+    assert out.data.shape == (16, 32, 32)
+    np.testing.assert_allclose(out.scale, (1.0, 1.0, 1.0))
+    np.testing.assert_allclose(out.translate, source.translate)  # input plane k = output plane 4k

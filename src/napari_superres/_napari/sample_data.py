@@ -1,6 +1,7 @@
 """napari sample data: a synthetic fluorescence low-res / high-res pair (no download).
 
-``File > Open Sample > Super-resolution > Synthetic fluorescence pair`` adds two layers
+``File ▸ Open Sample ▸ Synthetic fluorescence pair (low-res, high-res) (Super-resolution)``
+(napari lists a plugin's only sample as ``<sample> (<plugin>)``) adds two layers
 that overlay in world coordinates: the high-res ground truth (pixel size 1) and the
 low-res acquisition of the same field with ``SCALE``-times larger pixels.
 """

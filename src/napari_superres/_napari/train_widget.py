@@ -80,8 +80,8 @@ TRAIN_MODULES = (
     "napari_superres.engine.train.trainer", "napari_superres.engine.train.data", "napari_superres.engine.nets.vgg",
     "napari_superres.engine.device", "napari_superres._napari.loss_plot", "torchvision.models",
 )  # fmt: skip
-#: Where the sample pair is in napari's menu (plugin display name, then the sample's).
-SAMPLE_MENU = "File ▸ Open Sample ▸ Super-resolution ▸ Synthetic fluorescence pair (low-res, high-res)"
+#: Where the sample pair is in napari's menu: a plugin with one sample gets one item, "<sample> (<plugin>)".
+SAMPLE_MENU = "File ▸ Open Sample ▸ Synthetic fluorescence pair (low-res, high-res) (Super-resolution)"
 
 
 class TrainWidget(QWidget):

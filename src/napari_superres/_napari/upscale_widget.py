@@ -47,6 +47,10 @@ if TYPE_CHECKING:
 BICUBIC_SCALES = (2, 3, 4, 8)
 #: Largest tile edge the widget offers (0 = automatic).
 MAX_TILE = 8192
+#: Default steps of "adapt to this image" (the engine's default is larger; a GUI user wants seconds).
+ADAPT_STEPS = 200
+#: Suffix of the consistency-map layer's name.
+CONSISTENCY_SUFFIX = "consistency"
 #: Devices offered before PyTorch is loaded (accelerators are added once it is).
 BASIC_DEVICES = ("auto", "cpu")
 UPSCALE_MODULES = (*ENGINE_MODULES, "napari_superres.engine.device", "napari_superres.engine.nets.model_file")
@@ -73,7 +77,8 @@ class _Request:
     """Everything a run needs, gathered and validated on the GUI thread."""
 
     def __init__(self, layer: Image, data: Any, model: str, scale: int, axes: str, tile: int | None,
-                 lazy: bool, total: int, model_info: dict[str, Any], device: str) -> None:  # fmt: skip
+                 lazy: bool, total: int, model_info: dict[str, Any], device: str, adapt_steps: int = 0,
+                 consistency: bool = False) -> None:  # fmt: skip
         self.layer = layer
         self.data = data
         self.model = model
@@ -84,6 +89,8 @@ class _Request:
         self.total = total
         self.model_info = model_info
         self.device = device
+        self.adapt_steps = adapt_steps
+        self.consistency = consistency
 
 
 class UpscaleWidget(QWidget):
@@ -116,6 +123,13 @@ class UpscaleWidget(QWidget):
         self.tile_spin = SpinBox(label="tile (0 = auto)", min=0, max=MAX_TILE, step=64, value=0)
         self.device_combo = ComboBox(label="device", choices=list(BASIC_DEVICES), value="auto")
         self.compute_check = CheckBox(text="compute now (dask layers)", value=False)
+        self.adapt_check = CheckBox(text="adapt to this image first", value=False)
+        self.adapt_steps = SpinBox(label="adapt steps", min=1, max=100_000, step=50, value=ADAPT_STEPS)
+        self.consistency_check = CheckBox(text="consistency map", value=False)
+        self.axial_check = CheckBox(text="along Z (axial, 3D layers)", value=False)
+        self.axial_factor = SpinBox(label="Z factor (0 = from scale)", min=0, max=16, value=0)
+        self.axial_steps = SpinBox(label="Z training steps (0 = default)", min=0, max=100_000, step=50, value=0)
+        self.export_button = PushButton(text="Save model as bioimage.io…")
         self.run_button = PushButton(text="Run", enabled=False)
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         set_tips({
@@ -129,11 +143,25 @@ class UpscaleWidget(QWidget):
                                "Affects this widget only.",
             self.compute_check: "Dask (lazy) layers: compute the whole result now instead of plane by plane "
                                 "in the background as you browse.",
+            self.adapt_check: "Fine-tune the chosen model on this image itself first (no high-res data needed); "
+                              "the adapted model is registered as '<model> adapted' and used for the result.",
+            self.adapt_steps: "Optimisation steps of the adaptation (more: slower, closer fit to this image).",
+            self.consistency_check: "Also add a map of how well the result, degraded back, matches the measured "
+                                    "image (in noise sigmas; about 1 = consistent, bright = not supported).",
+            self.axial_check: "3D (Z, Y, X) layers: upsample along Z instead of Y/X, with a network trained on the "
+                              "stack's own lateral planes (for anisotropic voxels).",
+            self.axial_factor: "Planes in the result per input plane (0: Z step / pixel size from the layer scale).",
+            self.axial_steps: "Training steps of the axial network (0: the engine's default, a few minutes on a CPU).",
+            self.export_button: "Write the chosen model as a bioimage.io model package (.zip, spec 0.5) for other "
+                                "tools (deepImageJ, ilastik, bioimage.io).",
             self.run_button: "Upscale the chosen layer; the result overlays its source.",
             self.cancel_button: "Stop the running job within one tile; nothing is added.",
         })  # fmt: skip
         self._basic = Container(widgets=[self.layer_combo, self.model_combo, self.scale_combo])
-        self._advanced = Container(widgets=[self.tile_spin, self.device_combo, self.compute_check, self.load_button])
+        self._advanced = Container(widgets=[self.tile_spin, self.device_combo, self.compute_check, self.adapt_check,
+                                            self.adapt_steps, self.consistency_check, self.axial_check,
+                                            self.axial_factor, self.axial_steps, self.load_button,
+                                            self.export_button])  # fmt: skip
         for c in (self._basic, self._advanced):
             c.margins = (0, 0, 0, 0)
         self.panel = JobPanel()
@@ -149,6 +177,7 @@ class UpscaleWidget(QWidget):
         self._select_active_layer()
         self.model_combo.changed.connect(self._on_model_changed)
         self.load_button.changed.connect(self._on_load_clicked)
+        self.export_button.changed.connect(self._on_export_clicked)
         self.run_button.changed.connect(lambda *_: self.run())
         self.cancel_button.changed.connect(lambda *_: self.cancel())
         self.models_changed.connect(self._refresh_models)
@@ -260,6 +289,40 @@ class UpscaleWidget(QWidget):
         if path:
             self.load_model_file(path)
 
+    def export_bioimageio(self, path: str | os.PathLike, overwrite: bool = False) -> FunctionWorker | None:
+        """Write the chosen model as a bioimage.io package at ``path`` in the background; ``None`` if refused."""
+        name = self.model_combo.value
+        if self._runner.running or self.engine is None:
+            show_warning("Wait for the running job (or for PyTorch to load) first.")
+            return None
+        if name is None or self.engine.get(name).scale is None:
+            self._refuse("Choose a learned model to export (bicubic is not a network).")
+            return None
+        model, target = self.engine.get(name), os.fspath(path)
+
+        def work(ctx: JobContext) -> Any:
+            from ..io.bioimageio import export_bioimageio
+
+            return export_bioimageio(model, target, overwrite=overwrite)
+
+        def done(written: Any) -> None:
+            self.status.value = f"saved {name!r} as {written}"
+            show_info(f"bioimage.io package written: {written}")
+
+        self.run_button.enabled = False
+        return self._runner.start(
+            work, description=f"exporting {name!r} to bioimage.io", on_done=done,
+            on_failed=lambda exc: self._refuse(f"Export of {name!r} failed: {exc}"), on_finish=self._on_finished,
+        )  # fmt: skip
+
+    def _on_export_clicked(self, *_: Any) -> None:
+        name = self.model_combo.value or "model"
+        path, _filter = QFileDialog.getSaveFileName(
+            self, "Save as a bioimage.io model package", f"{name}.zip", "bioimage.io package (*.zip)"
+        )
+        if path:  # the dialog asked before replacing an existing file
+            self.export_bioimageio(path, overwrite=True)
+
     # --- running -------------------------------------------------------------------------------
     @property
     def worker(self) -> FunctionWorker | None:
@@ -283,6 +346,8 @@ class UpscaleWidget(QWidget):
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             self._refuse(str(message))
             return None
+        if self.axial_check.value:
+            return self._start_axial(self.layer_combo.value if layer is None else layer)
         if request.lazy:  # no job: planes are upscaled in the background as they are displayed
             self._add_lazy(request)
             return None
@@ -331,8 +396,16 @@ class UpscaleWidget(QWidget):
         info = {"model_source": str(model.source), "normalization": dict(job.normalization)}
         if model.metadata:
             info["model_metadata"] = dict(model.metadata)
+        adapt_steps = int(self.adapt_steps.value) if self.adapt_check.value else 0
+        consistency = bool(self.consistency_check.value)
+        if (adapt_steps or consistency) and lazy:
+            raise ValueError("'adapt' and 'consistency map' need the whole image: tick 'compute now' for dask layers.")
+        if consistency and getattr(layer, "rgb", False):
+            raise ValueError("The consistency map is for grayscale images; untick it for RGB layers.")
+        if adapt_steps and model.scale is None:
+            raise ValueError("Adapting needs a learned model (not bicubic); choose one or untick 'adapt'.")
         return _Request(layer, data, name, job.scale, axes, tile, lazy, 0 if lazy else job.total_tiles(), info,
-                        str(device))  # fmt: skip
+                        str(device), adapt_steps, consistency)  # fmt: skip
 
     def _start(self, request: _Request) -> FunctionWorker:
         from ..engine.registry import upscale
@@ -344,12 +417,30 @@ class UpscaleWidget(QWidget):
             if _is_dask(data) and not request.lazy:
                 ctx.status(f"reading {request.layer.name!r}…")
                 data = np.asarray(data)  # "compute now": read it all, then upscale with progress
-            return upscale(
-                data, request.model, engine=engine, device=request.device, scale=request.scale,
+            model: Any = request.model
+            if request.adapt_steps:
+                from ..engine.train.adapt import adapt
+
+                adapted = adapt(
+                    data, model=model, scale=request.scale, steps=request.adapt_steps, engine=engine,
+                    progress=lambda done, total: ctx.progress(done, total, f"adapting to the image: step {done}/{total}"),
+                    should_stop=ctx.should_stop,
+                )  # fmt: skip
+                engine.register(adapted, adapted.name)  # selectable in the list, and kept for the next run
+                model = request.model = adapted.name
+                request.model_info["adapted_from"] = adapted.metadata.get("adapt", {}) if adapted.metadata else {}
+            result = upscale(
+                data, model, engine=engine, device=request.device, scale=request.scale,
                 axes=request.axes, tile=request.tile,
                 progress=lambda done, total: ctx.progress(done, total, f"tile {done}/{total}"),
                 should_stop=ctx.should_stop,
             )  # fmt: skip
+            if not request.consistency:
+                return result, None
+            from ..engine.metrics.consistency import consistency
+
+            ctx.status("consistency map…")
+            return result, consistency(data, result, request.scale)
 
         self._request = request
         what = "building a lazy (dask) result" if request.lazy else "upscaling"
@@ -362,16 +453,76 @@ class UpscaleWidget(QWidget):
             on_done=self._on_returned, on_failed=self._on_errored, on_finish=self._on_finished,
         )  # fmt: skip
 
+    def _start_axial(self, layer: Image) -> FunctionWorker | None:
+        """Upsample a 3D layer along Z (``napari_superres.upscale_z``); the result overlays the source."""
+        from ..engine.device import resolve_device
+
+        if not isinstance(layer, Image) or layer.ndim != 3 or layer.rgb:
+            self._refuse("'along Z' needs a 3D grayscale (Z, Y, X) image layer.")
+            return None
+        data = layer.data[0] if layer.multiscale else layer.data
+        factor = int(self.axial_factor.value) or None
+        z, y = float(layer.scale[0]), float(layer.scale[1])
+        if factor is None and round(z / y) < 2:
+            self._refuse(f"{layer.name!r} has Z step {z:g} and pixel size {y:g} (isotropic): set a Z factor, or set "
+                         "the layer's Z scale.")  # fmt: skip
+            return None
+        steps = int(self.axial_steps.value) or None
+        device = str(resolve_device(self.device_combo.value))
+
+        def work(ctx: JobContext) -> Any:
+            from ..engine.axial import upscale_z
+
+            ctx.status(f"reading {layer.name!r}…")
+            volume = np.asarray(data)
+            return upscale_z(
+                volume, factor, axes="ZYX", scale=tuple(float(v) for v in layer.scale), steps=steps, device=device,
+                progress=lambda done, total: ctx.progress(done, total, f"along Z: {done}/{total} (training, then slices)"),
+                should_stop=ctx.should_stop,
+            )  # fmt: skip
+
+        def done(result: Any) -> None:
+            kwargs = output_layer_kwargs(layer, 1, "axial")
+            scale = list(kwargs["scale"])
+            scale[0] = float(layer.scale[0]) / result.factor  # input plane k is result plane k * factor
+            kwargs.update(name=f"{layer.name} Z×{result.factor} (axial)", scale=tuple(scale))
+            kwargs["metadata"]["napari_superres"].update(axial_factor=result.factor, model="axial (trained on the stack)")
+            added = self.viewer.add_image(result.volume, **kwargs)
+            self.status.value = f"added {added.name!r} {tuple(result.volume.shape)}"
+
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        return self._runner.start(
+            work, description=f"upscaling {layer.name!r} along Z", on_done=done,
+            on_failed=lambda exc: self._refuse(f"Upscaling {layer.name!r} along Z failed: {exc}"),
+            on_finish=self._on_finished,
+        )  # fmt: skip
+
     def _emit_progress(self, value: int) -> None:
         self.progressed.emit(int(value), int(self.panel.bar.maximum()))
 
-    def _on_returned(self, result: Any) -> None:
+    def _on_returned(self, outcome: tuple[Any, Any]) -> None:
         request = self._request
         if request is None:
             return
+        result, check = outcome
         kwargs = output_layer_kwargs(request.layer, request.scale, request.model, model_info=request.model_info)
         layer = self.viewer.add_image(result, **kwargs)
         self.status.value = f"added {layer.name!r} {tuple(result.shape)}"
+        if check is not None:
+            from .layers import METADATA_KEY
+
+            info = {**kwargs["metadata"][METADATA_KEY], "consistency": check.summary(),
+                    "rms": float(check.rms), "inconsistent_fraction": float(check.inconsistent_fraction)}  # fmt: skip
+            map_kwargs = {key: kwargs[key] for key in ("scale", "translate", "rotate", "shear", "affine") if key in kwargs}
+            self.viewer.add_image(
+                check.map, name=f"{layer.name} {CONSISTENCY_SUFFIX}", colormap="inferno", blending="additive",
+                contrast_limits=(0.0, max(3.0, float(np.percentile(check.map, 99.5)))),
+                metadata={METADATA_KEY: info}, **map_kwargs,
+            )  # fmt: skip
+            self.status.value += f"; consistency: {check.summary()}"
+        if request.adapt_steps:
+            self._refresh_models()
 
     def _add_lazy(self, request: _Request) -> Image:
         """Add a layer whose planes are upscaled in the background around the displayed one."""
