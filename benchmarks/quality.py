@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -390,6 +391,175 @@ def _notes(results: dict[str, Any]) -> str:
     )
 
 
+# --- "train on your data": built-in vs adapt vs paired training, per kind of microscopy data ----------
+#: Kinds of held-out microscopy sets of the table (``heldout_sets`` names) and their training images.
+YOUR_DATA_KINDS = ("synthetic", "fluorescence", "EM")
+#: Defaults of the table: held-out images per kind, paired-training images per kind and their crop (px),
+#: paired-training steps (everything else TrainConfig's defaults).  Small enough for minutes on 2 cores.
+YOUR_DATA_IMAGES = 2
+YOUR_DATA_TRAIN_IMAGES = 8
+YOUR_DATA_TRAIN_CROP = 256
+YOUR_DATA_TRAIN_STEPS = 200
+
+
+def _training_images_of(kind: str, data: Path | None) -> list[Image]:
+    from prepare_data import em_images, fluorescence_images, synthetic_images
+
+    if kind == "synthetic":
+        return synthetic_images("train")
+    if data is None:
+        return []
+    return em_images(Path(data), "train") if kind == "EM" else fluorescence_images(Path(data), "train")
+
+
+def _centre_crop(image: np.ndarray, edge: int, scale: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    ch, cw = min(h, edge), min(w, edge)
+    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    return modcrop(image[y0 : y0 + ch, x0 : x0 + cw], scale)
+
+
+def your_data_benchmark(
+    data: Path | None,
+    *,
+    scale: int = 2,
+    kinds: Sequence[str] = YOUR_DATA_KINDS,
+    n_images: int = YOUR_DATA_IMAGES,
+    adapt_steps: int | None = None,
+    train_steps: int = YOUR_DATA_TRAIN_STEPS,
+    n_train: int = YOUR_DATA_TRAIN_IMAGES,
+    builtin: str | None = None,
+    log: Any = print,
+    on_kind: Any = None,
+) -> dict[str, Any]:
+    """Gain over bicubic (microscope protocol) of the built-in model, ``adapt`` and paired training.
+
+    For every kind: the first ``n_images`` held-out images (gray, ``scale``-cropped) get
+    microscope-protocol low-res versions; scored as :func:`run_benchmark` (HR range, border
+    ``scale``).  (a) the built-in model of ``scale``; (b) ``napari_superres.adapt`` on the
+    low-res image itself (default budget, or ``adapt_steps``); (c) ``TrainConfig`` defaults
+    except ``steps=train_steps`` on microscope-protocol pairs of ``n_train`` training images of
+    the same kind (centre crops of ``YOUR_DATA_TRAIN_CROP`` px), trained once per kind.
+    Times are wall-clock seconds in this process.  ``on_kind(results)`` is called after every
+    kind with the results so far (to write them as they come).
+    """
+    import torch
+
+    from napari_superres.engine import Engine
+    from napari_superres.engine.train.adapt import ADAPT_STEPS, adapt
+    from napari_superres.engine.train.trainer import TrainConfig, Trainer, make_pair_source
+
+    adapt_steps = int(adapt_steps or ADAPT_STEPS)
+    log = log or (lambda *_: None)
+    engine = Engine(device="cpu", builtins=True)
+    builtin = builtin or next((n for n in engine.names() if n.startswith("superres-") and f"x{scale}" in n), None)
+    if builtin is None:
+        raise SystemExit(f"no built-in x{scale} model to compare with")
+    sets = heldout_sets(data, synthetic="synthetic" in kinds)
+    t_start = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+
+    def results() -> dict[str, Any]:
+        return {
+            "benchmark": "napari-superres train on your data",
+            "scale": scale,
+            "protocol": "microscope (see quality.json): blur, area downsampling, Poisson-Gaussian noise",
+            "builtin": builtin,
+            "adapt_steps": adapt_steps,
+            "paired": f"TrainConfig defaults except steps={train_steps}; up to {n_train} training images of the "
+            f"kind, centre crops of {YOUR_DATA_TRAIN_CROP} px, microscope-protocol pairs",
+            "environment": {
+                "python": platform.python_version(),
+                "torch_threads": torch.get_num_threads(),
+                "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+                "seconds": round(time.perf_counter() - t_start, 1),
+            },
+            "results": rows,
+        }
+
+    for kind in kinds:
+        images = [im for im in sets.get(kind, []) if im.array.ndim == 2][:n_images]
+        if not images:
+            log(f"{kind}: no held-out images (give --data)")
+            continue
+        # (c) paired training on other images of the same kind, all defaults but the step budget
+        train = [im for im in _training_images_of(kind, data) if im.array.ndim == 2][:n_train]
+        hr_train = [_centre_crop(im.array, YOUR_DATA_TRAIN_CROP, scale) for im in train]
+        lr_train = [make_low_res(hr, scale, "microscope", seed=50_000 + i) for i, hr in enumerate(hr_train)]
+        t0 = time.perf_counter()
+        config = TrainConfig(scale=scale, steps=train_steps, val_every=0, device="cpu")
+        pairs = make_pair_source(hr_train, lr_train, scale=scale, patch_size=config.patch_size)
+        trained = None
+        if train_steps:
+            trainer = Trainer(config, pairs)
+            trainer.run()
+            trained = trainer.model(f"trained on {len(hr_train)} {kind}")
+        train_seconds = time.perf_counter() - t0
+        scores: dict[str, list[float]] = {"bicubic": [], "built-in": [], "adapt": [], "paired": []}
+        adapt_seconds = []
+        for index, image in enumerate(images):
+            hr = modcrop(image.array, scale)
+            lr = make_low_res(hr, scale, "microscope", seed=1000 * scale + index)
+
+            def score(sr: np.ndarray, hr: np.ndarray = hr) -> float:
+                a, b, data_range = comparable(sr, hr, scale)
+                return psnr(a, b, data_range)
+
+            scores["bicubic"].append(score(upscale_pil(lr, scale, "bicubic")))
+            scores["built-in"].append(score(engine.upscale(lr, builtin)))
+            t0 = time.perf_counter()
+            with torch.random.fork_rng(devices=[]):
+                adapted = adapt(lr, builtin, scale=scale, steps=adapt_steps, engine=engine)
+            adapt_seconds.append(time.perf_counter() - t0)
+            scores["adapt"].append(score(engine.upscale(lr, adapted)))
+            if trained is not None:
+                scores["paired"].append(score(engine.upscale(lr, trained)))
+            log(
+                f"[{time.perf_counter() - t_start:6.0f}s] {kind} {image.name}: bicubic {scores['bicubic'][-1]:.2f} dB, "
+                + ", ".join(f"{k} {v[-1] - scores['bicubic'][-1]:+.2f}" for k, v in scores.items() if k != "bicubic" and v)
+            )
+        bic = np.array(scores["bicubic"])
+        rows.append(
+            {
+                "kind": kind,
+                "n_images": len(images),
+                "images": [im.name for im in images],
+                "bicubic_psnr": float(bic.mean()),
+                "gain_builtin": float(np.mean(np.array(scores["built-in"]) - bic)),
+                "gain_adapt": float(np.mean(np.array(scores["adapt"]) - bic)),
+                "gain_paired": float(np.mean(np.array(scores["paired"]) - bic)) if scores["paired"] else None,
+                "adapt_seconds": float(np.mean(adapt_seconds)),
+                "paired_seconds": train_seconds,
+                "paired_train_images": [im.name for im in train],
+                "per_image": scores,
+            }
+        )
+        if on_kind is not None:
+            on_kind(results())
+    return results()
+
+
+def your_data_markdown(results: dict[str, Any]) -> str:
+    """The "train on your data" table: PSNR gain over bicubic (dB) and times (s)."""
+    lines = [
+        f"**Train on your data, x{results['scale']}** - PSNR gain over bicubic (dB) on held-out microscopy images, "
+        f"microscope protocol; (a) built-in `{results['builtin']}`, (b) `adapt` on the low-res image itself "
+        f"({results['adapt_steps']} steps, no high-res), (c) paired training on other images of the same kind "
+        f"({results['paired']}). Seconds on this machine (load average "
+        f"{', '.join(f'{x:.1f}' for x in results['environment']['load_average'] or [])}).",
+        "",
+        "| held-out set (images) | bicubic PSNR | (a) built-in | (b) adapt | (c) paired training | adapt s / image | training s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results["results"]:
+        paired = f"{r['gain_paired']:+.2f}" if r["gain_paired"] is not None else "-"
+        lines.append(
+            f"| {r['kind']} ({r['n_images']}) | {r['bicubic_psnr']:.2f} | {r['gain_builtin']:+.2f} | "
+            f"{r['gain_adapt']:+.2f} | {paired} | {r['adapt_seconds']:.0f} | {r['paired_seconds']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def folder_set(folder: Path) -> list[Image]:
     """Every image file of ``folder`` (sorted): RGB kept, other multi-channel files split into planes."""
     out = []
@@ -416,7 +586,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--model", action="append", default=None, help="model file or name (default: the built-in models)"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quality")
+    parser.add_argument("--your-data", action="store_true",
+                        help="only the 'train on your data' table (built-in vs adapt vs paired training) -> "
+                        "results/your_data.{json,md}")  # fmt: skip
+    parser.add_argument("--images", type=int, default=YOUR_DATA_IMAGES, help="--your-data: held-out images per kind")
+    parser.add_argument("--adapt-steps", type=int, default=None, help="--your-data: adapt budget (default: adapt's)")
+    parser.add_argument("--train-steps", type=int, default=YOUR_DATA_TRAIN_STEPS, help="--your-data: paired steps")
     args = parser.parse_args(argv)
+    if args.your_data:
+        from napari_superres.engine.nets.model_file import atomic_write_bytes
+
+        out = ROOT / "benchmarks" / "results" / "your_data"
+
+        def write(results: dict[str, Any]) -> None:
+            atomic_write_bytes(out.with_suffix(".json"), (json.dumps(results, indent=1) + "\n").encode())
+            text = "# Train on your data\n\n" + your_data_markdown(results)
+            atomic_write_bytes(out.with_suffix(".md"), text.encode())
+
+        results = your_data_benchmark(
+            args.data, scale=args.scales[0], n_images=args.images, adapt_steps=args.adapt_steps,
+            train_steps=args.train_steps, on_kind=write,
+        )  # fmt: skip
+        write(results)
+        print(your_data_markdown(results))
+        print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+        return results
 
     from napari_superres.engine import Engine
     from napari_superres.engine.registry import builtin_model_files

@@ -94,3 +94,31 @@ def test_luminance_metric_matches_the_literature_convention():
     a, b, data_range = quality.comparable(white, black, scale=2)
     assert a.shape == (4, 4) and data_range == 255.0
     assert quality.psnr(a, b, data_range) == pytest.approx(20 * math.log10(255 / 219))
+
+
+def test_train_on_your_data_table_runs_on_the_synthetic_set(monkeypatch):
+    """A smoke run of the 'train on your data' table (one image, 1-step budgets): structure, not quality."""
+    import prepare_data
+
+    from napari_superres.engine.samples import synthetic_pair
+
+    def small(split, shape=None):  # 96 / 160 px fields instead of 256 (160: room for a 96 px training patch)
+        seed, edge = (1000, 96) if split == "heldout" else (0, 160)
+        return [prepare_data.Image(f"synthetic/seed{seed}", "synthetic", synthetic_pair((edge, edge), 4, seed=seed,
+                                                                                        noise=False)[1])]  # fmt: skip
+
+    monkeypatch.setattr(prepare_data, "synthetic_images", small)
+    monkeypatch.setattr(quality, "heldout_sets", lambda data, synthetic=True: {"synthetic": small("heldout")})
+    monkeypatch.setattr(quality, "YOUR_DATA_TRAIN_CROP", 160)
+    from napari_superres.engine import Engine
+
+    if not Engine(device="cpu").names()[0].startswith("superres"):
+        pytest.skip("no built-in model shipped")
+    seen = []
+    results = quality.your_data_benchmark(None, kinds=("synthetic",), n_images=1, adapt_steps=1, train_steps=1,
+                                          n_train=1, log=None, on_kind=seen.append)  # fmt: skip
+    (row,) = results["results"]
+    assert row["kind"] == "synthetic" and row["n_images"] == 1 and len(seen) == 1
+    assert all(math.isfinite(row[k]) for k in ("bicubic_psnr", "gain_builtin", "gain_adapt", "gain_paired"))
+    table = quality.your_data_markdown(results)
+    assert "| synthetic (1) |" in table and "(b) adapt" in table

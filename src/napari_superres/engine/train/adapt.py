@@ -11,10 +11,10 @@ noise of the degradation estimated from the image instead of assumed):
 2. estimate the image's blur (PSF sigma in its own pixels, from its power spectrum) and
    its Poisson-Gaussian noise (from local means and variances) with
    :mod:`~napari_superres.engine.train.estimate`;
-3. build training pairs from the image alone: the image is the high-res target, a copy
-   blurred so that, after area downsampling by ``scale``, it has the same blur relative to
-   its pixels as the image has (scale recurrence), plus the noise binning removed, is the
-   input (:func:`~napari_superres.engine.train.estimate.degradation_for`); the image's
+3. build training pairs from the image alone: the image is the high-res target, its area
+   downsampling by ``scale`` the input (the same optics with larger pixels; the blur
+   estimate is recorded, and the alternative that blurs the input further (ZSSR's scale
+   recurrence) measured worse, see :mod:`~napari_superres.engine.train.estimate`); the image's
    own noise is split between input and target so that the two are uncorrelated
    (Recorrupted-to-Recorrupted, :class:`SelfPairs`), else the network learns to copy noise;
 4. fine-tune the model on random patches of those pairs (L1 loss, a learning rate 4x below
@@ -44,7 +44,7 @@ from ..nets.model_file import SRModel
 from ..nets.srnet import SRNet
 from .data import PairSource
 from .degradation import degrade
-from .estimate import ImageEstimate, degradation_for, estimate_image
+from .estimate import ImageEstimate, degradation_for, estimate_image, same_optics_source
 from .trainer import TrainConfig, Trainer
 
 if TYPE_CHECKING:
@@ -57,8 +57,16 @@ ADAPT_STEPS = 100
 #: Patches per step and high-res patch edge (px) of the self-supervised pairs.
 ADAPT_BATCH = 8
 ADAPT_PATCH = 48
-#: Recorruption strength (R2R): input gets ``+ alpha z``, target ``- z / alpha``.
-R2R_ALPHA = 1.0
+
+
+def r2r_alpha(scale: int) -> float:
+    """Recorruption strength (R2R: input ``+ alpha z``, target ``- z / alpha``) for ``scale``.
+
+    ``sqrt(scale^2 - 1)``: binning the input by ``scale`` leaves exactly the image's own noise
+    variance (``(1 + alpha^2) / scale^2 = 1``), and the target's extra noise
+    (``1 / alpha^2`` of the image's) is as small as that allows.
+    """
+    return math.sqrt(max(int(scale) ** 2 - 1, 1))
 
 
 class SelfPairs(PairSource):
@@ -84,8 +92,9 @@ class SelfPairs(PairSource):
         var = (noise.poisson * hr.clamp(min=0.0) + max(noise.gaussian_var, 0.0)).clamp(min=0.0)
         z = torch.randn(hr.shape, generator=self._torch_gen) * var.sqrt()
         assert self.degradation is not None
-        lq = degrade(hr + R2R_ALPHA * z, self.degradation, self._torch_gen)
-        return lq, hr - z / R2R_ALPHA  # type: ignore[return-value]
+        alpha = r2r_alpha(self.scale)
+        lq = degrade(hr + alpha * z, self.degradation, self._torch_gen)
+        return lq, hr - z / alpha  # type: ignore[return-value]
 #: Fine-tuning learning rate (a quarter of the training default: the start is already good).
 ADAPT_LR = 5e-5
 
@@ -172,7 +181,9 @@ def adapt(
 
     t0 = time.perf_counter()
     estimate = estimate_image(np.asarray(image), axes, normalization)
-    degradation = degradation_for(estimate, scale, recorrupted=1.0 + R2R_ALPHA**2)
+    degradation = degradation_for(
+        estimate, scale, same_optics_source(estimate, scale), recorrupted=1.0 + r2r_alpha(scale) ** 2
+    )
     log.info("adapt: %s -> degradation %s", estimate.to_dict(), degradation.to_dict())
 
     net = copy.deepcopy(base.net).float().cpu().train().requires_grad_(True)  # an EMA copy may be frozen
