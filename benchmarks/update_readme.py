@@ -6,6 +6,7 @@ Blocks: ``<!-- quality:start -->``…``<!-- quality:end -->`` gets ``results/qua
 table heading on); ``<!-- performance:start -->``…``<!-- performance:end -->`` gets the body of
 ``results/<machine>.md`` for every machine file given (headings demoted one level), followed by
 ``results/candidates-<machine>.md`` where present (``benchmarks/candidates.py``).
+``<!-- your-data:start -->``…``<!-- your-data:end -->`` gets ``results/your_data.md`` (``quality.py --your-data``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ def main() -> None:
     text = readme.read_text()
     text = _replace_block(text, "quality", quality_block())
     text = _replace_block(text, "performance", performance_block(args.machine))
+    your_data = RESULTS / "your_data.md"
+    if your_data.is_file():  # quality.py --your-data: built-in vs adapt vs paired training
+        text = _replace_block(text, "your-data", your_data.read_text().split("\n", 2)[-1])
     readme.write_text(text)
     print(f"updated {readme}")
 
