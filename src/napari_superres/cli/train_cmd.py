@@ -77,6 +77,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     help="high-res only: DegradationConfig settings as JSON, e.g. "
                     "'{\"methods\": [\"area\"], \"noise_gaussian\": [0, 0.02]}' (default: randomised area/"
                     "bicubic/bilinear/nearest + blur)")  # fmt: skip
+    io.add_argument("--degradation-from", default=None, metavar="LR_FILE",
+                    help="high-res only: fit the synthetic degradation's blur and noise to this unpaired low-res "
+                    "example (another field of view); see napari_superres.estimate_degradation")  # fmt: skip
     io.add_argument("--val-fraction", type=float, default=None,
                     help=f"fraction of each image's columns held out for validation (default {d['val_fraction']})")  # fmt: skip
     out = p.add_argument_group("output")
@@ -232,6 +235,33 @@ def build_config(args: argparse.Namespace) -> Any:
     return TrainConfig(**kwargs)
 
 
+#: High-res images whose own blur and noise :func:`_fitted_degradation` measures (the first ones).
+FIT_HR_IMAGES = 4
+
+
+def _fitted_degradation(args: argparse.Namespace, config: Any, hr: list[Any]) -> dict[str, Any]:
+    """``--degradation-from``: the degradation fitted to the low-res example (as a settings dict)."""
+    from ..engine.train.estimate import estimate_degradation
+
+    if args.lr:
+        raise CLIError("--degradation-from is for high-res-only training; it cannot be used with --lr")
+    if args.degradation:
+        raise CLIError("give either --degradation JSON or --degradation-from LR_FILE, not both")
+    if args.resume:
+        raise CLIError("--degradation-from cannot change a resumed run (its degradation is in the checkpoint)")
+    example, _, _ = read_images([args.degradation_from], "--degradation-from")
+    try:
+        fitted = estimate_degradation(
+            example[0], config.scale, high_res=hr[:FIT_HR_IMAGES], axes=args.axes, normalization=config.normalization
+        )
+    except ValueError as e:
+        raise CLIError(f"--degradation-from {args.degradation_from}: {e}") from None
+    settings = fitted.to_dict()
+    if not args.quiet:
+        print(f"degradation fitted to {args.degradation_from}: {json.dumps(settings)}", file=sys.stderr)
+    return settings
+
+
 def _resume_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """``(config, data description, overrides)`` of the checkpoint to resume."""
     from ..engine.train.trainer import TrainConfig, Trainer
@@ -364,6 +394,8 @@ def run(args: argparse.Namespace) -> int:
                 f"per high-res image (matched by sorted file name)"
             )
     axes = [args.axes] * len(hr) if args.axes else hr_axes
+    if args.degradation_from:
+        config.degradation = _fitted_degradation(args, config, hr)
     data = make_pair_source(
         hr, lr, scale=config.scale, axes=axes, patch_size=config.patch_size, degradation=config.degradation,
         val_fraction=val_fraction, seed=config.seed, normalization=config.normalization, in_channels=in_channels,
