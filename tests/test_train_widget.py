@@ -302,3 +302,22 @@ def test_closing_napari_stops_the_run(viewer, widget, sample_pair, qtbot):
     qtbot.waitUntil(lambda: bool(finished), timeout=WAIT_MS)
     assert not worker.is_running
     assert name in engine.names()  # the partly trained model is kept (registered by the worker)
+
+
+def test_degradation_fitted_to_a_low_res_example(viewer, widget, sample_pair, qtbot, errors):
+    hr_layer, lr_layer = sample_pair
+    widget.synth_check.value = True
+    widget.scale_combo.value = 2
+    assert not widget.example_combo.native.isHidden()
+    widget.example_combo.value = lr_layer  # the measured low-res image: its blur and noise are fitted
+    widget.steps_spin.value = 3
+    widget.val_spin.value = 0
+
+    wait_for_end(widget, widget.start(), qtbot)
+
+    assert errors == []
+    from napari_superres.engine.train.degradation import DegradationConfig
+
+    fitted = DegradationConfig.from_dict({"scale": 2, **widget.trainer.config.degradation}).to_dict()
+    assert widget.trainer.data.degradation.to_dict() == fitted  # the data were made with the fitted degradation
+    assert fitted != DegradationConfig(scale=2).to_dict()  # not the generic default

@@ -47,6 +47,8 @@ class Plan:
     started_at: int = 0
     #: ``(*plane index, y, x)`` in high-res px where the preview crop starts (from the data source)
     preview_origin: tuple[int, ...] | None = None
+    #: an unpaired low-res acquisition whose blur and noise the synthetic degradation should match
+    degradation_example: Any | None = None
 
     def use_data(self, data: PairSource) -> PairSource:
         """Remember where the data's preview crop lies and return ``data``."""
@@ -103,6 +105,16 @@ def run_plan(plan: Plan, engine: Engine, report: Callable[[Any], None], should_s
             )
     else:
         assert plan.config is not None
+        if plan.degradation_example is not None:
+            from ..engine.train.estimate import estimate_degradation
+
+            status("estimating the degradation from the low-res example…")
+            fitted = estimate_degradation(
+                np.asarray(plan.degradation_example), int(plan.config.scale), high_res=np.asarray(plan.hr),
+                axes=plan.axes, normalization=plan.config.normalization,
+            )  # fmt: skip
+            plan.config.degradation = {k: v for k, v in fitted.to_dict().items() if k != "scale"}
+            plan.data = None  # built below with the fitted degradation
         data = plan.use_data(plan.data if plan.data is not None else build_data(plan, plan.config))
         if should_stop():
             raise InterruptedError("stopped before training started")

@@ -140,12 +140,14 @@ class TrainWidget(QWidget):
         self.synth_check = CheckBox(text="synthesize low-res from high-res", value=False)
         self.lr_combo = ComboBox(label="low-res", choices=self._image_layer_choices, nullable=True)
         self.scale_combo = ComboBox(label="scale", choices=list(SUPPORTED_SCALES), value=2)
+        self.example_combo = ComboBox(label="degradation from", choices=self._image_layer_choices, nullable=True,
+                                      value=None)  # fmt: skip
         self.preset_combo = ComboBox(label="preset", choices=list(LOSS_PRESETS), value="psnr")
         self.steps_spin = SpinBox(label="steps", min=0, max=10_000_000, step=100, value=1000)
         self.name_edit = LineEdit(label="model name", value="")
         self.name_edit.native.setPlaceholderText("automatic: '<high-res layer> x<scale>'")
         basic = Container(widgets=[self.hr_combo, self.synth_check, self.lr_combo, self.scale_combo,
-                                   self.preset_combo, self.steps_spin, self.name_edit])  # fmt: skip
+                                   self.example_combo, self.preset_combo, self.steps_spin, self.name_edit])  # fmt: skip
         self.pair_label = StatusLine(lines=2)
         self.vgg_label = StatusLine(lines=3)
         self.vgg_label.setStyleSheet("color: #e0a040;")
@@ -231,6 +233,9 @@ class TrainWidget(QWidget):
             self.lr_combo: "Low-resolution acquisition of the same field (its size must divide the high-res "
                            "size by the scale exactly).",
             self.scale_combo: "Upscaling factor of the model when low-res is synthesized.",
+            self.example_combo: "Optional: a low-res acquisition (another field of view is fine) whose blur and noise "
+                                "the synthesized low-res should match (fitted when training starts). Empty: the "
+                                "generic randomized degradation.",
             self.preset_combo: "psnr: L1 only (best PSNR, slightly smooth); perceptual: + L2, SSIM and VGG-16 "
                                "features (sharper; needs the VGG-16 weights); gan: + adversarial loss after "
                                "pixel pre-training.",
@@ -350,6 +355,7 @@ class TrainWidget(QWidget):
         synth = bool(self.synth_check.value)
         self.lr_combo.visible = not synth
         self.scale_combo.visible = synth
+        self.example_combo.visible = synth
         self._describe_pair()
 
     def _describe_pair(self, *_: Any) -> None:
@@ -464,7 +470,12 @@ class TrainWidget(QWidget):
             colormap=None if hr_layer.rgb else hr_layer.colormap,
             started_at=self._last_step if resume else 0,
         )  # fmt: skip
-        if config is not None and cheap(hr, lr):
+        example = self.example_combo.value if synth else None
+        if example is not None:
+            plan.degradation_example = self._layer_data(example, "low-res example")
+            if example is hr_layer:
+                raise ValueError("The degradation example must be a low-res acquisition, not the high-res layer.")
+        if config is not None and cheap(hr, lr) and example is None:
             # small numpy data: build now, so shape / patch / NaN problems are refused before starting
             plan.data = plan.use_data(build_data(plan, config))
         return plan
