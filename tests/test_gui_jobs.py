@@ -277,3 +277,17 @@ def test_the_sample_menu_path_named_in_messages_is_napari_s(make_napari_viewer):
 
     walk(viewer.window.file_menu, ["File"])
     assert SAMPLE_MENU in paths, [p for p in paths if "Sample" in p]
+
+
+@pytest.mark.slow  # a fresh interpreter importing napari: ~10 s on 2 busy cores
+def test_widget_modules_do_not_import_torch():
+    """napari imports a widget's module when the dock opens: PyTorch must load later, in a worker."""
+    code = (
+        "import sys\n"
+        "import napari_superres._napari.upscale_widget, napari_superres._napari.train_widget\n"
+        "import napari_superres._napari.feature_widget, napari_superres._napari.sample_data\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"

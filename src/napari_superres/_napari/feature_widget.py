@@ -207,6 +207,7 @@ class FeatureDifferenceWidget(QWidget):
         self.viewer = napari_viewer
         self.engine: Engine | None = None
         self._request: _Request | None = None
+        self._device = "cpu"
         self._outputs: list[Image] = []
         self.figures: dict[str, Any] = {}
 
@@ -220,6 +221,7 @@ class FeatureDifferenceWidget(QWidget):
         self.per_layer_check = CheckBox(text="one map per VGG layer", value=False)
         self.pixel_check = CheckBox(text="|A−B| map", value=True)
         self.ssim_check = CheckBox(text="SSIM map", value=True)
+        self.device_combo = ComboBox(label="device", choices=["auto", "cpu"], value="auto")
         self.run_button = PushButton(text="Run", enabled=False)
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         set_tips({
@@ -228,6 +230,7 @@ class FeatureDifferenceWidget(QWidget):
             self.per_layer_check: "Also add one Δ map per chosen VGG-16 layer.",
             self.pixel_check: "Add |A−B|, the absolute difference in the images' intensity units.",
             self.ssim_check: "Add the local SSIM map (1 = identical, dark = dissimilar).",
+            self.device_combo: "Where this widget runs VGG-16 (auto: CUDA, MPS, else CPU). Affects this widget only.",
             self.run_button: "Compute the figures and the chosen maps.",
             self.cancel_button: "Stop between maps / VGG tiles; maps of the running stage are not added.",
             **{box: f"Use VGG-16 layer {name} in Δfeatures (earlier: fine detail, later: structure)."
@@ -235,7 +238,7 @@ class FeatureDifferenceWidget(QWidget):
         })  # fmt: skip
         self._container = Container(widgets=[self.a_combo, self.b_combo, self.pixel_check, self.ssim_check])
         self._container.margins = (0, 0, 0, 0)
-        self._advanced = Container(widgets=[self.per_layer_check, layer_box])
+        self._advanced = Container(widgets=[self.per_layer_check, layer_box, self.device_combo])
         self._advanced.margins = (0, 0, 0, 0)
         self.panel = JobPanel()
         self.status = self.panel.status
@@ -257,7 +260,7 @@ class FeatureDifferenceWidget(QWidget):
 
         layout = scrolling_layout(self)  # a short window scrolls the dock instead of growing
         layout.addWidget(self._container.native)
-        layout.addWidget(folded("VGG-16 layers", self._advanced))
+        layout.addWidget(folded("VGG-16 layers and device", self._advanced))
         layout.addWidget(button_row(self.run_button, self.cancel_button))
         layout.addWidget(self.panel)
         layout.addWidget(self.table)
@@ -279,8 +282,10 @@ class FeatureDifferenceWidget(QWidget):
 
     def _on_engine_ready(self) -> None:
         from ..engine.nets.vgg import vgg16_weights_path
+        from .upscale_widget import available_devices
 
         self.engine = get_engine(self.viewer)
+        self.device_combo.choices = available_devices()
         self.run_button.enabled = not self._runner.running
         if not vgg16_weights_path().is_file():  # a file check only: nothing is downloaded here
             self.notes.setText(
@@ -331,7 +336,7 @@ class FeatureDifferenceWidget(QWidget):
             return None
         try:
             request = self._prepare(self.a_combo.value, self.b_combo.value)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RuntimeError) as exc:
             self.status.value = str(exc)
             show_error(str(exc))
             return None
@@ -389,6 +394,9 @@ class FeatureDifferenceWidget(QWidget):
             notes.append(
                 f"A is {a_data.dtype}, B is {b_data.dtype}: values are compared in B's units and data range."
             )
+        from ..engine.device import resolve_device
+
+        self._device = str(resolve_device(self.device_combo.value))  # RuntimeError when unavailable
         layers = self.chosen_layers
         if not layers and not self.pixel_check.value and not self.ssim_check.value:
             raise ValueError(
@@ -399,6 +407,7 @@ class FeatureDifferenceWidget(QWidget):
 
     def _start(self, request: _Request) -> GeneratorWorker:
         engine = self.engine
+        device = self._device
 
         def work(ctx: JobContext) -> None:
             from ..engine.metrics.features import feature_difference
@@ -450,7 +459,7 @@ class FeatureDifferenceWidget(QWidget):
             ctx.status("VGG-16 features: loading the network…")
             try:
                 fmap, per = feature_difference(
-                    a, b, layers=request.layers, per_layer=True, engine=engine, axes=request.axes,
+                    a, b, layers=request.layers, per_layer=True, engine=engine, device=device, axes=request.axes,
                     progress=lambda done, total: ctx.progress(done, total, f"VGG-16 features: tile {done}/{total}"),
                     should_stop=ctx.should_stop,
                 )  # fmt: skip

@@ -408,9 +408,8 @@ class UpscaleWidget(QWidget):
                         str(device), adapt_steps, consistency)  # fmt: skip
 
     def _start(self, request: _Request) -> FunctionWorker:
-        from ..engine.registry import upscale
-
         engine = self.engine
+        assert engine is not None
 
         def work(ctx: JobContext) -> Any:
             data = request.data
@@ -429,8 +428,8 @@ class UpscaleWidget(QWidget):
                 engine.register(adapted, adapted.name)  # selectable in the list, and kept for the next run
                 model = request.model = adapted.name
                 request.model_info["adapted_from"] = adapted.metadata.get("adapt", {}) if adapted.metadata else {}
-            result = upscale(
-                data, model, engine=engine, device=request.device, scale=request.scale,
+            result = engine.upscale(  # device per call: this widget's choice changes no one else's
+                data, model, device=request.device, scale=request.scale,
                 axes=request.axes, tile=request.tile,
                 progress=lambda done, total: ctx.progress(done, total, f"tile {done}/{total}"),
                 should_stop=ctx.should_stop,
@@ -526,14 +525,14 @@ class UpscaleWidget(QWidget):
 
     def _add_lazy(self, request: _Request) -> Image:
         """Add a layer whose planes are upscaled in the background around the displayed one."""
-        from ..engine.registry import upscale
         from .lazy_planes import add_background_layer, background_planes
 
         engine, n_lead = self.engine, request.axes.count("Q")
+        assert engine is not None
         plane_axes = request.axes[n_lead:]
 
         def upscale_plane(plane: np.ndarray, progress: Any, should_stop: Any) -> np.ndarray:
-            return upscale(plane, request.model, engine=engine, device=request.device, scale=request.scale,
+            return engine.upscale(plane, request.model, device=request.device, scale=request.scale,
                            axes=plane_axes, tile=request.tile, progress=progress, should_stop=should_stop)  # fmt: skip
 
         shape = list(request.data.shape)
