@@ -53,6 +53,8 @@ logger = logging.getLogger("napari_superres")
 POLL_MS = 50
 #: At interpreter exit, how long to wait for running jobs to stop (s).
 EXIT_WAIT_S = 30.0
+#: At exit with no job live, how long to let just-finished worker threads end (ms).
+JUST_FINISHED_WAIT_MS = 200
 #: Modules whose first import is slow (PyTorch): imported in a worker with a visible status.
 ENGINE_MODULES = ("torch", "napari_superres.engine.registry", "napari_superres.engine.infer.pipeline")
 
@@ -171,10 +173,13 @@ def stop_all_jobs(wait_s: float = EXIT_WAIT_S) -> bool:
         ctx.stop.set()
     deadline = time.monotonic() + wait_s
     ok = all(ctx.done.wait(max(0.0, deadline - time.monotonic())) for ctx in live)
-    try:  # let the worker threads emit their last signals while their objects still exist
+    # let our worker threads emit their last signals while their Qt objects still exist (a
+    # just-finished job's thread may still be emitting: wait briefly even when none is live)
+    wait_ms = int(max(0.0, deadline - time.monotonic()) * 1000) if live else JUST_FINISHED_WAIT_MS
+    try:
         from qtpy.QtCore import QThreadPool
 
-        QThreadPool.globalInstance().waitForDone(int(max(0.0, deadline - time.monotonic()) * 1000) or 1)
+        QThreadPool.globalInstance().waitForDone(max(wait_ms, 1))
     except RuntimeError:  # Qt already torn down
         pass
     return ok
