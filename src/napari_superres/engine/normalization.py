@@ -11,11 +11,12 @@ inference repeats what training did:
   dtype (a uint16 camera image often spans a few thousand counts, a 12-bit camera stores
   at most 4095 in uint16), and dividing by the dtype range leaves the signal in a sliver
   of ``[0, 1]`` where a network barely learns.  Percentiles put dim and bright, 8/12/16-bit
-  and float images on the same footing.  In training, low-res and high-res images are
-  normalised each by their own percentiles (as CARE), so a pair need not share one
-  intensity scale (different exposure or gain); at inference the input's percentiles are
-  computed once per image (once per channel along C), never per tile, and the output is
-  mapped back with the same ``(lo, hi)``, i.e. into the input's intensity units.
+  and float images on the same footing.  In training, the low-res image's percentiles set
+  the map of a pair and the high-res image uses that range carried over to its own units
+  (:func:`matched_range`), so a pair need not share one intensity scale (different exposure,
+  gain or offset) and the network does not learn a change of scale; at inference the
+  input's percentiles are computed once per image (once per channel along C), never per
+  tile, and the output is mapped back with the same ``(lo, hi)``.
 
 :func:`intensity_range` turns a description and an image into ``(lo, hi)``; the
 forward map is ``(x - lo) / (hi - lo)`` and the inverse ``y * (hi - lo) + lo``.
