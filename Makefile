@@ -29,7 +29,7 @@ test: setup
 	$(RUN_GUI) $(PY) -m pytest
 
 napari: setup
-	$(VENV)/bin/napari --with napari-superres Upscale
+	$(VENV)/bin/napari --with napari-deep-superres Upscale
 
 benchmarks: setup
 	$(PY) benchmarks/run.py --quick
