@@ -56,7 +56,7 @@ FLUORESCENCE_TRAIN: tuple[tuple[str, str], ...] = (
 )
 
 #: Synthetic fluorescence fields: training seeds and (disjoint) benchmark seeds.
-SYNTHETIC_TRAIN_SEEDS = tuple(range(0, 16))
+SYNTHETIC_TRAIN_SEEDS = tuple(range(16))
 SYNTHETIC_BENCH_SEEDS = tuple(range(1000, 1004))
 SYNTHETIC_TRAIN_SHAPE = (256, 256)
 SYNTHETIC_BENCH_SHAPE = (256, 256)
