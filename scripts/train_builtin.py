@@ -57,7 +57,8 @@ from prepare_data import (  # noqa: E402
 #: All convolutions of the body run at low resolution; each x2 stage is bilinear upsampling + a 3x3
 #: conv into a narrower feature map (``upsample_channels``), so the high-resolution work stays small.
 NET_BY_SCALE = {
-    2: {"channels": 48, "blocks": 8, "upsampling": "bilinear", "upsample_channels": [24], "global_skip": True},
+    2: {"channels": 48, "blocks": 8, "upsampling": "bilinear", "upsample_channels": [24], "activation": "leaky_relu",
+        "global_skip": True},
     # x4: the first recipe's network (32 channels, 4 blocks), warm-started from the earlier x4 file
     4: {"channels": 32, "blocks": 4, "upsampling": "bilinear", "upsample_channels": [32, 32], "global_skip": True},
 }

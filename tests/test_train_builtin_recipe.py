@@ -102,7 +102,7 @@ def test_recipe_writes_a_loadable_model_and_card(data_folder, tmp_path, monkeypa
     assert model.scale == 2 and model.in_channels == 1
     assert model.normalization == {"mode": "percentile", "low": 1.0, "high": 99.8}
     assert model.metadata["steps"] == 2
-    assert model.metadata["config"]["net"] == train_builtin.NET
+    assert model.metadata["config"]["net"] == train_builtin.NET_BY_SCALE[2]
     assert (tmp_path / "run.ckpt").is_file()
     image = (np.arange(32 * 32) % 251).reshape(32, 32).astype(np.uint8)
     assert Engine(device="cpu", builtins=False).upscale(image, model).shape == (64, 64)
