@@ -36,6 +36,18 @@ def _wait_for(widget, timeout: float = 600.0) -> None:
             raise TimeoutError("upscaling did not finish in time")
 
 
+def _wait_until_ready(widget, timeout: float = 300.0) -> None:
+    """The widget loads PyTorch and the engine in a worker when it opens; wait until it can run."""
+    from qtpy.QtWidgets import QApplication
+
+    start = time.monotonic()
+    while not widget.ready:
+        QApplication.processEvents()
+        time.sleep(0.02)
+        if time.monotonic() - start > timeout:
+            raise TimeoutError("the Upscale widget did not finish loading PyTorch in time")
+
+
 def _settle(seconds: float = 0.5) -> None:
     """Let Qt lay out and paint (window resizes, grid changes) before the camera or a screenshot uses sizes."""
     from qtpy.QtWidgets import QApplication
@@ -84,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         viewer.open_sample("napari-deep-superres", "fluorescence_pair")
         high, low = viewer.layers["high-res"], viewer.layers[-1]
         _, widget = viewer.window.add_plugin_dock_widget("napari-deep-superres", "Upscale")
+        _wait_until_ready(widget)
         engine = get_engine(viewer)
         model = args.model or engine.default_model
         if args.model and args.model not in engine.names():
