@@ -235,13 +235,26 @@ class _LayerRefresher(QObject):
 _REFRESHERS: set[_LayerRefresher] = set()
 
 
+def _read_plane(source: Any, index: tuple[int, ...]) -> np.ndarray:
+    """Plane ``index`` of ``source`` as numpy, read in this (background) thread.
+
+    A dask source is computed with ``callbacks=[]``: dask's global callbacks include napari's
+    opportunistic cache (``dask.cache.Cache``), which is not thread-safe, and a compute that uses the
+    global callbacks also empties them for every other thread while it runs. Without this, a plane
+    read here while napari slices another dask layer failed with a ``KeyError`` from ``dask.cache``.
+    """
+    part = source[index] if index else source
+    if hasattr(part, "dask") and hasattr(part, "compute"):
+        return np.asarray(part.compute(callbacks=[]))
+    return np.asarray(part)
+
+
 def background_planes(source: Any, upscale_plane: Callable[..., np.ndarray], out_shape: tuple[int, ...],
                       dtype: Any, n_lead: int, name: str = "") -> BackgroundPlanes:  # fmt: skip
     """A :class:`BackgroundPlanes` over ``source`` whose plane ``index`` is ``upscale_plane(np.asarray(source[index]), progress, should_stop)``."""
 
     def compute(index: tuple[int, ...], progress: Any, should_stop: Any) -> np.ndarray:
-        plane = np.asarray(source[index] if index else source)
-        return upscale_plane(plane, progress, should_stop)
+        return upscale_plane(_read_plane(source, index), progress, should_stop)
 
     return BackgroundPlanes(out_shape, dtype, n_lead, compute, name=name)
 
