@@ -188,16 +188,6 @@ def stop_all_jobs(wait_s: float = EXIT_WAIT_S) -> bool:
 atexit.register(stop_all_jobs)
 
 
-def format_duration(seconds: float) -> str:
-    """``83.2`` -> ``"1:23"``, ``3723`` -> ``"1:02:03"``; ``"?"`` when unknown."""
-    if not math.isfinite(seconds) or seconds < 0:
-        return "?"
-    s = round(seconds)
-    h, rest = divmod(s, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
 def _notify_error(message: str) -> None:
     from napari.utils.notifications import show_error
 

@@ -17,6 +17,16 @@ from superqt import QCollapsible, QElidingLabel
 STATUS_LINES = 3
 
 
+def format_duration(seconds: float) -> str:
+    """``83.2`` -> ``"1:23"``, ``3723`` -> ``"1:02:03"``; ``"?"`` when unknown."""
+    if not math.isfinite(seconds) or seconds < 0:
+        return "?"
+    s = round(seconds)
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
 class StatusLine(QElidingLabel):
     """A wrapped, elided status label that never widens its dock; ``.value`` gets/sets the text."""
 
@@ -88,8 +98,6 @@ class JobPanel(QWidget):
         self.status.value = text
 
     def set_progress(self, done: int, total: int, text: str | None = None, eta_s: float = math.nan) -> None:
-        from .jobs import format_duration
-
         if total > 0:
             if self.bar.maximum() != total:
                 self.bar.setRange(0, total)
