@@ -65,3 +65,33 @@ def test_bad_configs_are_rejected():
         DegradationConfig(blur_prob=2.0)
     with pytest.raises(ValueError, match="multiple of the scale"):
         downsample(torch.zeros(1, 1, 9, 9), 2, "area")
+
+
+def test_percentile_normalised_training_keeps_bright_structures_above_one():
+    """Inference sees percentile-normalised values above 1 unclipped, so training inputs keep them too;
+    dtype-normalised data (a camera's full scale) is clipped to [0, 1]."""
+    import numpy as np
+
+    from napari_superres.engine.train.trainer import make_pair_source
+
+    rng = np.random.default_rng(0)
+    plane = rng.integers(100, 200, size=(64, 64)).astype(np.uint16)
+    plane[10:60:25, 10:60:25] = 4000  # four bright 1-px spots (0.1 % of pixels), far above the 99.8th percentile
+    common = dict(scale=2, patch_size=32, val_fraction=0.0, seed=0, degradation={"blur_sigma": None})
+
+    percentile = make_pair_source([plane], normalization="percentile", **common)
+    assert percentile.degradation.clip is False
+    dtype = make_pair_source([plane], normalization="dtype", **common)
+    assert dtype.degradation.clip is True
+
+    lr, hr = percentile.sample(32)
+    assert float(hr.max()) > 2.0 and float(lr.max()) > 2.0  # the spot reaches the network unclipped
+    lr, hr = dtype.sample(32)
+    assert float(lr.max()) <= 1.0
+
+
+def test_shot_noise_keeps_values_below_the_percentile_range():
+    below = torch.full((4, 1, 16, 16), -0.05)
+    cfg = DegradationConfig(scale=2, methods=("area",), blur_sigma=None, noise_poisson=(100, 100), noise_prob=1, clip=False)
+    lr = degrade(below, cfg, torch.Generator().manual_seed(0))
+    assert torch.allclose(lr, torch.full_like(lr, -0.05))  # no photons to count: no shot noise, offset kept

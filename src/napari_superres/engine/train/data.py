@@ -175,6 +175,7 @@ class PairSource:
                 if int(kwargs["scale"]) != self.scale:
                     raise ValueError(f"degradation scale {kwargs['scale']} differs from the training scale {self.scale}")
                 self.degradation = DegradationConfig.from_dict(kwargs)
+            self.degradation = self.degradation.for_normalization(self.normalization)
         self.augment = bool(augment)
         axes_list = list(axes) if isinstance(axes, (list, tuple)) else [axes] * len(hrs)
         if len(axes_list) != len(hrs):
@@ -352,6 +353,11 @@ class PairSource:
         self._torch_gen.set_state(state["torch"])
 
     # --- sampling ------------------------------------------------------------------------------
+    def _degradation_input(self, hr: torch.Tensor) -> torch.Tensor:
+        """``hr`` clipped to ``[0, 1]`` when the degradation clips (dtype-normalised data), else as is."""
+        assert self.degradation is not None
+        return hr.clamp(0.0, 1.0) if self.degradation.clip is not False else hr
+
     @property
     def n_planes(self) -> int:
         return len(self.planes)
@@ -380,7 +386,7 @@ class PairSource:
             lr_t = torch.from_numpy(np.stack(lrs))
         else:
             assert self.degradation is not None
-            lr_t = degrade(hr_t.clamp(0.0, 1.0), self.degradation, self._torch_gen)  # type: ignore[assignment]
+            lr_t = degrade(self._degradation_input(hr_t), self.degradation, self._torch_gen)  # type: ignore[assignment]
         return lr_t, hr_t  # type: ignore[return-value]
 
     # --- validation ----------------------------------------------------------------------------
@@ -412,7 +418,7 @@ class PairSource:
                     lr = self._lr(p, ys_lr, xs_lr)
                 else:
                     assert self.degradation is not None
-                    lr = degrade(torch.from_numpy(hr[None]).clamp(0.0, 1.0), self.degradation, gen)[0].numpy()  # type: ignore[index]
+                    lr = degrade(self._degradation_input(torch.from_numpy(hr[None])), self.degradation, gen)[0].numpy()  # type: ignore[index]
                 regions.append((lr, hr))
                 origins.append((*p.index, y0 * s, p.train_w_lr * s))
         self._validation_origins = origins

@@ -19,7 +19,7 @@ generator gives the same degradations again.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -49,7 +49,12 @@ class DegradationConfig:
     noise_gaussian : ``(min, max)`` Gaussian read-noise sigma in normalised units
         (e.g. ``(0.0, 0.02)``), or ``None``.
     noise_prob : probability that a patch gets noise (each enabled kind).
-    clip : clip the result to ``[0, 1]``.
+    clip : clip the high-res input and the result to ``[0, 1]`` (a camera's full scale).  ``None``
+        (the default) decides from the data's normalisation (:meth:`for_normalization`): clip for
+        ``dtype`` normalisation, where ``[0, 1]`` is the dtype's range, and not for percentile
+        normalisation, where bright structures lie above 1 and inference sees them unclipped (a
+        network trained on clipped inputs learns to push values near 1 upwards and overshoots
+        bright spots); :func:`degrade` treats an unresolved ``None`` as ``True``.
     """
 
     scale: int = 2
@@ -59,7 +64,7 @@ class DegradationConfig:
     noise_poisson: tuple[float, float] | None = None
     noise_gaussian: tuple[float, float] | None = None
     noise_prob: float = 0.5
-    clip: bool = True
+    clip: bool | None = None
 
     def __post_init__(self) -> None:
         self.scale = int(self.scale)
@@ -79,6 +84,15 @@ class DegradationConfig:
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
             setattr(self, name, p)
+        if self.clip is not None:
+            self.clip = bool(self.clip)
+
+    def for_normalization(self, normalization: dict[str, Any] | None) -> DegradationConfig:
+        """This config with ``clip`` resolved for data normalised by ``normalization`` (a spec dict)."""
+        if self.clip is not None:
+            return self
+        mode = (normalization or {}).get("mode", "percentile")
+        return replace(self, clip=mode == "dtype")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -181,15 +195,18 @@ def degrade(
         if cfg.noise_poisson is not None and float(torch.rand((), generator=generator)) < cfg.noise_prob:
             lo, hi = cfg.noise_poisson
             peak = math.exp(_uniform(generator, math.log(lo), math.log(hi)))
-            rate = (x.detach().cpu().clamp(min=0.0) * peak).contiguous()
-            x = torch.poisson(rate, generator=generator).to(x.device) / peak
+            # shot noise on the non-negative part; values below 0 (under a percentile range's low
+            # end) keep their offset
+            positive = x.clamp(min=0.0)
+            rate = (positive.detach().cpu() * peak).contiguous()
+            x = x - positive + torch.poisson(rate, generator=generator).to(x.device) / peak
             p["poisson_peak"] = peak
         if cfg.noise_gaussian is not None and float(torch.rand((), generator=generator)) < cfg.noise_prob:
             sigma = _uniform(generator, *cfg.noise_gaussian)
             noise = torch.randn(x.shape, generator=generator) * sigma
             x = x + noise.to(x.device)
             p["gaussian_sigma"] = sigma
-        if cfg.clip:
+        if cfg.clip is not False:
             x = x.clamp(0.0, 1.0)
         out.append(x)
         params.append(p)

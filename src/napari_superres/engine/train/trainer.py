@@ -455,7 +455,8 @@ class Trainer:
             if data.paired:
                 warnings.warn("config.degradation is ignored: the data has low-res images", stacklevel=3)
             else:
-                wanted = DegradationConfig.from_dict({"scale": data.scale, **config.degradation}).to_dict()
+                wanted_config = DegradationConfig.from_dict({"scale": data.scale, **config.degradation})
+                wanted = wanted_config.for_normalization(data.normalization).to_dict()
                 if data.degradation is None or data.degradation.to_dict() != wanted:
                     raise ValueError(
                         "config.degradation differs from the data's degradation; build the data with "
