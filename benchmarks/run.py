@@ -56,6 +56,9 @@ STACK_EDGE = 1024
 BF16_PEAK_TFLOPS = {"H200": 790.0, "H100": 790.0, "A100": 312.0, "L40S": 362.0, "A10G": 70.0, "RTX 4090": 165.0}
 #: Fraction of available memory an untiled pass may need before it is skipped.
 UNTILED_MEMORY_SHARE = 0.6
+#: Where the automatic plan runs a plane as one tile, upscale() also runs with this forced tile edge
+#: (px, at most half the plane edge) so the table shows what tiling costs against untiled.
+FORCED_TILE = 512
 MB = 2**20
 
 
@@ -286,6 +289,19 @@ def measure(cfg: dict[str, Any]) -> dict[str, Any]:
             contenders["ort_untiled"] = ort_untiled
     if runner is None and "ort_untiled" not in result:
         result["ort_untiled"] = {"skipped": "ONNX Runtime not installed, network not exportable, or not on the CPU"}
+    # the tiling overhead, measured: the same full path with forced tiles where the plane fits one tile
+    edge = min(shape[-2], shape[-1])
+    if job.tiles_per_plane() == 1 and edge >= 2 * FORCED_TILE and "untiled" in contenders:
+        forced_kwargs = {**kwargs, "tile": FORCED_TILE}
+        forced_job = plan_upscale(image, model, device=device, **forced_kwargs)
+        result["forced_tiles"] = {"tile": forced_job.tile, "tiles_per_plane": forced_job.tiles_per_plane()}
+
+        def forced() -> None:
+            out = engine.upscale(image, model, **forced_kwargs)
+            sync()
+            del out
+
+        contenders["forced_tiles"] = forced
     contenders["bicubic"] = bicubic
     # the first upscale() run counts too (its export and arena growth happened in the warm-up);
     # big inputs (repeats 1) run each contender once
@@ -304,6 +320,13 @@ def measure(cfg: dict[str, Any]) -> dict[str, Any]:
         if ref in best:
             result[f"tiled_vs_{ref}"] = best[ref][0] / seconds
             result[f"tiled_vs_{ref}_cpu_time"] = best[ref][1] / best["tiled"][1]
+    if "forced_tiles" in best:
+        # forced tiles against one tile (the automatic plan here) and against ORT untiled
+        result["forced_vs_one_tile"] = best["tiled"][0] / best["forced_tiles"][0]
+        result["forced_vs_one_tile_cpu_time"] = best["tiled"][1] / best["forced_tiles"][1]
+        if "ort_untiled" in best:
+            result["forced_vs_ort_untiled"] = best["ort_untiled"][0] / best["forced_tiles"][0]
+            result["forced_vs_ort_untiled_cpu_time"] = best["ort_untiled"][1] / best["forced_tiles"][1]
 
     flops = flops_per_input_px(model.net, model.in_channels or 1) * planes.shape[0] * shape[-2] * shape[-1]
     result["useful_tflop"] = flops / 1e12
@@ -497,6 +520,11 @@ def _summary_line(r: dict[str, Any]) -> str:
         f"upscale/ORT {_fmt(r, 'tiled_vs_ort_untiled', '.0%')} wall, {_fmt(r, 'tiled_vs_ort_untiled_cpu_time', '.0%')} CPU",
         f"upscale/torch {_fmt(r, 'tiled_vs_untiled', '.0%')} wall",
         f"tiles/plane {r['tiles_per_plane']}",
+        *(
+            [f"{r['forced_tiles']['tiles_per_plane']} forced tiles / one tile {_fmt(r, 'forced_vs_one_tile', '.0%')} wall, "
+             f"{_fmt(r, 'forced_vs_one_tile_cpu_time', '.0%')} CPU"]
+            if "forced_tiles" in r else []
+        ),
         f"RSS +{t['rss_increase_mb']:.0f} MB",
     ]
     return ", ".join(parts)
@@ -513,6 +541,16 @@ def _reference(report: dict[str, Any], r: dict[str, Any]) -> tuple[str, str]:
     q = max(refs, key=lambda q: math.prod(q["shape"]))
     o, t = q["ort_untiled"], r["tiled"]
     return f"{t['out_mpx_s'] / o['out_mpx_s']:.0%}†", f"{t['out_mpx_per_cpu_s'] / o['out_mpx_per_cpu_s']:.0%}†"
+
+
+def _forced_cell(r: dict[str, Any]) -> str:
+    """``n, one-tile ratio wall/CPU, ORT ratio wall/CPU`` of the forced-tile run, or ``–``."""
+    if "forced_tiles" not in r or "forced_vs_one_tile" not in r:
+        return "–"
+    n = r["forced_tiles"]["tiles_per_plane"]
+    one = f"{r['forced_vs_one_tile']:.0%}/{r['forced_vs_one_tile_cpu_time']:.0%}"
+    ort = f"{r['forced_vs_ort_untiled']:.0%}/{r['forced_vs_ort_untiled_cpu_time']:.0%}" if "forced_vs_ort_untiled" in r else "–"
+    return f"{n}, {one}, {ort}"
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -534,13 +572,16 @@ def render_markdown(report: dict[str, Any]) -> str:
         "(channels_last) of the same.  The three run interleaved in one process, best of *n* rounds.  "
         "*upscale/ORT*: ORT untiled time / upscale() time (goal >= 90 %); † where untiled does not fit in "
         "memory: upscale()'s rate against ORT's untiled rate at the largest input of that scale where it ran.  "
-        "Tiles: the automatic tile edge and the balanced tiles per plane run.  RSS: peak host memory of the "
-        "first upscale() run above the process's state before it.",
+        "Tiles: the automatic tile edge and the balanced tiles per plane run.  *Forced tiles*: where a plane "
+        f"runs as one tile, upscale() also runs with tile={FORCED_TILE} (tiles per plane, then its time against "
+        "the one-tile upscale() and against ORT untiled, wall / CPU): the cost of tiling where untiled fits.  "
+        "RSS: peak host memory of the first upscale() run above the process's state before it.",
         "",
         "| scale | input | backend | tile, tiles/plane | n | upscale() Mpx/s | ORT untiled Mpx/s | torch untiled Mpx/s "
-        "| upscale/ORT wall | upscale/ORT CPU | upscale/torch wall | upscale() s (CPU s) | ORT s (CPU s) "
+        "| upscale/ORT wall | upscale/ORT CPU | upscale/torch wall | forced tiles: n, /one tile, /ORT (wall/CPU) "
+        "| upscale() s (CPU s) | ORT s (CPU s) "
         "| torch s (CPU s) | upscale() Mpx/CPU-s | ORT Mpx/CPU-s | bicubic Mpx/s | RSS +MB | GPU peak MB | % bf16 peak |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["runs"]:
         t, o, u = r["tiled"], r.get("ort_untiled", {}), r.get("untiled", {})
@@ -554,7 +595,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{r['tile']}, {r['tiles_per_plane']}", str(r.get("repeats", 1)), f"{t['out_mpx_s']:.2f}",
             _fmt(o, "out_mpx_s") if o.get("out_mpx_s") else "skipped",
             _fmt(u, "out_mpx_s") if u.get("out_mpx_s") else "skipped",
-            vs_ort, vs_ort_cpu, _fmt(r, "tiled_vs_untiled", ".0%"), secs(t), secs(o), secs(u),
+            vs_ort, vs_ort_cpu, _fmt(r, "tiled_vs_untiled", ".0%"), _forced_cell(r), secs(t), secs(o), secs(u),
             _fmt(t, "out_mpx_per_cpu_s", ".3f"), _fmt(o, "out_mpx_per_cpu_s", ".3f"),
             _fmt(r.get("bicubic", {}), "out_mpx_s", ".1f"), f"{t['rss_increase_mb']:.0f}",
             _fmt(t, "gpu_peak_mb", ".0f"), _fmt(t, "fraction_of_bf16_peak", ".1%"),
