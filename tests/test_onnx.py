@@ -56,6 +56,33 @@ def test_upscale_through_onnxruntime_equals_torch_tiled_and_untiled():
     assert np.abs(tiled.astype(int) - untiled).max() <= 1
 
 
+def test_dask_chunks_run_the_backend_asked_for(monkeypatch):
+    da = pytest.importorskip("dask.array")
+    from napari_superres.engine.infer import lazy
+
+    chosen: list[str] = []
+    plan = lazy.plan_upscale
+
+    def spy(*args, **kwargs):
+        job = plan(*args, **kwargs)
+        chosen.append(job.backend)
+        return job
+
+    monkeypatch.setattr(lazy, "plan_upscale", spy)
+    engine = Engine(device="cpu", builtins=False)
+    net = _small_net()
+    image = (np.random.default_rng(2).random((96, 96)) * 65535).astype(np.uint16)
+    lazy_image = da.from_array(image, chunks=48)
+    by_torch = engine.upscale(lazy_image, net, backend="torch").compute(scheduler="synchronous")
+    assert set(chosen) == {"torch"}  # the graph's plan and every chunk's
+    chosen.clear()
+    by_ort = engine.upscale(lazy_image, net, backend="onnxruntime").compute(scheduler="synchronous")
+    assert set(chosen) == {"onnxruntime"}
+    assert np.abs(by_ort.astype(int) - by_torch).max() <= 1
+    with pytest.raises(ValueError, match="backend must be one of"):
+        engine.upscale(lazy_image, net, backend="tensorrt")  # refused when the graph is built, not in a chunk
+
+
 def test_auto_backend_is_onnxruntime_on_cpu_and_torch_for_bicubic():
     from napari_superres.engine.infer.pipeline import resolve_backend
     from napari_superres.engine.nets.model_file import SRModel

@@ -342,7 +342,7 @@ class Engine:
 
             return upscale_dask(
                 image, resolved, device=dev, scale=scale, axes=axes, rgb=rgb, tile=tile,
-                batch_size=batch_size, normalization=normalization, output_dtype=output_dtype,
+                batch_size=batch_size, normalization=normalization, output_dtype=output_dtype, backend=backend,
             )  # fmt: skip
         image = np.asarray(image)
         job = plan_upscale(

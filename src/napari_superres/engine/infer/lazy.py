@@ -182,6 +182,7 @@ class _BlockSpec:
     normalization: dict[str, Any]
     out_dtype: str
     ranges: tuple[tuple[int, float, float], ...]  # (channel index or -1, lo, hi)
+    backend: str | None = None
 
 
 def _upscale_block(block: np.ndarray, *, payload: ModelPayload, spec: _BlockSpec, block_info=None) -> np.ndarray:
@@ -194,6 +195,7 @@ def _upscale_block(block: np.ndarray, *, payload: ModelPayload, spec: _BlockSpec
         job = plan_upscale(
             block, model, scale=spec.scale, axes=spec.axes, rgb=spec.rgb, tile=spec.tile, device=device,
             batch_size=spec.batch_size, normalization=spec.normalization, output_dtype=np.dtype(spec.out_dtype),
+            backend=spec.backend,
         )  # fmt: skip
         ranges: dict[int, tuple[float, float]] = {c: (lo, hi) for c, lo, hi in spec.ranges}
         c_axis = job.axes.channel
@@ -260,6 +262,7 @@ def upscale_dask(
     output_dtype: Any = None,
     device: str | torch.device | None = None,
     value_range: tuple[float, float] | dict[int, tuple[float, float]] | None = None,
+    backend: str | None = None,
 ) -> da.Array:
     """Lazily upscale a dask array chunk by chunk; returns a dask array (nothing computed yet).
 
@@ -272,6 +275,8 @@ def upscale_dask(
         axis) when known; otherwise computed here, once, for the whole array (a pass over
         the data for float images and ``"percentile"`` mode; none for integer images in
         ``"dtype"`` mode).
+    backend : what runs the network in each chunk task (as :func:`napari_superres.upscale`);
+        checked here, before any chunk runs.
 
     Returns
     -------
@@ -287,7 +292,7 @@ def upscale_dask(
     run_device = resolve_device(device)
     job = plan_upscale(
         image, model, scale=scale, axes=axes, rgb=rgb, tile=tile, device=run_device,
-        batch_size=batch_size, normalization=normalization, output_dtype=output_dtype,
+        batch_size=batch_size, normalization=normalization, output_dtype=output_dtype, backend=backend,
     )  # fmt: skip
     info = job.axes
     halo = max(job.model.receptive_field, 2)  # at least the bicubic chroma/alpha kernel
@@ -322,6 +327,7 @@ def upscale_dask(
         normalization=dict(job.normalization),
         out_dtype=job.out_dtype.str,
         ranges=tuple((c, lo, hi) for c, (lo, hi) in sorted(ranges.items())),
+        backend=backend,
     )
     out_chunks = tuple(
         tuple(c * job.scale for c in chunks) if ax in (info.y, info.x) else chunks
