@@ -174,3 +174,29 @@ def test_a_dask_payload_for_another_device_copies_the_model(engine):
     assert module_device(model.net).type == "cpu"
     assert payload.model() is on_other  # one copy per payload and device
     assert ModelPayload(model, "cpu").model() is model
+
+
+def test_a_model_file_named_by_path_loads_once_until_it_changes(tmp_path, monkeypatch):
+    import os
+
+    from napari_superres.engine import registry
+    from napari_superres.engine.nets.model_file import save_model
+
+    loads: list[str] = []
+    real_load = registry.load_model_file
+    monkeypatch.setattr(registry, "load_model_file", lambda path, **kw: loads.append(str(path)) or real_load(path, **kw))
+    path = tmp_path / "mine.safetensors"
+    save_model(path, SRNet(scale=2, channels=4, blocks=1))
+    engine = Engine(device="cpu", builtins=False)
+    first = engine.get(str(path))
+    assert engine.get(path) is first and len(loads) == 1  # str or Path: loaded once
+
+    save_model(path, SRNet(scale=2, channels=4, blocks=1))  # rewritten (atomically: a new file)
+    os.utime(path, ns=(1, 1))  # a different modification time even on a coarse clock
+    second = engine.get(str(path))
+    assert second is not first and len(loads) == 2
+
+    from napari_superres.engine.errors import ModelFileError
+
+    with pytest.raises(ModelFileError, match="model file not found"):
+        engine.get(str(tmp_path / "gone.safetensors"))

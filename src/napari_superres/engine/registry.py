@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -51,6 +52,8 @@ DeviceLike = str | torch.device | None
 log = logging.getLogger(__name__)
 
 BICUBIC = "bicubic"
+#: Model files (named by path) an Engine keeps loaded; the least recently used goes first.
+MODEL_FILE_CACHE_SIZE = 4
 #: Folder of the model files shipped inside the package.
 BUILTIN_MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
 
@@ -90,6 +93,8 @@ class Engine:
             weakref.WeakKeyDictionary()
         )
         self._copies_lock = threading.Lock()
+        #: model files named by path: (real path, mtime ns, size) -> the loaded model, most recent last
+        self._files: OrderedDict[tuple[str, int, int], SRModel] = OrderedDict()
         self._vgg_features: nn.Sequential | None = None  # loaded once, on the CPU
         self._vgg_load_lock = threading.Lock()  # one loader at a time; others wait for its result
         self._default: str = BICUBIC
@@ -227,8 +232,29 @@ class Engine:
         if entry is not None:
             return entry
         if key.endswith(MODEL_SUFFIX) or os.path.exists(key):
-            return load_model_file(key)
+            return self._model_file(key)
         raise KeyError(f"no model named {key!r}; registered models: {self.names()} (or pass a .safetensors path)")
+
+    def _model_file(self, path: str) -> SRModel:
+        """The model in the file at ``path``, loaded once while the file stays the same (its real path,
+        modification time and size): calls naming a file (a bioimage.io package takes seconds to
+        open) do not reload it each time; a rewritten file is loaded again."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return load_model_file(path)  # its own clear error (missing file, ...)
+        key = (os.path.realpath(path), st.st_mtime_ns, st.st_size)
+        with self._lock:
+            cached = self._files.get(key)
+            if cached is not None:
+                self._files.move_to_end(key)
+                return cached
+        loaded = load_model_file(path)  # outside the lock: may be slow
+        with self._lock:
+            loaded = self._files.setdefault(key, loaded)  # another thread's load wins if it came first
+            while len(self._files) > MODEL_FILE_CACHE_SIZE:
+                self._files.popitem(last=False)
+        return loaded
 
     def on_change(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback()`` whenever models are added or removed; returns a disconnect function."""
