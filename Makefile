@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # xvfb-run gives Qt a display and Mesa's software OpenGL when there is none
-RUN_GUI := $(if $(DISPLAY),,xvfb-run -a -s "-screen 0 1600x1000x24")
+RUN_GUI := $(if $(DISPLAY),,xvfb-run -a -s "-screen 0 1920x1080x24")
 
 .PHONY: setup system-deps demo test napari benchmarks clean
 

@@ -88,7 +88,8 @@ class DegradationConfig:
             self.clip = bool(self.clip)
 
     def for_normalization(self, normalization: dict[str, Any] | None) -> DegradationConfig:
-        """This config with ``clip`` resolved for data normalised by ``normalization`` (a spec dict)."""
+        """This config with ``clip`` resolved for data normalised by ``normalization`` (a spec dict;
+        ``None``: the training default, percentile)."""
         if self.clip is not None:
             return self
         mode = (normalization or {}).get("mode", "percentile")
