@@ -77,12 +77,14 @@ DEGRADATION_METHODS = ("bicubic", "bicubic", "bicubic", "area", "area", "bilinea
 BLUR_PER_SCALE = 0.6
 #: Noise reaches 20 photons at intensity 1.0 (a percentile-normalised dim acquisition; the plugin's
 #: sample pair has about 70), so the network denoises alike whatever brightness normalisation gives
-#: the noise.  Percentile-normalised planes are not clipped to [0, 1] (``clip`` resolved from the
-#: normalisation): inference sees bright structures above 1 unclipped, and so does training.
+#: the noise.  Added noise is never fainter than 3000 photons at 1.0 / a read noise of 0.004: fainter
+#: noise is what real high-res images carry themselves (a network taught to remove it smooths clean
+#: inputs below bicubic).  Percentile-normalised planes are not clipped to [0, 1] (``clip`` resolved
+#: from the normalisation): inference sees bright structures above 1 unclipped, and so does training.
 DEGRADATION = {
     "blur_prob": 0.35,
-    "noise_poisson": (20.0, 20000.0),  # photons at intensity 1.0, log-uniform
-    "noise_gaussian": (0.0, 0.02),
+    "noise_poisson": (20.0, 3000.0),  # photons at intensity 1.0, log-uniform
+    "noise_gaussian": (0.004, 0.02),
     "noise_prob": 0.4,
 }
 #: Intensity normalisation of training planes, stored in the model file and repeated at inference:
