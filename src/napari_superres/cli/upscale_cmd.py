@@ -138,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.layout import parse_axes
     from ..engine.normalization import normalization_spec
     from ..engine.registry import Engine
-    from ..io.stream import LOCAL_WORKERS, ComputeRunner, open_source
+    from ..io.runner import ComputeRunner
+    from ..io.stream import LOCAL_WORKERS, open_source
 
     try:
         engine = Engine(device=args.device)

@@ -9,8 +9,9 @@ Modules (import what you use; nothing heavy is imported here):
 * :mod:`.tiff`: lazy TIFF reading (region by region) and plane-by-plane TIFF writing.
 * :mod:`.zarr_store`: zarr (and OME-NGFF group) reading, and :class:`ZarrWriter`, the chunk
   writer; :class:`~.writers.ArrayWriter` is the interface an output format implements.
-* :mod:`.stream`: :class:`ComputeRunner` (local threads or ``dask.distributed``) and
-  :func:`open_source`, the chunked lazy input.
+* :mod:`.runner`: :class:`ComputeRunner` (local threads or ``dask.distributed``), what
+  writers compute through.
+* :mod:`.stream`: :func:`open_source`, the chunked lazy input.
 
 This package may import :mod:`napari_superres.engine`; the engine never imports it.
 """

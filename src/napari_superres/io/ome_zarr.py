@@ -38,7 +38,7 @@ from .writers import ArrayWriter, OutputInfo, register_writer
 from .zarr_store import output_attrs, write_chunks
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .stream import ComputeRunner
+    from .runner import ComputeRunner
 
 OME_ZARR_SUFFIX = ".ome.zarr"
 #: NGFF version written (zarr v2 storage: the version napari-ome-zarr and Fiji read everywhere).

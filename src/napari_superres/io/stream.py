@@ -2,19 +2,18 @@
 
 The input is opened lazily (TIFF through ``tifffile``'s zarr view, zarr through
 ``dask.array.from_zarr``); writers (:mod:`.writers`) pull the result chunk by chunk
-through a :class:`ComputeRunner`, so host memory stays flat whatever the image size.
+through a :class:`~.runner.ComputeRunner`, so host memory stays flat whatever the image size.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import ImageFileError
 from .metadata import PixelSize
+from .runner import ComputeRunner
 from .tiff import TIFF_SUFFIXES, open_tiff
 from .zarr_store import ZARR_SUFFIX, open_zarr
 
@@ -122,57 +121,6 @@ def open_source(path: Path, *, scale: int, halo: int, chunk_planes: int = 1, chu
     if order != list(range(reader.ndim)):
         array = array.transpose(order)
     return Source(array, axes or file_axes, pixel, imagej=imagej)
-
-
-class ComputeRunner:
-    """Computes dask work locally (threads) or on a ``dask.distributed`` client, with a tqdm bar."""
-
-    def __init__(self, client: Any = None, *, quiet: bool = False, workers: int = 1) -> None:
-        self.client = client
-        self.quiet = quiet
-        self.workers = workers
-
-    def _bar(self, total: int, unit: str) -> Any:
-        from tqdm import tqdm
-
-        return tqdm(total=total, unit=unit, disable=self.quiet, file=sys.stderr, dynamic_ncols=True)
-
-    def compute_blocks(self, written: Any) -> None:
-        """Compute a dask array of per-chunk write tasks; the bar counts chunks."""
-        blocks = written.to_delayed().ravel().tolist()
-        with self._bar(len(blocks), "chunk") as bar:
-            if self.client is not None:
-                from distributed import as_completed
-
-                futures = self.client.compute(blocks)
-                for future in as_completed(futures):
-                    future.result()  # re-raise a task's error here
-                    bar.update(1)
-                return
-            import dask
-            from dask.callbacks import Callback
-
-            name = written.name
-
-            def posttask(key, result, dsk, state, worker_id):
-                if isinstance(key, tuple) and key and key[0] == name:
-                    bar.update(1)
-
-            with Callback(posttask=posttask):
-                dask.compute(*blocks, scheduler="threads", num_workers=self.workers)
-
-    def compute_in_order(self, groups: list[tuple[Any, int]]) -> Iterator[Any]:
-        """Compute ``(dask array, planes in it)`` one after the other, yielding numpy results in order."""
-        import dask
-
-        with self._bar(sum(n for _, n in groups), "plane") as bar:
-            for group, n in groups:
-                if self.client is not None:
-                    block = self.client.compute(group).result()
-                else:
-                    (block,) = dask.compute(group, scheduler="threads", num_workers=self.workers)
-                bar.update(n)
-                yield block
 
 
 __all__ = ["LOCAL_WORKERS", "OUTPUT_CHUNK_EDGE", "ComputeRunner", "Source", "chunk_edges", "input_chunks", "open_source"]

@@ -13,7 +13,7 @@ from .metadata import UM_PER_UNIT, PixelSize, pixel_size_from_tiff
 from .writers import ArrayWriter, OutputInfo
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .stream import ComputeRunner
+    from .runner import ComputeRunner
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 OME_TIFF_SUFFIXES = (".ome.tif", ".ome.tiff")

@@ -27,7 +27,7 @@ from . import ImageFileError
 from .metadata import PixelSize
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .stream import ComputeRunner
+    from .runner import ComputeRunner
 
 
 @dataclass

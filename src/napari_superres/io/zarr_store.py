@@ -11,7 +11,7 @@ from .metadata import PixelSize, pixel_size_from_attrs
 from .writers import ArrayWriter, OutputInfo
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .stream import ComputeRunner
+    from .runner import ComputeRunner
 
 ZARR_SUFFIX = ".zarr"
 
