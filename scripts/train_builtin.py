@@ -90,8 +90,9 @@ DEGRADATION = {
 #: Intensity normalisation of training planes, stored in the model file and repeated at inference:
 #: per-image percentiles (as CSBDeep/CARE), so dim 16-bit data and bright 8-bit data look alike.
 NORMALIZATION = {"mode": "percentile", "low": 1.0, "high": 99.8}
-#: How often each kind of plane appears in the training list (balances the pixel mix).
-REPEATS = {"natural": 1, "em": 2, "fluorescence": 4, "synthetic": 3}
+#: How often each kind of plane appears in the training list (balances the pixel mix; natural images
+#: twice since the third x2 stage, for the SR literature's bicubic protocol: about 60 % of patches).
+REPEATS = {"natural": 2, "em": 2, "fluorescence": 4, "synthetic": 3}
 SYNTHETIC_SHAPE = (512, 512)
 
 
