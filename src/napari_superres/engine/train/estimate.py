@@ -14,8 +14,12 @@ high-pass residual (pixel minus the mean of its 4 neighbours) isolates the noise
 are binned by their local mean, a robust (MAD) variance per bin, and a least-squares line
 through the bins gives ``a`` (clipped to >= 0) and ``b``.  ``a`` is the inverse of the photon
 count at intensity 1 (``peak_photons = 1 / a``), ``sqrt(b)`` the Gaussian (read) noise sigma.
-Measured on synthetic fluorescence (blur sigma 1.5-2.5 px): peak photons within ~10 %
-(30-1000 photons), read noise within ~20 %; images sharper than ~1 px over-estimate the noise.
+Measured on synthetic fluorescence (blur sigma 1-2.5 px, 30-1000 photons): peak photons
+within ~30 % (tests/test_adapt.py); on the quality benchmark's synthetic microscope images
+(x2, PSF sigma ~1 low-res px, 400 photons) within ~15 %.  Structure sharper than about a
+pixel still leaks into the residual and over-estimates the noise (a 4-neighbour Laplacian
+residual, used before, read 2.5-3x the true shot noise on those images, and adapt then
+learned to denoise too hard).
 
 **Blur** (:func:`estimate_blur`): the width of a Gaussian PSF, in the image's pixels, from
 its radially averaged power spectrum.  For an object whose spectrum falls as a power law
