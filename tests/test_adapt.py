@@ -101,6 +101,20 @@ def test_adapt_stops_on_request_and_on_its_time_budget():
         adapt(lq[:5, :5], untrained_model())
 
 
+def test_adapt_returns_the_average_of_start_and_fine_tuned_weights():
+    lq, _ = microscope_pair(seed=3, shape=(96, 96))
+    start = untrained_model()
+    kept, tuned, averaged = (adapt(lq, start, steps=3, mix=mix) for mix in (0.0, 1.0, 0.5))
+    for name, first in start.net.state_dict().items():
+        assert torch.equal(kept.net.state_dict()[name], first)
+        last = tuned.net.state_dict()[name]
+        assert torch.allclose(averaged.net.state_dict()[name], (first + last) / 2, atol=1e-6)
+    assert not torch.equal(tuned.net.head[0].weight, start.net.head[0].weight)  # fine-tuning changed something
+    assert averaged.metadata["adapt"]["mix"] == 0.5
+    with pytest.raises(ValueError, match="mix"):
+        adapt(lq, start, steps=1, mix=1.5)
+
+
 def benchmark_microscope_pair(seed: int, scale: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """``(lq, gt)`` as ``benchmarks/quality.py``'s synthetic set under its microscope protocol."""
     from napari_superres.engine.samples import synthetic_pair
