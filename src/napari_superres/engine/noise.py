@@ -35,7 +35,7 @@ import numpy as np
 
 #: Fourth difference: the 1-D kernel of the high-pass residual, applied along Y and X.
 _FOURTH_DIFFERENCE = np.array([1.0, -4.0, 6.0, -4.0, 1.0], dtype=np.float32)
-#: std of the separable residual for i.i.d. unit-variance noise: the kernel's L2 norm squared (70), per axis.
+#: std of the separable residual for i.i.d. unit-variance noise: sqrt(sum(k**2)) per axis, 70 in all.
 _RESIDUAL_GAIN = float((_FOURTH_DIFFERENCE**2).sum())
 #: Pixels at each border whose residual needs replicated values (not used in the fit).
 _RESIDUAL_MARGIN = len(_FOURTH_DIFFERENCE) // 2

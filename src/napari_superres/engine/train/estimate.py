@@ -10,7 +10,7 @@ plug straight into :class:`~napari_superres.engine.train.degradation.Degradation
 variance at intensity ``v`` (Foi et al. 2008, "Practical Poissonian-Gaussian noise
 modeling and fitting for single-image raw-data"; also the model CSBDeep's and PSSR's
 noise generators use), fitted by :func:`napari_superres.engine.noise.estimate_noise`: a
-high-pass residual (pixel minus the mean of its 4 neighbours) isolates the noise, pixels
+high-pass residual (a fourth difference along Y and along X) isolates the noise, pixels
 are binned by their local mean, a robust (MAD) variance per bin, and a least-squares line
 through the bins gives ``a`` (clipped to >= 0) and ``b``.  ``a`` is the inverse of the photon
 count at intensity 1 (``peak_photons = 1 / a``), ``sqrt(b)`` the Gaussian (read) noise sigma.
