@@ -91,7 +91,7 @@ DEGRADATION = {
 #: per-image percentiles (as CSBDeep/CARE), so dim 16-bit data and bright 8-bit data look alike.
 NORMALIZATION = {"mode": "percentile", "low": 1.0, "high": 99.8}
 #: How often each kind of plane appears in the training list (balances the pixel mix; natural images
-#: twice since the third x2 stage, for the SR literature's bicubic protocol: about 60 % of patches).
+#: twice since the fourth x2 stage, for the SR literature's bicubic protocol: about 60 % of patches).
 REPEATS = {"natural": 2, "em": 2, "fluorescence": 4, "synthetic": 3}
 SYNTHETIC_SHAPE = (512, 512)
 
