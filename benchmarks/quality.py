@@ -478,7 +478,7 @@ def your_data_benchmark(
     import torch
 
     from napari_superres.engine import Engine
-    from napari_superres.engine.train.adapt import ADAPT_STEPS, adapt
+    from napari_superres.engine.train.adapt import ADAPT_MIX, ADAPT_STEPS, adapt
     from napari_superres.engine.train.trainer import TrainConfig, Trainer, make_pair_source
 
     adapt_steps = int(adapt_steps or ADAPT_STEPS)
@@ -498,6 +498,7 @@ def your_data_benchmark(
             "protocol": "microscope (see quality.json): blur, area downsampling, Poisson-Gaussian noise",
             "builtin": builtin,
             "adapt_steps": adapt_steps,
+            "adapt_mix": ADAPT_MIX,
             "paired": f"TrainConfig defaults except steps={train_steps}; up to {n_train} training images of the "
             f"kind, centre crops of {YOUR_DATA_TRAIN_CROP} px, microscope-protocol pairs",
             "environment": {
@@ -576,7 +577,8 @@ def your_data_markdown(results: dict[str, Any]) -> str:
     lines = [
         f"**Train on your data, x{results['scale']}** - PSNR gain over bicubic (dB) on held-out microscopy images, "
         f"microscope protocol; (a) built-in `{results['builtin']}`, (b) `adapt` on the low-res image itself "
-        f"({results['adapt_steps']} steps, no high-res), (c) paired training on other images of the same kind "
+        f"({results['adapt_steps']} steps, no high-res, weights averaged with the start: mix "
+        f"{results.get('adapt_mix', 'n/a')}), (c) paired training on other images of the same kind "
         f"({results['paired']}). Seconds on this machine (load average "
         f"{', '.join(f'{x:.1f}' for x in results['environment']['load_average'] or [])}).",
         "",
