@@ -14,6 +14,18 @@ UM_PER_UNIT = {
 }  # fmt: skip
 
 
+#: NGFF unit names -> the symbols our PixelSize and OME-TIFF use.
+UNIT_SYMBOLS = {
+    "micrometer": "µm", "nanometer": "nm", "millimeter": "mm", "centimeter": "cm", "meter": "m",
+    "picometer": "pm", "angstrom": "Å", "inch": "in",
+}  # fmt: skip
+
+
+def unit_symbol(unit: str | None) -> str | None:
+    """Our symbol for an NGFF unit name (``"micrometer"`` -> ``"µm"``); other strings unchanged."""
+    return UNIT_SYMBOLS.get(unit, unit) if unit else unit
+
+
 @dataclass(frozen=True)
 class PixelSize:
     """Physical pixel size; ``x``/``y``/``z`` in ``unit`` (``None``: unknown)."""
@@ -84,4 +96,4 @@ def pixel_size_from_attrs(attrs: dict[str, Any]) -> PixelSize | None:
     return PixelSize(**{k: raw.get(k) for k in ("x", "y", "z", "unit")})
 
 
-__all__ = ["UM_PER_UNIT", "PixelSize", "pixel_size_from_attrs", "pixel_size_from_tiff"]
+__all__ = ["UM_PER_UNIT", "UNIT_SYMBOLS", "PixelSize", "pixel_size_from_attrs", "pixel_size_from_tiff", "unit_symbol"]

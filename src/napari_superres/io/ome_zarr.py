@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import ImageFileError
 from .atomic import atomic_path
-from .writers import ArrayWriter, OutputInfo, register_writer
+from .metadata import UNIT_SYMBOLS, unit_symbol
+from .writer_base import ArrayWriter, OutputInfo
 from .zarr_store import output_attrs, write_chunks
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -81,18 +82,6 @@ def ngff_unit(unit: str | None) -> str | None:
     if not unit:
         return None
     return NGFF_UNITS.get(unit, NGFF_UNITS.get(unit.lower()))
-
-
-#: NGFF unit names -> the symbols our PixelSize and OME-TIFF use.
-UNIT_SYMBOLS = {
-    "micrometer": "µm", "nanometer": "nm", "millimeter": "mm", "centimeter": "cm", "meter": "m",
-    "picometer": "pm", "angstrom": "Å", "inch": "in",
-}  # fmt: skip
-
-
-def unit_symbol(unit: str | None) -> str | None:
-    """Our symbol for an NGFF unit name (``"micrometer"`` -> ``"µm"``); other strings unchanged."""
-    return UNIT_SYMBOLS.get(unit, unit) if unit else unit
 
 
 def upscaled_transform(scale: float, translation: float, factor: int) -> tuple[float, float]:
@@ -265,11 +254,6 @@ def read_ome_zarr(path: str | Path) -> tuple[Any, str, list[float], list[float],
     return node.data[0], "".join(n.upper() for n in names), scale, shift, units
 
 
-def register() -> None:
-    """Make ``.ome.zarr`` outputs OME-NGFF (idempotent)."""
-    register_writer(OmeZarrWriter())
-
-
 __all__ = [
     "MIN_LEVEL_EDGE",
     "UNIT_SYMBOLS",
@@ -282,7 +266,6 @@ __all__ = [
     "output_transforms",
     "pyramid_levels",
     "read_ome_zarr",
-    "register",
     "source_transforms",
     "unit_symbol",
     "upscaled_transform",

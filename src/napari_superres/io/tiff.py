@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from . import ImageFileError
 from .atomic import atomic_path
 from .metadata import UM_PER_UNIT, PixelSize, pixel_size_from_tiff
-from .writers import ArrayWriter, OutputInfo
+from .writer_base import ArrayWriter, OutputInfo
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import ComputeRunner

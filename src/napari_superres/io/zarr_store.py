@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import ImageFileError
 from .atomic import atomic_path
-from .metadata import PixelSize, pixel_size_from_attrs
-from .writers import ArrayWriter, OutputInfo
+from .metadata import PixelSize, pixel_size_from_attrs, unit_symbol
+from .writer_base import ArrayWriter, OutputInfo
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import ComputeRunner
@@ -49,8 +49,6 @@ def open_zarr(path: Path) -> tuple[Any, str | None, PixelSize, dict[str, Any]]:
             if scales and names:
                 by_name = dict(zip(axes or "", scales))
                 unit = next((u for u, n in zip(units, axes or "") if n in "YX" and u), None)
-                from .ome_zarr import unit_symbol  # (ome_zarr imports this module)
-
                 unit = unit_symbol(unit)  # NGFF "micrometer" -> "µm" (OME-TIFF outputs need the symbol)
                 pixel = PixelSize(by_name.get("X"), by_name.get("Y"), by_name.get("Z"), unit)
         else:
