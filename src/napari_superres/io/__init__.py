@@ -8,7 +8,10 @@ Modules (import what you use; nothing heavy is imported here):
   folders, cleanup of a killed run's leftovers, refusal to write over an input.
 * :mod:`.tiff`: lazy TIFF reading (region by region) and plane-by-plane TIFF writing.
 * :mod:`.zarr_store`: zarr (and OME-NGFF group) reading, and :class:`ZarrWriter`, the chunk
-  writer; :class:`~.writers.ArrayWriter` is the interface an output format implements.
+  writer; :mod:`.ome_zarr`: the OME-NGFF multiscale writer and reader.
+* :mod:`.writer_base`: :class:`ArrayWriter`, the interface an output format implements, and
+  :class:`OutputInfo`; :mod:`.writers`: the registry that picks a format by suffix (it imports
+  the formats; the formats import only :mod:`.writer_base`).
 * :mod:`.runner`: :class:`ComputeRunner` (local threads or ``dask.distributed``), what
   writers compute through.
 * :mod:`.stream`: :func:`open_source`, the chunked lazy input.
