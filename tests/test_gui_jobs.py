@@ -242,6 +242,11 @@ def test_three_docks_fit_a_1280x800_window_and_long_messages_keep_the_width(make
     for w in widgets:
         hint = w.sizeHint()
         assert hint.width() <= 450, (type(w).__name__, hint)
+    from qtpy.QtWidgets import QScrollArea
+
+    for w in widgets:  # no control is clipped: each scroll area shows its content's full width
+        for scroll in w.findChildren(QScrollArea):
+            assert scroll.widget().width() <= scroll.viewport().width(), (type(w).__name__, scroll.widget().width())
     # the docks share the right column: their minimum heights fit in the window
     assert sum(w.minimumSizeHint().height() for w in widgets) <= 800 - 60
 

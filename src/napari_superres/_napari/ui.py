@@ -140,9 +140,26 @@ def set_tips(tips: dict[Any, str]) -> None:
             widget.setToolTip(text)
 
 
+class VerticalScrollArea(QScrollArea):
+    """A scroll area that scrolls only vertically and is never narrower than its content's minimum.
+
+    With the horizontal scroll bar off, a plain ``QScrollArea`` lets its dock shrink below what the
+    controls need and clips them at the right edge; this one asks for the content's minimum width
+    (plus the vertical scroll bar), so the dock gives every control its room.
+    """
+
+    def minimumSizeHint(self):
+        hint = super().minimumSizeHint()
+        content = self.widget()
+        if content is not None:
+            bar = self.verticalScrollBar().sizeHint().width()
+            hint.setWidth(content.minimumSizeHint().width() + bar + 2 * self.frameWidth())
+        return hint
+
+
 def scrolled(content: QWidget, min_height: int = 0) -> QScrollArea:
     """``content`` in a frameless vertical scroll area: a dock stays usable when the window is short."""
-    scroll = QScrollArea()
+    scroll = VerticalScrollArea()
     scroll.setWidgetResizable(True)
     scroll.setFrameShape(QFrame.Shape.NoFrame)
     scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
