@@ -296,6 +296,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     net = trainer.generator
     print(f"network: {net.num_parameters()} parameters, config {net.config.to_dict()}")
     partial = Path(args.out).with_suffix(".partial.safetensors") if args.checkpoint else None
+    start_step = trainer.step  # > 0 when resumed: this process trains only the steps after it
     t_train = time.perf_counter()
     every = max(1, args.log_every)
 
@@ -319,9 +320,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     info = {
         "steps_done": result.steps_done,
         "train_seconds": round(train_seconds, 1),
-        "seconds_per_step": round(train_seconds / max(1, result.steps_done - (trainer.history[0]["step"] - 1)), 3)
-        if trainer.history
-        else None,
+        "seconds_per_step": round(train_seconds / max(1, result.steps_done - start_step), 3),
+        "resumed_at_step": start_step,
         "parameters": net.num_parameters(),
         "hardware": hardware(),
         "data": summary,
@@ -376,6 +376,8 @@ def write_card(
     skipped = info.get("data", {}).get("skipped", [])
     steps = info.get("steps_done", meta.get("steps"))
     hours = info.get("train_seconds", 0) / 3600
+    resumed = info.get("resumed_at_step", 0)
+    timed = f"); the last {steps - resumed} steps (resumed at step {resumed}) took" if resumed else ") in"
     lines = [
         f"# {model.stem}: built-in x{scale} super-resolution model",
         "",
@@ -390,7 +392,7 @@ def write_card(
         "",
         f"Trained for **{steps} steps** on a CPU ({hw.get('processor', '?')}, {hw.get('cpu_cores', '?')} cores "
         f"shared with other jobs; 1/5/15-minute load averages {hw.get('load_average_at_end', '?')} at the end; "
-        f"{hw.get('torch_threads', '?')} torch thread(s)) in {hours * 60:.1f} minutes of wall time "
+        f"{hw.get('torch_threads', '?')} torch thread(s){timed} {hours * 60:.1f} minutes of wall time "
         f"({info.get('seconds_per_step', '?')} s per step). This is a short run of the recipe below; the same command "
         "with more steps (e.g. `--steps 200000` on a GPU) trains the same recipe further and should "
         "improve the figures. " + note,
