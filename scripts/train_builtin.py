@@ -377,7 +377,7 @@ def write_card(
     steps = info.get("steps_done", meta.get("steps"))
     hours = info.get("train_seconds", 0) / 3600
     resumed = info.get("resumed_at_step", 0)
-    timed = f"); the last {steps - resumed} steps (resumed at step {resumed}) took" if resumed else ") in"
+    timed = f"; the last {steps - resumed} steps (resumed at step {resumed}) took" if resumed else " in"
     lines = [
         f"# {model.stem}: built-in x{scale} super-resolution model",
         "",
@@ -392,7 +392,7 @@ def write_card(
         "",
         f"Trained for **{steps} steps** on a CPU ({hw.get('processor', '?')}, {hw.get('cpu_cores', '?')} cores "
         f"shared with other jobs; 1/5/15-minute load averages {hw.get('load_average_at_end', '?')} at the end; "
-        f"{hw.get('torch_threads', '?')} torch thread(s){timed} {hours * 60:.1f} minutes of wall time "
+        f"{hw.get('torch_threads', '?')} torch thread(s)){timed} {hours * 60:.1f} minutes of wall time "
         f"({info.get('seconds_per_step', '?')} s per step). This is a short run of the recipe below; the same command "
         "with more steps (e.g. `--steps 200000` on a GPU) trains the same recipe further and should "
         "improve the figures. " + note,
