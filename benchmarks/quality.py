@@ -60,12 +60,24 @@ if str(ROOT / "scripts") not in sys.path:
 
 from prepare_data import Image, heldout_sets, read_image  # noqa: E402
 
-PROTOCOLS = ("bicubic", "microscope")
+PROTOCOLS = ("bicubic", "microscope", "lowphoton")
 BASELINES = ("bicubic", "Lanczos")
 #: Microscope protocol: PSF sigma per unit of scale (high-res px), photons at the image maximum, read noise.
 MICROSCOPE_BLUR_PER_SCALE = 0.5
 MICROSCOPE_PEAK_PHOTONS = 400.0
 MICROSCOPE_READ_NOISE = 0.004
+#: Low-photon, wide-PSF protocol (a camera acquisition of a realistic kind, grayscale sets only):
+#: PSF sigma in low-res px, photons at the image maximum, camera offset and read noise (counts);
+#: the reference is the same field with a narrower PSF (sigma per unit of scale, high-res px) and
+#: more photons.  Scored as CARE does: reference normalised by percentiles, prediction affine-fitted.
+LOWPHOTON_BLUR_LR = 1.15
+LOWPHOTON_PEAK_PHOTONS = 800.0
+LOWPHOTON_OFFSET = 100.0
+LOWPHOTON_READ_NOISE = 3.0
+LOWPHOTON_REF_BLUR_PER_SCALE = 0.5
+LOWPHOTON_REF_PHOTONS = 8000.0
+#: CARE's reference normalisation (CSBDeep ``normalize(gt, 0.1, 99.9)``).
+CARE_PERCENTILES = (0.1, 99.9)
 PERCEPTUAL_NA = "n/a (no VGG weights offline)"
 IMAGE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
 
@@ -128,12 +140,57 @@ def downsample_microscope(hr: np.ndarray, scale: int, seed: int) -> np.ndarray:
     return _back(noisy * span + lo, hr)
 
 
+def _unit(hr: np.ndarray) -> np.ndarray:
+    a = np.asarray(hr, dtype=np.float64)
+    lo, hi = float(a.min()), float(a.max())
+    return (a - lo) / max(hi - lo, 1e-12)
+
+
+def downsample_lowphoton(hr: np.ndarray, scale: int, seed: int) -> np.ndarray:
+    """A low-photon camera image of ``hr``'s field: PSF sigma ``LOWPHOTON_BLUR_LR`` low-res px, area
+    binning, Poisson (``LOWPHOTON_PEAK_PHOTONS`` at the maximum), offset and read noise; uint16 counts."""
+    planes = _gaussian_blur(_unit(hr)[None], LOWPHOTON_BLUR_LR * scale)
+    _, h, w = planes.shape
+    binned = planes.reshape(1, h // scale, scale, w // scale, scale).mean(axis=(2, 4))[0]
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(np.clip(binned, 0, None) * LOWPHOTON_PEAK_PHOTONS) + LOWPHOTON_OFFSET
+    counts = counts + rng.normal(0.0, LOWPHOTON_READ_NOISE, size=counts.shape)
+    return to_dtype(counts, np.dtype(np.uint16))
+
+
+def lowphoton_reference(hr: np.ndarray, scale: int, seed: int) -> np.ndarray:
+    """The high-res reference of the low-photon protocol: narrower PSF, more photons (float64 counts)."""
+    blurred = _gaussian_blur(_unit(hr)[None], LOWPHOTON_REF_BLUR_PER_SCALE * scale)[0]
+    rng = np.random.default_rng(seed + 7)
+    return rng.poisson(np.clip(blurred, 0, None) * LOWPHOTON_REF_PHOTONS).astype(np.float64) + LOWPHOTON_OFFSET
+
+
 def make_low_res(hr: np.ndarray, scale: int, protocol: str, seed: int) -> np.ndarray:
     if protocol == "bicubic":
         return downsample_bicubic(hr, scale)
     if protocol == "microscope":
         return downsample_microscope(hr, scale, seed)
+    if protocol == "lowphoton":
+        return downsample_lowphoton(hr, scale, seed)
     raise ValueError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")
+
+
+def reference(hr: np.ndarray, scale: int, protocol: str, seed: int) -> np.ndarray:
+    """What a protocol scores against: the high-res image itself, or the low-photon reference."""
+    return lowphoton_reference(hr, scale, seed) if protocol == "lowphoton" else hr
+
+
+def care_comparable(sr: np.ndarray, ref: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """CARE's scoring: ``ref`` normalised by :data:`CARE_PERCENTILES`, ``sr`` affine-fitted to it
+    (least squares, CSBDeep ``normalize_minmse``); range 1; border of ``scale`` px cropped."""
+    c = scale
+    b = np.asarray(ref, np.float64)[c:-c, c:-c]
+    lo, hi = np.percentile(b, CARE_PERCENTILES)
+    b = (b - lo) / max(hi - lo, 1e-12)
+    a = np.asarray(sr, np.float64)[c:-c, c:-c]
+    a = a - a.mean()
+    gain = float(np.sum(a * (b - b.mean())) / max(np.sum(a * a), 1e-12))
+    return gain * a + b.mean(), b, 1.0
 
 
 # --- upscaling -----------------------------------------------------------------------------------
@@ -284,14 +341,20 @@ def run_benchmark(
             usable = [m for m in methods if m.scale in (None, scale)]
             for protocol in protocols:
                 table = {m.name: Row(set_name, scale, protocol, m.name) for m in usable}
+                if protocol == "lowphoton" and any(im.array.ndim == 3 for im in images):
+                    continue  # a camera protocol: grayscale sets only
                 for index, image in enumerate(images):
                     hr = modcrop(image.array, scale)
                     lr = make_low_res(hr, scale, protocol, seed=1000 * scale + index)
+                    ref = reference(hr, scale, protocol, seed=1000 * scale + index)
                     for m in usable:
                         sr = m.run(lr, scale, engine)
                         if sr.shape != hr.shape:
                             raise RuntimeError(f"{m.name} returned {sr.shape} for {hr.shape} ({image.name})")
-                        a, b, data_range = comparable(sr, hr, scale)
+                        if protocol == "lowphoton":
+                            a, b, data_range = care_comparable(sr, ref, scale)
+                        else:
+                            a, b, data_range = comparable(sr, hr, scale)
                         table[m.name].per_image.append(
                             {
                                 "image": image.name,
@@ -314,6 +377,11 @@ def run_benchmark(
             "microscope": f"Gaussian blur sigma={MICROSCOPE_BLUR_PER_SCALE}*scale HR px, area (block-mean) "
             f"downsampling, Poisson noise ({MICROSCOPE_PEAK_PHOTONS:g} photons at the image maximum) + "
             f"Gaussian read noise ({MICROSCOPE_READ_NOISE:g} of the range), seeded, rounded to the dtype",
+            "lowphoton": f"grayscale sets only: Gaussian PSF sigma={LOWPHOTON_BLUR_LR} LR px, area downsampling, "
+            f"Poisson noise ({LOWPHOTON_PEAK_PHOTONS:g} photons at the image maximum), offset "
+            f"{LOWPHOTON_OFFSET:g} counts, read noise {LOWPHOTON_READ_NOISE:g} counts, uint16; reference: PSF "
+            f"sigma={LOWPHOTON_REF_BLUR_PER_SCALE}*scale HR px, {LOWPHOTON_REF_PHOTONS:g} photons; scored as CARE "
+            f"(reference normalised by percentiles {CARE_PERCENTILES}, prediction affine-fitted, range 1)",
         },
         "metrics": {
             "psnr": "dB; RGB: Y (BT.601 studio range) with range 255; gray: range = HR max - min; "

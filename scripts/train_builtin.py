@@ -56,50 +56,49 @@ from prepare_data import (  # noqa: E402
 #: Network: small enough to train on a CPU, same recipe on a GPU (only --steps changes).
 #: All convolutions of the body run at low resolution; each x2 stage is bilinear upsampling + a 3x3
 #: conv into a narrower feature map (``upsample_channels``), so the high-resolution work stays small.
+#: ``cond_channels``: the network reads the image's noise and blur maps (SRMD-style conditioning,
+#: ``engine/nets/conditioning.py``), estimated from the image at inference.
 NET_BY_SCALE = {
     2: {"channels": 48, "blocks": 8, "upsampling": "bilinear", "upsample_channels": [24], "activation": "leaky_relu",
-        "global_skip": True},
-    # x4: the first recipe's network (32 channels, 4 blocks), warm-started from the earlier x4 file
-    4: {"channels": 32, "blocks": 4, "upsampling": "bilinear", "upsample_channels": [32, 32], "global_skip": True},
+        "global_skip": True, "cond_channels": 2},
+    4: {"channels": 32, "blocks": 4, "upsampling": "bilinear", "upsample_channels": [32, 32], "global_skip": True,
+        "cond_channels": 2},
 }
 #: High-res patch edge per scale (px) and patches per step.
 PATCH_SIZE = {2: 64, 4: 96}
 BATCH_SIZE = 16
-#: Peak learning rate (cosine schedule).  The current stage fine-tunes the previous built-in file
-#: (``--init``), so it starts lower than the 1e-3 the from-scratch stages used.
-LEARNING_RATE = 3e-4
+#: Peak learning rate (cosine schedule).  The conditioned stage starts from the blind built-in file
+#: (``--init``; the new maps' head weights start at zero, so step 0 computes the blind model).
+LEARNING_RATE = 5e-4
 SCHEDULE = "cosine"
 GRAD_CLIP = 1.0
 VAL_FRACTION = 0.1
 VAL_EVERY = 250
-#: Downsampling methods drawn per patch (repeats weight them): two thirds bicubic (the SR literature's
-#: protocol and the most common resize), then area (camera binning) and bilinear.
-DEGRADATION_METHODS = ("bicubic", "bicubic", "bicubic", "bicubic", "area", "bilinear")
-#: Blur sigma range (high-res px) per unit of scale, and the other degradation settings.
-BLUR_PER_SCALE = 0.6
-#: Noise reaches 20 photons at intensity 1.0 (a percentile-normalised dim acquisition; the plugin's
-#: sample pair has about 70), so the network denoises alike whatever brightness normalisation gives
-#: the noise.  Added noise is never fainter than 3000 photons at 1.0 / a read noise of 0.004: fainter
-#: noise is what real high-res images carry themselves (a network taught to remove it smooths clean
-#: inputs below bicubic).  Percentile-normalised planes are not clipped to [0, 1] (``clip`` resolved
-#: from the normalisation): inference sees bright structures above 1 unclipped, and so does training.
-#: Blur and noise are drawn for a minority of patches: a network cannot tell a blurred input from a
-#: smooth scene, so every blurred or noisy patch teaches it to sharpen or smooth clean inputs too.
-#: The earlier mix (half bicubic, blur 0.35, noise 0.4) left clean inputs 0.2 dB short on BSD images and
-#: smoothed HeLa channel 1 below bicubic; images with heavier blur and noise are what ``adapt`` and
-#: ``--degradation-from`` are for.
+#: Downsampling methods drawn per patch (repeats weight them): area (a camera's larger pixels), bicubic
+#: (the SR literature's protocol and the most common resize) and bilinear.
+DEGRADATION_METHODS = ("area", "area", "area", "bicubic", "bicubic", "bilinear")
+#: Blur sigma range (high-res px) per unit of scale: up to 1.6 low-res px of added blur, so the
+#: low-res image's effective PSF reaches ~1.7 of its own pixels (sharp to wide-field at low NA).
+BLUR_PER_SCALE = 1.6
+#: Noise: shot noise from 30 photons at intensity 1.0 (a percentile-normalised low-photon acquisition)
+#: to 10 000 (nearly clean), log-uniform, plus read noise.  The conditioned network is told each
+#: patch's blur and noise, so wide blur and strong noise no longer teach it to sharpen or smooth clean
+#: inputs (which the blind models' minority-blur mix had to guard against); about a third of the
+#: patches stay clean and sharp (bicubic or area only).  Percentile-normalised planes are not
+#: clipped to [0, 1] (``clip`` resolved from the normalisation).
 DEGRADATION = {
-    "blur_prob": 0.15,
-    "noise_poisson": (20.0, 3000.0),  # photons at intensity 1.0, log-uniform
-    "noise_gaussian": (0.004, 0.02),
-    "noise_prob": 0.3,
+    "blur_prob": 0.55,
+    "noise_poisson": (30.0, 10000.0),  # photons at intensity 1.0, log-uniform
+    "noise_gaussian": (0.001, 0.03),
+    "noise_prob": 0.55,
 }
 #: Intensity normalisation of training planes, stored in the model file and repeated at inference:
 #: per-image percentiles (as CSBDeep/CARE), so dim 16-bit data and bright 8-bit data look alike.
 NORMALIZATION = {"mode": "percentile", "low": 1.0, "high": 99.8}
 #: How often each kind of plane appears in the training list (balances the pixel mix).  Tried and not
-#: kept: natural images twice (about 60 % of patches) for a fourth x2 stage of 24 000 steps; BSD images
-#: gained only +0.03 dB under the bicubic protocol while HeLa channel 1 fell from -0.34 to -1.61 dB.
+#: kept (blind models): natural images twice (about 60 % of patches) for a fourth x2 stage of 24 000
+#: steps; BSD images gained only +0.03 dB under the bicubic protocol while HeLa channel 1 fell from
+#: -0.34 to -1.61 dB.
 REPEATS = {"natural": 1, "em": 2, "fluorescence": 4, "synthetic": 3}
 SYNTHETIC_SHAPE = (512, 512)
 
@@ -204,7 +203,7 @@ def build(
     )  # fmt: skip
     source = make_pair_source(
         planes, scale=scale, patch_size=patch, degradation=degradation, val_fraction=VAL_FRACTION, seed=seed,
-        normalization=dict(NORMALIZATION), in_channels=1,
+        normalization=dict(NORMALIZATION), in_channels=1, condition=bool(NET_BY_SCALE[scale].get("cond_channels")),
     )  # fmt: skip
     return config, source, summary
 
@@ -214,17 +213,22 @@ def initial_net(config: Any, init: Path | None = None) -> Any:
     (about 1.6x faster convolutions on CPU for 32 channels; the weights are the same).
 
     ``init``: a model file of the same architecture whose weights start the run (a warm start,
-    e.g. the previous built-in model), instead of the seeded random initialisation.
+    e.g. the previous built-in model), instead of the seeded random initialisation.  A blind
+    model starts a conditioned recipe through :func:`~napari_superres.engine.nets.srnet.conditioned_copy`
+    (the maps' weights start at zero).
     """
     import torch
 
     from napari_superres.engine import SRNet, SRNetConfig, load_model
+    from napari_superres.engine.nets.srnet import conditioned_copy
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         net = SRNet(SRNetConfig.from_dict({**config.net, "scale": config.scale, "in_channels": 1, "out_channels": 1}))
     if init is not None:
         start = load_model(init).net
+        if net.config.cond_channels and not start.config.cond_channels:
+            start = conditioned_copy(start, net.config.cond_channels)
         if start.config.to_dict() != net.config.to_dict():
             raise SystemExit(f"--init {init}: its network {start.config.to_dict()} is not the recipe's {net.config.to_dict()}")
         net.load_state_dict(start.state_dict())

@@ -26,7 +26,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Signal
@@ -78,7 +78,7 @@ class _Request:
 
     def __init__(self, layer: Image, data: Any, model: str, scale: int, axes: str, tile: int | None,
                  lazy: bool, total: int, model_info: dict[str, Any], device: str, adapt_steps: int = 0,
-                 consistency: bool = False) -> None:  # fmt: skip
+                 consistency: bool = False, degradation: dict[str, float] | None = None) -> None:  # fmt: skip
         self.layer = layer
         self.data = data
         self.model = model
@@ -91,6 +91,8 @@ class _Request:
         self.device = device
         self.adapt_steps = adapt_steps
         self.consistency = consistency
+        #: overrides of the degradation estimate (``upscale(..., degradation=...)``): blur, photons
+        self.degradation = dict(degradation or {})
 
 
 class UpscaleWidget(QWidget):
@@ -123,6 +125,9 @@ class UpscaleWidget(QWidget):
         self.tile_spin = SpinBox(label="tile (0 = auto)", min=0, max=MAX_TILE, step=64, value=0)
         self.device_combo = ComboBox(label="device", choices=list(BASIC_DEVICES), value="auto")
         self.compute_check = CheckBox(text="compute now (dask layers)", value=False)
+        self.estimate_label = Label(label="degradation", value="estimated on Run")
+        self.blur_spin = FloatSpinBox(label="blur σ (px, 0 = estimate)", min=0.0, max=6.0, step=0.1, value=0.0)
+        self.photons_spin = FloatSpinBox(label="photons at peak (0 = estimate)", min=0.0, max=1e6, step=50.0, value=0.0)
         self.adapt_check = CheckBox(text="adapt to this image first", value=False)
         self.adapt_steps = SpinBox(label="adapt steps", min=1, max=100_000, step=50, value=ADAPT_STEPS)
         self.consistency_check = CheckBox(text="consistency map", value=False)
@@ -143,6 +148,12 @@ class UpscaleWidget(QWidget):
                                "Affects this widget only.",
             self.compute_check: "Dask (lazy) layers: compute the whole result now instead of plane by plane "
                                 "in the background as you browse.",
+            self.estimate_label: "What the built-in model was told about the image: its blur and noise, estimated "
+                                 "once per image (stored in the result's metadata).",
+            self.blur_spin: "Override the estimated blur: Gaussian PSF sigma of the image in its own pixels "
+                            "(0: estimate it from the image).",
+            self.photons_spin: "Override the estimated noise: photons at the image's bright end (lower: noisier; "
+                               "0: estimate it from the image).",
             self.adapt_check: "Fine-tune the chosen model on this image itself first (no high-res data needed); "
                               "the adapted model is registered as '<model> adapted' and used for the result.",
             self.adapt_steps: "Optimisation steps of the adaptation (more: slower, closer fit to this image).",
@@ -158,7 +169,8 @@ class UpscaleWidget(QWidget):
             self.cancel_button: "Stop the running job within one tile; nothing is added.",
         })  # fmt: skip
         self._basic = Container(widgets=[self.layer_combo, self.model_combo, self.scale_combo])
-        self._advanced = Container(widgets=[self.tile_spin, self.device_combo, self.compute_check, self.adapt_check,
+        self._advanced = Container(widgets=[self.estimate_label, self.blur_spin, self.photons_spin,
+                                            self.tile_spin, self.device_combo, self.compute_check, self.adapt_check,
                                             self.adapt_steps, self.consistency_check, self.axial_check,
                                             self.axial_factor, self.axial_steps, self.load_button,
                                             self.export_button])  # fmt: skip
@@ -404,8 +416,13 @@ class UpscaleWidget(QWidget):
             raise ValueError("The consistency map is for grayscale images; untick it for RGB layers.")
         if adapt_steps and model.scale is None:
             raise ValueError("Adapting needs a learned model (not bicubic); choose one or untick 'adapt'.")
+        degradation = {}
+        if self.blur_spin.value > 0:
+            degradation["blur_sigma"] = float(self.blur_spin.value)
+        if self.photons_spin.value > 0:
+            degradation["peak_photons"] = float(self.photons_spin.value)
         return _Request(layer, data, name, job.scale, axes, tile, lazy, 0 if lazy else job.total_tiles(), info,
-                        str(device), adapt_steps, consistency)  # fmt: skip
+                        str(device), adapt_steps, consistency, degradation)  # fmt: skip
 
     def _start(self, request: _Request) -> FunctionWorker:
         engine = self.engine
@@ -428,9 +445,17 @@ class UpscaleWidget(QWidget):
                 engine.register(adapted, adapted.name)  # selectable in the list, and kept for the next run
                 model = request.model = adapted.name
                 request.model_info["adapted_from"] = adapted.metadata.get("adapt", {}) if adapted.metadata else {}
+            degradation: Any = request.degradation
+            condition = engine.estimate_degradation(data, model, axes=request.axes, degradation=degradation)
+            if condition is not None:  # a conditioned model: the estimate, once, shown and kept
+                from ..engine.infer.conditioning import describe_condition
+
+                ctx.status(f"estimated: {describe_condition(condition)}")
+                request.model_info["degradation"] = {**condition.to_dict(), "overrides": dict(request.degradation)}
+                degradation = condition
             result = engine.upscale(  # device per call: this widget's choice changes no one else's
                 data, model, device=request.device, scale=request.scale,
-                axes=request.axes, tile=request.tile,
+                axes=request.axes, tile=request.tile, degradation=degradation,
                 progress=lambda done, total: ctx.progress(done, total, f"tile {done}/{total}"),
                 should_stop=ctx.should_stop,
             )  # fmt: skip
@@ -505,6 +530,12 @@ class UpscaleWidget(QWidget):
         if request is None:
             return
         result, check = outcome
+        used = request.model_info.get("degradation")
+        if used:
+            from ..engine.infer.conditioning import describe_condition
+            from ..engine.nets.conditioning import DegradationCondition
+
+            self.estimate_label.value = describe_condition(DegradationCondition.from_dict(used))
         kwargs = output_layer_kwargs(request.layer, request.scale, request.model, model_info=request.model_info)
         layer = self.viewer.add_image(result, **kwargs)
         self.status.value = f"added {layer.name!r} {tuple(result.shape)}"

@@ -59,6 +59,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--adapt", type=int, default=None, metavar="STEPS",
                    help="first adapt the model to this image (self-supervised fine-tuning, STEPS steps; "
                    "no high-res needed; see napari_superres.adapt)")  # fmt: skip
+    p.add_argument("--blur", type=float, default=None, metavar="SIGMA",
+                   help="the input's blur: Gaussian PSF sigma in its own pixels (default: estimated from the image; "
+                   "conditioned models such as the built-ins)")  # fmt: skip
+    p.add_argument("--noise", type=float, default=None, metavar="PHOTONS",
+                   help="the input's noise: photons at its bright end (default: estimated from the image; "
+                   "conditioned models)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return p
@@ -69,6 +75,20 @@ def _check_arguments(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    if args.blur is not None and not (math.isfinite(args.blur) and args.blur >= 0):
+        raise CLIError(f"--blur must be a number >= 0 (PSF sigma in input pixels), got {args.blur}")
+    if args.noise is not None and not (math.isfinite(args.noise) and args.noise > 0):
+        raise CLIError(f"--noise must be a number > 0 (photons at the bright end), got {args.noise}")
+
+
+def _degradation(args: argparse.Namespace) -> dict[str, float]:
+    """``--blur`` / ``--noise`` as overrides of the estimate (``upscale(..., degradation=...)``)."""
+    overrides = {}
+    if args.blur is not None:
+        overrides["blur_sigma"] = float(args.blur)
+    if args.noise is not None:
+        overrides["peak_photons"] = float(args.noise)
+    return overrides
 
 
 def _connect(address: str) -> Any:
@@ -156,13 +176,25 @@ def run(args: argparse.Namespace) -> int:
 
     if args.adapt:
         model = _adapted(args, model, source, scale, engine)
+    normalization = normalization_spec(args.normalization) if args.normalization else None
+    degradation: Any = _degradation(args)
+    condition = engine.estimate_degradation(
+        source.array, model, axes=source.axes, normalization=normalization, degradation=degradation
+    )
+    provenance: dict[str, Any] = {"model": model.name, "scale": scale, "source": str(src_path)}
+    if condition is not None:  # a conditioned model: estimated once, reported, used for every chunk
+        from ..engine.infer.conditioning import describe_condition
+
+        degradation = condition
+        provenance["degradation"] = condition.to_dict()
+        if not args.quiet:
+            print(f"degradation: {describe_condition(condition)}", file=sys.stderr)
     client = _connect(args.scheduler) if args.scheduler else None
     try:
         result = upscale_dask(
             source.array, model, scale=args.scale, axes=source.axes, tile=args.tile,
-            batch_size=args.batch_size,
-            normalization=normalization_spec(args.normalization) if args.normalization else None,
-            device=args.device if client is not None else engine.device,
+            batch_size=args.batch_size, normalization=normalization,
+            device=args.device if client is not None else engine.device, degradation=degradation,
         )  # fmt: skip
         info = parse_axes(source.array.shape, source.axes)
         workers = args.workers or LOCAL_WORKERS.get(engine.device.type, 2)
@@ -179,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
                 print("warning: writing a >64 GB TIFF; a .zarr output is faster and chunked", file=sys.stderr)
         output = OutputInfo(
             axes=letters, pixel_size=source.pixel_size.upscaled(scale), source_attrs=source.attrs,
-            provenance={"model": model.name, "scale": scale, "source": str(src_path)},
+            provenance=provenance,
             source_imagej=source.imagej, chunk_planes=args.chunk_planes,
         )  # fmt: skip
         writer.write(result, out, output, runner)

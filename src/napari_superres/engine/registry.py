@@ -44,6 +44,7 @@ from .device import (
 )
 from .infer.pipeline import ProgressCallback, plan_upscale, run_upscale
 from .loaders import load_model_file
+from .nets.conditioning import DegradationCondition
 from .nets.model_file import MODEL_SUFFIX, SRModel, load_model
 from .nets.srnet import Bicubic, SRNet
 
@@ -349,6 +350,7 @@ class Engine:
         should_stop: Callable[[], bool] | None = None,
         device: DeviceLike = None,
         backend: str | None = None,
+        degradation: Any = "auto",
     ) -> np.ndarray:
         """See :func:`napari_superres.upscale`; ``device`` defaults to the engine's."""
         from .normalization import normalization_spec
@@ -369,11 +371,13 @@ class Engine:
             return upscale_dask(
                 image, resolved, device=dev, scale=scale, axes=axes, rgb=rgb, tile=tile,
                 batch_size=batch_size, normalization=normalization, output_dtype=output_dtype, backend=backend,
+                degradation=degradation,
             )  # fmt: skip
         image = np.asarray(image)
         job = plan_upscale(
             image, resolved, scale=scale, axes=axes, rgb=rgb, tile=tile, device=dev,
             batch_size=batch_size, normalization=normalization, output_dtype=output_dtype, backend=backend,
+            degradation=degradation,
         )  # fmt: skip
         try:
             return run_upscale(image, job, progress=progress, should_stop=should_stop)
@@ -386,6 +390,45 @@ class Engine:
                 f"(now {job.batch_size}), upscale a smaller image or fewer planes at a time, or pass a dask "
                 "array to upscale lazily",
             ) from e
+
+
+    def estimate_degradation(
+        self,
+        image: Any,
+        model: str | os.PathLike | SRModel | nn.Module | None = None,
+        *,
+        axes: str | None = None,
+        rgb: bool | None = None,
+        normalization: str | dict[str, Any] | None = None,
+        degradation: Any = "auto",
+    ) -> DegradationCondition | None:
+        """What :meth:`upscale` would tell a conditioned ``model`` about ``image`` (its blur and noise,
+        estimated once, with ``degradation``'s overrides); ``None`` for a blind model.  Pass the result
+        as ``upscale(..., degradation=result)`` to upscale with exactly it."""
+        from .infer.pipeline import job_condition
+        from .normalization import normalization_spec
+
+        resolved = self.prepare(model, torch.device("cpu"))
+        if not getattr(resolved, "cond_channels", 0):
+            return None
+        if isinstance(normalization, str):
+            normalization = normalization_spec(normalization)
+        if _is_dask(image):  # the middle plane's centre, with the whole array's intensity range
+            from .infer.lazy import dask_conditions, global_value_ranges
+
+            job = plan_upscale(
+                image, resolved, axes=axes, rgb=rgb, device=torch.device("cpu"), normalization=normalization,
+                degradation=degradation, backend="torch",
+            )  # fmt: skip
+            ranges = global_value_ranges(image, job.normalization, job.axes.channel)
+            _, gain, offset, blur = dask_conditions(image, job, ranges)[0]
+            return DegradationCondition(gain, offset, blur)
+        image = np.asarray(image)
+        job = plan_upscale(
+            image, resolved, axes=axes, rgb=rgb, device=torch.device("cpu"), normalization=normalization,
+            degradation=degradation, backend="torch",
+        )  # fmt: skip
+        return job_condition(image, job)
 
 
 def _is_dask(image: Any) -> bool:
@@ -426,6 +469,7 @@ def upscale(
     should_stop: Callable[[], bool] | None = None,
     engine: Engine | None = None,
     backend: str | None = None,
+    degradation: Any = "auto",
 ) -> np.ndarray:
     """Upscale an image with a super-resolution model.
 
@@ -451,6 +495,11 @@ def upscale(
     backend : what runs the network: ``"auto"`` (default: ONNX Runtime on the CPU when the
         ``onnx`` extra is installed and the network exports, else torch), ``"torch"`` or
         ``"onnxruntime"``.  Same values either way (within float rounding).
+    degradation : what a conditioned model (the built-ins) is told about the image's blur and noise:
+        ``"auto"`` (default: estimated once per image, see :meth:`Engine.estimate_degradation`),
+        ``"clean"``, a dict overriding some of the estimate (``{"blur_sigma": 1.2}`` in low-res px,
+        ``{"peak_photons": 500}``, ``"read_noise"``), a ``DegradationCondition`` or a training
+        ``DegradationConfig``; see :mod:`napari_superres.engine.infer.conditioning`.
 
     Returns
     -------
@@ -460,6 +509,6 @@ def upscale(
     return engine.upscale(
         image, model, scale=scale, axes=axes, rgb=rgb, tile=tile, batch_size=batch_size,
         normalization=normalization, output_dtype=output_dtype, progress=progress, should_stop=should_stop,
-        device=device, backend=backend,
+        device=device, backend=backend, degradation=degradation,
     )  # fmt: skip
 

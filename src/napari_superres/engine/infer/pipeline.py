@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from ..device import autocast
 from ..layout import AxesInfo, parse_axes
+from ..nets.conditioning import DegradationCondition, with_condition
 from ..nets.model_file import SRModel
 from ..normalization import (
     denormalize,
@@ -28,6 +29,7 @@ from ..normalization import (
     rgb_to_ycbcr,
     ycbcr_to_rgb,
 )
+from .conditioning import DegradationRequest
 from .onnx_backend import BACKENDS, OnnxRunner, onnx_failure, onnx_runner, onnxruntime_available
 from .tiling import (
     MIN_TILE,
@@ -64,6 +66,10 @@ class UpscaleJob:
     backend: str = "torch"
     #: the backend was asked for by name (no silent fallback to torch when it cannot run)
     backend_required: bool = False
+    #: what a conditioned network is told about the image's degradation (``degradation=``)
+    degradation: DegradationRequest = field(default_factory=DegradationRequest)
+    #: the conditions used, by channel index along C (-1: the whole image); filled by :func:`run_upscale`
+    conditions: dict[int, DegradationCondition] = field(default_factory=dict)
 
     @property
     def n_planes(self) -> int:
@@ -122,8 +128,13 @@ def plan_upscale(
     output_dtype: Any = None,
     compile: bool | None = None,
     backend: str | None = None,
+    degradation: Any = "auto",
 ) -> UpscaleJob:
     """Validate everything about a request before any work starts; raise ``ValueError`` with the fix.
+
+    ``degradation``: what a conditioned network is told about the image's blur and noise
+    (:class:`~napari_superres.engine.infer.conditioning.DegradationRequest`: ``"auto"`` estimates it
+    once per image).
 
     ``tile``/``batch_size`` default to what the device's memory allows for this model
     (:func:`~napari_superres.engine.infer.tiling.choose_tile`); ``compile`` (default: the
@@ -168,6 +179,7 @@ def plan_upscale(
     if compile is None:
         compile = os.environ.get("NAPARI_SUPERRES_COMPILE", "") == "1"
     chosen, required = resolve_backend(backend, model, device, compile=bool(compile))
+    request = DegradationRequest.parse(degradation)
     return UpscaleJob(
         model=model,
         scale=scale,
@@ -182,6 +194,7 @@ def plan_upscale(
         compile=bool(compile),
         backend=chosen,
         backend_required=required,
+        degradation=request,
     )
 
 
@@ -241,10 +254,13 @@ class _Runner:
         net = job.model.net
         net.eval()
         self.net: Callable[[torch.Tensor], torch.Tensor] = net
+        #: the degradation condition ``(3,)`` of the plane being upscaled (conditioned networks only)
+        self.condition: torch.Tensor | None = None
         #: the network exported to ONNX Runtime (CPU), or None: torch runs it
         self.onnx: OnnxRunner | None = None
         if job.backend == "onnxruntime":
-            self.onnx = onnx_runner(net, in_channels=job.model.in_channels or 1, device=str(job.device))
+            in_channels = (job.model.in_channels or 1) + job.model.cond_channels
+            self.onnx = onnx_runner(net, in_channels=in_channels, device=str(job.device))
             if self.onnx is None and job.backend_required:
                 raise RuntimeError(f"backend 'onnxruntime' cannot run this model: {onnx_failure(net)}")
         if self.onnx is not None:
@@ -273,6 +289,8 @@ class _Runner:
             self.progress(min(self.done, self.total), self.total)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.condition is not None:  # a conditioned network reads its degradation maps too
+            x = with_condition(x, self.condition)
         if self.onnx is not None:
             return self.onnx(x)
         with torch.inference_mode(), autocast(self.job.device):
@@ -396,6 +414,8 @@ def run_upscale(
                 sel[info.channel] = key  # type: ignore[index]
                 ranges[key] = intensity_range(image[tuple(sel)], job.normalization)
             lo, hi = ranges[key]
+            if model.cond_channels:
+                runner.condition = _condition_for(key, job, in_view, index, c_pos, lo, hi).as_tensor()
             raw = np.asarray(in_view[index])
             if raw.dtype.kind == "f" and not np.isfinite(raw).all():
                 raise ValueError(
@@ -427,6 +447,58 @@ def run_upscale(
     if progress is not None:
         progress(runner.total, runner.total)
     return out
+
+
+#: At most this many planes of a stack are looked at to estimate its degradation (evenly spread).
+ESTIMATE_PLANES = 3
+
+
+def _condition_for(
+    key: int, job: UpscaleJob, in_view: Any, index: tuple[int, ...], c_pos: int | None, lo: float, hi: float
+) -> DegradationCondition:
+    """The condition of channel ``key`` (-1: the image), resolved once and kept in ``job.conditions``.
+
+    The estimate looks at up to :data:`ESTIMATE_PLANES` planes of that channel, normalised as the
+    network sees them (RGB: luminance).
+    """
+    if key not in job.conditions:
+
+        def planes() -> list[np.ndarray]:
+            shape = in_view.shape[: len(index)]
+            picks = []
+            for flat in np.linspace(0, int(np.prod(shape)) - 1, min(ESTIMATE_PLANES, int(np.prod(shape)))):
+                where = np.unravel_index(int(round(flat)), shape) if shape else ()
+                if c_pos is not None:
+                    where = (*where[:c_pos], key, *where[c_pos + 1 :])
+                picks.append(tuple(where))
+            out = []
+            for where in dict.fromkeys(picks):
+                plane = normalize(np.asarray(in_view[where]), lo, hi)
+                if job.axes.rgb is not None:
+                    plane = rgb_to_ycbcr(plane[:3])[0]  # (S, Y, X) in the view: luminance
+                out.append(plane)
+            return out
+
+        job.conditions[key] = job.degradation.resolve(planes)
+    return job.conditions[key]
+
+
+def job_condition(image: Any, job: UpscaleJob) -> DegradationCondition | None:
+    """The condition a conditioned network gets for ``image`` under ``job`` (its first channel along a
+    ``C`` axis), resolved now and kept in ``job.conditions`` so :func:`run_upscale` reuses it;
+    ``None`` for a blind network.  What the Upscale widget shows before it runs."""
+    if not job.model.cond_channels:
+        return None
+    info = job.axes
+    in_view = image.transpose(info.order)
+    c_pos = info.plane_axes.index(info.channel) if info.channel is not None else None
+    key, sub = -1, image
+    if c_pos is not None:
+        key = 0
+        sub = np.take(image, 0, axis=info.channel)
+    lo, hi = intensity_range(sub, job.normalization)
+    index = tuple(0 for _ in info.plane_axes)
+    return _condition_for(key, job, in_view, index, c_pos, lo, hi)
 
 
 def _upscale_plane(plane: np.ndarray, model: SRModel, scale: int, runner: _Runner) -> np.ndarray:

@@ -64,7 +64,8 @@ def estimate_parameters(config: dict[str, Any]) -> int:
     def conv(a: int, b: int) -> int:  # one 3x3 convolution with bias
         return 9 * a * b + b
 
-    total = conv(c_in, c) + blocks * 2 * conv(c, c)
+    c_cond = size("cond_channels", 0, 0)
+    total = conv(c_in + c_cond, c) + blocks * 2 * conv(c, c)
     prev = c
     for f, w in zip(factors, widths):
         total += conv(prev, w * f * f) + up_blocks * 2 * conv(w, w)
@@ -113,6 +114,11 @@ class SRModel:
     @property
     def receptive_field(self) -> int:
         return int(self.net.receptive_field())  # type: ignore[operator]
+
+    @property
+    def cond_channels(self) -> int:
+        """Degradation maps the network reads after the image channels (0: a blind network)."""
+        return int(getattr(getattr(self.net, "config", None), "cond_channels", 0) or 0)
 
     def describe(self) -> str:
         scale = f"x{self.scale}" if self.scale else "any scale"
