@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -440,6 +441,7 @@ def write_card(
         f"- patches: {cfg.get('batch_size')} x {cfg.get('patch_size')} px (high-res) per step, random "
         "flips/rotations",
         f"- degradation (per patch, from high-res only): `{json.dumps(cfg.get('degradation'))}`",
+        *degradation_ranges(cfg.get("degradation") or degradation_config(scale), scale),
         f"- intensity: each plane normalised by `{json.dumps(NORMALIZATION)}`; repeats per kind {REPEATS}",
         f"- final validation (last {VAL_FRACTION:.0%} columns of up to 8 training planes, normalised units): "
         f"{json.dumps(info.get('final_validation'))}",
@@ -457,6 +459,36 @@ def write_card(
     card = Path(model).with_suffix(".md")
     atomic_write_bytes(card, "\n".join(lines).encode())
     return card
+
+
+def degradation_ranges(deg: dict[str, Any], scale: int) -> list[str]:
+    """The training degradation ranges in a user's terms (model card lines)."""
+    methods = list(deg.get("methods", ()))
+    shares = ", ".join(f"{m} {methods.count(m) / len(methods):.0%}" for m in dict.fromkeys(methods))
+    lines = [f"- downsampling per patch: {shares}"]
+    blur = deg.get("blur_sigma")
+    if blur:
+        lo, hi = blur
+        eff = math.sqrt(hi**2 / scale**2 + (scale**2 - 1) / (12 * scale**2))
+        lines.append(
+            f"- blur: Gaussian sigma {lo:g}-{hi:g} high-res px added before downsampling, for {deg.get('blur_prob', 1):.0%} of "
+            f"the patches: on a sharp source the low-res PSF reaches sigma ~{eff:.1f} low-res px"
+        )
+    poisson, read = deg.get("noise_poisson"), deg.get("noise_gaussian")
+    if poisson:
+        lines.append(
+            f"- shot noise: {poisson[0]:g}-{poisson[1]:g} photons at the normalised intensity 1 (log-uniform), for "
+            f"{deg.get('noise_prob', 1):.0%} of the patches; the rest clean"
+        )
+    if read:
+        lines.append(
+            f"- read noise: sigma {read[0]:g}-{read[1]:g} of the normalised range, for {deg.get('noise_prob', 1):.0%} of the patches"
+        )
+    lines.append(
+        "- conditioning: each patch's noise and blur (as the estimator reads them, jittered) are given to the network "
+        "as maps; at inference they are estimated once per image (`upscale(..., degradation=...)` overrides)"
+    )
+    return lines
 
 
 def _info_path(args: argparse.Namespace) -> Path | None:
