@@ -151,7 +151,9 @@ def test_degradation_requests_read_every_accepted_form():
     assert override.fixed == {"blur_sigma": 1.2, "noise_gain": 1 / 400} and override.needs_image  # read noise estimated
     fixed = DegradationRequest.parse(DegradationCondition(noise_gain=0.01, blur_sigma=1.0))
     assert fixed.resolve(lambda: pytest.fail("a fixed condition looks at no image")).blur_sigma == 1.0
-    from_config = DegradationRequest.parse(DegradationConfig(scale=2, methods=("area",), blur_sigma=(2.0, 2.0), blur_prob=1))
+    from_config = DegradationRequest.parse(
+        DegradationConfig(scale=2, methods=("area",), blur_sigma=(2.0, 2.0), blur_prob=1)
+    )
     assert from_config.resolve(list).blur_sigma == pytest.approx(math.sqrt((0.29**2 + 4) / 4 + 3 / 48), rel=0.02)
     for bad, match in (("blurry", "auto"), ({"sigma": 1}, "unknown degradation keys"), ({"peak_photons": 0}, "> 0")):
         with pytest.raises(ValueError, match=match):
@@ -171,7 +173,9 @@ def test_upscale_estimates_the_degradation_once_and_takes_overrides():
     assert not np.array_equal(auto, overridden)
     blind = SRModel("blind", SRNet(SRNetConfig(scale=2, channels=8, blocks=1)).eval(), 2, 1, dict(PERCENTILE))
     assert engine.estimate_degradation(image, blind) is None
-    assert np.array_equal(upscale(image, blind, engine=engine), upscale(image, blind, engine=engine, degradation="clean"))
+    assert np.array_equal(
+        upscale(image, blind, engine=engine), upscale(image, blind, engine=engine, degradation="clean")
+    )
 
 
 def test_a_dask_image_gets_the_same_condition_in_every_chunk():
@@ -180,6 +184,8 @@ def test_a_dask_image_gets_the_same_condition_in_every_chunk():
     model = conditioned_model()
     stack = np.stack([camera_image(seed=s, shape=(96, 96)) for s in range(3)])
     condition = engine.estimate_degradation(da.from_array(stack, chunks=(1, 48, 48)), model)
-    lazy = upscale(da.from_array(stack, chunks=(1, 48, 48)), model, engine=engine, degradation=condition, backend="torch")
+    lazy = upscale(
+        da.from_array(stack, chunks=(1, 48, 48)), model, engine=engine, degradation=condition, backend="torch"
+    )
     whole = upscale(stack, model, engine=engine, degradation=condition, backend="torch")
     assert np.abs(lazy.compute().astype(int) - whole).max() <= 1  # (chunk borders: float rounding)

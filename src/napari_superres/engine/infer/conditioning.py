@@ -51,7 +51,9 @@ class DegradationRequest:
         if isinstance(spec, str):
             if spec.lower() == "clean":
                 return cls(fixed=_fields(CLEAN), estimate=False)
-            raise ValueError(f"degradation must be one of {DEGRADATION_MODES}, a dict or a DegradationCondition; got {spec!r}")
+            raise ValueError(
+                f"degradation must be one of {DEGRADATION_MODES}, a dict or a DegradationCondition; got {spec!r}"
+            )
         if isinstance(spec, DegradationCondition):
             return cls(fixed=_fields(spec), estimate=False)
         if isinstance(spec, Mapping):

@@ -30,6 +30,8 @@ from ..nets.conditioning import DegradationCondition, estimate_condition, low_re
 #: Log-normal spread of the training conditions around the true values (estimator error).
 NOISE_JITTER = 0.25
 BLUR_JITTER = 0.1
+
+
 def jittered(conditions: Sequence[DegradationCondition], generator: np.random.Generator) -> torch.Tensor:
     """``(N, 3)`` condition tensor with log-normal jitter (training only)."""
     rows = []
