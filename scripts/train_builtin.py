@@ -68,16 +68,17 @@ NET_BY_SCALE = {
 #: High-res patch edge per scale (px) and patches per step.
 PATCH_SIZE = {2: 64, 4: 96}
 BATCH_SIZE = 16
-#: Peak learning rate (cosine schedule).  The conditioned stage starts from the blind built-in file
-#: (``--init``; the new maps' head weights start at zero, so step 0 computes the blind model).
-LEARNING_RATE = 5e-4
+#: Peak learning rate (cosine schedule).  The first conditioned stage started from the blind built-in
+#: file at 5e-4 (``--init``; the new maps' head weights start at zero, so step 0 computes the blind
+#: model); later stages fine-tune the conditioned file.
+LEARNING_RATE = 3e-4
 SCHEDULE = "cosine"
 GRAD_CLIP = 1.0
 VAL_FRACTION = 0.1
 VAL_EVERY = 250
-#: Downsampling methods drawn per patch (repeats weight them): area (a camera's larger pixels), bicubic
-#: (the SR literature's protocol and the most common resize) and bilinear.
-DEGRADATION_METHODS = ("area", "area", "area", "bicubic", "bicubic", "bilinear")
+#: Downsampling methods drawn per patch (repeats weight them): bicubic (the SR literature's protocol and
+#: the most common resize), area (a camera's larger pixels) and bilinear.
+DEGRADATION_METHODS = ("area", "area", "bicubic", "bicubic", "bicubic", "bilinear")
 #: Blur sigma range (high-res px) per unit of scale, drawn for ``blur_prob`` of the patches: either no
 #: added blur or a clearly wide one (0.9-1.7 low-res px on top of the source's own blur).  The
 #: estimator reads the blur of the *image*, content included, so a continuous range down to 0 makes a
@@ -95,7 +96,7 @@ DEGRADATION = {
     "blur_prob": 0.5,
     "noise_poisson": (30.0, 10000.0),  # photons at intensity 1.0, log-uniform
     "noise_gaussian": (0.001, 0.03),
-    "noise_prob": 0.55,
+    "noise_prob": 0.35,
 }
 #: Intensity normalisation of training planes, stored in the model file and repeated at inference:
 #: per-image percentiles (as CSBDeep/CARE), so dim 16-bit data and bright 8-bit data look alike.

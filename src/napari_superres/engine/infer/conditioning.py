@@ -25,7 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from ..nets.conditioning import CLEAN, PIXEL_BLUR_SIGMA, DegradationCondition, estimate_condition, low_res_condition
+from ..nets.conditioning import (
+    CLEAN,
+    PIXEL_BLUR_SIGMA,
+    DegradationCondition,
+    estimate_condition,
+    inference_condition,
+    low_res_condition,
+)
 
 #: Keys a degradation dict may hold.
 DEGRADATION_KEYS = ("blur_sigma", "peak_photons", "read_noise", "noise_gain", "noise_offset")
@@ -74,7 +81,7 @@ class DegradationRequest:
         """The condition: the fixed values over the estimate of ``planes()`` (normalised 2-D planes)."""
         if not self.needs_image:
             return DegradationCondition(**{**_fields(CLEAN), **self.fixed})
-        estimated = estimate_condition(planes())
+        estimated = inference_condition(estimate_condition(planes()))
         return DegradationCondition(**{**_fields(estimated), **self.fixed})
 
     def to_dict(self) -> dict[str, Any]:
