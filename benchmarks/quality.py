@@ -341,9 +341,9 @@ def run_benchmark(
             usable = [m for m in methods if m.scale in (None, scale)]
             for protocol in protocols:
                 table = {m.name: Row(set_name, scale, protocol, m.name) for m in usable}
-                if protocol == "lowphoton" and any(im.array.ndim == 3 for im in images):
-                    continue  # a camera protocol: grayscale sets only
                 for index, image in enumerate(images):
+                    if protocol == "lowphoton" and image.array.ndim == 3:
+                        continue  # a camera protocol: grayscale images only
                     hr = modcrop(image.array, scale)
                     lr = make_low_res(hr, scale, protocol, seed=1000 * scale + index)
                     ref = reference(hr, scale, protocol, seed=1000 * scale + index)
@@ -363,7 +363,7 @@ def run_benchmark(
                                 "perceptual": perceptual(a, b, data_range),
                             }
                         )
-                rows.extend(table.values())
+                rows.extend(r for r in table.values() if r.per_image)
                 if log:
                     log(
                         f"[{time.perf_counter() - t0:6.1f}s] {set_name} x{scale} {protocol}: "
@@ -377,7 +377,7 @@ def run_benchmark(
             "microscope": f"Gaussian blur sigma={MICROSCOPE_BLUR_PER_SCALE}*scale HR px, area (block-mean) "
             f"downsampling, Poisson noise ({MICROSCOPE_PEAK_PHOTONS:g} photons at the image maximum) + "
             f"Gaussian read noise ({MICROSCOPE_READ_NOISE:g} of the range), seeded, rounded to the dtype",
-            "lowphoton": f"grayscale sets only: Gaussian PSF sigma={LOWPHOTON_BLUR_LR} LR px, area downsampling, "
+            "lowphoton": f"grayscale images only: Gaussian PSF sigma={LOWPHOTON_BLUR_LR} LR px, area downsampling, "
             f"Poisson noise ({LOWPHOTON_PEAK_PHOTONS:g} photons at the image maximum), offset "
             f"{LOWPHOTON_OFFSET:g} counts, read noise {LOWPHOTON_READ_NOISE:g} counts, uint16; reference: PSF "
             f"sigma={LOWPHOTON_REF_BLUR_PER_SCALE}*scale HR px, {LOWPHOTON_REF_PHOTONS:g} photons; scored as CARE "
@@ -531,8 +531,10 @@ def your_data_benchmark(
     builtin: str | None = None,
     log: Any = print,
     on_kind: Any = None,
+    protocol: str = "lowphoton",
 ) -> dict[str, Any]:
-    """Gain over bicubic (microscope protocol) of the built-in model, ``adapt`` and paired training.
+    """Gain over bicubic (``protocol``, default the low-photon one) of the built-in model, ``adapt`` and
+    paired training.
 
     For every kind: the first ``n_images`` held-out images (gray, ``scale``-cropped) get
     microscope-protocol low-res versions; scored as :func:`run_benchmark` (HR range, border
@@ -546,10 +548,10 @@ def your_data_benchmark(
     import torch
 
     from napari_superres.engine import Engine
-    from napari_superres.engine.train.adapt import ADAPT_MIX, ADAPT_STEPS, adapt
+    from napari_superres.engine.train.adapt import ADAPT_MIX, ADAPT_SECONDS, adapt
     from napari_superres.engine.train.trainer import TrainConfig, Trainer, make_pair_source
 
-    adapt_steps = int(adapt_steps or ADAPT_STEPS)
+    adapt_budget = f"{adapt_steps} steps" if adapt_steps else f"{ADAPT_SECONDS:g} s (its default)"
     log = log or (lambda *_: None)
     engine = Engine(device="cpu", builtins=True)
     builtin = builtin or next((n for n in engine.names() if n.startswith("superres-") and f"x{scale}" in n), None)
@@ -563,12 +565,12 @@ def your_data_benchmark(
         return {
             "benchmark": "napari-superres train on your data",
             "scale": scale,
-            "protocol": "microscope (see quality.json): blur, area downsampling, Poisson-Gaussian noise",
+            "protocol": protocol,
             "builtin": builtin,
-            "adapt_steps": adapt_steps,
+            "adapt_budget": adapt_budget,
             "adapt_mix": ADAPT_MIX,
             "paired": f"TrainConfig defaults except steps={train_steps}; up to {n_train} training images of the "
-            f"kind, centre crops of {YOUR_DATA_TRAIN_CROP} px, microscope-protocol pairs",
+            f"kind, centre crops of {YOUR_DATA_TRAIN_CROP} px, {protocol}-protocol pairs",
             "environment": {
                 "python": platform.python_version(),
                 "torch_threads": torch.get_num_threads(),
@@ -586,7 +588,8 @@ def your_data_benchmark(
         # (c) paired training on other images of the same kind, all defaults but the step budget
         train = [im for im in _training_images_of(kind, data) if im.array.ndim == 2][:n_train]
         hr_train = [_centre_crop(im.array, YOUR_DATA_TRAIN_CROP, scale) for im in train]
-        lr_train = [make_low_res(hr, scale, "microscope", seed=50_000 + i) for i, hr in enumerate(hr_train)]
+        lr_train = [make_low_res(hr, scale, protocol, seed=50_000 + i) for i, hr in enumerate(hr_train)]
+        hr_train = [reference(hr, scale, protocol, seed=50_000 + i) for i, hr in enumerate(hr_train)]
         t0 = time.perf_counter()
         config = TrainConfig(scale=scale, steps=train_steps, val_every=0, device="cpu")
         pairs = make_pair_source(hr_train, lr_train, scale=scale, patch_size=config.patch_size)
@@ -600,10 +603,14 @@ def your_data_benchmark(
         adapt_seconds = []
         for index, image in enumerate(images):
             hr = modcrop(image.array, scale)
-            lr = make_low_res(hr, scale, "microscope", seed=1000 * scale + index)
+            lr = make_low_res(hr, scale, protocol, seed=1000 * scale + index)
+            ref = reference(hr, scale, protocol, seed=1000 * scale + index)
 
-            def score(sr: np.ndarray, hr: np.ndarray = hr) -> float:
-                a, b, data_range = comparable(sr, hr, scale)
+            def score(sr: np.ndarray, hr: np.ndarray = hr, ref: np.ndarray = ref) -> float:
+                if protocol == "lowphoton":
+                    a, b, data_range = care_comparable(sr, ref, scale)
+                else:
+                    a, b, data_range = comparable(sr, hr, scale)
                 return psnr(a, b, data_range)
 
             scores["bicubic"].append(score(upscale_pil(lr, scale, "bicubic")))
@@ -611,6 +618,7 @@ def your_data_benchmark(
             t0 = time.perf_counter()
             with torch.random.fork_rng(devices=[]):
                 adapted = adapt(lr, builtin, scale=scale, steps=adapt_steps, engine=engine)
+            log(f"adapt: {adapted.metadata['adapt']['steps']} steps")
             adapt_seconds.append(time.perf_counter() - t0)
             scores["adapt"].append(score(engine.upscale(lr, adapted)))
             if trained is not None:
@@ -644,8 +652,8 @@ def your_data_markdown(results: dict[str, Any]) -> str:
     """The "train on your data" table: PSNR gain over bicubic (dB) and times (s)."""
     lines = [
         f"**Train on your data, x{results['scale']}** - PSNR gain over bicubic (dB) on held-out microscopy images, "
-        f"microscope protocol; (a) built-in `{results['builtin']}`, (b) `adapt` on the low-res image itself "
-        f"({results['adapt_steps']} steps, no high-res, weights averaged with the start: mix "
+        f"{results['protocol']} protocol; (a) built-in `{results['builtin']}`, (b) `adapt` on the low-res image itself "
+        f"({results.get('adapt_budget', results.get('adapt_steps'))}, no high-res, weights averaged with the start: mix "
         f"{results.get('adapt_mix', 'n/a')}), (c) paired training on other images of the same kind "
         f"({results['paired']}). Seconds on this machine (load average "
         f"{', '.join(f'{x:.1f}' for x in results['environment']['load_average'] or [])}).",
@@ -694,6 +702,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--images", type=int, default=YOUR_DATA_IMAGES, help="--your-data: held-out images per kind")
     parser.add_argument("--adapt-steps", type=int, default=None, help="--your-data: adapt budget (default: adapt's)")
     parser.add_argument("--train-steps", type=int, default=YOUR_DATA_TRAIN_STEPS, help="--your-data: paired steps")
+    parser.add_argument("--your-data-protocol", default="lowphoton", choices=PROTOCOLS, help="--your-data: protocol")
     args = parser.parse_args(argv)
     if args.your_data:
         from napari_superres.engine.nets.model_file import atomic_write_bytes
@@ -707,7 +716,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         results = your_data_benchmark(
             args.data, scale=args.scales[0], n_images=args.images, adapt_steps=args.adapt_steps,
-            train_steps=args.train_steps, on_kind=write,
+            train_steps=args.train_steps, on_kind=write, protocol=args.your_data_protocol,
         )  # fmt: skip
         write(results)
         print(your_data_markdown(results))
