@@ -189,3 +189,24 @@ def test_a_dask_image_gets_the_same_condition_in_every_chunk():
     )
     whole = upscale(stack, model, engine=engine, degradation=condition, backend="torch")
     assert np.abs(lazy.compute().astype(int) - whole).max() <= 1  # (chunk borders: float rounding)
+
+
+# --- front ends --------------------------------------------------------------------------------------------
+def test_cli_reports_and_overrides_the_estimate(tmp_path, capsys):
+    zarr = pytest.importorskip("zarr")
+    from napari_superres.cli import main
+
+    model = save_model(tmp_path / "cond.safetensors", conditioned_model().net, normalization=PERCENTILE)
+    tifffile = pytest.importorskip("tifffile")
+    src = tmp_path / "in.tif"
+    tifffile.imwrite(src, camera_image(shape=(96, 96)))
+    assert main(["upscale", str(src), str(tmp_path / "auto.zarr"), "--model", str(model)]) == 0
+    assert "degradation: blur σ" in capsys.readouterr().err
+    auto = zarr.open(str(tmp_path / "auto.zarr"), mode="r").attrs["napari_superres"]["degradation"]
+    assert auto["peak_photons"] > 0
+    assert main(["upscale", str(src), str(tmp_path / "set.zarr"), "--model", str(model), "--blur", "1.5", "-q"]) == 0
+    fixed = zarr.open(str(tmp_path / "set.zarr"), mode="r").attrs["napari_superres"]["degradation"]
+    assert fixed["blur_sigma"] == 1.5 and fixed["noise_gain"] == pytest.approx(auto["noise_gain"])  # noise still estimated
+    assert main(["upscale", str(src), str(tmp_path / "bad.zarr"), "--model", str(model), "--noise", "-3"]) != 0
+    assert "--noise must be a number > 0" in capsys.readouterr().err
+    assert not (tmp_path / "bad.zarr").exists()
