@@ -364,10 +364,10 @@ def run_benchmark(
                             }
                         )
                 rows.extend(r for r in table.values() if r.per_image)
-                if log:
+                if log and any(r.per_image for r in table.values()):
                     log(
                         f"[{time.perf_counter() - t0:6.1f}s] {set_name} x{scale} {protocol}: "
-                        + ", ".join(f"{r.method} {r.summary()['psnr']:.2f} dB" for r in table.values())
+                        + ", ".join(f"{r.method} {r.summary()['psnr']:.2f} dB" for r in table.values() if r.per_image)
                     )
     return {
         "benchmark": "napari-superres quality",
