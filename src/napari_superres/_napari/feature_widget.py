@@ -41,6 +41,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..engine.errors import SuperresError
 from .engine_access import get_engine
 from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then
 from .layers import METADATA_KEY, layer_axes
@@ -336,7 +337,7 @@ class FeatureDifferenceWidget(QWidget):
             return None
         try:
             request = self._prepare(self.a_combo.value, self.b_combo.value)
-        except (ValueError, TypeError, RuntimeError) as exc:
+        except (SuperresError, ValueError, TypeError, RuntimeError) as exc:
             self.status.value = str(exc)
             show_error(str(exc))
             return None

@@ -45,6 +45,7 @@ from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QFileDialog, QFrame, QScrollArea, QVBoxLayout, QWidget
 
+from ..engine.errors import SuperresError
 from .engine_access import get_engine
 from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then
 from .layers import layer_axes
@@ -507,7 +508,7 @@ class TrainWidget(QWidget):
             return None
         try:
             plan = self._make_plan(resume)
-        except (ValueError, TypeError, RuntimeError, KeyError) as exc:
+        except (SuperresError, ValueError, TypeError, RuntimeError, KeyError) as exc:
             self._refuse(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
             return None
         return self._start_worker(plan)

@@ -32,6 +32,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QFileDialog, QWidget
 
+from ..engine.errors import SuperresError
 from .engine_access import get_engine
 from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then
 from .layers import layer_axes, output_layer_kwargs
@@ -267,14 +268,12 @@ class UpscaleWidget(QWidget):
 
     def load_model_file(self, path: str | os.PathLike) -> str | None:
         """Load a ``.safetensors`` model into the engine and select it; ``None`` (and a notification) on error."""
-        from ..engine.nets.model_file import ModelFileError
-
         if self.engine is None:
             show_warning("PyTorch is still loading; try again in a moment.")
             return None
         try:
             name = self.engine.load(path)
-        except (ModelFileError, OSError, ValueError) as exc:
+        except (SuperresError, OSError, ValueError) as exc:
             show_error(f"Cannot load model file {os.fspath(path)!r}: {exc}")
             return None
         self._refresh_models()  # the engine notification is queued; update now too
@@ -342,7 +341,7 @@ class UpscaleWidget(QWidget):
             return None
         try:
             request = self._prepare(self.layer_combo.value if layer is None else layer)
-        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        except (SuperresError, ValueError, KeyError, TypeError, RuntimeError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             self._refuse(str(message))
             return None

@@ -91,7 +91,7 @@ def _adapted(args: argparse.Namespace, model: Any, source: Any, scale: int, engi
     """``--adapt STEPS``: the model fine-tuned on (a central crop of) the input."""
     import numpy as np
 
-    from ..engine.errors import Cancelled
+    from ..engine.errors import SuperresError
     from ..engine.layout import parse_axes
     from ..engine.train.adapt import adapt
 
@@ -115,7 +115,7 @@ def _adapted(args: argparse.Namespace, model: Any, source: Any, scale: int, engi
             sample, model if model.name != "bicubic" else None, scale=scale, axes=source.axes, steps=args.adapt,
             engine=engine, progress=(lambda done, total: bar.update(done - bar.n)) if bar is not None else None,
         )  # fmt: skip
-    except (ValueError, Cancelled) as e:
+    except (SuperresError, ValueError) as e:  # the family (bad request, cancelled) or a plain check
         raise CLIError(f"--adapt: {e}") from None
     finally:
         if bar is not None:
@@ -141,10 +141,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io.runner import ComputeRunner
     from ..io.stream import LOCAL_WORKERS, open_source
 
-    try:
-        engine = Engine(device=args.device)
-    except RuntimeError as e:  # e.g. --device cuda without a GPU
-        raise CLIError(str(e)) from e
+    engine = Engine(device=args.device)  # --device cuda without a GPU: DeviceUnavailableError, one line
     model = engine.prepare(args.model)
     if model.scale is not None and args.scale is not None and args.scale != model.scale:
         raise CLIError(f"model {model.name!r} upscales x{model.scale}; it cannot upscale x{args.scale}")
