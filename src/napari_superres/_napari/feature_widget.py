@@ -42,6 +42,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..engine.errors import SuperresError
+from ..engine.options import BASIC_DEVICES, DEFAULT_DEVICE
 from .engine_access import get_engine
 from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then
 from .layers import METADATA_KEY, layer_axes
@@ -222,7 +223,7 @@ class FeatureDifferenceWidget(QWidget):
         self.per_layer_check = CheckBox(text="one map per VGG layer", value=False)
         self.pixel_check = CheckBox(text="|A−B| map", value=True)
         self.ssim_check = CheckBox(text="SSIM map", value=True)
-        self.device_combo = ComboBox(label="device", choices=["auto", "cpu"], value="auto")
+        self.device_combo = ComboBox(label="device", choices=list(BASIC_DEVICES), value=DEFAULT_DEVICE)
         self.run_button = PushButton(text="Run", enabled=False)
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         set_tips({

@@ -33,6 +33,7 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QFileDialog, QWidget
 
 from ..engine.errors import SuperresError
+from ..engine.options import BASIC_DEVICES, DEFAULT_DEVICE, reconcile_scale, tile_or_auto
 from .engine_access import get_engine
 from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then
 from .layers import layer_axes, output_layer_kwargs
@@ -53,7 +54,6 @@ ADAPT_STEPS = 200
 #: Suffix of the consistency-map layer's name.
 CONSISTENCY_SUFFIX = "consistency"
 #: Devices offered before PyTorch is loaded (accelerators are added once it is).
-BASIC_DEVICES = ("auto", "cpu")
 UPSCALE_MODULES = (*ENGINE_MODULES, "napari_superres.engine.device", "napari_superres.engine.nets.model_file")
 
 
@@ -122,7 +122,7 @@ class UpscaleWidget(QWidget):
         self.load_button = PushButton(text="Load model file…")
         self.scale_combo = ComboBox(label="scale", choices=list(BICUBIC_SCALES), value=BICUBIC_SCALES[0])
         self.tile_spin = SpinBox(label="tile (0 = auto)", min=0, max=MAX_TILE, step=64, value=0)
-        self.device_combo = ComboBox(label="device", choices=list(BASIC_DEVICES), value="auto")
+        self.device_combo = ComboBox(label="device", choices=list(BASIC_DEVICES), value=DEFAULT_DEVICE)
         self.compute_check = CheckBox(text="compute now (dask layers)", value=False)
         self.adapt_check = CheckBox(text="adapt to this image first", value=False)
         self.adapt_steps = SpinBox(label="adapt steps", min=1, max=100_000, step=50, value=ADAPT_STEPS)
@@ -380,9 +380,9 @@ class UpscaleWidget(QWidget):
         if name is None:
             raise ValueError("Choose a model.")
         model = self.engine.get(name)
-        scale = int(self.scale_combo.value) if model.scale is None else int(model.scale)
+        scale = reconcile_scale(self.scale_combo.value, model.scale, model.name)  # (the combo shows a model's own)
         axes = layer_axes(layer)
-        tile = int(self.tile_spin.value) or None
+        tile = tile_or_auto(self.tile_spin.value)
         lazy = _is_dask(data) and not self.compute_check.value
         if not _is_dask(data):
             data = np.asarray(data)

@@ -46,6 +46,7 @@ from .infer.pipeline import ProgressCallback, plan_upscale, run_upscale
 from .loaders import load_model_file
 from .nets.model_file import MODEL_SUFFIX, SRModel, load_model
 from .nets.srnet import Bicubic, SRNet
+from .options import Normalization
 
 DeviceLike = str | torch.device | None
 
@@ -171,7 +172,7 @@ class Engine:
                 net=model,
                 scale=model.scale,
                 in_channels=model.in_channels,
-                normalization=normalization or {"mode": "dtype"},
+                normalization=Normalization.parse(normalization).to_dict(),
                 metadata=metadata or {},
                 source=source,
             )
@@ -351,12 +352,10 @@ class Engine:
         backend: str | None = None,
     ) -> np.ndarray:
         """See :func:`napari_superres.upscale`; ``device`` defaults to the engine's."""
-        from .normalization import normalization_spec
-
         dev = self.resolve(device)
         resolved = self.prepare(model, dev)
-        if isinstance(normalization, str):
-            normalization = normalization_spec(normalization)
+        if normalization is not None:  # a mode name, a spec dict: checked once, passed on as a spec dict
+            normalization = Normalization.parse(normalization).to_dict()
         own_pipeline = getattr(resolved, "upscale_image", None)  # e.g. a bioimage.io package (engine.loaders)
         if own_pipeline is not None:
             return own_pipeline(

@@ -49,6 +49,7 @@ from ..errors import Cancelled
 from ..layout import parse_axes
 from ..nets.model_file import SRModel
 from ..nets.srnet import SRNet
+from ..options import reconcile_scale
 from .data import PairSource
 from .degradation import degrade
 from .estimate import ImageEstimate, degradation_for, estimate_image, same_optics_source
@@ -139,8 +140,7 @@ def _base_model(model: Any, scale: int, engine: Engine | None) -> SRModel:
     resolved = engine.get(model)
     if not isinstance(resolved.net, SRNet):
         raise ValueError(f"adapt fine-tunes a trained network; {resolved.name!r} has none (choose a model file)")
-    if resolved.scale != int(scale):
-        raise ValueError(f"model {resolved.name!r} upscales x{resolved.scale}, not x{scale}; pass scale={resolved.scale}")
+    reconcile_scale(scale, resolved.scale, resolved.name)
     return resolved
 
 
