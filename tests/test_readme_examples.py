@@ -60,3 +60,27 @@ def test_readme_example_runs(code, line, tmp_path, monkeypatch, request):
         viewer = namespace.get("viewer")
         if viewer is not None:
             viewer.close()
+
+
+def _command_lines() -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    lines = []
+    for block in re.findall(r"^```bash\n(.*?)^```", text, re.S | re.M):
+        for line in block.splitlines():
+            if line.startswith("napari-superres "):
+                lines.append(re.sub(r"\[[^\]]*\]", "", line.split("  #")[0]).strip())
+    return lines
+
+
+def test_the_readme_command_lines_parse():
+    """Every ``napari-superres ...`` line of the README is accepted by the parser as written (optional ``[...]`` left out)."""
+    import shlex
+
+    from napari_superres.cli import build_parser
+
+    lines = _command_lines()
+    assert len(lines) >= 5
+    parser = build_parser()
+    for line in lines:
+        args = parser.parse_args(shlex.split(line)[1:])  # argparse exits (a test failure) on an unknown option
+        assert args.command, line
