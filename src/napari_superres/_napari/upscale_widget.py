@@ -32,6 +32,8 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QFileDialog, QWidget
 
+from ..engine.errors import SuperresError
+from ..engine.options import BASIC_DEVICES, DEFAULT_DEVICE, reconcile_scale, tile_or_auto
 from .engine_access import get_engine
 from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then
 from .layers import layer_axes, output_layer_kwargs
@@ -52,7 +54,6 @@ ADAPT_STEPS = 200
 #: Suffix of the consistency-map layer's name.
 CONSISTENCY_SUFFIX = "consistency"
 #: Devices offered before PyTorch is loaded (accelerators are added once it is).
-BASIC_DEVICES = ("auto", "cpu")
 UPSCALE_MODULES = (*ENGINE_MODULES, "napari_superres.engine.device", "napari_superres.engine.nets.model_file")
 
 
@@ -123,7 +124,7 @@ class UpscaleWidget(QWidget):
         self.load_button = PushButton(text="Load model file…")
         self.scale_combo = ComboBox(label="scale", choices=list(BICUBIC_SCALES), value=BICUBIC_SCALES[0])
         self.tile_spin = SpinBox(label="tile (0 = auto)", min=0, max=MAX_TILE, step=64, value=0)
-        self.device_combo = ComboBox(label="device", choices=list(BASIC_DEVICES), value="auto")
+        self.device_combo = ComboBox(label="device", choices=list(BASIC_DEVICES), value=DEFAULT_DEVICE)
         self.compute_check = CheckBox(text="compute now (dask layers)", value=False)
         self.estimate_label = Label(label="degradation", value="estimated on Run")
         self.blur_spin = FloatSpinBox(label="blur σ (px, 0 = estimate)", min=0.0, max=6.0, step=0.1, value=0.0)
@@ -279,14 +280,12 @@ class UpscaleWidget(QWidget):
 
     def load_model_file(self, path: str | os.PathLike) -> str | None:
         """Load a ``.safetensors`` model into the engine and select it; ``None`` (and a notification) on error."""
-        from ..engine.nets.model_file import ModelFileError
-
         if self.engine is None:
             show_warning("PyTorch is still loading; try again in a moment.")
             return None
         try:
             name = self.engine.load(path)
-        except (ModelFileError, OSError, ValueError) as exc:
+        except (SuperresError, OSError, ValueError) as exc:
             show_error(f"Cannot load model file {os.fspath(path)!r}: {exc}")
             return None
         self._refresh_models()  # the engine notification is queued; update now too
@@ -354,7 +353,7 @@ class UpscaleWidget(QWidget):
             return None
         try:
             request = self._prepare(self.layer_combo.value if layer is None else layer)
-        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        except (SuperresError, ValueError, KeyError, TypeError, RuntimeError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             self._refuse(str(message))
             return None
@@ -393,9 +392,9 @@ class UpscaleWidget(QWidget):
         if name is None:
             raise ValueError("Choose a model.")
         model = self.engine.get(name)
-        scale = int(self.scale_combo.value) if model.scale is None else int(model.scale)
+        scale = reconcile_scale(self.scale_combo.value, model.scale, model.name)  # (the combo shows a model's own)
         axes = layer_axes(layer)
-        tile = int(self.tile_spin.value) or None
+        tile = tile_or_auto(self.tile_spin.value)
         lazy = _is_dask(data) and not self.compute_check.value
         if not _is_dask(data):
             data = np.asarray(data)

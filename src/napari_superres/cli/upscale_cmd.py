@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..engine.options import DEFAULT_DEVICE, DEVICE_CHOICES, NORMALIZATION_MODES
+from ..engine.options import AUTO_TILE, DEFAULT_DEVICE, DEVICE_CHOICES, NORMALIZATION_MODES, reconcile_scale
 from . import CLIError
 
 #: Above this many output bytes a TIFF output gets a warning (a zarr output is chunked and faster).
@@ -41,7 +41,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="registered model name (see `napari-superres models`) or a .safetensors file "
                    "(default: the built-in default model)")  # fmt: skip
     p.add_argument("--scale", type=int, default=None, help="upscaling factor (fixed by the model; bicubic: any)")
-    p.add_argument("--tile", type=int, default=None, help="tile edge in input pixels (default: automatic)")
+    p.add_argument("--tile", type=int, default=None,
+                   help=f"tile edge in input pixels ({AUTO_TILE} or unset: automatic, from free memory)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=None, help="tiles per network call (default: automatic)")
     p.add_argument("--axes", default=None, help="axis letters of the input, e.g. ZYX, TCYX, YXS (default: from the file)")
     p.add_argument("--device", default=DEFAULT_DEVICE, choices=DEVICE_CHOICES,
@@ -71,7 +72,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
-    for name in ("tile", "batch_size", "chunk_size", "workers", "chunk_planes", "scale", "adapt"):
+    if args.tile is not None and args.tile < 0:
+        raise CLIError(f"--tile must be >= 0 ({AUTO_TILE}: automatic), got {args.tile}")
+    for name in ("batch_size", "chunk_size", "workers", "chunk_planes", "scale", "adapt"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
@@ -111,7 +114,7 @@ def _adapted(args: argparse.Namespace, model: Any, source: Any, scale: int, engi
     """``--adapt STEPS``: the model fine-tuned on (a central crop of) the input."""
     import numpy as np
 
-    from ..engine.errors import Cancelled
+    from ..engine.errors import SuperresError
     from ..engine.layout import parse_axes
     from ..engine.train.adapt import adapt
 
@@ -135,7 +138,7 @@ def _adapted(args: argparse.Namespace, model: Any, source: Any, scale: int, engi
             sample, model if model.name != "bicubic" else None, scale=scale, axes=source.axes, steps=args.adapt,
             engine=engine, progress=(lambda done, total: bar.update(done - bar.n)) if bar is not None else None,
         )  # fmt: skip
-    except (ValueError, Cancelled) as e:
+    except (SuperresError, ValueError) as e:  # the family (bad request, cancelled) or a plain check
         raise CLIError(f"--adapt: {e}") from None
     finally:
         if bar is not None:
@@ -161,14 +164,9 @@ def run(args: argparse.Namespace) -> int:
     from ..io.runner import ComputeRunner
     from ..io.stream import LOCAL_WORKERS, open_source
 
-    try:
-        engine = Engine(device=args.device)
-    except RuntimeError as e:  # e.g. --device cuda without a GPU
-        raise CLIError(str(e)) from e
+    engine = Engine(device=args.device)  # --device cuda without a GPU: DeviceUnavailableError, one line
     model = engine.prepare(args.model)
-    if model.scale is not None and args.scale is not None and args.scale != model.scale:
-        raise CLIError(f"model {model.name!r} upscales x{model.scale}; it cannot upscale x{args.scale}")
-    scale = model.scale or args.scale or 2
+    scale = reconcile_scale(args.scale, model.scale, model.name)
     source = open_source(
         src_path, scale=scale, halo=max(model.receptive_field, 2), chunk_planes=args.chunk_planes,
         chunk_size=args.chunk_size, axes=args.axes,

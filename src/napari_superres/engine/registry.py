@@ -47,6 +47,7 @@ from .loaders import load_model_file
 from .nets.conditioning import DegradationCondition
 from .nets.model_file import MODEL_SUFFIX, SRModel, load_model
 from .nets.srnet import Bicubic, SRNet
+from .options import Normalization
 
 DeviceLike = str | torch.device | None
 
@@ -172,7 +173,7 @@ class Engine:
                 net=model,
                 scale=model.scale,
                 in_channels=model.in_channels,
-                normalization=normalization or {"mode": "dtype"},
+                normalization=Normalization.parse(normalization).to_dict(),
                 metadata=metadata or {},
                 source=source,
             )
@@ -353,12 +354,10 @@ class Engine:
         degradation: Any = "auto",
     ) -> np.ndarray:
         """See :func:`napari_superres.upscale`; ``device`` defaults to the engine's."""
-        from .normalization import normalization_spec
-
         dev = self.resolve(device)
         resolved = self.prepare(model, dev)
-        if isinstance(normalization, str):
-            normalization = normalization_spec(normalization)
+        if normalization is not None:  # a mode name, a spec dict: checked once, passed on as a spec dict
+            normalization = Normalization.parse(normalization).to_dict()
         own_pipeline = getattr(resolved, "upscale_image", None)  # e.g. a bioimage.io package (engine.loaders)
         if own_pipeline is not None:
             return own_pipeline(
@@ -406,13 +405,12 @@ class Engine:
         estimated once, with ``degradation``'s overrides); ``None`` for a blind model.  Pass the result
         as ``upscale(..., degradation=result)`` to upscale with exactly it."""
         from .infer.pipeline import job_condition
-        from .normalization import normalization_spec
 
         resolved = self.prepare(model, torch.device("cpu"))
         if not getattr(resolved, "cond_channels", 0):
             return None
-        if isinstance(normalization, str):
-            normalization = normalization_spec(normalization)
+        if normalization is not None:
+            normalization = Normalization.parse(normalization).to_dict()
         if _is_dask(image):  # the middle plane's centre, with the whole array's intensity range
             from .infer.lazy import dask_conditions, global_value_ranges
 

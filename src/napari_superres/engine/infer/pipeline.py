@@ -29,6 +29,7 @@ from ..normalization import (
     rgb_to_ycbcr,
     ycbcr_to_rgb,
 )
+from ..options import Normalization, reconcile_scale, tile_or_auto
 from .conditioning import DegradationRequest
 from .onnx_backend import BACKENDS, OnnxRunner, onnx_failure, onnx_runner, onnxruntime_available
 from .tiling import (
@@ -96,24 +97,6 @@ def check_image(image: Any) -> None:
         raise ValueError(f"the image is empty (shape {shape})")
 
 
-#: Upscaling factor when neither the model nor the caller fixes one (the bicubic baseline).
-DEFAULT_SCALE = 2
-
-
-def check_scale(scale: Any) -> int | None:
-    """``scale`` as an ``int`` (``None`` stays ``None``); ``ValueError`` unless it is a whole number >= 1.
-
-    ``2.0`` is accepted as 2; ``2.5``, ``0``, ``-2``, ``True`` and strings are refused (never rounded).
-    """
-    if scale is None:
-        return None
-    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)):
-        raise ValueError(f"scale must be a whole number such as 2, 3 or 4, got {scale!r}")  # noqa: TRY004
-    if not float(scale).is_integer() or scale < 1:
-        raise ValueError(f"scale must be a whole number >= 1 (e.g. 2, 3 or 4), got {scale!r}")
-    return int(scale)
-
-
 def plan_upscale(
     image: Any,
     model: SRModel,
@@ -147,12 +130,7 @@ def plan_upscale(
     h, w = image.shape[info.y], image.shape[info.x]
     if h < 2 or w < 2:
         raise ValueError(f"the image is too small to upscale: {h}x{w} px in Y, X (needs at least 2x2)")
-    scale = check_scale(scale)
-    if model.scale is not None:
-        if scale is not None and scale != model.scale:
-            raise ValueError(f"model {model.name!r} upscales x{model.scale}; it cannot upscale x{scale}")
-        scale = model.scale
-    scale = DEFAULT_SCALE if scale is None else scale
+    scale = reconcile_scale(scale, model.scale, model.name)
     if model.scale is None and getattr(model.net, "scale", scale) != scale:
         model = replace(model, net=type(model.net)(scale))  # the bicubic baseline, at the asked scale
     if model.in_channels not in (None, 1):
@@ -169,7 +147,8 @@ def plan_upscale(
     if out_dtype.kind not in "uifb":
         raise ValueError(f"output_dtype must be an integer, float or bool dtype, got {out_dtype}")
     width = model_width(model.net)
-    if tile is None or tile <= 0:
+    tile = tile_or_auto(tile)
+    if tile is None:
         tile = choose_tile(h, w, device, model_width=width, scale=scale)
     halo = model.receptive_field
     min_tile = 2 * (2 * halo + max(2, halo // 2))
@@ -190,7 +169,7 @@ def plan_upscale(
         tile=tile,
         device=device,
         batch_size=max(1, int(batch_size)),
-        normalization=normalization or dict(model.normalization),
+        normalization=Normalization.parse(normalization or model.normalization).to_dict(),
         compile=bool(compile),
         backend=chosen,
         backend_required=required,

@@ -24,8 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ModelFileError
+from ..errors import InvalidRequestError, ModelFileError
 from ..files import atomic_write_bytes
+from ..options import Normalization
 from .srnet import SRNet, SRNetConfig, upsampling_factors
 
 FORMAT_NAME = "napari-superres"
@@ -107,7 +108,7 @@ class SRModel:
     net: nn.Module
     scale: int | None
     in_channels: int | None
-    normalization: dict[str, Any] = field(default_factory=lambda: {"mode": "dtype"})
+    normalization: dict[str, Any] = field(default_factory=lambda: Normalization().to_dict())
     metadata: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # "builtin", "session", a file path
 
@@ -149,7 +150,7 @@ def save_model(
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "config": json.dumps(net.config.to_dict()),
-        "normalization": json.dumps(normalization or {"mode": "dtype"}),
+        "normalization": json.dumps(Normalization.parse(normalization).to_dict()),
         "training": json.dumps(training or {}, default=str),
     }
     atomic_write_bytes(path, save(tensors, metadata=metadata))
@@ -184,10 +185,10 @@ def read_model_metadata(path: str | os.PathLike) -> dict[str, Any]:
         return {
             "format_version": raw.get("format_version"),
             "config": json.loads(raw["config"]),
-            "normalization": json.loads(raw.get("normalization", "{}")) or {"mode": "dtype"},
+            "normalization": Normalization.parse(json.loads(raw.get("normalization", "{}")) or None).to_dict(),
             "training": json.loads(raw.get("training", "{}")),
         }
-    except (KeyError, json.JSONDecodeError) as e:
+    except (KeyError, json.JSONDecodeError, InvalidRequestError) as e:
         raise ModelFileError(f"{path}: damaged model metadata ({e})") from e
 
 

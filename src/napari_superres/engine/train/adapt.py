@@ -50,6 +50,7 @@ from ..layout import parse_axes
 from ..nets.conditioning import COND_CHANNELS, DegradationCondition, low_res_condition, with_condition
 from ..nets.model_file import SRModel
 from ..nets.srnet import SRNet
+from ..options import reconcile_scale
 from .conditions import jittered
 from .data import PairSource
 from .degradation import degrade
@@ -166,8 +167,7 @@ def _base_model(model: Any, scale: int, engine: Engine | None) -> SRModel:
     resolved = engine.get(model)
     if not isinstance(resolved.net, SRNet):
         raise ValueError(f"adapt fine-tunes a trained network; {resolved.name!r} has none (choose a model file)")
-    if resolved.scale != int(scale):
-        raise ValueError(f"model {resolved.name!r} upscales x{resolved.scale}, not x{scale}; pass scale={resolved.scale}")
+    reconcile_scale(scale, resolved.scale, resolved.name)
     return resolved
 
 

@@ -42,14 +42,12 @@ import torch
 from ..layout import parse_axes
 from ..nets.conditioning import COND_CHANNELS, DegradationCondition, with_condition
 from ..normalization import (
-    default_normalization,
     intensity_range,
     matched_range,
-    normalization_spec,
     normalize,
     rgb_luminance,
 )
-from ..options import TRAIN_DEFAULTS
+from ..options import TRAIN_DEFAULTS, TRAINING_NORMALIZATION, Normalization
 from .conditions import estimate_condition, jittered, low_res_condition, stacked
 from .degradation import DegradationConfig, degrade
 
@@ -160,11 +158,7 @@ class PairSource:
         if not 0.0 <= float(val_fraction) < 0.9:
             raise ValueError(f"val_fraction must be in [0, 0.9), got {val_fraction}")
         self.val_fraction = float(val_fraction)
-        if normalization is None:
-            normalization = default_normalization()
-        elif isinstance(normalization, str):
-            normalization = normalization_spec(normalization)
-        self.normalization: dict[str, Any] = dict(normalization)
+        self.normalization: dict[str, Any] = Normalization.parse(normalization, TRAINING_NORMALIZATION).to_dict()
         self.paired = bool(lrs)
         if self.paired:
             if degradation is not None:

@@ -60,7 +60,8 @@ from typing import Any
 
 import numpy as np
 
-from ..normalization import default_normalization, intensity_range, normalize
+from ..normalization import intensity_range, normalize
+from ..options import TRAINING_NORMALIZATION, Normalization
 from .degradation import DegradationConfig
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def normalized_planes(
     image: np.ndarray, axes: str | None = None, normalization: dict[str, Any] | None = None
 ) -> list[np.ndarray]:
     """The image's 2-D planes normalised once per image as training does (default: percentiles)."""
-    spec = normalization or default_normalization()
+    spec = Normalization.parse(normalization, TRAINING_NORMALIZATION)
     lo, hi = intensity_range(np.asarray(image), spec)
     return [normalize(p, lo, hi).astype(np.float64) for p in _planes(image, axes)]
 
