@@ -60,6 +60,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="first adapt the model to this image (self-supervised fine-tuning, STEPS steps; "
                    "no high-res needed; see napari_superres.adapt)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--trust-code", action="store_true",
+                   help="allow a model package (bioimage.io .zip) to run Python code it brings (a "
+                   "pytorch_state_dict architecture file); only for files whose source you trust")  # fmt: skip
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return p
 
@@ -145,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         engine = Engine(device=args.device)
     except RuntimeError as e:  # e.g. --device cuda without a GPU
         raise CLIError(str(e)) from e
-    model = engine.prepare(args.model)
+    model = engine.prepare(args.model, trust_code=args.trust_code)
     if model.scale is not None and args.scale is not None and args.scale != model.scale:
         raise CLIError(f"model {model.name!r} upscales x{model.scale}; it cannot upscale x{args.scale}")
     scale = model.scale or args.scale or 2
