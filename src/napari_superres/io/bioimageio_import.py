@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.errors import UntrustedCodeError
+from ..engine.errors import NonFiniteOutputError, UntrustedCodeError
 from ..engine.nets.model_file import ModelFileError, SRModel, load_model
 from .bioimageio import CONFIG_KEY, ensure_bioimageio_compatible, require_bioimageio
 
@@ -509,6 +509,11 @@ class BioimageioSRModel(SRModel):
         if data.shape[1:] != expected:
             raise BioimageioImportError(
                 f"{self.name!r} returned {data.shape[1:]} for a {plane.shape[1:]} input (expected {expected})"
+            )
+        if not np.isfinite(data).all():
+            raise NonFiniteOutputError(
+                f"{self.name!r} (bioimage.io package) produced NaN or Inf values on this image; nothing was "
+                "returned: the package's weights are broken or overflow on this input"
             )
         return data.astype(np.float32, copy=False)
 
