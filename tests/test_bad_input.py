@@ -908,3 +908,32 @@ def test_a_trailing_axis_of_two_needs_axes(engine):
 def test_unknown_or_inverted_normalization_is_refused(engine, net, normalization, words):
     with pytest.raises(ValueError, match=words):
         engine.upscale(np.ones((16, 16), np.uint16), net, normalization=normalization)
+
+
+def test_onnx_runtime_out_of_memory_says_what_to_reduce(engine, net, monkeypatch):
+    ort = pytest.importorskip("onnxruntime")
+    from onnxruntime.capi.onnxruntime_pybind11_state import RuntimeException
+
+    def exhausted(self, *args, **kwargs):
+        raise RuntimeException(
+            "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while running Conv node. "
+            "/onnxruntime_src/onnxruntime/core/framework/bfc_arena.cc:376 Failed to allocate memory for requested "
+            "buffer of size 9663676416"
+        )
+
+    monkeypatch.setattr(ort.InferenceSession, "run", exhausted)
+    with pytest.raises(MemoryError, match=r"out of memory .*ONNX Runtime could not allocate.*smaller tile.*now \d+"):
+        engine.upscale(np.ones((32, 32), np.uint16), net, backend="onnxruntime")
+
+
+@pytest.mark.parametrize("name", ["out.tif", "out.zarr"])
+def test_read_only_output_folder_names_the_output_not_the_temporary(tmp_path, capsys, in_tif, read_only_dir, name):
+    code, err = cli(capsys, "upscale", in_tif, read_only_dir / name, "--model", "bicubic", "-q")
+    assert_clear_error(code, err, str(read_only_dir / name), status=1)
+    assert TEMP_PREFIX not in err
+
+
+def test_saving_a_model_into_a_read_only_folder_names_the_model_file(read_only_dir, net):
+    with pytest.raises(OSError) as error:
+        save_model(read_only_dir / "m", net)
+    assert error.value.filename == str(read_only_dir / "m.safetensors")

@@ -23,6 +23,7 @@ from ..engine.files import (
     clean_stale_temps,
     is_temp_name,
     is_within,
+    renamed_error,
     replace_path,
     same_file,
     temp_path_for,
@@ -86,6 +87,8 @@ def atomic_path(out: str | os.PathLike, *, protect: Iterable[str | os.PathLike] 
         if isinstance(e, OSError) and e.errno is None and _SHORT_WRITE.search(str(e)):
             # numpy's tofile (used by tifffile) reports a full disk as a short write without errno
             raise OSError(errno.ENOSPC, f"No space left on device ({e})", str(out)) from e
+        if isinstance(e, OSError) and renamed_error(e, tmp, out) is not e:
+            raise renamed_error(e, tmp, out) from e  # name OUT, not the hidden temporary
         raise
 
 
