@@ -937,3 +937,27 @@ def test_saving_a_model_into_a_read_only_folder_names_the_model_file(read_only_d
     with pytest.raises(OSError) as error:
         save_model(read_only_dir / "m", net)
     assert error.value.filename == str(read_only_dir / "m.safetensors")
+
+
+@pytest.mark.parametrize("shape", [(4, 0, 16), (4, 16, 0)])
+def test_upscale_z_on_an_empty_axis_says_so(shape):
+    from napari_superres.engine.axial import upscale_z
+
+    with pytest.raises(ValueError, match=r"volume is empty \(Z=4"):
+        upscale_z(np.zeros(shape, np.float32), 2, steps=1)
+
+
+@pytest.mark.parametrize(
+    ("low", "words"),
+    [(np.zeros((8, 8, 4), np.uint8), "RGB"), (np.zeros((8, 8, 3), np.float32), "RGB"),
+     (np.where(np.eye(8, dtype=bool), np.finfo(np.float32).max, 0).astype(np.float32), "rescale"),
+     (np.where(np.eye(8, dtype=bool), np.finfo(np.float64).max, 0), "rescale"),
+     (np.where(np.eye(8, dtype=bool), np.iinfo(np.int64).max, 0), "rescale")],
+    ids=["rgba", "rgb", "float32 max", "float64 max", "int64 max"],
+)  # fmt: skip
+def test_consistency_refuses_rgb_and_extreme_values_clearly(low, words):
+    from napari_superres.engine.metrics.consistency import consistency
+
+    up = np.repeat(np.repeat(low, 2, axis=0), 2, axis=1)
+    with pytest.raises(ValueError, match=words):
+        consistency(low, up)
