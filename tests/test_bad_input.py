@@ -961,3 +961,20 @@ def test_consistency_refuses_rgb_and_extreme_values_clearly(low, words):
     up = np.repeat(np.repeat(low, 2, axis=0), 2, axis=1)
     with pytest.raises(ValueError, match=words):
         consistency(low, up)
+
+
+@pytest.mark.parametrize("name", ["out.zarr", "out.tif"])
+def test_overwrite_never_deletes_a_folder_that_is_not_a_zarr_store(tmp_path, capsys, in_tif, name):
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "thesis.docx").write_bytes(b"years of work")
+    code, err = cli(capsys, "upscale", in_tif, folder, "--model", "bicubic", "--overwrite", "-q")
+    assert_clear_error(code, err, "not a zarr store", "thesis.docx")
+    assert (folder / "thesis.docx").read_bytes() == b"years of work"
+
+
+def test_overwrite_still_replaces_a_zarr_output(tmp_path, capsys, in_tif):
+    out = tmp_path / "out.zarr"
+    assert main(["upscale", str(in_tif), str(out), "--model", "bicubic", "-q"]) == 0
+    assert main(["upscale", str(in_tif), str(out), "--model", "bicubic", "-q", "--overwrite"]) == 0
+    assert zarr.open_array(str(out), mode="r").shape == (2, 48, 40)

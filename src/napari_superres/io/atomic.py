@@ -61,8 +61,25 @@ def check_output(
         raise ImageFileError(f"{what} name {out.name} is reserved for temporary files ({TEMP_PREFIX}.*); choose another")
     if os.path.lexists(out) and not overwrite:
         raise ImageFileError(f"{what} {out} exists; pass --overwrite to replace it")
+    if overwrite and out.is_dir() and not out.is_symlink() and not is_zarr_store(out):
+        inside = sorted(p.name for p in out.iterdir())
+        shown = ", ".join(inside[:3]) + (", ..." if len(inside) > 3 else "")
+        raise ImageFileError(
+            f"{what} {out} is a folder that is not a zarr store ({len(inside)} entries{': ' + shown if inside else ''}); "
+            "--overwrite replaces zarr outputs only, never other folders: choose another name, or move the folder "
+            "away yourself"
+        )
     check_writable_folder(out)
     return out
+
+
+#: Files at the top of a zarr store (v2: .zgroup/.zarray/.zattrs; v3: zarr.json).
+ZARR_MARKERS = (".zgroup", ".zarray", ".zattrs", "zarr.json")
+
+
+def is_zarr_store(folder: Path) -> bool:
+    """Whether ``folder`` is a zarr store (an output that ``--overwrite`` may replace)."""
+    return any((folder / name).is_file() for name in ZARR_MARKERS)
 
 
 @contextlib.contextmanager
