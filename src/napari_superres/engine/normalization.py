@@ -272,6 +272,8 @@ def round_into(values: np.ndarray, dtype: Any) -> np.ndarray:
     """
     dtype = np.dtype(dtype)
     info = np.iinfo(dtype)
+    if needs_float64(dtype) and values.dtype != np.float64:  # float32 holds not even 2**31 - 1
+        values = values.astype(np.float64)
     np.rint(values, out=values)
     top = float(info.max)
     if int(top) <= info.max:  # the bound is exact in this float type

@@ -100,9 +100,9 @@ def file_sha256(path: Path) -> str:
 
 def _too_large(path: Path, what: str, size: int, limit: int) -> BioimageioImportError:
     return BioimageioImportError(
-        f"{path}: {what} would take {size / 2**20:,.0f} MB once unpacked (limit {limit / 2**20:,.0f} MB); "
-        "this is not a plausible bioimage.io model package (a damaged file or a zip bomb), so nothing was "
-        "extracted; check where the file comes from"
+        f"{path}: {what} take {size / 2**20:,.0f} MB unpacked (limit {limit / 2**20:,.0f} MB); this is not a "
+        "plausible bioimage.io model package (a damaged file or a zip bomb), so nothing was extracted or read; "
+        "check where the file comes from (a package folder must hold only the package's files)"
     )
 
 
@@ -556,7 +556,7 @@ class BioimageioSRModel(SRModel):
         out_shape = list(image.shape)
         out_shape[info.y] *= self.scale
         out_shape[info.x] *= self.scale
-        out = np.empty(out_shape, dtype=np.dtype(output_dtype) if output_dtype is not None else np.float32)
+        out = np.empty(out_shape, dtype=np.float32)
         out_view = out.transpose(info.order)
         blocksize = self._blocksize(tile)
         total = int(np.prod(plane_shape, dtype=np.int64)) * (1 if n_rgb is None or self.in_channels == 3 else n_rgb)
@@ -581,6 +581,10 @@ class BioimageioSRModel(SRModel):
                     done += 1
             if progress is not None:
                 progress(done, total)
+        if output_dtype is not None and np.dtype(output_dtype) != out.dtype:
+            from ..engine.normalization import denormalize
+
+            return denormalize(out, 0.0, 1.0, np.dtype(output_dtype))  # rounded, saturated at the dtype's limits
         return out
 
     def _blocksize(self, tile: int | None) -> int:
