@@ -229,3 +229,21 @@ def test_the_napari_reader_asks_first_and_loads_only_on_yes(crafted, monkeypatch
     reader(str(package))
     assert marker.read_text() == "ran"
     assert any("crafted" in n for n in get_engine(viewer).names())
+
+
+def test_the_upscale_widgets_load_button_asks_first(crafted, monkeypatch, make_napari_viewer_proxy, qtbot):
+    from napari_superres._napari import consent
+    from napari_superres._napari import upscale_widget as upscale_widget_module
+
+    package, marker = crafted
+    viewer = make_napari_viewer_proxy()
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-deep-superres", "Upscale")
+    qtbot.waitUntil(lambda: widget.engine is not None, timeout=60_000)
+    warnings = []
+    monkeypatch.setattr(upscale_widget_module, "show_warning", lambda msg: warnings.append(str(msg)))
+    monkeypatch.setattr(consent, "ask_to_run_code", lambda error, parent=None: False)
+    assert widget.load_model_file(package) is None
+    assert not marker.exists() and "not loaded" in warnings[-1]
+    monkeypatch.setattr(consent, "ask_to_run_code", lambda error, parent=None: True)
+    name = widget.load_model_file(package)
+    assert name is not None and widget.model_combo.value == name and marker.read_text() == "ran"
