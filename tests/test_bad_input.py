@@ -790,6 +790,10 @@ def test_a_bit_flipped_checkpoint_is_refused_on_resume(tmp_path, capsys, hr_tif)
     assert main(["train", "--hr", str(hr_tif), "--out", str(tmp_path / "m.safetensors"), "--checkpoint", str(ckpt),
                  *FAST_TRAIN]) == 0  # fmt: skip
     assert Trainer.read_checkpoint(ckpt)["step"] == 2
+    # resuming replaces the checkpoint it resumes from (no --overwrite needed for that one)
+    assert main(["train", "--hr", str(hr_tif), "--resume", str(ckpt), "--out", str(tmp_path / "m1.safetensors"),
+                 "--steps", "3", "--quiet"]) == 0  # fmt: skip
+    assert Trainer.read_checkpoint(ckpt)["step"] == 3
     data = bytearray(ckpt.read_bytes())
     data[len(data) // 2] ^= 0x04  # one bit, in the middle of the tensors
     ckpt.write_bytes(bytes(data))

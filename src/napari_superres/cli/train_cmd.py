@@ -289,6 +289,7 @@ def _resume_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any], dic
         overrides["val_every"] = args.val_every
     if args.device is not None:
         overrides["device"] = args.device
+    refuse_existing(args, overrides.get("checkpoint_path", config.checkpoint_path), "--checkpoint")
     return config, data, overrides
 
 
@@ -387,7 +388,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume:
         config, described, overrides = _resume_settings(args)
-        refuse_existing(args, overrides.get("checkpoint_path", config.checkpoint_path), "--checkpoint")
         val_fraction = described.get("val_fraction", _DEFAULTS["val_fraction"])
         in_channels = described.get("in_channels", args.in_channels)
     else:
