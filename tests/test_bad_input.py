@@ -760,3 +760,225 @@ def test_train_onto_a_full_disk_keeps_the_model_in_the_temp_folder(tmp_path, cap
 def test_train_refuses_an_absurd_network_before_allocating_it(tmp_path, capsys, hr_tif, extra):
     code, err = cli(capsys, "train", "--hr", hr_tif, "--out", tmp_path / "m.safetensors", *FAST_TRAIN, *extra)
     assert_clear_error(code, err, "at most", "use a smaller network")
+
+
+# --- issue 27: nothing overwritten, nothing silently wrong ------------------------------------------
+@pytest.mark.parametrize("flag", ["--checkpoint", "--log", "--out"])
+def test_train_never_replaces_an_existing_output_without_overwrite(tmp_path, capsys, hr_tif, flag):
+    existing = tmp_path / {"--checkpoint": "old.ckpt", "--log": "old.json", "--out": "old.safetensors"}[flag]
+    existing.write_bytes(b"precious results")
+    outputs = {"--out": tmp_path / "m.safetensors", flag: existing}
+    code, err = cli(capsys, "train", "--hr", hr_tif, *[str(a) for kv in outputs.items() for a in kv], *FAST_TRAIN)
+    assert_clear_error(code, err, flag, str(existing), "--overwrite")
+    assert existing.read_bytes() == b"precious results"
+
+
+def test_train_resume_does_not_replace_an_existing_out(tmp_path, capsys, hr_tif):
+    ckpt, out = tmp_path / "c.ckpt", tmp_path / "model.safetensors"
+    ckpt.write_bytes(b"a checkpoint")
+    out.write_bytes(b"the model of another run")
+    code, err = cli(capsys, "train", "--hr", hr_tif, "--resume", ckpt, "--out", out, *FAST_TRAIN)
+    assert_clear_error(code, err, "--out", str(out), "--overwrite")
+    assert out.read_bytes() == b"the model of another run" and ckpt.read_bytes() == b"a checkpoint"
+
+
+def test_a_bit_flipped_checkpoint_is_refused_on_resume(tmp_path, capsys, hr_tif):
+    from napari_superres.engine.errors import CheckpointError
+    from napari_superres.engine.train.trainer import Trainer
+
+    ckpt = tmp_path / "run.ckpt"
+    assert main(["train", "--hr", str(hr_tif), "--out", str(tmp_path / "m.safetensors"), "--checkpoint", str(ckpt),
+                 *FAST_TRAIN]) == 0  # fmt: skip
+    assert Trainer.read_checkpoint(ckpt)["step"] == 2
+    # resuming replaces the checkpoint it resumes from (no --overwrite needed for that one)
+    assert main(["train", "--hr", str(hr_tif), "--resume", str(ckpt), "--out", str(tmp_path / "m1.safetensors"),
+                 "--steps", "3", "--quiet"]) == 0  # fmt: skip
+    assert Trainer.read_checkpoint(ckpt)["step"] == 3
+    data = bytearray(ckpt.read_bytes())
+    data[len(data) // 2] ^= 0x04  # one bit, in the middle of the tensors
+    ckpt.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=f"{ckpt}.*damaged"):
+        Trainer.read_checkpoint(ckpt)
+    code, err = cli(capsys, "train", "--hr", hr_tif, "--resume", ckpt, "--out", tmp_path / "m2.safetensors",
+                    "--steps", "4", "--quiet")  # fmt: skip
+    assert_clear_error(code, err, str(ckpt), "damaged")
+    assert not (tmp_path / "m2.safetensors").exists()
+
+
+def _weights_as(tmp: Path, good: Path, dtype: torch.dtype) -> Path:
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(good), framework="pt") as f:
+        meta = f.metadata()
+    tensors = {k: v.to(dtype) for k, v in load_file(str(good)).items()}
+    path = tmp / f"{str(dtype).split('.')[-1]}.safetensors"
+    save_file(tensors, str(path), metadata=meta)
+    return path
+
+
+def _tampered_normalization(tmp: Path, good: Path, text: str) -> Path:
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(good), framework="pt") as f:
+        meta = dict(f.metadata())
+    meta["normalization"] = text
+    path = tmp / "tampered.safetensors"
+    save_file(load_file(str(good)), str(path), metadata=meta)
+    return path
+
+
+MODEL_FILES.update({
+    "huge finite weights": (lambda tmp, good: _nan_model(tmp, 1e30), "beyond"),
+    "int8 weights": (lambda tmp, good: _weights_as(tmp, good, torch.int8), "not a float dtype"),
+    "bool weights": (lambda tmp, good: _weights_as(tmp, good, torch.bool), "not a float dtype"),
+    "normalization nested 100000 deep": (lambda tmp, good: _tampered_normalization(tmp, good, "[" * 100000),
+                                         "damaged model metadata"),
+    "normalization not an object": (lambda tmp, good: _tampered_normalization(tmp, good, '"percentile"'),
+                                    "damaged model metadata"),
+    "normalization unknown mode": (lambda tmp, good: _tampered_normalization(tmp, good, '{"mode": "zscore"}'),
+                                   "must be one of"),
+    "normalization inverted percentiles": (
+        lambda tmp, good: _tampered_normalization(tmp, good, '{"mode": "percentile", "low": 99, "high": 1}'),
+        "low < high"),
+})  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ["huge finite weights", "int8 weights", "bool weights",
+                                  "normalization nested 100000 deep", "normalization not an object",
+                                  "normalization unknown mode", "normalization inverted percentiles"])  # fmt: skip
+def test_suspicious_model_files_are_refused(tmp_path, model_file, case):
+    test_bad_model_files_are_refused_before_any_allocation(tmp_path, model_file, case)
+
+
+def test_a_network_that_outputs_nan_or_inf_is_an_error_not_a_black_image(engine, tmp_path):
+    from napari_superres.engine.errors import NonFiniteOutputError
+
+    class Overflowing(torch.nn.Module):
+        scale, in_channels = 2, 1
+
+        def receptive_field(self) -> int:
+            return 1
+
+        def forward(self, x):
+            return F.interpolate(x, scale_factor=2) * float("inf")
+
+    import torch.nn.functional as F
+
+    for image in (np.ones((16, 16), np.uint16), np.ones((16, 16, 3), np.uint8)):
+        with pytest.raises(NonFiniteOutputError, match="NaN or Inf.*nothing was returned or written"):
+            engine.upscale(image, Overflowing(), backend="torch")
+
+
+@pytest.mark.parametrize("dtype", ["int64", "uint64", "int32", "uint32", "int16", "uint16", "int8", "uint8"])
+def test_integer_outputs_saturate_at_their_limits_never_wrap(engine, dtype):
+    """A step from half range to the limit: bicubic overshoots past the limit, which must saturate."""
+    info = np.iinfo(dtype)
+    for limit, other in ((info.max, info.max // 2), (info.min, info.min // 2 if info.min else info.max // 2)):
+        image = np.full((16, 16), other, dtype)
+        image[:, 8:] = limit
+        out = engine.upscale(image, "bicubic", normalization="dtype")
+        assert out.dtype == np.dtype(dtype)
+        assert (out[:, 20:] == limit).all()  # the limit's side: exactly the limit
+        wrapped = out.min() <= info.min + (info.max // 4) if limit == info.max else out.max() >= info.max - info.max // 4
+        assert not (wrapped and other != 0), (limit, out.min(), out.max())
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("normalization", ["dtype", "percentile"])
+def test_float_images_at_their_limits_stay_finite(engine, net, dtype, normalization):
+    info = np.finfo(dtype)
+    image = np.zeros((16, 16), dtype)
+    image[4:8, 4:8], image[10:12] = info.max, info.min
+    for model in ("bicubic", net):
+        out = engine.upscale(image, model, normalization=normalization)
+        assert np.isfinite(out).all() and out.max() == info.max and out.min() == info.min
+
+
+def test_a_trailing_axis_of_two_needs_axes(engine):
+    image = np.zeros((64, 64, 2), np.float32)
+    with pytest.raises(ValueError, match=r"ambiguous.*axes='YXC'"):
+        engine.upscale(image, "bicubic")
+    assert engine.upscale(image, "bicubic", axes="YXC").shape == (128, 128, 2)
+    assert engine.upscale(image, "bicubic", axes="QYX").shape == (64, 128, 4)
+
+
+@pytest.mark.parametrize(
+    ("normalization", "words"),
+    [({"mode": "zscore"}, "must be one of"), ({"mode": "percentile", "low": 99.8, "high": 1}, "low < high"),
+     ({"mode": "percentile", "low": 5, "high": 5}, "low < high"), ("zscore", "must be one of")],
+)  # fmt: skip
+def test_unknown_or_inverted_normalization_is_refused(engine, net, normalization, words):
+    with pytest.raises(ValueError, match=words):
+        engine.upscale(np.ones((16, 16), np.uint16), net, normalization=normalization)
+
+
+def test_onnx_runtime_out_of_memory_says_what_to_reduce(engine, net, monkeypatch):
+    ort = pytest.importorskip("onnxruntime")
+    from onnxruntime.capi.onnxruntime_pybind11_state import RuntimeException
+
+    def exhausted(self, *args, **kwargs):
+        raise RuntimeException(
+            "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while running Conv node. "
+            "/onnxruntime_src/onnxruntime/core/framework/bfc_arena.cc:376 Failed to allocate memory for requested "
+            "buffer of size 9663676416"
+        )
+
+    monkeypatch.setattr(ort.InferenceSession, "run", exhausted)
+    with pytest.raises(MemoryError, match=r"out of memory .*ONNX Runtime could not allocate.*smaller tile.*now \d+"):
+        engine.upscale(np.ones((32, 32), np.uint16), net, backend="onnxruntime")
+
+
+@pytest.mark.parametrize("name", ["out.tif", "out.zarr"])
+def test_read_only_output_folder_names_the_output_not_the_temporary(tmp_path, capsys, in_tif, read_only_dir, name):
+    code, err = cli(capsys, "upscale", in_tif, read_only_dir / name, "--model", "bicubic", "-q")
+    assert_clear_error(code, err, str(read_only_dir / name), status=1)
+    assert TEMP_PREFIX not in err
+
+
+def test_saving_a_model_into_a_read_only_folder_names_the_model_file(read_only_dir, net):
+    with pytest.raises(OSError) as error:
+        save_model(read_only_dir / "m", net)
+    assert error.value.filename == str(read_only_dir / "m.safetensors")
+
+
+@pytest.mark.parametrize("shape", [(4, 0, 16), (4, 16, 0)])
+def test_upscale_z_on_an_empty_axis_says_so(shape):
+    from napari_superres.engine.axial import upscale_z
+
+    with pytest.raises(ValueError, match=r"volume is empty \(Z=4"):
+        upscale_z(np.zeros(shape, np.float32), 2, steps=1)
+
+
+@pytest.mark.parametrize(
+    ("low", "words"),
+    [(np.zeros((8, 8, 4), np.uint8), "RGB"), (np.zeros((8, 8, 3), np.float32), "RGB"),
+     (np.where(np.eye(8, dtype=bool), np.finfo(np.float32).max, 0).astype(np.float32), "rescale"),
+     (np.where(np.eye(8, dtype=bool), np.finfo(np.float64).max, 0), "rescale"),
+     (np.where(np.eye(8, dtype=bool), np.iinfo(np.int64).max, 0), "rescale")],
+    ids=["rgba", "rgb", "float32 max", "float64 max", "int64 max"],
+)  # fmt: skip
+def test_consistency_refuses_rgb_and_extreme_values_clearly(low, words):
+    from napari_superres.engine.metrics.consistency import consistency
+
+    up = np.repeat(np.repeat(low, 2, axis=0), 2, axis=1)
+    with pytest.raises(ValueError, match=words):
+        consistency(low, up)
+
+
+@pytest.mark.parametrize("name", ["out.zarr", "out.tif"])
+def test_overwrite_never_deletes_a_folder_that_is_not_a_zarr_store(tmp_path, capsys, in_tif, name):
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "thesis.docx").write_bytes(b"years of work")
+    code, err = cli(capsys, "upscale", in_tif, folder, "--model", "bicubic", "--overwrite", "-q")
+    assert_clear_error(code, err, "not a zarr store", "thesis.docx")
+    assert (folder / "thesis.docx").read_bytes() == b"years of work"
+
+
+def test_overwrite_still_replaces_a_zarr_output(tmp_path, capsys, in_tif):
+    out = tmp_path / "out.zarr"
+    assert main(["upscale", str(in_tif), str(out), "--model", "bicubic", "-q"]) == 0
+    assert main(["upscale", str(in_tif), str(out), "--model", "bicubic", "-q", "--overwrite"]) == 0
+    assert zarr.open_array(str(out), mode="r").shape == (2, 48, 40)

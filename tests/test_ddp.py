@@ -11,6 +11,7 @@ import torch
 import torch.multiprocessing as mp
 
 from napari_superres.engine.samples import synthetic_pair
+from napari_superres.engine.train.trainer import Trainer
 
 
 def _free_port() -> int:
@@ -75,6 +76,6 @@ def test_two_processes_hold_identical_weights(tmp_path):
         for name, tensor in r0[key].items():
             assert torch.equal(tensor, r1[key][name]), f"{key}.{name} differs between ranks"
     # the checkpoint (written by rank 0 only) holds the same weights
-    ckpt = torch.load(tmp_path / "run.ckpt", weights_only=True)
+    ckpt = Trainer.read_checkpoint(tmp_path / "run.ckpt")  # checksum verified, then torch.load(weights_only=True)
     assert ckpt["step"] == 3
     assert all(torch.equal(t, ckpt["generator"][k]) for k, t in r0["generator"].items())

@@ -55,7 +55,7 @@ def test_resume_from_checkpoint_extends_the_run(pair_folders, tmp_path):
     assert main(["train", "--hr", str(hr), "--lr", str(lr), "--out", str(out), "--checkpoint", str(ckpt),
                  "--checkpoint-every", "2", *FAST]) == 0  # fmt: skip
     assert main(["train", "--hr", str(hr), "--lr", str(lr), "--out", str(out), "--resume", str(ckpt),
-                 "--steps", "6", "--quiet"]) == 0  # fmt: skip
+                 "--steps", "6", "--quiet", "--overwrite"]) == 0  # fmt: skip
     assert load_model(out).metadata["steps"] == 6
 
 

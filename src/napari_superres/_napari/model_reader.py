@@ -1,8 +1,9 @@
 """npe2 reader: dropping a model file on napari registers it in the viewer's engine.
 
 Accepts our ``.safetensors`` model files and bioimage.io model packages (``.zip`` holding
-an ``rdf.yaml`` / ``bioimageio.yaml``); other files of those suffixes are left to other
-readers (``get_model_reader`` returns ``None`` after a cheap look at the header / zip
+an ``rdf.yaml`` / ``bioimageio.yaml``; a package that would run Python code of its own is
+loaded only after a confirmation naming the file and its SHA-256, see :mod:`.consent`);
+other files of those suffixes are left to other readers (``get_model_reader`` returns ``None`` after a cheap look at the header / zip
 listing).  The model becomes selectable in the Upscale widget at once; no layer is
 added: the reader returns napari's "no layers" sentinel ``[(None,)]``.
 """
@@ -56,12 +57,16 @@ def register_model_file(path: str | list[str]) -> list[tuple[None]]:
     """Load the model into the current viewer's engine (the process-wide one without a viewer)."""
     import napari
 
+    from .consent import load_with_consent
     from .engine_access import get_engine
 
     path = path[0] if isinstance(path, list) else path
     viewer = napari.current_viewer()
-    name = get_engine(viewer).load(path)
-    message = f"registered model {name!r} from {Path(path).name}: choose it in the Upscale widget"
+    name = load_with_consent(get_engine(viewer), path)
+    if name is None:  # the package would run its own code and the user said no
+        message = f"{Path(path).name} was not loaded: it would run Python code of its own"
+    else:
+        message = f"registered model {name!r} from {Path(path).name}: choose it in the Upscale widget"
     log.info(message)
     try:
         from napari.utils.notifications import show_info

@@ -283,10 +283,15 @@ class UpscaleWidget(QWidget):
         if self.engine is None:
             show_warning("PyTorch is still loading; try again in a moment.")
             return None
+        from .consent import load_with_consent
+
         try:
-            name = self.engine.load(path)
+            name = load_with_consent(self.engine, path, parent=self)
         except (SuperresError, OSError, ValueError) as exc:
             show_error(f"Cannot load model file {os.fspath(path)!r}: {exc}")
+            return None
+        if name is None:  # a package that would run its own code, declined
+            show_warning(f"{os.fspath(path)!r} was not loaded: it would run Python code of its own")
             return None
         self._refresh_models()  # the engine notification is queued; update now too
         self.model_combo.value = name

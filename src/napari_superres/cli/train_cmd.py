@@ -90,7 +90,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     out.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
                      help="checkpoint every N steps (default: only at the end or on stop)")  # fmt: skip
     out.add_argument("--resume", metavar="CKPT", default=None, help="continue training from a checkpoint")
-    out.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    out.add_argument("--overwrite", action="store_true", help="replace --out, --checkpoint and --log if they exist")
     out.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     t = p.add_argument_group("training")
     t.add_argument("--scale", type=int, default=None, choices=SUPPORTED_SCALES, help=f"upscaling factor (default {d['scale']})")
@@ -289,6 +289,7 @@ def _resume_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any], dic
         overrides["val_every"] = args.val_every
     if args.device is not None:
         overrides["device"] = args.device
+    refuse_existing(args, overrides.get("checkpoint_path", config.checkpoint_path), "--checkpoint")
     return config, data, overrides
 
 
@@ -326,7 +327,21 @@ def check_output_paths(args: argparse.Namespace, out: Path) -> None:
                 raise CLIError(f"{flag} and {other_flag} are the same file {path}; give each its own file")
         if Path(path).is_dir():
             raise CLIError(f"{flag} {path} is a folder; give a file name")
+        if flag != "--out":
+            refuse_existing(args, path, flag)
         check_writable_folder(path)  # OSError naming the folder: missing, read-only, no permission
+
+
+def refuse_existing(args: argparse.Namespace, path: str | Path | None, flag: str) -> None:
+    """Refuse to replace an existing file (``--checkpoint``, ``--log``) without ``--overwrite``;
+    the checkpoint a run resumes from is replaced by its newer state (that is what resuming means)."""
+    from ..engine.files import same_file
+
+    if path is None or args.overwrite or not Path(path).exists():
+        return
+    if flag == "--checkpoint" and args.resume and same_file(Path(path), Path(args.resume)):
+        return
+    raise CLIError(f"{flag} {path} exists; pass --overwrite to replace it (or choose another file)")
 
 
 def save_or_keep(trainer: Any, out: Path, checkpoint: str | None) -> Path:
@@ -358,8 +373,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".safetensors":
         out = out.with_name(out.name + ".safetensors")
-    if out.exists() and not args.overwrite and not args.resume:
-        raise CLIError(f"{out} exists; pass --overwrite to replace it")
+    if out.exists() and not args.overwrite:  # resuming too: the model file is not the checkpoint
+        raise CLIError(f"--out {out} exists; pass --overwrite to replace it")
     for name in ("steps", "batch_size", "patch_size", "checkpoint_every", "val_every"):
         value = getattr(args, name)
         if value is not None and value < (0 if name in ("checkpoint_every", "val_every") else 1):

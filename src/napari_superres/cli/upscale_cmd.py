@@ -67,6 +67,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="the input's noise: photons at its bright end (default: estimated from the image; "
                    "conditioned models)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--trust-code", action="store_true",
+                   help="allow a model package (bioimage.io .zip) to run Python code it brings (a "
+                   "pytorch_state_dict architecture file); only for files whose source you trust")  # fmt: skip
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return p
 
@@ -165,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io.stream import LOCAL_WORKERS, open_source
 
     engine = Engine(device=args.device)  # --device cuda without a GPU: DeviceUnavailableError, one line
-    model = engine.prepare(args.model)
+    model = engine.prepare(args.model, trust_code=args.trust_code)
     scale = reconcile_scale(args.scale, model.scale, model.name)
     source = open_source(
         src_path, scale=scale, halo=max(model.receptive_field, 2), chunk_planes=args.chunk_planes,

@@ -127,6 +127,9 @@ def _check_volume(volume: Any, axes: str) -> tuple[np.ndarray, str]:
         raise ValueError(f"axes {axes!r} repeats a letter")
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise ValueError(f"upscale_z needs an integer or float volume, got dtype {arr.dtype}")
+    if 0 in arr.shape:
+        sizes = ", ".join(f"{a}={n}" for a, n in zip(axes, arr.shape))
+        raise ValueError(f"the volume is empty ({sizes}): every axis needs at least one element (Z at least 2)")
     if arr.shape[axes.index("Z")] < 2:
         raise ValueError(f"the volume has {arr.shape[axes.index('Z')]} Z plane(s): axial upsampling needs at least 2")
     if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):

@@ -19,6 +19,7 @@ folder output is replaced; restored if its target is missing, else removed).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -145,6 +146,17 @@ def replace_path(tmp: str | os.PathLike, target: str | os.PathLike) -> None:
     _remove(aside)
 
 
+def renamed_error(error: OSError, tmp: str | os.PathLike, target: str | os.PathLike) -> OSError:
+    """``error`` naming ``target`` where it names the hidden temporary ``tmp`` (or a path inside it),
+    so messages speak of the user's output, not of ``.napari-superres-tmp.…``; else ``error`` itself."""
+    name = os.fspath(error.filename) if isinstance(error.filename, (str, os.PathLike)) else None
+    if name is None or not name.startswith(os.fspath(tmp)) or error.errno is None:
+        return error
+    renamed = type(error)(error.errno, error.strerror or str(error), os.fspath(target))
+    renamed.__cause__ = error
+    return renamed
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``.
 
@@ -164,8 +176,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as e:
+        with contextlib.suppress(OSError):  # (a read-only folder refuses even unlinking nothing)
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise renamed_error(e, tmp, path) from e
         raise
 
 
@@ -179,7 +194,10 @@ def check_writable_folder(path: str | os.PathLike) -> Path:
     if not folder.is_dir():
         raise FileNotFoundError(errno.ENOENT, "output folder does not exist; create it first", str(folder))
     probe = temp_path_for(path)
-    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as e:
+        raise renamed_error(e, probe, path) from e
     os.close(fd)
     probe.unlink(missing_ok=True)
     return folder

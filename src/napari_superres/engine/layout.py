@@ -75,13 +75,29 @@ def default_axes(shape: tuple[int, ...], rgb: bool | None = None) -> str:
     return "Q" * (ndim - 2) + "YX"
 
 
+#: Without ``axes``, a last axis this small (and not RGB) is more likely channels than X: refused.
+AMBIGUOUS_LAST_AXIS = 4
+
+
 def parse_axes(shape: tuple[int, ...], axes: str | None = None, rgb: bool | None = None) -> AxesInfo:
     """Validate ``axes`` against ``shape`` (or infer it) and return an :class:`AxesInfo`.
 
-    Raises ``ValueError`` with the fix when the string does not fit the array.
+    Raises ``ValueError`` with the fix when the string does not fit the array, or when no
+    ``axes`` are given and the guess would be doubtful: a ``(64, 64, 2)`` array is 64 planes of
+    64x2 pixels by the default rule, but far more often a 2-channel image (a trailing axis of
+    2 is not RGB), so it is refused with the two readings to choose from.
     """
     if axes is None:
-        return AxesInfo(default_axes(shape, rgb))
+        guessed = default_axes(shape, rgb)
+        if len(shape) >= 3 and not guessed.endswith(RGB_AXIS) and shape[-1] <= AMBIGUOUS_LAST_AXIS:
+            lead = "Q" * (len(shape) - 3)
+            raise ValueError(
+                f"shape {tuple(shape)} is ambiguous: its last axis has only {shape[-1]} elements, so it reads as "
+                f"{shape[-3]} planes of {shape[-2]}x{shape[-1]} pixels, but it may be {shape[-1]} channels of "
+                f"{shape[-3]}x{shape[-2]} pixels; pass axes='{lead}YXC' for channels (or axes='{lead}QYX' if the "
+                "last two axes really are Y and X)"
+            )
+        return AxesInfo(guessed)
     axes = axes.upper()
     if len(axes) != len(shape):
         raise ValueError(f"axes {axes!r} has {len(axes)} letters but the image has {len(shape)} dimensions {shape}")

@@ -7,10 +7,12 @@ and ``bioimageio.yaml``.  A loader is given as a ``"module:function"`` string im
 first use, so registering costs nothing at start-up, and the engine never imports the
 layers that register them.  This module imports neither torch nor numpy.
 
-A loader is called as ``loader(path, name=None, device="cpu")`` and returns an
+A loader is called as ``loader(path, name=None, device="cpu", trust_code=False)`` and returns an
 :class:`~napari_superres.engine.nets.model_file.SRModel` (a subclass may carry an
 ``upscale_image`` method: then :meth:`Engine.upscale` hands the whole image to it, for
-models that bring their own normalisation and tiling).
+models that bring their own normalisation and tiling).  ``trust_code``: the caller consents
+to the file running Python code of its own (a loader refuses such files without it, raising
+:class:`~napari_superres.engine.errors.UntrustedCodeError`).
 """
 
 from __future__ import annotations
@@ -66,11 +68,16 @@ def model_file_suffixes() -> list[str]:
     return list(dict.fromkeys([NATIVE_SUFFIX, *extra]))
 
 
-def load_model_file(path: str | os.PathLike, *, name: str | None = None, device: Any = "cpu") -> Any:
-    """Load ``path`` with its registered loader, or as our ``.safetensors`` model file."""
+def load_model_file(
+    path: str | os.PathLike, *, name: str | None = None, device: Any = "cpu", trust_code: bool = False
+) -> Any:
+    """Load ``path`` with its registered loader, or as our ``.safetensors`` model file (which holds no code).
+
+    ``trust_code``: let a registered format run Python code the file brings (see the module doc).
+    """
     loader = find_model_loader(path) if not str(path).lower().endswith(NATIVE_SUFFIX) else None
     if loader is not None:
-        return loader(path, name=name, device=device)
+        return loader(path, name=name, device=device, trust_code=trust_code)
     from .nets.model_file import load_model
 
     return load_model(path, name=name, device=device)

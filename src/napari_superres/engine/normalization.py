@@ -50,6 +50,27 @@ def normalization_spec(mode: str = "dtype", low: float = DEFAULT_PERCENTILES[0],
     return Normalization(mode, low, high).to_dict()
 
 
+def check_normalization(spec: Any) -> dict[str, Any]:
+    """``spec`` validated (a copy): ``ValueError`` naming what is wrong for an unknown mode, percentiles
+    that are not numbers in ``0 <= low < high <= 100``, or anything that is not such a dict."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"a normalization is a dict such as {{'mode': 'percentile'}}, got {type(spec).__name__}")
+    mode = spec.get("mode", "dtype")
+    if mode == "bioimageio":  # a bioimage.io package normalises inside its own pipeline
+        return dict(spec)
+    if not isinstance(mode, str) or mode not in NORMALIZATION_MODES:
+        raise ValueError(f"normalization mode must be one of {NORMALIZATION_MODES}, got {mode!r}")
+    if mode == "dtype":
+        return dict(spec)
+    low, high = spec.get("low", DEFAULT_PERCENTILES[0]), spec.get("high", DEFAULT_PERCENTILES[1])
+    for name, value in (("low", low), ("high", high)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise ValueError(f"percentile {name} must be a number in [0, 100], got {value!r}")
+    if not 0 <= low < high <= 100:
+        raise ValueError(f"percentiles need 0 <= low < high <= 100, got low={low}, high={high}")
+    return {**spec, "low": float(low), "high": float(high)}
+
+
 def _subsample(image: Any) -> np.ndarray:
     arr = image
     n = int(np.prod(arr.shape)) if arr.ndim else 1
@@ -97,7 +118,7 @@ def intensity_range(image: Any, spec: NormalizationLike = None) -> tuple[float, 
         return 0.0, 1.0
     sample = _subsample(image)
     if mode == "percentile":
-        lo, hi = np.percentile(sample, [norm.low, norm.high])
+        lo, hi = _percentiles(sample, [norm.low, norm.high])
     else:
         lo, hi = np.min(sample), np.max(sample)
         if 0.0 <= lo and hi <= 1.0:  # already a [0, 1] float image: keep it as is
@@ -105,8 +126,12 @@ def intensity_range(image: Any, spec: NormalizationLike = None) -> tuple[float, 
     lo, hi = float(lo), float(hi)
     if not np.isfinite(lo) or not np.isfinite(hi):
         raise ValueError("image contains NaN or Inf values; replace them (e.g. np.nan_to_num) before upscaling")
-    if hi <= lo:
-        hi = lo + 1.0
+    if hi <= lo:  # a constant image: a unit range, wider where float64 steps are coarser (int64 near 2**63)
+        step = max(1.0, 2 * float(np.spacing(abs(lo))))
+        if np.isfinite(lo + step):
+            hi = lo + step
+        else:
+            lo = hi - step
     return lo, hi
 
 
@@ -161,6 +186,47 @@ def matched_range(
     return gain * lo + offset, gain * hi + offset
 
 
+def _percentiles(sample: np.ndarray, q: list[float]) -> tuple[float, float]:
+    """``np.percentile`` that stays finite near a float dtype's limits (its interpolation takes
+    differences: ``max - (-max)`` overflows), by working on halved values there."""
+    if sample.dtype.kind == "f" and sample.size:
+        extreme = max(abs(float(np.min(sample))), abs(float(np.max(sample))))
+        if extreme > float(np.finfo(sample.dtype).max) / 4:
+            lo, hi = np.percentile(sample.astype(np.float64) * 0.5, q)
+            return float(lo) * 2, float(hi) * 2
+    lo, hi = np.percentile(sample, q)
+    return float(lo), float(hi)
+
+
+#: Beyond this magnitude of ``lo``, ``hi`` or ``hi - lo``, the maps are computed in float64
+#: (float32 arithmetic would overflow to Inf or lose ``1 / (hi - lo)`` to subnormals).
+FLOAT32_SAFE_RANGE = 1e30
+
+
+def _wide_range(lo: float, hi: float) -> bool:
+    return not max(abs(lo), abs(hi), abs(hi - lo)) < FLOAT32_SAFE_RANGE  # (an Inf difference is wide too)
+
+
+def _forward64(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``(x - lo) / (hi - lo)`` in float64, halving first when ``hi - lo`` overflows (float64 extremes)."""
+    if np.isfinite(hi - lo):
+        return (x - lo) * (1.0 / (hi - lo))
+    return (x * 0.5 - lo * 0.5) / (hi * 0.5 - lo * 0.5)
+
+
+def _inverse64(y: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``y * (hi - lo) + lo`` in float64, finite: halved (and clipped) where it would overflow."""
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught below, never returned
+        if np.isfinite(hi - lo):
+            out = y * (hi - lo) + lo
+            if np.isfinite(out).all():
+                return out
+        half = float(np.finfo(np.float64).max) / 2
+        out = np.clip(y * (hi * 0.5 - lo * 0.5) + lo * 0.5, -half, half)
+    out *= 2.0
+    return out
+
+
 def normalize(plane: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """float32 ``(plane - lo) / (hi - lo)`` (no clipping: percentile ranges may be exceeded).
 
@@ -168,8 +234,8 @@ def normalize(plane: np.ndarray, lo: float, hi: float) -> np.ndarray:
     e.g. int64 values near 1e12 keep their differences.
     """
     plane = np.asarray(plane)
-    if needs_float64(plane.dtype):
-        return ((plane.astype(np.float64) - lo) * (1.0 / (hi - lo))).astype(np.float32)
+    if needs_float64(plane.dtype) or _wide_range(lo, hi):
+        return _forward64(plane.astype(np.float64), lo, hi).astype(np.float32)
     out = np.asarray(plane, dtype=np.float32)
     scale = np.float32(1.0 / (hi - lo))
     return (out - np.float32(lo)) * scale
@@ -178,23 +244,46 @@ def normalize(plane: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def denormalize(plane: np.ndarray, lo: float, hi: float, dtype: np.dtype) -> np.ndarray:
     """Inverse of :func:`normalize`, cast to ``dtype``; integers are rounded and clipped to their range.
 
-    Computed in float64 for wide dtypes (:func:`needs_float64`); float16 is clipped to its
-    finite range.
+    Computed in float64 for wide dtypes (:func:`needs_float64`) and ranges near float limits;
+    floats are clipped to their dtype's finite range (never Inf), integers saturate exactly at
+    their limits (int64/uint64 too, whose maxima float64 cannot hold).
     """
     dtype = np.dtype(dtype)
-    if needs_float64(dtype):
-        out = np.asarray(plane, dtype=np.float64) * (hi - lo) + lo
+    if needs_float64(dtype) or _wide_range(lo, hi):
+        out = _inverse64(np.asarray(plane, dtype=np.float64), lo, hi)
     else:
         out = plane * np.float32(hi - lo) + np.float32(lo)
-    if dtype == np.float16:
-        np.clip(out, -65504.0, 65504.0, out=out)
+    if dtype.kind == "f":
+        info = np.finfo(dtype)
+        np.clip(out, float(info.min), float(info.max), out=out)
     if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        np.rint(out, out=out)
-        np.clip(out, info.min, info.max, out=out)
-    elif dtype == np.bool_:
+        return round_into(out, dtype)
+    if dtype == np.bool_:
         return out > 0.5
     return out.astype(dtype, copy=False)
+
+
+def round_into(values: np.ndarray, dtype: Any) -> np.ndarray:
+    """Float ``values`` rounded (half to even) and saturated into integer ``dtype``, in place in ``values``.
+
+    float64 holds neither 2**63 - 1 nor 2**64 - 1: ``np.clip`` to ``iinfo.max`` would round the
+    bound up to 2**63 / 2**64 and the cast would wrap to the other end.  Values at or above that
+    bound become exactly ``iinfo.max``.
+    """
+    dtype = np.dtype(dtype)
+    info = np.iinfo(dtype)
+    if needs_float64(dtype) and values.dtype != np.float64:  # float32 holds not even 2**31 - 1
+        values = values.astype(np.float64)
+    np.rint(values, out=values)
+    top = float(info.max)
+    if int(top) <= info.max:  # the bound is exact in this float type
+        np.clip(values, info.min, top, out=values)
+        return values.astype(dtype)
+    over = values >= top
+    np.clip(values, info.min, np.nextafter(top, 0), out=values)
+    result = values.astype(dtype)
+    result[over] = info.max
+    return result
 
 
 # ITU-R BT.601 (JPEG / full range) YCbCr, on [0, 1] values.

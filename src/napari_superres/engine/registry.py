@@ -96,7 +96,7 @@ class Engine:
         )
         self._copies_lock = threading.Lock()
         #: model files named by path: (real path, mtime ns, size) -> the loaded model, most recent last
-        self._files: OrderedDict[tuple[str, int, int], SRModel] = OrderedDict()
+        self._files: OrderedDict[tuple[str, int, int, bool], SRModel] = OrderedDict()
         self._vgg_features: nn.Sequential | None = None  # loaded once, on the CPU
         self._vgg_load_lock = threading.Lock()  # one loader at a time; others wait for its result
         self._default: str = BICUBIC
@@ -191,9 +191,14 @@ class Engine:
         self._notify()
         return name
 
-    def load(self, path: str | os.PathLike, name: str | None = None) -> str:
-        """Load a model file (validated now) and register it; returns its name."""
-        model = load_model_file(path, name=name)  # ours, or a registered format (bioimage.io .zip)
+    def load(self, path: str | os.PathLike, name: str | None = None, *, trust_code: bool = False) -> str:
+        """Load a model file (validated now) and register it; returns its name.
+
+        ``trust_code``: consent to a model package running Python code it brings (a bioimage.io
+        ``pytorch_state_dict`` architecture); without it such a package raises
+        :class:`~napari_superres.engine.errors.UntrustedCodeError` (file name and SHA-256).
+        """
+        model = load_model_file(path, name=name, trust_code=trust_code)  # ours, or a registered format (.zip)
         return self.register(model, name or model.name, source=str(path))
 
     def remove(self, name: str) -> None:
@@ -205,8 +210,13 @@ class Engine:
                 self._default = self.builtin_default() or BICUBIC
         self._notify()
 
-    def get(self, model: str | os.PathLike | SRModel | nn.Module | None = None) -> SRModel:
-        """Resolve a name, a model-file path, an ``SRNet``/``SRModel`` or ``None`` (the default)."""
+    def get(
+        self, model: str | os.PathLike | SRModel | nn.Module | None = None, *, trust_code: bool = False
+    ) -> SRModel:
+        """Resolve a name, a model-file path, an ``SRNet``/``SRModel`` or ``None`` (the default).
+
+        ``trust_code``: for a path, consent to the file running code it brings (see :meth:`load`).
+        """
         if model is None:
             model = self._default
         if isinstance(model, SRModel):
@@ -234,24 +244,25 @@ class Engine:
         if entry is not None:
             return entry
         if key.endswith(MODEL_SUFFIX) or os.path.exists(key):
-            return self._model_file(key)
+            return self._model_file(key, trust_code)
         raise KeyError(f"no model named {key!r}; registered models: {self.names()} (or pass a .safetensors path)")
 
-    def _model_file(self, path: str) -> SRModel:
+    def _model_file(self, path: str, trust_code: bool = False) -> SRModel:
         """The model in the file at ``path``, loaded once while the file stays the same (its real path,
         modification time and size): calls naming a file (a bioimage.io package takes seconds to
         open) do not reload it each time; a rewritten file is loaded again."""
         try:
             st = os.stat(path)
         except OSError:
-            return load_model_file(path)  # its own clear error (missing file, ...)
-        key = (os.path.realpath(path), st.st_mtime_ns, st.st_size)
+            return load_model_file(path, trust_code=trust_code)  # its own clear error (missing file, ...)
+        # consent is part of the key: a file loaded with it is not handed to a call without it
+        key = (os.path.realpath(path), st.st_mtime_ns, st.st_size, trust_code)
         with self._lock:
             cached = self._files.get(key)
             if cached is not None:
                 self._files.move_to_end(key)
                 return cached
-        loaded = load_model_file(path)  # outside the lock: may be slow
+        loaded = load_model_file(path, trust_code=trust_code)  # outside the lock: may be slow
         with self._lock:
             loaded = self._files.setdefault(key, loaded)  # another thread's load wins if it came first
             while len(self._files) > MODEL_FILE_CACHE_SIZE:
@@ -320,15 +331,19 @@ class Engine:
 
     # --- inference -----------------------------------------------------------------------------
     def prepare(
-        self, model: str | os.PathLike | SRModel | nn.Module | None = None, device: DeviceLike = None
+        self,
+        model: str | os.PathLike | SRModel | nn.Module | None = None,
+        device: DeviceLike = None,
+        *,
+        trust_code: bool = False,
     ) -> SRModel:
         """Resolve ``model`` and return it ready to run on ``device`` (default: the engine's).
 
         The registered network is returned as it is when it lives on ``device``; otherwise
         the returned :class:`SRModel` holds a copy on ``device`` (see :meth:`on`).  Networks
-        are run in eval mode.
+        are run in eval mode.  ``trust_code``: see :meth:`load`.
         """
-        resolved = self.get(model)
+        resolved = self.get(model, trust_code=trust_code)
         net = self.on(resolved.net, device)
         if net is resolved.net:
             net.eval()  # (a mode switch, as inference has always done; the network stays where it is)
@@ -352,10 +367,11 @@ class Engine:
         device: DeviceLike = None,
         backend: str | None = None,
         degradation: Any = "auto",
+        trust_code: bool = False,
     ) -> np.ndarray:
         """See :func:`napari_superres.upscale`; ``device`` defaults to the engine's."""
         dev = self.resolve(device)
-        resolved = self.prepare(model, dev)
+        resolved = self.prepare(model, dev, trust_code=trust_code)
         if normalization is not None:  # a mode name, a spec dict: checked once, passed on as a spec dict
             normalization = Normalization.parse(normalization).to_dict()
         own_pipeline = getattr(resolved, "upscale_image", None)  # e.g. a bioimage.io package (engine.loaders)
@@ -468,6 +484,7 @@ def upscale(
     engine: Engine | None = None,
     backend: str | None = None,
     degradation: Any = "auto",
+    trust_code: bool = False,
 ) -> np.ndarray:
     """Upscale an image with a super-resolution model.
 
@@ -498,6 +515,10 @@ def upscale(
         ``"clean"``, a dict overriding some of the estimate (``{"blur_sigma": 1.2}`` in low-res px,
         ``{"peak_photons": 500}``, ``"read_noise"``), a ``DegradationCondition`` or a training
         ``DegradationConfig``; see :mod:`napari_superres.engine.infer.conditioning`.
+    trust_code : allow a model package named by path to run Python code it brings (a
+        bioimage.io package whose only weights are ``pytorch_state_dict`` with an architecture
+        file); without it such a package raises
+        :class:`~napari_superres.engine.errors.UntrustedCodeError`.  Only for files you trust.
 
     Returns
     -------
@@ -507,6 +528,6 @@ def upscale(
     return engine.upscale(
         image, model, scale=scale, axes=axes, rgb=rgb, tile=tile, batch_size=batch_size,
         normalization=normalization, output_dtype=output_dtype, progress=progress, should_stop=should_stop,
-        device=device, backend=backend, degradation=degradation,
+        device=device, backend=backend, degradation=degradation, trust_code=trust_code,
     )  # fmt: skip
 

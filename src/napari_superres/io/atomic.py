@@ -23,6 +23,7 @@ from ..engine.files import (
     clean_stale_temps,
     is_temp_name,
     is_within,
+    renamed_error,
     replace_path,
     same_file,
     temp_path_for,
@@ -60,8 +61,25 @@ def check_output(
         raise ImageFileError(f"{what} name {out.name} is reserved for temporary files ({TEMP_PREFIX}.*); choose another")
     if os.path.lexists(out) and not overwrite:
         raise ImageFileError(f"{what} {out} exists; pass --overwrite to replace it")
+    if overwrite and out.is_dir() and not out.is_symlink() and not is_zarr_store(out):
+        inside = sorted(p.name for p in out.iterdir())
+        shown = ", ".join(inside[:3]) + (", ..." if len(inside) > 3 else "")
+        raise ImageFileError(
+            f"{what} {out} is a folder that is not a zarr store ({len(inside)} entries{': ' + shown if inside else ''}); "
+            "--overwrite replaces zarr outputs only, never other folders: choose another name, or move the folder "
+            "away yourself"
+        )
     check_writable_folder(out)
     return out
+
+
+#: Files at the top of a zarr store (v2: .zgroup/.zarray/.zattrs; v3: zarr.json).
+ZARR_MARKERS = (".zgroup", ".zarray", ".zattrs", "zarr.json")
+
+
+def is_zarr_store(folder: Path) -> bool:
+    """Whether ``folder`` is a zarr store (an output that ``--overwrite`` may replace)."""
+    return any((folder / name).is_file() for name in ZARR_MARKERS)
 
 
 @contextlib.contextmanager
@@ -86,6 +104,8 @@ def atomic_path(out: str | os.PathLike, *, protect: Iterable[str | os.PathLike] 
         if isinstance(e, OSError) and e.errno is None and _SHORT_WRITE.search(str(e)):
             # numpy's tofile (used by tifffile) reports a full disk as a short write without errno
             raise OSError(errno.ENOSPC, f"No space left on device ({e})", str(out)) from e
+        if isinstance(e, OSError) and renamed_error(e, tmp, out) is not e:
+            raise renamed_error(e, tmp, out) from e  # name OUT, not the hidden temporary
         raise
 
 

@@ -104,15 +104,22 @@ class SRNet(nn.Module):
         block_post_activation: bool = False,
         final_activation: bool = False,
         global_skip: bool = True,
+        cond_channels: int = 0,
+        condition: Sequence[float] = (0.0, 0.0, (1.0 / 12.0) ** 0.5),
     ) -> None:
         super().__init__()
+        # a conditioned network reads noise and blur maps after the image: this package tells it the
+        # fixed ``condition`` (noise gain, noise offset, blur sigma in px; default: clean and sharp)
+        self.in_channels = int(in_channels)
+        self.cond_channels = int(cond_channels)
+        self.register_buffer("condition", torch.tensor([float(v) for v in condition]), persistent=False)
         factors = _upsampling_factors(int(scale))
         widths = list(upsample_channels) if upsample_channels else [channels] * len(factors)
         if len(widths) != len(factors):
             raise ValueError(f"upsample_channels needs {len(factors)} widths for x{scale}, got {widths}")
         self.scale = int(scale)
         self.global_skip = bool(global_skip)
-        self.head = nn.Sequential(_conv3x3(in_channels, channels), _activation(activation, channels))
+        self.head = nn.Sequential(_conv3x3(in_channels + cond_channels, channels), _activation(activation, channels))
         self.body = nn.Sequential(
             *(ResidualBlock(channels, norm, activation, block_post_activation) for _ in range(blocks))
         )
@@ -131,8 +138,17 @@ class SRNet(nn.Module):
             tail.append(_activation(activation, out_channels))
         self.tail = nn.Sequential(*tail)
 
+    def _with_maps(self, x: torch.Tensor) -> torch.Tensor:
+        gain, offset, blur = (self.condition[i].to(x.dtype) for i in range(3))
+        signal = x.mean(dim=1, keepdim=True).clamp(min=0.0)
+        noise = torch.sqrt((gain * signal + offset).clamp(min=0.0)) * 10.0  # conditioning.NOISE_MAP_GAIN
+        return torch.cat([x, noise, (blur * 0.5).expand_as(noise)], dim=1)  # conditioning.BLUR_MAP_GAIN
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        image = x
+        if self.cond_channels:
+            x = self._with_maps(x)
         y = self.tail(self.upsampler(self.body(self.head(x))))
         if self.global_skip:
-            y = y + F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+            y = y + F.interpolate(image, scale_factor=self.scale, mode="bicubic", align_corners=False)
         return y

@@ -18,6 +18,21 @@ folder's ``rdf.yaml`` / ``bioimageio.yaml``; spec-0.4 packages are converted):
 Packages that are not upscalers (segmentation, same-size restoration, non-integer
 or anisotropic scale, 3D, several inputs) raise :class:`BioimageioImportError` naming why.
 
+**Untrusted packages.**  A package is a file from elsewhere, so loading it
+
+* runs none of its Python code unless asked: the weight formats that run no Python are
+  preferred (``onnx``, then ``torchscript``); ``pytorch_state_dict`` weights with an
+  architecture source (or custom pre/post-processing code) raise
+  :class:`~napari_superres.engine.errors.UntrustedCodeError` naming the file and its
+  SHA-256 unless ``trust_code=True`` (``--trust-code`` on the command line, a confirmation
+  in napari); with consent the code runs at once (the package is built while loading);
+* checks every zip member's uncompressed size (from the zip directory, before anything is
+  read: :data:`MAX_MEMBER_BYTES`, :data:`MAX_PACKAGE_BYTES` in all);
+* fetches nothing: links (documentation, covers, citations) are metadata.  bioimage.io's
+  validation runs with ``perform_io_checks=False`` and ``known_files`` holding the SHA-256
+  of every file of the package (so the declared hashes are still compared) and every URL
+  it names (so none is requested); packages whose weights or code are remote are refused.
+
 The engine reaches this module only through the loader hook that
 ``napari_superres/__init__.py`` registers (:mod:`napari_superres.engine.loaders`); the
 engine never imports ``napari_superres.io``.
@@ -25,6 +40,8 @@ engine never imports ``napari_superres.io``.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import logging
 import math
 import os
@@ -37,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.errors import NonFiniteOutputError, UntrustedCodeError
 from ..engine.nets.model_file import ModelFileError, SRModel, load_model
 from ..engine.options import reconcile_scale
 from .bioimageio import CONFIG_KEY, ensure_bioimageio_compatible, require_bioimageio
@@ -47,8 +65,15 @@ log = logging.getLogger(__name__)
 DESCRIPTION_NAMES = ("rdf.yaml", "bioimageio.yaml")
 #: Weight formats the wrapped (foreign) path can run.
 RUNNABLE_FORMATS = ("pytorch_state_dict", "torchscript", "onnx")
+#: Order in which a foreign package's weight formats are chosen: formats that run no Python first.
+PREFERRED_FORMATS = ("onnx", "torchscript", "pytorch_state_dict")
 #: Default block-size parameter n (tile = min + n*step) for foreign packages.
 DEFAULT_BLOCKSIZE_PARAMETER = 10
+#: Largest uncompressed size of one file of a package, and of all its files together (bytes).
+#: Real bioimage.io models are well under this; a zip that inflates to more is refused unread.
+MAX_MEMBER_BYTES = 2**30
+MAX_PACKAGE_BYTES = 2 * 2**30
+_URL_PREFIXES = ("http://", "https://")
 
 
 class BioimageioImportError(ModelFileError):
@@ -65,6 +90,97 @@ def is_bioimageio_source(path: str | os.PathLike) -> bool:
     return p.is_dir() and any((p / n).is_file() for n in DESCRIPTION_NAMES)
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 (hex) of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _too_large(path: Path, what: str, size: int, limit: int) -> BioimageioImportError:
+    return BioimageioImportError(
+        f"{path}: {what} take {size / 2**20:,.0f} MB unpacked (limit {limit / 2**20:,.0f} MB); this is not a "
+        "plausible bioimage.io model package (a damaged file or a zip bomb), so nothing was extracted or read; "
+        "check where the file comes from (a package folder must hold only the package's files)"
+    )
+
+
+def package_files(path: Path) -> tuple[dict[str, str], bytes]:
+    """``({file name as the package names it: sha256}, description bytes)`` of a package, sizes checked first.
+
+    ``path``: a ``.zip`` (member sizes from the zip's directory, checked before any member is
+    read) or a description file in a folder (the folder's files).  Raises
+    :class:`BioimageioImportError` naming ``path`` when a file exceeds :data:`MAX_MEMBER_BYTES`
+    or all together :data:`MAX_PACKAGE_BYTES`.
+    """
+    hashes: dict[str, str] = {}
+    if path.is_file() and not path.name.lower().endswith(DESCRIPTION_NAMES):
+        try:
+            with zipfile.ZipFile(path) as z:
+                infos = [i for i in z.infolist() if not i.is_dir()]
+                _check_sizes(path, [(i.filename, i.file_size) for i in infos])
+                description = next((i for i in infos if i.filename in DESCRIPTION_NAMES), None)
+                if description is None:
+                    raise BioimageioImportError(
+                        f"{path} is a zip file without an rdf.yaml or bioimageio.yaml: not a bioimage.io model package"
+                    )
+                for info in infos:
+                    digest = hashlib.sha256()
+                    with z.open(info) as member:
+                        for block in iter(lambda member=member: member.read(2**20), b""):
+                            digest.update(block)
+                    hashes[info.filename] = digest.hexdigest()
+                return hashes, z.read(description)
+        except zipfile.BadZipFile as e:
+            raise BioimageioImportError(f"{path} is not a zip file ({e}); bioimage.io packages are .zip files") from e
+    folder = path.parent
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    _check_sizes(path, [(str(p), p.stat().st_size) for p in files])
+    for p in files:
+        hashes[p.relative_to(folder).as_posix()] = file_sha256(p)
+    return hashes, path.read_bytes()
+
+
+def _check_sizes(path: Path, sizes: list[tuple[str, int]]) -> None:
+    for name, size in sizes:
+        if size > MAX_MEMBER_BYTES:
+            raise _too_large(path, f"its file {name!r}", size, MAX_MEMBER_BYTES)
+    total = sum(size for _, size in sizes)
+    if total > MAX_PACKAGE_BYTES:
+        raise _too_large(path, f"its {len(sizes)} files", total, MAX_PACKAGE_BYTES)
+
+
+def _urls(node: Any) -> set[str]:
+    """Every http(s) string in a parsed YAML document."""
+    if isinstance(node, str):
+        return {node.strip()} if node.strip().lower().startswith(_URL_PREFIXES) else set()
+    if isinstance(node, dict):
+        return set().union(*(_urls(v) for v in node.values()), set())
+    if isinstance(node, list):
+        return set().union(*(_urls(v) for v in node), set())
+    return set()
+
+
+def _known_files(path: Path) -> dict[str, str | None]:
+    """``known_files`` for bioimageio.spec: the package's own files with their SHA-256 (declared
+    hashes are compared to these) and every URL the description names (never requested)."""
+    import yaml
+
+    hashes, description = package_files(path)
+    known: dict[str, str | None] = dict(hashes)
+    try:
+        document = yaml.safe_load(description)
+    except yaml.YAMLError as e:
+        raise BioimageioImportError(f"{path}: the package description is not valid YAML ({e})") from e
+    for url in _urls(document):
+        known[url] = None
+        if url.count("/") == 2:  # pydantic writes "https://host" as "https://host/"
+            known[url + "/"] = None
+    return known
+
+
 def _load_description(path: Path) -> Any:
     try:
         require_bioimageio()
@@ -75,8 +191,12 @@ def _load_description(path: Path) -> Any:
     ensure_bioimageio_compatible()
     if path.is_dir():
         path = next(path / n for n in DESCRIPTION_NAMES if (path / n).is_file())
+    known = _known_files(path)
     try:
-        descr = load_model_description(str(path), format_version="latest", perform_io_checks=True)
+        # no network: io checks off, every file the package holds hashed by us (compared to the
+        # declared hashes), every URL marked known; a Path (not a str) is never looked up as a
+        # bioimage.io collection id online
+        descr = load_model_description(path, format_version="latest", perform_io_checks=False, known_files=known)
     except ValueError as e:  # pydantic ValidationError included
         raise BioimageioImportError(f"{path} is not a valid bioimage.io model package: {e}") from e
     except zipfile.BadZipFile as e:
@@ -91,8 +211,15 @@ def _config_section(descr: Any) -> dict[str, Any] | None:
     return dict(value) if isinstance(value, dict) else None
 
 
-def load_bioimageio_model(path: str | os.PathLike, *, name: str | None = None, device: Any = "cpu") -> SRModel:
-    """Load a bioimage.io package as an :class:`SRModel` (ours: exact; others: wrapped). See the module doc."""
+def load_bioimageio_model(
+    path: str | os.PathLike, *, name: str | None = None, device: Any = "cpu", trust_code: bool = False
+) -> SRModel:
+    """Load a bioimage.io package as an :class:`SRModel` (ours: exact; others: wrapped). See the module doc.
+
+    ``trust_code``: allow a foreign package to run its own Python code (a ``pytorch_state_dict``
+    architecture file, custom processing) when it has no weights that run without; without it
+    such a package raises :class:`~napari_superres.engine.errors.UntrustedCodeError`.
+    """
     path = Path(path)
     if not path.exists():
         raise BioimageioImportError(f"bioimage.io package not found: {path}")
@@ -101,9 +228,67 @@ def load_bioimageio_model(path: str | os.PathLike, *, name: str | None = None, d
     if ours and ours.get("format") == "napari-superres" and ours.get("model_file"):
         model = _load_ours(path, descr, ours, name=name, device=device)
     else:
-        model = BioimageioSRModel.from_description(descr, name=name or _default_name(descr, path), source=str(path))
+        model = BioimageioSRModel.from_description(
+            descr, name=name or _default_name(descr, path), source=str(path), trust_code=trust_code
+        )
+        if model.runs_code:  # consented: build it now, so a broken package fails while loading
+            model._pipeline(device)
     model.metadata.setdefault("bioimageio", {"name": descr.name, "source": str(path)})
     return model
+
+
+def _is_remote(source: Any) -> bool:
+    return str(source).lower().startswith(_URL_PREFIXES)
+
+
+def _code_of(node: Any) -> str:
+    """What a node that names Python code would run, e.g. ``'arch.py (sha256 ab12...) : Net'``."""
+    if hasattr(node, "import_from"):
+        return f"module {node.import_from} (installed), callable {node.callable}"
+    sha = getattr(node, "sha256", None)
+    return f"{Path(str(node.source)).name} (sha256 {sha or 'not declared'}), callable {node.callable}"
+
+
+def weights_plan(descr: Any, path: Path) -> tuple[str, tuple[str, ...]]:
+    """``(weights format to run, the package's Python code that running it needs)``.
+
+    Formats that run no Python come first (:data:`PREFERRED_FORMATS`; ``onnx`` only when
+    onnxruntime is installed).  Remote weights or code are refused (nothing is fetched).
+    """
+    code = []
+    for tensor in [*descr.inputs, *descr.outputs]:
+        steps = [*getattr(tensor, "preprocessing", []), *getattr(tensor, "postprocessing", [])]
+        code += [_code_of(p) for p in steps if type(p).__name__ == "CustomProcessingDescr"]
+    available = [f for f in PREFERRED_FORMATS if getattr(descr.weights, f, None) is not None]
+    if "onnx" in available and importlib.util.find_spec("onnxruntime") is None and len(available) > 1:
+        available.remove("onnx")
+    if not available:
+        raise BioimageioImportError(f"{path}: no weights napari-superres can run (needs one of {RUNNABLE_FORMATS})")
+    chosen = available[0]
+    entry = getattr(descr.weights, chosen)
+    architecture = getattr(entry, "architecture", None)
+    remote = [str(n.source) for n in (entry, architecture) if n is not None and _is_remote(getattr(n, "source", ""))]
+    if remote:
+        raise BioimageioImportError(
+            f"{path}: its {chosen} weights are not in the package but at {remote[0]}; napari-superres downloads "
+            "nothing while loading a model: download the files and use a package that holds them"
+        )
+    if chosen == "pytorch_state_dict" and architecture is not None:
+        code.insert(0, _code_of(architecture))
+    return chosen, tuple(code)
+
+
+def untrusted_code_error(path: Path, descr: Any, weights_format: str, code: tuple[str, ...]) -> UntrustedCodeError:
+    """The refusal of a package that would run its own Python ``code``: names the file, its SHA-256 and the fix."""
+    target = path if path.is_file() else next((path / n for n in DESCRIPTION_NAMES if (path / n).is_file()), None)
+    sha = file_sha256(target) if target is not None else "unknown"
+    return UntrustedCodeError(
+        f"{path} (sha256 {sha}) is a bioimage.io package ({descr.name!r}) whose {weights_format} weights run "
+        f"Python code it brings: {'; '.join(code)}. Such code can do anything your account can, so it is not "
+        "run unless you trust where the file comes from: pass trust_code=True (Python), --trust-code (command "
+        "line) or confirm in napari; or ask its authors for onnx or torchscript weights, which run no Python.",
+        path=str(path), sha256=sha, code=code,
+    )
 
 
 def _default_name(descr: Any, path: Path) -> str:
@@ -236,10 +421,21 @@ class BioimageioSRModel(SRModel):
 
     descr: Any = None
     pipelines: dict[str, Any] = field(default_factory=dict)  # one prediction pipeline per device
+    #: the weight format run (see :func:`weights_plan`)
+    weights_format: str | None = None
+    #: the package's own Python code that runs (consented to), empty for onnx/torchscript
+    runs_code: tuple[str, ...] = ()
 
     @classmethod
-    def from_description(cls, descr: Any, *, name: str, source: str) -> BioimageioSRModel:
+    def from_description(
+        cls, descr: Any, *, name: str, source: str, trust_code: bool = False
+    ) -> BioimageioSRModel:
+        """Wrap a loaded ``ModelDescr``; :class:`UntrustedCodeError` if it needs its own code and
+        ``trust_code`` is false (``source``: the user's file, named in that message)."""
         scale = upscaler_scale(descr)
+        weights_format, code = weights_plan(descr, Path(source))
+        if code and not trust_code:
+            raise untrusted_code_error(Path(source), descr, weights_format, code)
         (inp,) = descr.inputs
         channels = next((len(a.channel_names) for a in inp.axes if str(a.type) == "channel"), 1)
         halo = max((int(getattr(a, "halo", 0) or 0) for a in descr.outputs[0].axes), default=0)
@@ -253,6 +449,7 @@ class BioimageioSRModel(SRModel):
             source=source,
         )
         model.descr = descr
+        model.weights_format, model.runs_code = weights_format, code
         return model
 
     def describe(self) -> str:
@@ -264,7 +461,9 @@ class BioimageioSRModel(SRModel):
         key = str(device)
         if key not in self.pipelines:
             devices = [key] if key.startswith("cuda") else ["cpu"]
-            self.pipelines[key] = create_prediction_pipeline(self.descr, devices=devices)
+            self.pipelines[key] = create_prediction_pipeline(
+                self.descr, devices=devices, weights_format=self.weights_format
+            )
         return self.pipelines[key]
 
     def predict_plane(self, plane: np.ndarray, *, device: Any = "cpu", blocksize: int | None = None) -> np.ndarray:
@@ -312,6 +511,11 @@ class BioimageioSRModel(SRModel):
             raise BioimageioImportError(
                 f"{self.name!r} returned {data.shape[1:]} for a {plane.shape[1:]} input (expected {expected})"
             )
+        if not np.isfinite(data).all():
+            raise NonFiniteOutputError(
+                f"{self.name!r} (bioimage.io package) produced NaN or Inf values on this image; nothing was "
+                "returned: the package's weights are broken or overflow on this input"
+            )
         return data.astype(np.float32, copy=False)
 
     def upscale_image(
@@ -352,7 +556,7 @@ class BioimageioSRModel(SRModel):
         out_shape = list(image.shape)
         out_shape[info.y] *= self.scale
         out_shape[info.x] *= self.scale
-        out = np.empty(out_shape, dtype=np.dtype(output_dtype) if output_dtype is not None else np.float32)
+        out = np.empty(out_shape, dtype=np.float32)
         out_view = out.transpose(info.order)
         blocksize = self._blocksize(tile)
         total = int(np.prod(plane_shape, dtype=np.int64)) * (1 if n_rgb is None or self.in_channels == 3 else n_rgb)
@@ -377,6 +581,10 @@ class BioimageioSRModel(SRModel):
                     done += 1
             if progress is not None:
                 progress(done, total)
+        if output_dtype is not None and np.dtype(output_dtype) != out.dtype:
+            from ..engine.normalization import denormalize
+
+            return denormalize(out, 0.0, 1.0, np.dtype(output_dtype))  # rounded, saturated at the dtype's limits
         return out
 
     def _blocksize(self, tile: int | None) -> int:
@@ -393,9 +601,13 @@ class BioimageioSRModel(SRModel):
 
 
 __all__ = [
+    "MAX_MEMBER_BYTES",
+    "MAX_PACKAGE_BYTES",
     "BioimageioImportError",
     "BioimageioSRModel",
     "is_bioimageio_source",
     "load_bioimageio_model",
+    "package_files",
     "upscaler_scale",
+    "weights_plan",
 ]

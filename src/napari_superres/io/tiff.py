@@ -139,8 +139,27 @@ def _tiff_metadata(kind: str, axes: str, pixel: PixelSize) -> tuple[dict[str, An
     return metadata, kwargs
 
 
+def row_bands(result: Any, n_plane_axes: int) -> list[tuple[Any, int]]:
+    """``(dask band, planes completed)`` for every plane of ``result`` in file order, each plane cut
+    into bands of rows along its dask chunks in Y (``n_plane_axes`` leading plane axes, then Y).
+
+    An uncompressed TIFF page is one contiguous run of rows, and tifffile writes the arrays of
+    an iterator one after the other (checking only the total size), so the bands stream into
+    the page: one band is in memory at a time, never a whole 2D output (10k x 10k px or more).
+    """
+    import numpy as np
+
+    edges = np.cumsum((0, *result.chunks[n_plane_axes]))
+    bands = []
+    for index in np.ndindex(*result.shape[:n_plane_axes]):
+        for k, (y0, y1) in enumerate(zip(edges[:-1], edges[1:])):
+            bands.append((result[(*index, slice(int(y0), int(y1)))], int(k == len(edges) - 2)))
+    return bands
+
+
 class TiffWriter(ArrayWriter):
-    """A TIFF (ImageJ, OME or plain) written plane by plane: one output plane group in memory at a time."""
+    """A TIFF (ImageJ, OME or plain) written page by page in bands of rows (:func:`row_bands`), or
+    ``chunk_planes`` planes at a time: one band or plane group in memory at a time."""
 
     suffixes = (*TIFF_SUFFIXES, *OME_TIFF_SUFFIXES)
     planes_first = True
@@ -156,10 +175,10 @@ class TiffWriter(ArrayWriter):
         plane_shape = result.shape[: sum(a not in "YXS" for a in axes)]
 
         def planes() -> Iterator[np.ndarray]:
-            if not plane_shape:  # one 2D (or RGB) page
-                yield from runner.compute_in_order([(result, 1)])
+            if not plane_shape or info.chunk_planes <= 1:  # page by page, each in bands of rows
+                yield from runner.compute_in_order(row_bands(result, len(plane_shape)))
                 return
-            inner, step = plane_shape[-1], max(1, info.chunk_planes)
+            inner, step = plane_shape[-1], info.chunk_planes
             groups = [
                 (result[outer + (slice(k, min(k + step, inner)),)], min(step, inner - k))
                 for outer in np.ndindex(*plane_shape[:-1])

@@ -162,6 +162,16 @@ def make_session(model: bytes | str | os.PathLike, *, threads: int | None = None
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
+#: What ONNX Runtime's errors say when its memory arena cannot grow.
+_ALLOCATION_FAILURE_WORDS = ("bfc_arena", "failed to allocate", "out of memory", "std::bad_alloc")
+
+
+def is_allocation_failure(exc: BaseException) -> bool:
+    """Whether an ONNX Runtime error is running out of memory (a raw ``[ONNXRuntimeError] ... bfc_arena``)."""
+    text = str(exc).lower()
+    return any(word in text for word in _ALLOCATION_FAILURE_WORDS)
+
+
 class OnnxRunner:
     """A network exported to ONNX and run by ONNX Runtime: ``runner(x) -> y`` on CPU tensors.
 
@@ -190,6 +200,14 @@ class OnnxRunner:
                 self._timer = None
         try:
             return self.session.run(None, {self.input_name: x})[0]
+        except Exception as exc:
+            if is_allocation_failure(exc):  # ORT's own exception types, not MemoryError: make it one
+                raise MemoryError(
+                    f"ONNX Runtime could not allocate memory for a batch of {x.shape[0]} tile(s) of "
+                    f"{x.shape[2]}x{x.shape[3]} px ({' '.join(str(exc).split())[:160]}); use smaller tiles "
+                    "(tile=) or batch_size"
+                ) from exc
+            raise
         finally:
             with self._state:
                 self._active -= 1

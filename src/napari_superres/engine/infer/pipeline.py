@@ -18,10 +18,13 @@ import torch
 import torch.nn.functional as F
 
 from ..device import autocast
+from ..errors import NonFiniteOutputError
 from ..layout import AxesInfo, parse_axes
 from ..nets.conditioning import DegradationCondition, with_condition
 from ..nets.model_file import SRModel
 from ..normalization import (
+    FLOAT32_SAFE_RANGE,
+    check_normalization,
     denormalize,
     intensity_range,
     needs_float64,
@@ -169,7 +172,7 @@ def plan_upscale(
         tile=tile,
         device=device,
         batch_size=max(1, int(batch_size)),
-        normalization=Normalization.parse(normalization or model.normalization).to_dict(),
+        normalization=check_normalization(Normalization.parse(normalization or model.normalization).to_dict()),
         compile=bool(compile),
         backend=chosen,
         backend_required=required,
@@ -325,8 +328,8 @@ def _denormalize_into(block: np.ndarray, target: np.ndarray, lo: float, hi: floa
     memory-bound passes when the threads wait on each other.)
     """
     dtype = target.dtype
-    if needs_float64(dtype) or dtype == np.float16:  # wide dtypes (float64 offsets) and float16 (clipped)
-        target[...] = denormalize(block, lo, hi, dtype)
+    if needs_float64(dtype) or dtype == np.float16 or not max(abs(lo), abs(hi), abs(hi - lo)) < FLOAT32_SAFE_RANGE:
+        target[...] = denormalize(block, lo, hi, dtype)  # wide dtypes, float limits (clipped), huge ranges
         return
     np.multiply(block, np.float32(hi - lo), out=block)
     np.add(block, np.float32(lo), out=block)
@@ -338,6 +341,20 @@ def _denormalize_into(block: np.ndarray, target: np.ndarray, lo: float, hi: floa
         np.greater(block, 0.5, out=target)
         return
     np.copyto(target, block, casting="unsafe")
+
+
+def check_finite_output(values: np.ndarray, model: SRModel) -> None:
+    """:class:`NonFiniteOutputError` if a network's (normalised) output holds NaN or Inf.
+
+    Cast to an integer dtype those would become silently wrong pixels (NaN -> 0), so the
+    whole call fails instead and nothing is returned or written.
+    """
+    if not np.isfinite(values).all():
+        raise NonFiniteOutputError(
+            f"model {model.name!r} produced NaN or Inf values on this image (its weights are broken or overflow); "
+            "nothing was returned or written: use another model, or retrain this one (e.g. with a lower "
+            "learning rate)"
+        )
 
 
 def _bicubic(plane: np.ndarray, scale: int) -> np.ndarray:
@@ -408,6 +425,7 @@ def run_upscale(
                 def sink(y0: int, x0: int, block: torch.Tensor, target=target, lo=lo, hi=hi) -> None:
                     # the block is the runner's own output: denormalised in place, cast while stored
                     values = block[0].numpy()
+                    check_finite_output(values, model)
                     _denormalize_into(values, target[y0 : y0 + values.shape[0], x0 : x0 + values.shape[1]], lo, hi)
 
                 def prepare(tiles: np.ndarray, lo=lo, hi=hi) -> torch.Tensor:
@@ -419,6 +437,7 @@ def run_upscale(
             if info.rgb is None:
                 plane = plane[None]
             result = _upscale_plane(plane, model, job.scale, runner)
+            check_finite_output(result, model)
             result = result if info.rgb is not None else result[0]
             out_view[index] = denormalize(result, lo, hi, job.out_dtype)
     finally:

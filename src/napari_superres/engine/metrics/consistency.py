@@ -146,6 +146,11 @@ def _infer_scale(low_shape: tuple[int, ...], up_shape: tuple[int, ...]) -> int:
     return sy
 
 
+#: Largest magnitude of a pixel :func:`consistency` accepts (its float32 arithmetic squares
+#: differences: beyond this they overflow to Inf and the figures turn NaN).
+MAX_ABS_VALUE = 1e15
+
+
 def consistency(
     low_res: Any,
     upscaled: Any,
@@ -177,6 +182,12 @@ def consistency(
     """
     low = np.asarray(low_res)
     up = np.asarray(upscaled)
+    if low.ndim >= 3 and low.shape[-1] in (3, 4) and up.ndim == low.ndim and up.shape[-1] == low.shape[-1]:
+        raise ValueError(
+            f"low_res {low.shape} and upscaled {up.shape} look like RGB(A) images (a last axis of "
+            f"{low.shape[-1]}); consistency compares grayscale (..., Y, X) images: pass one channel "
+            "(low_res[..., 0], upscaled[..., 0]) or the luminance of each"
+        )
     if low.ndim < 2 or up.ndim != low.ndim or up.shape[:-2] != low.shape[:-2]:
         raise ValueError(
             f"low_res {low.shape} and upscaled {up.shape} must be (..., Y, X) images with the same leading axes"
@@ -186,6 +197,12 @@ def consistency(
             raise ValueError(f"{name} must be a grayscale integer or float image, got dtype {a.dtype}")
         if not np.all(np.isfinite(a)):
             raise ValueError(f"{name} contains NaN or Inf values; replace them (e.g. np.nan_to_num) first")
+        extreme = max(abs(float(a.min())), abs(float(a.max()))) if a.size else 0.0
+        if extreme > MAX_ABS_VALUE:
+            raise ValueError(
+                f"{name} holds values up to {extreme:.3g}, beyond {MAX_ABS_VALUE:g}: the redegradation "
+                f"and noise figures would overflow; rescale both images (e.g. divide by {MAX_ABS_VALUE:g}) first"
+            )
     if scale is None:
         scale = _infer_scale(low.shape, up.shape)
     scale = int(scale)

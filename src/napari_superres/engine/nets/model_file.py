@@ -26,6 +26,7 @@ from torch import nn
 
 from ..errors import InvalidRequestError, ModelFileError
 from ..files import atomic_write_bytes
+from ..normalization import check_normalization
 from ..options import Normalization
 from .srnet import SRNet, SRNetConfig, upsampling_factors
 
@@ -39,6 +40,10 @@ MODEL_SUFFIX = ".safetensors"
 MAX_CHANNELS = 1024
 MAX_BLOCKS = 256
 MAX_PARAMETERS = 200_000_000
+#: Largest magnitude a weight may have.  Trained networks stay far below (the built-in models:
+#: under 10); a weight of 1e30 is finite but overflows every activation to Inf/NaN, which a
+#: uint16 cast turns into a silently black image.
+MAX_ABS_WEIGHT = 1e6
 
 
 def estimate_parameters(config: dict[str, Any]) -> int:
@@ -157,6 +162,36 @@ def save_model(
     return path
 
 
+def check_weights(
+    state: dict[str, torch.Tensor], path: str | os.PathLike = "model", expected: dict[str, torch.Tensor] | None = None
+) -> None:
+    """:class:`ModelFileError` unless every weight is floating point, finite and within :data:`MAX_ABS_WEIGHT`.
+
+    ``expected``: the network's own state dict; its integer buffers (batch-norm step counters)
+    are left to their dtype.
+    """
+    for key, t in state.items():
+        if expected is not None and key in expected and not expected[key].is_floating_point():
+            continue  # a counter, not a weight
+        if not t.is_floating_point():
+            raise ModelFileError(
+                f"{path}: weight {key!r} is {str(t.dtype).removeprefix('torch.')}, not a float dtype: "
+                "napari-superres model files hold float weights (the file is damaged or was not written by "
+                "save_model)"
+            )
+        if not bool(torch.isfinite(t).all()):
+            raise ModelFileError(
+                f"{path}: the weights hold NaN or Inf values (first in {key!r}): the training diverged or the "
+                "file is damaged; use an earlier checkpoint or retrain (e.g. with a lower learning rate)"
+            )
+        if t.numel() and float(t.abs().max()) > MAX_ABS_WEIGHT:
+            raise ModelFileError(
+                f"{path}: weight {key!r} reaches {float(t.abs().max()):.3g}, beyond the {MAX_ABS_WEIGHT:g} any "
+                "trained network stays under: the training diverged or the file is damaged; use an earlier "
+                "checkpoint or retrain (e.g. with a lower learning rate)"
+            )
+
+
 def read_model_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """Return the decoded JSON metadata of a model file without building the network."""
     from safetensors import SafetensorError, safe_open
@@ -182,14 +217,30 @@ def read_model_metadata(path: str | os.PathLike) -> dict[str, Any]:
             f"{raw.get('format')!r}, expected {FORMAT_NAME!r})."
         )
     try:
-        return {
+        meta = {
             "format_version": raw.get("format_version"),
             "config": json.loads(raw["config"]),
-            "normalization": Normalization.parse(json.loads(raw.get("normalization", "{}")) or None).to_dict(),
+            "normalization": Normalization.parse(_stored_normalization(raw)).to_dict(),
             "training": json.loads(raw.get("training", "{}")),
         }
-    except (KeyError, json.JSONDecodeError, InvalidRequestError) as e:
-        raise ModelFileError(f"{path}: damaged model metadata ({e})") from e
+    except (KeyError, json.JSONDecodeError, RecursionError, InvalidRequestError, TypeError) as e:
+        # RecursionError: absurdly nested JSON
+        raise ModelFileError(f"{path}: damaged model metadata ({type(e).__name__}: {e})") from e
+    try:
+        meta["normalization"] = check_normalization(meta["normalization"])
+    except ValueError as e:
+        raise ModelFileError(f"{path}: damaged model metadata: {e}") from e
+    if not isinstance(meta["training"], dict):
+        raise ModelFileError(f"{path}: damaged model metadata: 'training' is not a JSON object")
+    return meta
+
+
+def _stored_normalization(raw: dict[str, Any]) -> Any:
+    """The header's normalization JSON: ``None`` when absent or empty (the default), else as stored."""
+    value = json.loads(raw.get("normalization", "{}"))
+    if not isinstance(value, dict):
+        raise TypeError(f"'normalization' is not a JSON object ({type(value).__name__})")
+    return value or None
 
 
 def load_model(path: str | os.PathLike, *, name: str | None = None, device: str | torch.device = "cpu") -> SRModel:
@@ -225,12 +276,7 @@ def load_model(path: str | os.PathLike, *, name: str | None = None, device: str 
             k = wrong[0]
             details.append(f"shape mismatch at {k}: file {tuple(state[k].shape)} vs config {tuple(expected[k].shape)}")
         raise ModelFileError(f"{path}: weights do not match the config: " + "; ".join(details))
-    bad = next((k for k, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
-    if bad is not None:
-        raise ModelFileError(
-            f"{path}: the weights hold NaN or Inf values (first in {bad!r}): the training diverged or the file "
-            "is damaged; use an earlier checkpoint or retrain (e.g. with a lower learning rate)"
-        )
+    check_weights(state, path, expected)
     net.load_state_dict(state, strict=True)
     net.eval().to(device)
     return SRModel(

@@ -21,7 +21,6 @@ resumed from a checkpoint continues exactly as if it had not stopped.  Checkpoin
 from __future__ import annotations
 
 import copy
-import io
 import json
 import math
 import time
@@ -38,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..device import autocast, is_out_of_memory, out_of_memory_error, resolve_device
+from ..errors import CheckpointError
 from ..metrics.pixel import psnr_from_mse
 from ..metrics.ssim import ssim as ssim_value
 from ..nets.discriminator import DISCRIMINATORS, build_discriminator
@@ -46,6 +46,7 @@ from ..nets.srnet import SRNet, SRNetConfig
 from ..nets.vgg import DEFAULT_LAYERS, VGGFeatures
 from ..normalization import default_normalization
 from ..options import SCHEDULES, TRAIN_DEFAULTS, known_settings
+from .checkpoint_file import checkpoint_bytes, load_checkpoint_file
 from .data import PairSource, make_pair_source
 from .degradation import DegradationConfig
 from .distributed import DistributedContext, any_rank, init_from_env, process_device, unwrap, wrap_ddp
@@ -803,23 +804,21 @@ class Trainer:
             raise ValueError("no checkpoint path: pass one or set config.checkpoint_path")
         if not self.is_main:
             return path
-        buf = io.BytesIO()
-        torch.save(self.checkpoint_state(), buf)
-        atomic_write_bytes(path, buf.getvalue())
+        atomic_write_bytes(path, checkpoint_bytes(self.checkpoint_state()))  # with its SHA-256
         return path
 
     @staticmethod
     def read_checkpoint(path: str | Path) -> dict[str, Any]:
-        """Load a checkpoint's state dict (``weights_only=True``: no code is unpickled)."""
+        """Load a checkpoint's state dict, checksum verified (``weights_only=True``: no code is unpickled).
+
+        :class:`~napari_superres.engine.errors.CheckpointError` (a ``ValueError``) names a damaged file.
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint not found: {path}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise ValueError(f"{path} is not a readable napari-superres checkpoint ({e})") from e
+        state = load_checkpoint_file(path)
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path} is not a napari-superres training checkpoint")
+            raise CheckpointError(f"{path} is not a napari-superres training checkpoint")
         if int(state.get("version", 0)) > CHECKPOINT_VERSION:
             raise ValueError(f"{path} was written by a newer napari-superres (checkpoint version {state['version']})")
         return state
