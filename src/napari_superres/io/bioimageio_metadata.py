@@ -170,6 +170,7 @@ def authors_descr(authors: Iterable[str] | None) -> list[Any]:
 
 def maintainers_descr(maintainers: Iterable[str] | None) -> list[Any]:
     """bioimage.io ``Maintainer`` objects for ``"github_user"`` / ``"Name <github_user>"`` strings (default: none)."""
+    import httpx  # bioimageio.spec's HTTP client
     from bioimageio.spec.model.v0_5 import Maintainer
 
     result = []
@@ -179,7 +180,10 @@ def maintainers_descr(maintainers: Iterable[str] | None) -> list[Any]:
             name, user = None, name
         if user is None or not re.fullmatch(r"[A-Za-z0-9-]+", user):
             raise ValueError(f"maintainer {text!r}: give a GitHub user name, e.g. 'Ada Lovelace <ada>' or 'ada'")
-        result.append(Maintainer(name=name, github_user=user))
+        try:
+            result.append(Maintainer(name=name, github_user=user))
+        except httpx.HTTPError as e:  # bioimageio.spec looks users it does not know up on GitHub
+            raise ValueError(f"maintainer {user!r}: bioimageio.spec could not check this GitHub user ({e})") from e
     return result
 
 
