@@ -493,6 +493,39 @@ def _generated_card(model: SRModel) -> str:
     return "## Training\n\n```json\n" + json.dumps(training, indent=1, default=str)[:20000] + "\n```\n"
 
 
+def _weights_descr(net: Any, files: dict[str, Path]) -> Any:
+    """The package's ``WeightsDescr``: the state dict with its architecture file, and TorchScript/ONNX children."""
+    import torch
+    from bioimageio.spec.model.v0_5 import (
+        ArchitectureFromFileDescr,
+        Identifier,
+        OnnxWeightsDescr,
+        PytorchStateDictWeightsDescr,
+        TorchscriptWeightsDescr,
+        Version,
+        WeightsDescr,
+    )
+
+    state_dict_torch, torchscript_torch = (Version(v) for v in pytorch_versions(torch.__version__))
+    weights: dict[str, Any] = {
+        "pytorch_state_dict": PytorchStateDictWeightsDescr(
+            source=files["pytorch_state_dict"],
+            architecture=ArchitectureFromFileDescr(
+                source=files["architecture"], callable=Identifier(ARCH_CALLABLE), kwargs=_arch_kwargs(net)
+            ),
+            pytorch_version=state_dict_torch,
+        )
+    }
+    if "torchscript" in files:
+        weights["torchscript"] = TorchscriptWeightsDescr(
+            source=files["torchscript"], pytorch_version=torchscript_torch, parent="pytorch_state_dict"
+        )
+    if "onnx" in files:
+        weights["onnx"] = OnnxWeightsDescr(source=files["onnx"], opset_version=ONNX_OPSET, parent="pytorch_state_dict")
+
+    return WeightsDescr(**weights)
+
+
 def _describe(
     model: SRModel,
     tmp: Path,
@@ -509,9 +542,7 @@ def _describe(
     git_repo: str | None,
 ) -> Any:
     """The spec-0.5 :class:`ModelDescr` (validated on construction) for the files in ``tmp``."""
-    import torch
     from bioimageio.spec.model.v0_5 import (
-        ArchitectureFromFileDescr,
         AxisId,
         BatchAxis,
         BioimageioConfig,
@@ -525,18 +556,14 @@ def _describe(
         IntervalOrRatioDataDescr,
         LicenseId,
         ModelDescr,
-        OnnxWeightsDescr,
         OutputTensorDescr,
         ParameterizedSize,
-        PytorchStateDictWeightsDescr,
         ReproducibilityTolerance,
         SizeReference,
         SpaceInputAxis,
         SpaceOutputAxisWithHalo,
         TensorId,
-        TorchscriptWeightsDescr,
         Version,
-        WeightsDescr,
     )
 
     net = model.net
@@ -582,23 +609,7 @@ def _describe(
         data=IntervalOrRatioDataDescr(type="float32"),
         postprocessing=post,
     )]  # fmt: skip
-    state_dict_torch, torchscript_torch = (Version(v) for v in pytorch_versions(torch.__version__))
-    weights: dict[str, Any] = {
-        "pytorch_state_dict": PytorchStateDictWeightsDescr(
-            source=files["pytorch_state_dict"],
-            architecture=ArchitectureFromFileDescr(
-                source=files["architecture"], callable=Identifier(ARCH_CALLABLE), kwargs=_arch_kwargs(net)
-            ),
-            pytorch_version=state_dict_torch,
-        )
-    }
-    if "torchscript" in files:
-        weights["torchscript"] = TorchscriptWeightsDescr(
-            source=files["torchscript"], pytorch_version=torchscript_torch, parent="pytorch_state_dict"
-        )
-    if "onnx" in files:
-        weights["onnx"] = OnnxWeightsDescr(source=files["onnx"], opset_version=ONNX_OPSET, parent="pytorch_state_dict")
-
+    weights = _weights_descr(net, files)
     cites = [CiteEntry(text=t, doi=d, url=u) for t, d, u in METHOD_CITATIONS]
     for source in data_sources_in(card or ""):
         cites += [CiteEntry(text=t, doi=d, url=u) for t, d, u in source.citations]
@@ -635,7 +646,7 @@ def _describe(
         tags=["super-resolution", "image-restoration", "pytorch", "napari", f"x{scale}", "2d", "fluorescence"],
         inputs=inputs,
         outputs=outputs,
-        weights=WeightsDescr(**weights),
+        weights=weights,
         config=Config(
             bioimageio=BioimageioConfig(
                 reproducibility_tolerance=[tolerance],
