@@ -126,7 +126,7 @@ def main() -> None:
     threads = len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     load_before = os.getloadavg()
-    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     rows: list[dict[str, Any]] = []
     for scale in args.scales:
         model = load_model(BUILTIN_MODEL_DIR / f"superres-x{scale}.safetensors")
@@ -169,7 +169,7 @@ def main() -> None:
                     flush=True,
                 )
     meta = {
-        "started": started, "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "started": started, "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "threads": threads, "torch": torch.__version__, "load_before": load_before, "load_after": os.getloadavg(),
         "note": args.note,
     }  # fmt: skip

@@ -24,7 +24,7 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -241,7 +241,7 @@ def write_markdown(path: Path, rows: list[dict], load_before, load_after, total_
     lines = [
         "# GUI event-loop latency (benchmarks/gui_latency.py)",
         "",
-        f"Run {datetime.now(timezone.utc).isoformat(timespec='seconds')}; {platform.machine()}, "
+        f"Run {datetime.now(UTC).isoformat(timespec='seconds')}; {platform.machine()}, "
         f"{len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}, torch {torch.__version__}; QTimer every {args.interval_ms} ms "
         f"in a real napari viewer (1280×800, three docks open, Xvfb); upscaling {args.size}² uint16 with the "

@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     budget = args.budget_s or (300.0 if args.quick else 1800.0)
     device = args.device
     notes = list(args.note)
-    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     load_before = _load()
     runs: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
@@ -442,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
             print(_summary_line(res), flush=True)
     report = {
         "started": started,
-        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "device": str(_resolve(device)),
         "device_name": torch.cuda.get_device_name() if _resolve(device).type == "cuda" else platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),

@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"check against in-memory upscale of planes {check}: max |diff| {check_result['max_abs_diff']}, "
               f"{check_result['fraction_differing']:.2e} of pixels differ", flush=True)  # fmt: skip
         entry = {
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "input_shape": [args.planes, EDGE, EDGE], "input_chunks": list(CHUNK), "scale": 2,
             "input_gb": args.planes * EDGE * EDGE * 2 / 1e9, "output_gb": args.planes * (2 * EDGE) ** 2 * 2 / 1e9,
             "seconds": seconds, "out_mpx_s": out_mpx / seconds, "peak_rss_mb": peak_mb,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import npe2
 import numpy as np
 import pytest
-import tomllib
 
 from napari_superres._napari.model_reader import NO_LAYERS, get_model_reader, is_model_file, register_model_file
 from napari_superres._napari.plugin_settings import PLUGIN_NAME, PluginDefaults, plugin_defaults

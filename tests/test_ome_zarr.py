@@ -1,6 +1,9 @@
-"""OME-Zarr (OME-NGFF 0.4) output and input of ``napari-superres upscale``: valid NGFF, scale, translation, pyramid."""
+"""OME-Zarr (OME-NGFF 0.5, or 0.4 on request) output and input of ``napari-superres upscale``: valid NGFF, scale,
+translation, pyramid, read back by ome-zarr-py and napari-ome-zarr."""
 
 from __future__ import annotations
+
+from importlib.metadata import version
 
 import numpy as np
 import pytest
@@ -43,18 +46,29 @@ def test_axes_go_to_ngff_order_with_rgb_samples_as_channels():
         ngff_axes_order("QYX")
 
 
-def test_tiff_with_pixel_size_to_ome_zarr_is_valid_ngff_with_scale_translation_and_pyramid(tmp_path, rng):
+def _multiscales(attrs, ngff):
+    """The multiscales entry of a group's attributes: under ``ome`` in 0.5 (zarr v3), at the top in 0.4."""
+    if ngff == "0.5":
+        assert attrs["ome"]["version"] == "0.5" and "multiscales" not in attrs
+        return attrs["ome"]["multiscales"][0]
+    assert attrs["multiscales"][0]["version"] == "0.4"
+    return attrs["multiscales"][0]
+
+
+@pytest.mark.parametrize("ngff", ["0.5", "0.4"])
+def test_tiff_with_pixel_size_to_ome_zarr_is_valid_ngff_with_scale_translation_and_pyramid(tmp_path, rng, ngff):
     image = rng.integers(100, 4000, size=(2, 64, 80), dtype=np.uint16)
     src, out = tmp_path / "in.ome.tif", tmp_path / "out.ome.zarr"
     tifffile.imwrite(src, image, ome=True, metadata={
         "axes": "ZYX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2, "PhysicalSizeZ": 1.5,
         "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm", "PhysicalSizeZUnit": "µm"})  # fmt: skip
-    assert main(["upscale", str(src), str(out), "--model", "bicubic", "--scale", "2", "--quiet"]) == 0
+    ngff_option = [] if ngff == "0.5" else ["--ngff", "0.4"]  # 0.5 is the default
+    assert main(["upscale", str(src), str(out), "--model", "bicubic", "--scale", "2", "--quiet", *ngff_option]) == 0
 
     levels, meta, attrs = _read_with_ome_zarr(out)
+    assert zarr.open_group(str(out), mode="r").metadata.zarr_format == (3 if ngff == "0.5" else 2)
     assert [lv.shape for lv in levels] == [(2, 128, 160), (2, 64, 80)]  # down to 64 px edges
-    ms = attrs["multiscales"][0]
-    assert ms["version"] == "0.4"
+    ms = _multiscales(attrs, ngff)
     assert ms["axes"] == [
         {"name": "z", "type": "space", "unit": "micrometer"},
         {"name": "y", "type": "space", "unit": "micrometer"},
@@ -66,6 +80,8 @@ def test_tiff_with_pixel_size_to_ome_zarr_is_valid_ngff_with_scale_translation_a
     np.testing.assert_allclose(t0, [0.0, -0.05, -0.05])  # t - (s/2)(1 - 1/f) with s = 0.2, f = 2
     np.testing.assert_allclose(s1, [1.5, 0.2, 0.2])  # level 1 lies on the input's grid again
     np.testing.assert_allclose(t1, [0.0, 0.0, 0.0], atol=1e-12)
+    # ome-zarr-py's reader gives the same transforms
+    assert meta["coordinateTransformations"][0] == ms["datasets"][0]["coordinateTransformations"]
     # level 1 is the 2x2 mean of level 0; level 0 is the upscaled image
     np.testing.assert_array_equal(
         levels[1], np.rint(levels[0].reshape(2, 64, 2, 80, 2).astype(np.float64).mean(axis=(2, 4))).astype(np.uint16)
@@ -105,22 +121,48 @@ def test_plain_zarr_output_stays_a_plain_array(tmp_path, rng):
     assert zarr.open_array(str(out), mode="r").shape == (40, 48)
 
 
-def test_napari_ome_zarr_reader_opens_the_output_at_the_upscaled_pixel_size(tmp_path, rng):
-    """napari's OME-Zarr reader plugin: all levels, axis labels, units and the divided pixel size.
-
-    (napari-ome-zarr 0.10 applies only the first transform of a v0.4 dataset, the scale: it
-    drops every v0.4 translation, ours included; ``ome_zarr.reader`` keeps it.)
-    """
+def _napari_ome_zarr(tmp_path, rng, ngff):
+    """Upscale a 0.3 µm TIFF x2 to OME-Zarr ``ngff`` and open it with napari-ome-zarr's reader: (levels, kwargs, kind)."""
     reader_plugin = pytest.importorskip("napari_ome_zarr")
     image = rng.integers(0, 4000, size=(64, 72), dtype=np.uint16)
     src, out = tmp_path / "in.ome.tif", tmp_path / "out.ome.zarr"
     tifffile.imwrite(src, image, ome=True, metadata={"axes": "YX", "PhysicalSizeX": 0.3, "PhysicalSizeY": 0.3,
                                                      "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm"})  # fmt: skip
-    assert main(["upscale", str(src), str(out), "--model", "bicubic", "--scale", "2", "--quiet"]) == 0
+    assert main(["upscale", str(src), str(out), "--model", "bicubic", "--scale", "2", "--quiet", "--ngff", ngff]) == 0
     ((levels, kwargs, kind),) = reader_plugin.napari_get_reader(str(out))(str(out))
+    return levels, kwargs, kind
+
+
+@pytest.mark.parametrize("ngff", ["0.5", "0.4"])
+def test_napari_ome_zarr_reader_opens_the_output_at_the_upscaled_pixel_size(tmp_path, rng, ngff):
+    """napari's OME-Zarr reader plugin: all levels, axis labels, units and the divided pixel size."""
+    levels, kwargs, kind = _napari_ome_zarr(tmp_path, rng, ngff)
     assert kind == "image" and [lv.shape for lv in levels] == [(128, 144), (64, 72)]
     np.testing.assert_allclose(kwargs["scale"], [0.15, 0.15])
     assert tuple(kwargs["axis_labels"]) == ("y", "x") and tuple(kwargs["units"]) == ("micrometer", "micrometer")
+
+
+def _napari_ome_zarr_drops_dataset_translations() -> bool:
+    """napari-ome-zarr 0.9 and 0.10 apply only the first transform of a dataset (0.7 and 0.8 apply both)."""
+    try:
+        major, minor = (int(p) for p in version("napari-ome-zarr").split(".")[:2])
+    except Exception:  # noqa: BLE001 - not installed or an odd version string: the test itself decides
+        return False
+    return (major, minor) >= (0, 9)
+
+
+@pytest.mark.xfail(
+    _napari_ome_zarr_drops_dataset_translations(), strict=True,
+    reason="napari-ome-zarr >= 0.9 reads only the scale of an NGFF 0.4/0.5 dataset and drops its translation "
+    "(the half-pixel shift of an upscaled image); ome-zarr-py's reader and napari-ome-zarr <= 0.8 apply it",
+)  # fmt: skip
+def test_napari_ome_zarr_reader_places_the_output_over_the_input(tmp_path, rng):
+    """The layer's translation keeps pixel centres in place: ``t' = -(s/2)(1 - 1/f)`` = -0.075 µm."""
+    _levels, kwargs, _kind = _napari_ome_zarr(tmp_path, rng, "0.5")
+    translate = kwargs.get("translate")
+    if translate is None and kwargs.get("affine") is not None:  # napari-ome-zarr >= 0.9 returns an affine
+        translate = np.asarray(kwargs["affine"].translate)
+    np.testing.assert_allclose(translate, [-0.075, -0.075])
 
 
 def test_ome_zarr_input_to_ome_tiff_keeps_the_physical_pixel_size(tmp_path, rng):

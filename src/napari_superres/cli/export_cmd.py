@@ -39,6 +39,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "+ onnx weights, test tensors, cover, model card; checked with bioimageio.core.test_model with --test",
     )  # fmt: skip
     p.add_argument("--test", action="store_true", help="with --bioimageio: run bioimageio.core's test_model on it")
+    p.add_argument("--name", default=None, help="with --bioimageio: the package's name (default: the model's)")
+    p.add_argument(
+        "--author", action="append", metavar="'NAME [<GITHUB_USER>]'",
+        help="with --bioimageio: an author (repeat for several; default: napari-deep-superres developers)",
+    )  # fmt: skip
+    p.add_argument(
+        "--maintainer", action="append", metavar="GITHUB_USER",
+        help="with --bioimageio: a maintainer's GitHub user, or 'Name <github_user>' (repeat for several; "
+        "default: none; a BioImage Model Zoo upload needs one)",
+    )  # fmt: skip
+    p.add_argument("--package-version", default=None, metavar="X.Y.Z",
+                   help="with --bioimageio: the package's version (default 0.1.0)")  # fmt: skip
     p.add_argument("--force", action="store_true", help="replace existing output files")
     return p
 
@@ -54,8 +66,13 @@ def _export_onnx(model: Any, out: Path, args: argparse.Namespace) -> str:
 
 def _export_bioimageio(model: Any, out: Path, args: argparse.Namespace) -> str:
     from ..io.bioimageio import export_bioimageio
+    from ..io.bioimageio_metadata import DEFAULT_AUTHORS, DEFAULT_VERSION
 
-    export_bioimageio(model, out, overwrite=args.force, test=args.test)
+    export_bioimageio(
+        model, out, overwrite=args.force, test=args.test, name=args.name,
+        authors=args.author or DEFAULT_AUTHORS, maintainers=args.maintainer or (),
+        version=args.package_version or DEFAULT_VERSION,
+    )  # fmt: skip
     tested = ", bioimageio.core test_model passed" if args.test else ""
     return f"wrote {out} (bioimage.io model package, x{model.scale}{tested})"
 

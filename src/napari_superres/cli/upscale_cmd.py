@@ -36,7 +36,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "(memory stays flat), keeping pixel-size metadata (divided by the scale).",
     )
     p.add_argument("input", help="input image: .tif/.tiff/.ome.tif file or .zarr directory")
-    p.add_argument("output", help="output: .zarr directory, or .tif/.ome.tif file (written plane by plane)")
+    p.add_argument("output", help="output: .zarr directory, .ome.zarr (OME-NGFF multiscale image), "
+                   "or .tif/.ome.tif file (written plane by plane)")  # fmt: skip
     p.add_argument("--model", "-m", default=None,
                    help="registered model name (see `napari-superres models`) or a .safetensors file "
                    "(default: the built-in default model)")  # fmt: skip
@@ -66,6 +67,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, default=None, metavar="PHOTONS",
                    help="the input's noise: photons at its bright end (default: estimated from the image; "
                    "conditioned models)")  # fmt: skip
+    p.add_argument("--ngff", choices=("0.5", "0.4"), default=None,
+                   help="OME-NGFF version of a .ome.zarr output: 0.5 (zarr v3, default) or 0.4 (zarr v2, for "
+                   "readers that predate 0.5)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--trust-code", action="store_true",
                    help="allow a model package (bioimage.io .zip) to run Python code it brings (a "
@@ -158,6 +162,12 @@ def run(args: argparse.Namespace) -> int:
     if not src_path.exists():
         raise CLIError(f"input not found: {src_path}")
     writer = writer_for(out)
+    if args.ngff is not None:
+        from ..io.ome_zarr import OmeZarrWriter
+
+        if not isinstance(writer, OmeZarrWriter):
+            raise CLIError(f"--ngff applies to .ome.zarr outputs only, not {out.name}")
+        writer = OmeZarrWriter(ngff_version=args.ngff)
     check_output(out, [src_path], overwrite=args.overwrite)
 
     from ..engine.infer.lazy import upscale_dask

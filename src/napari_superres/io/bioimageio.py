@@ -32,14 +32,26 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..engine.errors import ModelFileError
+from .bioimageio_metadata import (
+    DATA_SOURCES,
+    DEFAULT_AUTHORS,
+    DEFAULT_VERSION,
+    GIT_REPO,
+    METHOD_CITATIONS,
+    authors_descr,
+    data_sources_in,
+    maintainers_descr,
+    plain_name,
+    pytorch_versions,
+    training_data_descr,
+)
 
 if TYPE_CHECKING:
     from ..engine.nets.model_file import SRModel
@@ -55,6 +67,8 @@ ONNX_FILE = "weights.onnx"
 NATIVE_MODEL_FILE = "model.safetensors"
 TEST_INPUT_FILE = "test_input.npy"
 TEST_OUTPUT_FILE = "test_output.npy"
+SAMPLE_INPUT_FILE = "sample_input.tif"
+SAMPLE_OUTPUT_FILE = "sample_output.tif"
 COVER_FILE = "cover.png"
 DOC_FILE = "README.md"
 #: Key of our own section in the package's ``config``.
@@ -97,108 +111,6 @@ def require_bioimageio() -> None:
         raise BioimageioExportError(
             "bioimage.io packages need bioimageio.core: pip install 'napari-deep-superres[bioimageio]'"
         )
-
-
-#: Functions of bioimageio.spec 0.5.12 that call a pydantic serializer handler as ``handler(value, info)``.
-_SPEC_HANDLER_CALLERS = (
-    ("bioimageio.spec._internal.io_packaging", "package_file_descr_serializer"),
-    ("bioimageio.spec.model.v0_4", "package_weights"),
-)
-_OLD_HANDLER_CALL = re.compile(r"handler\(\s*value,\s*info,?[^)]*\)")
-
-
-def ensure_bioimageio_compatible() -> None:
-    """Work around bioimageio.spec 0.5.12 + pydantic >= 2.14 (bioimageio.core 0.11 pins spec 0.5.12).
-
-    spec 0.5.12 calls pydantic's wrap-serializer handler as ``handler(value, info)``;
-    pydantic-core now checks that the second argument is an index key, so every package
-    write fails ("'index_key' is expected to be an integer or a string").  spec 0.5.14
-    calls ``handler(value)``.  This recompiles the two affected functions with that one
-    call changed, in their own module's namespace, and swaps the code into the installed
-    function objects (so references held elsewhere see it too); once, and only when the
-    old call is present (newer spec versions are left alone).
-    """
-    import importlib
-    import inspect
-    import textwrap
-
-    for module_name, func_name in _SPEC_HANDLER_CALLERS:
-        module = importlib.import_module(module_name)
-        func = getattr(module, func_name, None)
-        if func is None or getattr(func, "_napari_superres_checked", False):
-            continue
-        try:
-            source = textwrap.dedent(inspect.getsource(func))
-        except OSError:  # pragma: no cover - no source to check: leave it alone
-            continue
-        fixed_source, n = _OLD_HANDLER_CALL.subn("handler(value)", source)
-        if n:
-            namespace = dict(vars(module))
-            exec(compile(fixed_source, inspect.getsourcefile(func) or module_name, "exec"), namespace)  # noqa: S102
-            func.__code__ = namespace[func_name].__code__
-            log.debug("patched %s.%s for pydantic >= 2.14", module_name, func_name)
-        func._napari_superres_checked = True
-
-
-# --- citations and licences of the training data -----------------------------------------------
-
-@dataclass(frozen=True)
-class DataSource:
-    """A training-data folder of the built-in recipe: what to cite and its licence note."""
-
-    folder: str
-    title: str
-    licence: str
-    citations: tuple[tuple[str, str | None, str | None], ...]  # (text, doi, url)
-
-
-#: Keyed by the folder names the model cards (scripts/train_builtin.py) list under "Sources and licences".
-DATA_SOURCES: tuple[DataSource, ...] = (
-    DataSource(
-        "natural/T91", "T91 (Yang et al. 2010) natural images",
-        "no data licence stated (distributed with MIT-licensed code, jiny2001/dcscn-super-resolution)",
-        ((("Yang J, Wright J, Huang TS, Ma Y. Image super-resolution via sparse representation. "
-          "IEEE Trans Image Process 19(11), 2010."), "10.1109/TIP.2010.2050625", None),),
-    ),
-    DataSource(
-        "natural/BSD200", "BSD200 (Berkeley Segmentation Dataset) natural images",
-        "Berkeley Segmentation Dataset: research use",
-        ((("Martin D, Fowlkes C, Tal D, Malik J. A database of human segmented natural images and its "
-          "application to evaluating segmentation algorithms and measuring ecological statistics. ICCV 2001."),
-          "10.1109/ICCV.2001.937655", None),),
-    ),
-    DataSource(
-        "microscopy/em_isbi2012_train", "ISBI 2012 EM segmentation challenge (ssTEM, Drosophila VNC)",
-        "no data licence stated; cite the challenge and Cardona et al. 2010",
-        ((("Cardona A et al. An integrated micro- and macroarchitectural analysis of the Drosophila brain by "
-          "computer-assisted serial section electron microscopy. PLoS Biol 8(10), 2010."),
-          "10.1371/journal.pbio.1000502", None),
-         (("Arganda-Carreras I et al. Crowdsourcing the creation of image segmentation algorithms for "
-          "connectomics. Front Neuroanat 9:142, 2015."), "10.3389/fnana.2015.00142", None)),
-    ),
-    DataSource(
-        "microscopy/fluorescence", "fluorescence images of the BioImageAnalysisNotebooks data folder",
-        "CC BY 4.0 (repository content licence); per file: BBBC022 CC0, zenodo 5206107 CC BY 4.0, others as "
-        "stated in the model card",
-        (("Haase R et al. BioImageAnalysisNotebooks (data folder).", None,
-          "https://github.com/haesleinhuepf/BioImageAnalysisNotebooks"),
-         (("Gustafsdottir SM et al. Multiplex cytological profiling assay to measure diverse cellular states. "
-          "PLoS One 8(12), 2013 (BBBC022)."), "10.1371/journal.pone.0080999", None),
-         ("Tinevez JY, Jacquemet G. Cancer cell migration (zenodo 5206107).", "10.5281/zenodo.5206107", None)),
-    ),
-)
-#: The method: residual CNN with a global (bicubic) skip, as VDSR/EDSR.
-METHOD_CITATIONS: tuple[tuple[str, str | None, str | None], ...] = (
-    (("Kim J, Lee JK, Lee KM. Accurate image super-resolution using very deep convolutional networks "
-     "(VDSR). CVPR 2016."), "10.1109/CVPR.2016.182", None),
-    (("Lim B, Son S, Kim H, Nah S, Lee KM. Enhanced deep residual networks for single image "
-     "super-resolution (EDSR). CVPRW 2017."), "10.1109/CVPRW.2017.151", None),
-)
-
-
-def data_sources_in(card: str) -> list[DataSource]:
-    """The :data:`DATA_SOURCES` a model card names (``**natural/T91**`` ...)."""
-    return [s for s in DATA_SOURCES if s.folder in card]
 
 
 # --- pre/post-processing -----------------------------------------------------------------------
@@ -327,7 +239,11 @@ def export_bioimageio(
     *,
     name: str | None = None,
     description: str | None = None,
-    authors: Sequence[str] = ("napari-superres developers",),
+    authors: Sequence[str] = DEFAULT_AUTHORS,
+    maintainers: Sequence[str] = (),
+    version: str = DEFAULT_VERSION,
+    training_data: str | Mapping[str, Any] | None = None,
+    git_repo: str | None = GIT_REPO,
     test_image: np.ndarray | None = None,
     weight_formats: Iterable[str] = WEIGHT_FORMATS,
     overwrite: bool = False,
@@ -339,7 +255,13 @@ def export_bioimageio(
     ----------
     model : registry name (``"superres-x2"``), ``.safetensors`` path, :class:`SRModel` or SRNet.
     out : the ``.zip`` to write (atomically; refused if it exists without ``overwrite``).
-    name, description, authors : package metadata (defaults from the model).
+    name, description : package metadata (defaults from the model: its name, e.g. ``superres-x2``).
+    authors : ``"Name"`` or ``"Name <github_user>"`` strings; default the project's developers.
+    maintainers : ``"github_user"`` or ``"Name <github_user>"`` strings; default none (bioimage.io's
+        validation then warns: a zoo upload needs a maintainer).
+    version : the package's version (SemVer); git_repo : where the model is developed.
+    training_data : a bioimage.io dataset id, or a dataset description (mapping); default the
+        built-in recipe's sources named in the model card, if any.
     test_image : ``(H, W)`` or ``(C, H, W)`` low-res test input (integer or float); default
         a 64x64 synthetic fluorescence image (uint16).  Its dtype decides the declared
         normalisation for ``{"mode": "dtype"}`` models (see :func:`processing_for`).
@@ -350,7 +272,6 @@ def export_bioimageio(
     from .atomic import atomic_path, check_output
 
     require_bioimageio()
-    ensure_bioimageio_compatible()
     formats = set(weight_formats) | {"pytorch_state_dict"}
     unknown = formats - set(WEIGHT_FORMATS)
     if unknown:
@@ -388,7 +309,9 @@ def export_bioimageio(
         files = _write_package_files(tmp, resolved, cpu_net, test_image, normalization, card, formats)
         descr = _describe(
             resolved, tmp, files, test_image=test_image, normalization=normalization, card=card,
-            name=name, description=description, authors=authors,
+            name=name, description=description,
+            people=(authors_descr(authors), maintainers_descr(maintainers)), version=version,
+            training_data=training_data_descr(card, training_data), git_repo=git_repo,
         )  # fmt: skip
         from bioimageio.spec import save_bioimageio_package
 
@@ -406,7 +329,6 @@ def test_bioimageio_package(path: str | os.PathLike, *, weight_format: str | Non
     """Run :func:`bioimageio.core.test_model` on a package on the CPU; returns its ``ValidationSummary``."""
     from bioimageio.core import test_model
 
-    ensure_bioimageio_compatible()
     return test_model(str(path), weight_format=weight_format, devices=["cpu"])  # type: ignore[arg-type]
 
 
@@ -470,6 +392,13 @@ def _write_package_files(
     np.save(tmp / TEST_INPUT_FILE, test_image[None].astype(np.float32))
     np.save(tmp / TEST_OUTPUT_FILE, y.astype(np.float32))
     files["test_input"], files["test_output"] = tmp / TEST_INPUT_FILE, tmp / TEST_OUTPUT_FILE
+    # the same pair as TIFF for people (and imageio): sample_tensor, without the batch axis
+    import tifffile
+
+    for role, array, file in (("sample_input", test_image, SAMPLE_INPUT_FILE), ("sample_output", y[0], SAMPLE_OUTPUT_FILE)):
+        image = array.astype(np.float32)
+        tifffile.imwrite(tmp / file, image[0] if image.shape[0] == 1 else image)
+        files[role] = tmp / file
 
     if "torchscript" in formats:
         example = torch.from_numpy(x[None])
@@ -565,6 +494,39 @@ def _generated_card(model: SRModel) -> str:
     return "## Training\n\n```json\n" + json.dumps(training, indent=1, default=str)[:20000] + "\n```\n"
 
 
+def _weights_descr(net: Any, files: dict[str, Path]) -> Any:
+    """The package's ``WeightsDescr``: the state dict with its architecture file, and TorchScript/ONNX children."""
+    import torch
+    from bioimageio.spec.model.v0_5 import (
+        ArchitectureFromFileDescr,
+        Identifier,
+        OnnxWeightsDescr,
+        PytorchStateDictWeightsDescr,
+        TorchscriptWeightsDescr,
+        Version,
+        WeightsDescr,
+    )
+
+    state_dict_torch, torchscript_torch = (Version(v) for v in pytorch_versions(torch.__version__))
+    weights: dict[str, Any] = {
+        "pytorch_state_dict": PytorchStateDictWeightsDescr(
+            source=files["pytorch_state_dict"],
+            architecture=ArchitectureFromFileDescr(
+                source=files["architecture"], callable=Identifier(ARCH_CALLABLE), kwargs=_arch_kwargs(net)
+            ),
+            pytorch_version=state_dict_torch,
+        )
+    }
+    if "torchscript" in files:
+        weights["torchscript"] = TorchscriptWeightsDescr(
+            source=files["torchscript"], pytorch_version=torchscript_torch, parent="pytorch_state_dict"
+        )
+    if "onnx" in files:
+        weights["onnx"] = OnnxWeightsDescr(source=files["onnx"], opset_version=ONNX_OPSET, parent="pytorch_state_dict")
+
+    return WeightsDescr(**weights)
+
+
 def _describe(
     model: SRModel,
     tmp: Path,
@@ -575,13 +537,13 @@ def _describe(
     card: str | None,
     name: str | None,
     description: str | None,
-    authors: Sequence[str],
+    people: tuple[list[Any], list[Any]],
+    version: str,
+    training_data: Any,
+    git_repo: str | None,
 ) -> Any:
     """The spec-0.5 :class:`ModelDescr` (validated on construction) for the files in ``tmp``."""
-    import torch
     from bioimageio.spec.model.v0_5 import (
-        ArchitectureFromFileDescr,
-        Author,
         AxisId,
         BatchAxis,
         BioimageioConfig,
@@ -589,23 +551,20 @@ def _describe(
         CiteEntry,
         Config,
         FileDescr,
+        HttpUrl,
         Identifier,
         InputTensorDescr,
         IntervalOrRatioDataDescr,
         LicenseId,
         ModelDescr,
-        OnnxWeightsDescr,
         OutputTensorDescr,
         ParameterizedSize,
-        PytorchStateDictWeightsDescr,
         ReproducibilityTolerance,
         SizeReference,
         SpaceInputAxis,
         SpaceOutputAxisWithHalo,
         TensorId,
-        TorchscriptWeightsDescr,
         Version,
-        WeightsDescr,
     )
 
     net = model.net
@@ -627,6 +586,7 @@ def _describe(
             SpaceInputAxis(id=AxisId("x"), size=size, scale=1.0),
         ],
         test_tensor=FileDescr(source=files["test_input"]),
+        sample_tensor=FileDescr(source=files["sample_input"]),
         data=IntervalOrRatioDataDescr(type="float32"),
         preprocessing=pre,
     )]  # fmt: skip
@@ -646,26 +606,11 @@ def _describe(
             ),
         ],
         test_tensor=FileDescr(source=files["test_output"]),
+        sample_tensor=FileDescr(source=files["sample_output"]),
         data=IntervalOrRatioDataDescr(type="float32"),
         postprocessing=post,
     )]  # fmt: skip
-    torch_version = Version(torch.__version__.split("+")[0])
-    weights: dict[str, Any] = {
-        "pytorch_state_dict": PytorchStateDictWeightsDescr(
-            source=files["pytorch_state_dict"],
-            architecture=ArchitectureFromFileDescr(
-                source=files["architecture"], callable=Identifier(ARCH_CALLABLE), kwargs=_arch_kwargs(net)
-            ),
-            pytorch_version=torch_version,
-        )
-    }
-    if "torchscript" in files:
-        weights["torchscript"] = TorchscriptWeightsDescr(
-            source=files["torchscript"], pytorch_version=torch_version, parent="pytorch_state_dict"
-        )
-    if "onnx" in files:
-        weights["onnx"] = OnnxWeightsDescr(source=files["onnx"], opset_version=ONNX_OPSET, parent="pytorch_state_dict")
-
+    weights = _weights_descr(net, files)
     cites = [CiteEntry(text=t, doi=d, url=u) for t, d, u in METHOD_CITATIONS]
     for source in data_sources_in(card or ""):
         cites += [CiteEntry(text=t, doi=d, url=u) for t, d, u in source.citations]
@@ -687,9 +632,13 @@ def _describe(
         mismatched_elements_per_million=100, output_ids=[TensorId(OUTPUT_ID)],
     )  # fmt: skip
     return ModelDescr(
-        name=name or f"napari-superres {model.name} x{scale}",
+        name=name or plain_name(model.name, scale),
         description=summary,
-        authors=[Author(name=a) for a in authors],
+        authors=people[0],
+        maintainers=people[1],
+        version=Version(version),
+        git_repo=None if git_repo is None else HttpUrl(git_repo),
+        training_data=training_data,
         cite=cites,
         license=LicenseId("BSD-3-Clause"),
         documentation=FileDescr(source=files["documentation"]),
@@ -698,7 +647,7 @@ def _describe(
         tags=["super-resolution", "image-restoration", "pytorch", "napari", f"x{scale}", "2d", "fluorescence"],
         inputs=inputs,
         outputs=outputs,
-        weights=WeightsDescr(**weights),
+        weights=weights,
         config=Config(
             bioimageio=BioimageioConfig(
                 reproducibility_tolerance=[tolerance],

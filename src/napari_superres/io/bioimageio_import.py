@@ -57,7 +57,7 @@ import numpy as np
 from ..engine.errors import NonFiniteOutputError, UntrustedCodeError
 from ..engine.nets.model_file import ModelFileError, SRModel, load_model
 from ..engine.options import reconcile_scale
-from .bioimageio import CONFIG_KEY, ensure_bioimageio_compatible, require_bioimageio
+from .bioimageio import CONFIG_KEY, require_bioimageio
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,6 @@ def _load_description(path: Path) -> Any:
         raise BioimageioImportError(str(e)) from None
     from bioimageio.spec import load_model_description
 
-    ensure_bioimageio_compatible()
     if path.is_dir():
         path = next(path / n for n in DESCRIPTION_NAMES if (path / n).is_file())
     known = _known_files(path)

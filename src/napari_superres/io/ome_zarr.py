@@ -1,4 +1,4 @@
-"""OME-Zarr (OME-NGFF 0.4) output of an upscaled image: axes, physical scale, translation, pyramid.
+"""OME-Zarr (OME-NGFF 0.5, or 0.4 on request) output of an upscaled image: axes, physical scale, translation, pyramid.
 
 ``napari-superres upscale IN OUT.ome.zarr`` writes a multiscale image group
 (:class:`OmeZarrWriter`, registered for ``.ome.zarr``; plain ``.zarr`` stays a plain zarr
@@ -7,9 +7,11 @@ array for dask pipelines) that napari's OME-Zarr reader (napari-ome-zarr), Fiji
 
 * axes in NGFF order (``t``, ``c``, ``z``, ``y``, ``x``; RGB samples become ``c``), with
   types (time, channel, space) and the input's units (``µm`` -> ``micrometer``...);
+* written by ome-zarr-py's ``write_multiscale`` (NGFF 0.5 on zarr v3 by default; 0.4 on
+  zarr v2 with ``--ngff 0.4`` for readers that predate 0.5);
 * level 0 is the upscaled image, written chunk by chunk as it is computed; levels 1..n
   halve Y and X (2x2 mean; a few levels, down to about :data:`MIN_LEVEL_EDGE` px),
-  computed from level 0 on disk (the network never runs twice);
+  computed from level 0's chunks in the same dask computation (the network never runs twice);
 * each level's ``scale`` and ``translation`` place its pixel centres so that every level,
   and the input, cover the same physical field of view.
 
@@ -36,14 +38,16 @@ from . import ImageFileError
 from .atomic import atomic_path
 from .metadata import UNIT_SYMBOLS, unit_symbol
 from .writer_base import ArrayWriter, OutputInfo
-from .zarr_store import output_attrs, write_chunks
+from .zarr_store import output_attrs
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import ComputeRunner
 
 OME_ZARR_SUFFIX = ".ome.zarr"
-#: NGFF version written (zarr v2 storage: the version napari-ome-zarr and Fiji read everywhere).
-NGFF_VERSION = "0.4"
+#: NGFF version written by default (zarr v3 storage); ``"0.4"`` (zarr v2) for older readers.
+NGFF_VERSION = "0.5"
+#: Versions :class:`OmeZarrWriter` writes (``napari-superres upscale --ngff``).
+NGFF_VERSIONS = ("0.5", "0.4")
 #: Pyramid levels stop when Y or X would fall below this many pixels (level 0 always written).
 MIN_LEVEL_EDGE = 64
 #: At most this many levels, level 0 included.
@@ -171,63 +175,75 @@ def _downsample(level: Any, y: int, x: int, dtype: Any) -> Any:
 
 
 class OmeZarrWriter(ArrayWriter):
-    """OME-NGFF 0.4 multiscale image (zarr v2, ``/`` chunk keys) with scale, translation and units."""
+    """OME-NGFF multiscale image written by ome-zarr-py: 0.5 (zarr v3) by default, 0.4 (zarr v2) on request.
+
+    Every level is a dask array: level 0 the network's result, level ``k`` the 2x2 mean of
+    level ``k - 1``; all levels are stored in one dask computation, so each output chunk is
+    computed once (the network never runs twice) and only the chunks in flight are in memory.
+    """
 
     suffixes = (OME_ZARR_SUFFIX,)
 
+    def __init__(self, ngff_version: str = NGFF_VERSION) -> None:
+        if ngff_version not in NGFF_VERSIONS:
+            raise ValueError(f"OME-NGFF version {ngff_version!r} cannot be written; choose {' or '.join(NGFF_VERSIONS)}")
+        self.ngff_version = ngff_version
+
     def write(self, result: Any, out: Path, info: OutputInfo, runner: ComputeRunner) -> None:
-        import dask.array as da
+        import warnings
+
         import zarr
 
         try:
-            from ome_zarr.format import FormatV04
-            from ome_zarr.writer import write_multiscales_metadata
+            from ome_zarr.format import format_from_version
+            from ome_zarr.writer import write_multiscale
         except ImportError:
             raise ImageFileError(
                 f"writing {out.name} (OME-Zarr) needs the ome-zarr package: pip install 'napari-deep-superres[ome-zarr]'"
             ) from None
 
+        fmt = format_from_version(self.ngff_version)
         order, names = ngff_axes_order(info.axes)
         result = result.transpose(order)
         factor = int(info.provenance.get("scale", 1) or 1)
         scales, shifts, units = output_transforms(info, names, factor)
         y, x = names.index("y"), names.index("x")
-        n_levels = pyramid_levels((result.shape[y], result.shape[x]))
+        pyramid = pyramid_of(result, y, x, pyramid_levels((result.shape[y], result.shape[x])))
+        axes = [{"name": n, "type": _AXIS_TYPES[n], **({"unit": units[n]} if n in units else {})} for n in names]
         protect = [info.provenance["source"]] if "source" in info.provenance else []
-        array_kwargs = dict(chunk_key_encoding={"name": "v2", "separator": "/"})
         with atomic_path(out, protect=protect) as tmp:
-            root = zarr.open_group(str(tmp), mode="w", zarr_format=2)
-            chunks = tuple(c[0] for c in result.chunks)
-            level = root.create_array("0", shape=result.shape, chunks=chunks, dtype=result.dtype, **array_kwargs)
-            write_chunks(result, level, runner)
-            datasets = [_dataset(0, scales, shifts, y, x)]
-            for k in range(1, n_levels):
-                down = _downsample(da.from_zarr(level), y, x, result.dtype)
-                regular = tuple(min(c, s) for c, s in zip(chunks, down.shape))
-                down = down.rechunk(regular)
-                level = root.create_array(str(k), shape=down.shape, chunks=regular, dtype=down.dtype, **array_kwargs)
-                write_chunks(down, level, runner)
-                datasets.append(_dataset(k, scales, shifts, y, x))
-            axes = [{"name": n, "type": _AXIS_TYPES[n], **({"unit": units[n]} if n in units else {})} for n in names]
-            write_multiscales_metadata(
-                root, datasets, fmt=FormatV04(), axes=axes, name=Path(info.provenance.get("source", out)).stem,
-                metadata={"method": "mean of 2x2 pixels per level", "napari_superres": dict(info.provenance)},
-            )  # fmt: skip
-            extra = {k: v for k, v in output_attrs(info).items() if k not in ("axes",)}
-            root.attrs.update({"napari_superres": extra.get("napari_superres", {}), "pixel_size": extra["pixel_size"]})
+            root = zarr.open_group(str(tmp), mode="w", zarr_format=fmt.zarr_format)
+            with warnings.catch_warnings():
+                # ome-zarr >= 0.14 prefers its `scale` argument, which has no translation: NGFF's
+                # per-level coordinateTransformations are the only way to keep pixel centres in place
+                warnings.filterwarnings("ignore", message=".*coordinate_transformations.*", category=DeprecationWarning)
+                stores = write_multiscale(
+                    pyramid, root, fmt=fmt, axes=axes, name=Path(info.provenance.get("source", out)).stem,
+                    coordinate_transformations=[_transforms(k, scales, shifts, y, x) for k in range(len(pyramid))],
+                    compute=False,
+                    metadata={"method": "mean of 2x2 pixels per level", "napari_superres": dict(info.provenance)},
+                )  # fmt: skip
+            runner.compute_stores(stores)
+            extra = output_attrs(info)  # reopened: the metadata may have been written by a dask task
+            zarr.open_group(str(tmp), mode="r+").attrs.update({"napari_superres": extra.get("napari_superres", {}), "pixel_size": extra["pixel_size"]})
 
 
-def _dataset(level: int, scales: list[float], shifts: list[float], y: int, x: int) -> dict[str, Any]:
+def pyramid_of(level0: Any, y: int, x: int, n_levels: int) -> list[Any]:
+    """``[level0, level1, ...]`` (dask): each level the 2x2 mean of the one before, in ``level0``'s chunks (at most)."""
+    chunks = tuple(c[0] for c in level0.chunks)
+    levels = [level0.rechunk(chunks)]  # regular chunks: one zarr chunk per dask chunk
+    for _ in range(1, n_levels):
+        down = _downsample(levels[-1], y, x, level0.dtype)
+        levels.append(down.rechunk(tuple(min(c, s) for c, s in zip(chunks, down.shape))))
+    return levels
+
+
+def _transforms(level: int, scales: list[float], shifts: list[float], y: int, x: int) -> list[dict[str, Any]]:
+    """NGFF ``coordinateTransformations`` of pyramid ``level``: its scale, then its translation."""
     scale, shift = list(scales), list(shifts)
     for axis in (y, x):
         scale[axis], shift[axis] = level_transform(scales[axis], shifts[axis], level)
-    return {
-        "path": str(level),
-        "coordinateTransformations": [
-            {"type": "scale", "scale": scale},
-            {"type": "translation", "translation": shift},
-        ],
-    }
+    return [{"type": "scale", "scale": scale}, {"type": "translation", "translation": shift}]
 
 
 def read_ome_zarr(path: str | Path) -> tuple[Any, str, list[float], list[float], dict[str, str]]:
@@ -258,12 +274,14 @@ __all__ = [
     "MIN_LEVEL_EDGE",
     "UNIT_SYMBOLS",
     "NGFF_VERSION",
+    "NGFF_VERSIONS",
     "OME_ZARR_SUFFIX",
     "OmeZarrWriter",
     "level_transform",
     "ngff_axes_order",
     "ngff_unit",
     "output_transforms",
+    "pyramid_of",
     "pyramid_levels",
     "read_ome_zarr",
     "source_transforms",

@@ -9,6 +9,9 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+#: Name prefix of dask's task that stores one chunk (``dask.array.store``).
+STORE_TASK_PREFIX = "store-map"
+
 
 class ComputeRunner:
     """Computes dask work locally (threads) or on a ``dask.distributed`` client, with a tqdm bar."""
@@ -46,6 +49,37 @@ class ComputeRunner:
 
             with Callback(posttask=posttask):
                 dask.compute(*blocks, scheduler="threads", num_workers=self.workers)
+
+    def compute_stores(self, stores: list[Any]) -> None:
+        """Compute dask store work (``da.to_zarr(..., compute=False)``, e.g. one per OME-Zarr level) in one graph.
+
+        Shared inputs (the network's output chunks feeding every pyramid level) are computed
+        once.  Locally the bar counts dask's per-chunk ``store-map`` tasks; on a client, stores.
+        """
+        if self.client is not None:
+            from distributed import as_completed
+
+            with self._bar(len(stores), "level") as bar:
+                for future in as_completed(self.client.compute(stores)):
+                    future.result()
+                    bar.update(1)
+            return
+        import dask
+        from dask.callbacks import Callback
+
+        def is_store(key: Any) -> bool:
+            name = key[0] if isinstance(key, tuple) else key
+            return isinstance(name, str) and name.startswith(STORE_TASK_PREFIX)
+
+        total = len({k for s in stores if dask.is_dask_collection(s) for k in s.__dask_graph__() if is_store(k)})
+        with self._bar(total, "chunk") as bar:
+
+            def posttask(key, result, dsk, state, worker_id):
+                if is_store(key):
+                    bar.update(1)
+
+            with Callback(posttask=posttask):
+                dask.compute(*stores, scheduler="threads", num_workers=self.workers)
 
     def compute_in_order(self, groups: list[tuple[Any, int]]) -> Iterator[Any]:
         """Compute ``(dask array, planes in it)`` one after the other, yielding numpy results in order."""

@@ -1,4 +1,4 @@
-"""All figures of an image against its reference at once: PSNR, SSIM, PSNR (Y) and the VGG distance.
+"""All figures of an image against its reference at once: PSNR, SSIM, PSNR (Y), the VGG feature distance and LPIPS.
 
 Sits above both :mod:`.pixel` (PSNR, SSIM) and :mod:`.features` (VGG-16 feature
 differences), so neither imports the other.
@@ -12,6 +12,7 @@ from ..errors import VGGWeightsUnavailable
 from ..layout import PlaneLayout, check_pair
 from ..nets.vgg import DEFAULT_LAYERS
 from .features import perceptual_distance
+from .lpips_metric import LPIPSWeightsUnavailable, lpips
 from .pixel import psnr, psnr_y, resolve_data_range, ssim
 from .ssim import SSIM_WINDOW
 
@@ -36,10 +37,13 @@ def compare(
 
     Returns a dict: ``psnr`` (dB, ``inf`` for identical images), ``ssim``, ``psnr_y``
     (dB on Y after cropping ``crop_border`` px; RGB only, else ``None``), ``perceptual``
-    (mean of the VGG-16 feature-difference map, see
-    :func:`~napari_superres.engine.metrics.features.feature_difference`; ``None`` when
-    ``perceptual=False`` or the ImageNet weights are unavailable, then ``perceptual_note``
-    says how to get them), ``data_range`` and ``layers``.
+    (the VGG feature distance: mean of the uncalibrated VGG-16 feature-difference map, see
+    :func:`~napari_superres.engine.metrics.features.feature_difference`; not LPIPS; ``None``
+    when ``perceptual=False`` or the ImageNet weights are unavailable, then
+    ``perceptual_note`` says how to get them), ``lpips`` (LPIPS with its calibrated weights,
+    :func:`~napari_superres.engine.metrics.lpips_metric.lpips`; ``None`` with a reason in
+    ``lpips_note`` when ``perceptual=False``, the ``lpips`` weights are not installed or the
+    image is under 16 px), ``data_range`` and ``layers``.
 
     ``engine`` (its VGG-16 and default device) or ``vgg`` (a ready
     :class:`~napari_superres.engine.nets.vgg.VGGFeatures`) is used for the perceptual
@@ -57,6 +61,8 @@ def compare(
         else None,
         "perceptual": None,
         "perceptual_note": None,
+        "lpips": None,
+        "lpips_note": None,
         "data_range": dr,
         "layers": list(layers),
     }
@@ -70,6 +76,12 @@ def compare(
             )  # fmt: skip
         except VGGWeightsUnavailable as e:
             result["perceptual_note"] = str(e)
+        try:
+            result["lpips"] = lpips(a, b, engine=engine, normalization=normalization, axes=axes, rgb=rgb)
+        except (LPIPSWeightsUnavailable, VGGWeightsUnavailable, ValueError) as e:
+            result["lpips_note"] = str(e)
+    else:
+        result["lpips_note"] = "perceptual=False"
     return result
 
 

@@ -1,4 +1,4 @@
-"""Where two images differ in VGG-16 feature space: an LPIPS-style map with unlearned weights.
+"""Where two images differ in VGG-16 feature space: the VGG feature distance (uncalibrated, not LPIPS).
 
 For each chosen VGG-16 layer ``l`` (default ``relu1_2, relu2_2, relu3_3, relu4_3``), the
 features of A and B are unit-normalised along channels, their squared difference is
@@ -6,7 +6,9 @@ summed over channels (a ``(H_l, W_l)`` map in [0, 4]), and the map is upsampled
 bilinearly (``align_corners=False``) to the image size.  The combined map is
 ``sum_l w_l * map_l`` with layer weights ``w_l`` normalised to sum to 1 (default: equal,
 ``1 / n_layers``), so it also lies in [0, 4]; 0 means identical features.  This is
-LPIPS (Zhang et al. 2018) without its learned per-channel weights.
+LPIPS's construction (Zhang et al. 2018) without its learned per-channel weights, so its
+numbers are not LPIPS numbers; LPIPS itself, with the calibrated weights, is
+:mod:`.lpips_metric`.
 
 Details that make the map well defined and tileable:
 
