@@ -93,6 +93,10 @@ class TrainDefaults:
     gan_loss: str = "vanilla"
     d_steps: int = 1
     steps: int = 1000
+    #: time budget in seconds (None: train for ``steps``)
+    seconds: float | None = None
+    #: starting network: "builtin" (the built-in model of the scale), "none" or a model file
+    init: str = "builtin"
     batch_size: int = 16
     #: high-res patch edge in pixels
     patch_size: int = 96
@@ -110,6 +114,8 @@ class TrainDefaults:
 
 
 TRAIN_DEFAULTS = TrainDefaults()
+#: Steps of a run given only a time budget (``--seconds`` without ``--steps``): the budget ends it first.
+TIME_BUDGET_STEP_CAP = 100_000_000
 
 __all__ = [
     "ACTIVATIONS",
@@ -124,6 +130,7 @@ __all__ = [
     "NORM_LAYERS",
     "SCHEDULES",
     "SUPPORTED_SCALES",
+    "TIME_BUDGET_STEP_CAP",
     "TRAIN_DEFAULTS",
     "TrainDefaults",
     "UPSAMPLING_MODES",
