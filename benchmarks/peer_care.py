@@ -11,8 +11,10 @@ PSNR / SSIM on a data range of 1), by this script, from the predictions each sid
 * **CARE**: careamics (``--care-python``, a virtual environment of its own since careamics
   pins torchvision) runs this same file with ``--side care``: a UNet on bicubic-upsampled
   low-res input (torch ``interpolate(mode="bicubic")``), patch 64, batch 16, 63 epochs of
-  16 steps (1008 steps), careamics' defaults otherwise (its own normalisation, augmentation
-  and 8 validation patches), then tiled prediction of the upsampled held-out images.
+  16 steps (1008 steps; early stopping's patience set to all epochs, so every step runs;
+  data loading in the training process, ``num_workers=0``), careamics' defaults otherwise (its own normalisation, augmentation, 8 validation patches,
+  prediction with the checkpoint of lowest validation loss), then tiled prediction of the
+  upsampled held-out images.
 
 CPU seconds are ``getrusage`` user + system time of each side's whole process (imports,
 data, training, writing the model; the scoring of the held-out images is not included),
@@ -66,8 +68,12 @@ def _read_folder(folder: Path) -> tuple[list[np.ndarray], list[str]]:
 
 
 def _cpu_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+    """CPU seconds of this process and of its finished child processes."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        r = resource.getrusage(who)
+        total += r.ru_utime + r.ru_stime
+    return total
 
 
 def _children_cpu() -> float:
@@ -83,7 +89,7 @@ def care_side(pairs: Path, out: Path, epochs: int, steps_per_epoch: int) -> None
 
     torch.set_num_threads(1)
     from careamics import CAREamist
-    from careamics.config import create_care_config
+    from careamics.config import create_advanced_care_config
 
     def upsample(lr: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(lr.astype(np.float32))[None, None]
@@ -91,9 +97,11 @@ def care_side(pairs: Path, out: Path, epochs: int, steps_per_epoch: int) -> None
 
     hrs, _ = _read_folder(pairs / "train" / "hr")
     lrs, _ = _read_folder(pairs / "train" / "lr")
-    config = create_care_config(
+    config = create_advanced_care_config(
         experiment_name="care_x2", data_type="array", axes="YX", patch_size=[CARE_PATCH, CARE_PATCH],
         batch_size=CARE_BATCH, num_epochs=epochs, num_steps=steps_per_epoch,
+        early_stopping_params={"monitor": "val_loss", "mode": "min", "patience": epochs},  # all epochs run
+        num_workers=0,  # one process, one thread (its Linux default is a data-loading worker process)
     )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     careamist = CAREamist(config, work_dir=out / "work", enable_progress_bar=False)
@@ -133,6 +141,7 @@ def score_care(pairs: Path, out: Path) -> dict[str, Any]:
 
 
 def run_ours(pairs: Path, out: Path, steps: int, extra: list[str]) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
     model = out / "ours.safetensors"
     cmd = [sys.executable, "-m", "napari_superres.cli", "train", "--hr", str(pairs / "train" / "hr"),
            "--lr", str(pairs / "train" / "lr"), "--scale", "2", "--steps", str(steps), "--out", str(model),
@@ -154,10 +163,13 @@ def run_ours(pairs: Path, out: Path, steps: int, extra: list[str]) -> dict[str, 
     rows = [fluo_pairs.care_metric(np.asarray(engine.upscale(lr, loaded, scale=2), np.float64), hr)
             for lr, hr in zip(lrs, hrs)]  # fmt: skip
     log = json.loads((out / "ours-log.json").read_text())
-    return {
+    result = {
         "process_cpu_s": cpu, "steps": log["steps_done"], "params": loaded.net.num_parameters(),
         "per_image": dict(zip(names, rows)), "command": " ".join(cmd[1:]),
+        "final_validation": log["final_validation"], "loadavg_after": os.getloadavg(),
     }  # fmt: skip
+    (out / "ours.json").write_text(json.dumps(result, default=float))
+    return result
 
 
 def _bicubic_rows(pairs: Path) -> dict[str, Any]:
@@ -221,6 +233,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     ap.add_argument("--steps", type=int, default=OUR_STEPS, help="our --steps")
     ap.add_argument("--ours-arg", action="append", default=[], help="extra argument of our command (repeatable)")
     ap.add_argument("--skip-ours", action="store_true")
+    ap.add_argument("--reuse-ours", action="store_true", help="reuse our side's figures already in WORK/ours")
     ap.add_argument("--reuse-care", action="store_true", help="score the CARE predictions already in WORK/care")
     ap.add_argument("--care-epochs", type=int, default=CARE_EPOCHS)
     ap.add_argument("--care-steps-per-epoch", type=int, default=CARE_STEPS_PER_EPOCH)
@@ -238,7 +251,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     elif args.care_python:
         sides["careamics CARE"] = run_care(args.care_python, pairs, args.work / "care", args.care_epochs,
                                            args.care_steps_per_epoch)  # fmt: skip
-    if not args.skip_ours:
+    if args.reuse_ours and (args.work / "ours" / "ours.json").is_file():
+        sides["ours"] = json.loads((args.work / "ours" / "ours.json").read_text())
+    elif not args.skip_ours:
         sides["ours"] = run_ours(pairs, args.work / "ours", args.steps, args.ours_arg)
     results = {"machine": platform.node(), "loadavg": os.getloadavg(), "time": time.strftime("%Y-%m-%d %H:%M"),
                "sides": sides}  # fmt: skip

@@ -225,6 +225,8 @@ class TrainWidget(QWidget):
         for spin in self.weight_spins.values():
             spin.changed.connect(self._check_vgg)
         self.synth_check.changed.connect(self._on_mode_changed)
+        for w in (self.channels_spin, self.blocks_spin, self.upsampling_combo):
+            w.changed.connect(self._new_network_chosen)
         for w in (self.hr_combo, self.lr_combo, self.scale_combo):
             w.changed.connect(self._describe_pair)
         self.start_button.changed.connect(lambda *_: self.start())
@@ -251,7 +253,8 @@ class TrainWidget(QWidget):
             self.seconds_spin: "Time budget in seconds (validation included; 0: none): training stops at 'steps' "
                                "or this time, whichever comes first, and the learning rate decays over it.",
             self.init_combo: "builtin: fine-tune the built-in model of the scale (much further in the same time "
-                             "on a small set); none: a new network of the channels and blocks below.",
+                             "on a small set); none: a new network of the channels and blocks below (setting "
+                             "them chooses none).",
             self.name_edit: "Name under which the model is registered (listed in the Upscale widget).",
             self.batch_spin: "Patches per step.",
             self.patch_spin: "Edge of a high-res training patch in pixels (a multiple of the scale).",
@@ -362,6 +365,10 @@ class TrainWidget(QWidget):
         self.vgg_label.value = problem or ""
         self.vgg_label.setVisible(problem is not None)
         return problem
+
+    def _new_network_chosen(self, *_: Any) -> None:
+        """A network shape was set: train a new network of it (as the CLI's --channels/--blocks)."""
+        self.init_combo.value = "none"
 
     def _on_mode_changed(self, *_: Any) -> None:
         synth = bool(self.synth_check.value)

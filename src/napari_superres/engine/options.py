@@ -97,9 +97,11 @@ class TrainDefaults:
     seconds: float | None = None
     #: starting network: "builtin" (the built-in model of the scale), "none" or a model file
     init: str = "builtin"
-    batch_size: int = 16
+    #: 12 patches of 64 px: 1000 steps of the built-in x2 network in about 330 CPU-seconds at 1 thread
+    #: (benchmarks/results/train_choices.md)
+    batch_size: int = 12
     #: high-res patch edge in pixels
-    patch_size: int = 96
+    patch_size: int = 64
     #: initial Adam learning rate
     learning_rate: float = 2e-4
     schedule: str = "cosine"
@@ -110,7 +112,7 @@ class TrainDefaults:
     val_every: int = 100
     checkpoint_every: int = 0
     #: fraction of each image's columns held out for validation
-    val_fraction: float = 0.2
+    val_fraction: float = 0.1
 
 
 TRAIN_DEFAULTS = TrainDefaults()
