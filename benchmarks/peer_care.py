@@ -85,15 +85,10 @@ def _children_cpu() -> float:
 def care_side(pairs: Path, out: Path, epochs: int, steps_per_epoch: int) -> None:
     """Train CARE on ``pairs/train`` and write ``out/<name>.npy`` predictions plus ``out/care.json``."""
     import torch
-    import torch.nn.functional as F
 
     torch.set_num_threads(1)
     from careamics import CAREamist
     from careamics.config import create_advanced_care_config
-
-    def upsample(lr: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(lr.astype(np.float32))[None, None]
-        return F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)[0, 0].numpy()
 
     hrs, _ = _read_folder(pairs / "train" / "hr")
     lrs, _ = _read_folder(pairs / "train" / "lr")
@@ -106,19 +101,45 @@ def care_side(pairs: Path, out: Path, epochs: int, steps_per_epoch: int) -> None
     out.mkdir(parents=True, exist_ok=True)
     careamist = CAREamist(config, work_dir=out / "work", enable_progress_bar=False)
     t0 = _cpu_seconds()
-    careamist.train(
-        train_data=[upsample(lr) for lr in lrs], train_data_target=[hr.astype(np.float32) for hr in hrs]
-    )
+    careamist.train(train_data=[upsample(lr) for lr in lrs], train_data_target=[hr.astype(np.float32) for hr in hrs])
     train_cpu = _cpu_seconds() - t0
     total_cpu = _cpu_seconds()
     trainer = careamist.trainer
     steps = int(getattr(trainer, "global_step", 0))
     params = sum(p.numel() for p in careamist.model.parameters())
+    _care_predict(careamist, pairs, out)
+    info = {"train_cpu_s": train_cpu, "process_cpu_s": total_cpu, "steps": steps, "params": params}
+    (out / "care.json").write_text(json.dumps(info))
+
+
+def upsample(lr: np.ndarray) -> np.ndarray:
+    """CARE's input: torch bicubic x2 upsampling of a low-res image, float32."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(lr.astype(np.float32))[None, None]
+    return F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)[0, 0].numpy()
+
+
+def _care_predict(careamist: Any, pairs: Path, out: Path) -> None:
     test_lr, names = _read_folder(pairs / "test" / "lr")
     for lr, name in zip(test_lr, names):
         pred, _ = careamist.predict(upsample(lr), data_type="array", axes="YX", tile_size=(256, 256))
         np.save(out / f"{name}.npy", np.asarray(pred[0] if isinstance(pred, list) else pred).squeeze())
-    info = {"train_cpu_s": train_cpu, "process_cpu_s": total_cpu, "steps": steps, "params": params}
+
+
+def care_checkpoint_side(pairs: Path, out: Path, checkpoint: Path, cpu_s: float, steps: int) -> None:
+    """Predict the held-out pairs with a CARE checkpoint of an unfinished run (``cpu_s``, ``steps``: its figures)."""
+    import torch
+
+    torch.set_num_threads(1)
+    from careamics import CAREamist
+
+    careamist = CAREamist(checkpoint_path=checkpoint, work_dir=out / "work", enable_progress_bar=False)
+    out.mkdir(parents=True, exist_ok=True)
+    _care_predict(careamist, pairs, out)
+    params = sum(p.numel() for p in careamist.model.parameters())
+    info = {"process_cpu_s": cpu_s, "steps": steps, "params": params, "checkpoint": str(checkpoint)}
     (out / "care.json").write_text(json.dumps(info))
 
 
@@ -223,7 +244,10 @@ def markdown(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--side", choices=("driver", "care"), default="driver", help=argparse.SUPPRESS)
+    ap.add_argument("--side", choices=("driver", "care", "care-checkpoint"), default="driver", help=argparse.SUPPRESS)
+    ap.add_argument("--checkpoint", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--checkpoint-cpu", type=float, default=0.0, help=argparse.SUPPRESS)
+    ap.add_argument("--checkpoint-steps", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "microscopy" / "fluorescence",
                     help="the real fluorescence images the pairs are made from")  # fmt: skip
     ap.add_argument("--care-python", default="/work/venv-care/bin/python",
@@ -241,6 +265,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     args = ap.parse_args(argv)
     if args.side == "care":
         care_side(args.pairs, args.work, args.care_epochs, args.care_steps_per_epoch)
+        return None
+    if args.side == "care-checkpoint":
+        care_checkpoint_side(args.pairs, args.work, args.checkpoint, args.checkpoint_cpu, args.checkpoint_steps)
         return None
     pairs = args.pairs or args.work / "pairs"
     if args.pairs is None:

@@ -73,7 +73,9 @@ def initial_network(
     if not isinstance(start, SRNet):
         raise ValueError(f"{path} does not hold an SRNet; choose another model file or init='none'")
     if start.scale != int(scale):
-        raise ValueError(f"{path} upscales x{start.scale} but training is x{scale}; use a x{scale} model or init='none'")
+        raise ValueError(
+            f"{path} upscales x{start.scale} but training is x{scale}; use a x{scale} model or init='none'"
+        )
     if start.in_channels != int(in_channels):
         raise ValueError(
             f"{path} takes {start.in_channels}-channel input but the data gives {in_channels} channel(s); "
