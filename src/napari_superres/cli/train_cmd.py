@@ -101,11 +101,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help=f"override a loss weight: {', '.join(LOSS_TERMS)} (repeatable)")  # fmt: skip
     t.add_argument("--gan-loss", choices=GAN_LOSSES, default=None)
     t.add_argument("--pretrain-steps", type=int, default=None, help="pixel-only steps first (gan default: steps/4)")
-    t.add_argument("--steps", type=int, default=None,
-                   help=f"optimisation steps (default {d['steps']}; with --seconds alone: until the time is up)")  # fmt: skip
+    t.add_argument("--steps", type=int, default=None, help=f"optimisation steps (default {d['steps']})")
     t.add_argument("--seconds", type=float, default=None, metavar="S",
                    help="time budget in seconds (validation included): stop at --steps or S, whichever comes "
-                   "first; the learning-rate schedule stretches over the budget")  # fmt: skip
+                   "first (without --steps: when the time is up); the learning-rate schedule stretches over it")  # fmt: skip
     t.add_argument("--batch-size", type=int, default=None, help=f"patches per step (default {d['batch_size']})")
     t.add_argument("--patch-size", type=int, default=None, help=f"high-res patch edge in px (default {d['patch_size']})")
     t.add_argument("--learning-rate", type=float, default=None, help=f"Adam learning rate (default {d['learning_rate']})")
