@@ -161,16 +161,27 @@ def score_care(pairs: Path, out: Path) -> dict[str, Any]:
     return {**info, "per_image": dict(zip(names, rows))}
 
 
-def run_ours(pairs: Path, out: Path, steps: int, extra: list[str]) -> dict[str, Any]:
-    out.mkdir(parents=True, exist_ok=True)
+def our_command(pairs: Path, out: Path, steps: int, extra: list[str]) -> list[str]:
+    """``napari-superres train`` on the training pairs, every option not given at its default."""
     model = out / "ours.safetensors"
-    cmd = [sys.executable, "-m", "napari_superres.cli", "train", "--hr", str(pairs / "train" / "hr"),
+    return [sys.executable, "-m", "napari_superres.cli", "train", "--hr", str(pairs / "train" / "hr"),
            "--lr", str(pairs / "train" / "lr"), "--scale", "2", "--steps", str(steps), "--out", str(model),
            "--overwrite", "--quiet", "--log", str(out / "ours-log.json"), *extra]  # fmt: skip
+
+
+def run_ours(pairs: Path, out: Path, steps: int, extra: list[str]) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = our_command(pairs, out, steps, extra)
     env = {**os.environ, **ONE_THREAD}
     before = _children_cpu()
-    subprocess.run(cmd, check=True, env=env)
-    cpu = _children_cpu() - before
+    done = subprocess.run(cmd, env=env)
+    if done.returncode not in (0, 130):  # 130: stopped by Ctrl-C / SIGINT, the model so far is written
+        raise subprocess.CalledProcessError(done.returncode, cmd)
+    return score_ours(pairs, out, _children_cpu() - before, " ".join(cmd[1:]))
+
+
+def score_ours(pairs: Path, out: Path, cpu: float, command: str) -> dict[str, Any]:
+    """Our figures and held-out scores from the model and log in ``out`` (``cpu``: the run's CPU seconds)."""
     import torch
 
     torch.set_num_threads(1)
@@ -178,7 +189,7 @@ def run_ours(pairs: Path, out: Path, steps: int, extra: list[str]) -> dict[str, 
     from napari_superres.engine.registry import Engine
 
     engine = Engine(device="cpu", builtins=False)
-    loaded = load_model(model)
+    loaded = load_model(out / "ours.safetensors")
     lrs, names = _read_folder(pairs / "test" / "lr")
     hrs, _ = _read_folder(pairs / "test" / "hr")
     rows = [fluo_pairs.care_metric(np.asarray(engine.upscale(lr, loaded, scale=2), np.float64), hr)
@@ -186,7 +197,7 @@ def run_ours(pairs: Path, out: Path, steps: int, extra: list[str]) -> dict[str, 
     log = json.loads((out / "ours-log.json").read_text())
     result = {
         "process_cpu_s": cpu, "steps": log["steps_done"], "params": loaded.net.num_parameters(),
-        "per_image": dict(zip(names, rows)), "command": " ".join(cmd[1:]),
+        "per_image": dict(zip(names, rows)), "command": command, "stopped": log.get("stopped"),
         "final_validation": log["final_validation"], "loadavg_after": os.getloadavg(),
     }  # fmt: skip
     (out / "ours.json").write_text(json.dumps(result, default=float))
@@ -258,6 +269,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     ap.add_argument("--ours-arg", action="append", default=[], help="extra argument of our command (repeatable)")
     ap.add_argument("--skip-ours", action="store_true")
     ap.add_argument("--reuse-ours", action="store_true", help="reuse our side's figures already in WORK/ours")
+    ap.add_argument("--ours-cpu", type=float, default=None, help="with --reuse-ours: score WORK/ours's model, "
+                    "from a run stopped early, that took this many CPU seconds")  # fmt: skip
     ap.add_argument("--reuse-care", action="store_true", help="score the CARE predictions already in WORK/care")
     ap.add_argument("--care-epochs", type=int, default=CARE_EPOCHS)
     ap.add_argument("--care-steps-per-epoch", type=int, default=CARE_STEPS_PER_EPOCH)
@@ -278,7 +291,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     elif args.care_python:
         sides["careamics CARE"] = run_care(args.care_python, pairs, args.work / "care", args.care_epochs,
                                            args.care_steps_per_epoch)  # fmt: skip
-    if args.reuse_ours and (args.work / "ours" / "ours.json").is_file():
+    if args.reuse_ours and args.ours_cpu is not None:  # a run stopped early: its model, log and CPU seconds
+        sides["ours"] = score_ours(
+            pairs,
+            args.work / "ours",
+            args.ours_cpu,
+            " ".join(our_command(pairs, args.work / "ours", args.steps, args.ours_arg)[1:]),
+        )
+    elif args.reuse_ours and (args.work / "ours" / "ours.json").is_file():
         sides["ours"] = json.loads((args.work / "ours" / "ours.json").read_text())
     elif not args.skip_ours:
         sides["ours"] = run_ours(pairs, args.work / "ours", args.steps, args.ours_arg)
