@@ -464,7 +464,8 @@ class TrainWidget(QWidget):
         lr = None if synth else self._layer_data(self.lr_combo.value, "low-res")
         scale = self._scale()
         checkpoint = self.checkpoint_path
-        steps = int(self.steps_spin.value)
+        seconds = float(self.seconds_spin.value) or None
+        steps = int(self.steps_spin.value) or (TIME_BUDGET_STEP_CAP if seconds else 0)
         if resume:
             if not checkpoint.is_file():
                 raise ValueError(
@@ -494,7 +495,7 @@ class TrainWidget(QWidget):
             axes=layer_axes(hr_layer), data=None, checkpoint=checkpoint, resume=resume,
             hr_scale=tuple(hr_layer.scale), hr_translate=tuple(hr_layer.translate),
             colormap=None if hr_layer.rgb else hr_layer.colormap,
-            started_at=self._last_step if resume else 0,
+            started_at=self._last_step if resume else 0, seconds=seconds,
         )  # fmt: skip
         example = self.example_combo.value if synth else None
         if example is not None:
