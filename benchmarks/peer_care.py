@@ -274,6 +274,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     ap.add_argument("--reuse-care", action="store_true", help="score the CARE predictions already in WORK/care")
     ap.add_argument("--care-epochs", type=int, default=CARE_EPOCHS)
     ap.add_argument("--care-steps-per-epoch", type=int, default=CARE_STEPS_PER_EPOCH)
+    ap.add_argument("--note", default="", help="a paragraph added to the markdown (how the figures were obtained)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "peer_care")
     args = ap.parse_args(argv)
     if args.side == "care":
@@ -304,7 +305,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         sides["ours"] = run_ours(pairs, args.work / "ours", args.steps, args.ours_arg)
     results = {"machine": platform.node(), "loadavg": os.getloadavg(), "time": time.strftime("%Y-%m-%d %H:%M"),
                "sides": sides}  # fmt: skip
-    text = markdown(results)
+    results["note"] = args.note
+    text = markdown(results) + (f"\n{args.note}\n" if args.note else "")
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
