@@ -171,10 +171,8 @@ class TrainConfig:
                 raise ValueError(msg)
 
         need(int(self.steps) >= 1, f"steps must be at least 1 (got {self.steps}); train for e.g. steps=1000")
-        need(
-            self.seconds is None or (math.isfinite(self.seconds) and self.seconds > 0),
-            f"seconds must be a positive number or None (no time limit), got {self.seconds}",
-        )
+        need(self.seconds is None or (math.isfinite(self.seconds) and self.seconds > 0),
+             f"seconds must be a positive number or None (no time limit), got {self.seconds}")  # fmt: skip
         check_init(self.init)
         need(int(self.batch_size) >= 1, f"batch_size must be at least 1 (got {self.batch_size})")
         need(self.preset in LOSS_PRESETS, f"unknown preset {self.preset!r}; choose one of {sorted(LOSS_PRESETS)}")
@@ -390,10 +388,9 @@ class Trainer:
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            start = None
+            start = None  # the model file training starts from (None: a new network or one passed in)
             if net is None:
                 net, start = initial_network(config.init, int(config.scale), data.in_channels, config.net)
-            #: the model file training started from (None: a new network or one passed in)
             self.started_from = None if start is None else str(start)
             if net is None:
                 net = SRNet(self._net_config(config, data))
@@ -564,8 +561,7 @@ class Trainer:
             remaining = max(0, total - self.step)
             n_val = remaining // cfg.val_every if cfg.val_every else 0
             eta = remaining / it_s + (n_val + (1 if remaining else 0)) * self._val_seconds
-            if self.budget.remaining is not None:
-                eta = min(eta, self.budget.remaining)
+            eta = eta if self.budget.remaining is None else min(eta, self.budget.remaining)
             report = StepReport(
                 step=self.step,
                 total_steps=total,
