@@ -97,7 +97,7 @@ class TrainDefaults:
     seconds: float | None = None
     #: starting network: "builtin" (the built-in model of the scale), "none" or a model file
     init: str = "builtin"
-    #: 12 patches of 64 px: 1000 steps of the built-in x2 network in about 330 CPU-seconds at 1 thread
+    #: 12 patches of 64 px: 1000 steps of the built-in x2 network in about 345 CPU-seconds at 1 thread
     #: (benchmarks/results/train_choices.md)
     batch_size: int = 12
     #: high-res patch edge in pixels
