@@ -41,10 +41,13 @@ def test_x2_and_x4_files_are_small_single_channel_models():
         assert model.in_channels == 1 and model.net.out_channels == 1
         assert model.net.num_parameters() <= MAX_PARAMETERS
         assert model.net.config.global_skip and model.net.config.upsampling == "bilinear"
+        assert model.cond_channels == 2  # told each image's noise and blur (engine/nets/conditioning.py)
         assert model.normalization == {"mode": "percentile", "low": 1.0, "high": 99.8}  # CSBDeep-style, per image
         meta = read_model_metadata(path)["training"]
         assert meta["steps"] >= 1  # a trained file, with its training record
-        assert path.with_suffix(".md").is_file(), "every built-in model has a model card"
+        card = path.with_suffix(".md")
+        assert card.is_file(), "every built-in model has a model card"
+        assert "photons at the normalised intensity 1" in card.read_text()  # the training degradation ranges
     assert total <= MAX_TOTAL_BYTES
 
 

@@ -132,15 +132,16 @@ def test_training_batches_carry_the_maps_of_the_drawn_degradation():
     assert region_lr.shape[0] == 1 + COND_CHANNELS and region_hr.shape[0] == 1
 
 
-def test_a_conditioned_network_trains_on_conditioned_data_only():
+def test_the_trainer_feeds_a_conditioned_network_its_maps():
     hr = (gaussian_blur(synthetic_object((128, 128), 2), 1.0) * 4000).astype(np.uint16)
-    config = TrainConfig(scale=2, steps=2, batch_size=2, patch_size=32, val_every=2, device="cpu")
-    source = make_pair_source([hr], scale=2, patch_size=32, condition=True)
+    config = TrainConfig(scale=2, steps=2, batch_size=2, patch_size=32, val_every=2, device="cpu", init="none")
+    source = make_pair_source([hr], scale=2, patch_size=32)  # built for a blind network
     trainer = Trainer(config, source, net=conditioned_model().net.train())
+    assert source.cond_channels == COND_CHANNELS  # the data now gives what the network reads
     result = trainer.run()
     assert result.steps_done == 2 and result.final_validation is not None
-    with pytest.raises(ValueError, match="degradation maps"):
-        Trainer(config, make_pair_source([hr], scale=2, patch_size=32), net=conditioned_model().net.train())
+    Trainer(config, source, net=SRNet(SRNetConfig(scale=2, channels=8, blocks=1)))
+    assert source.cond_channels == 0 and source.sample(1)[0].shape[1] == 1
 
 
 # --- the request ---------------------------------------------------------------------------------------

@@ -49,6 +49,8 @@ class Plan:
     preview_origin: tuple[int, ...] | None = None
     #: an unpaired low-res acquisition whose blur and noise the synthetic degradation should match
     degradation_example: Any | None = None
+    #: time budget of a resumed run (seconds of training in all, as 'steps'), or None: the checkpoint's
+    seconds: float | None = None
 
     def use_data(self, data: PairSource) -> PairSource:
         """Remember where the data's preview crop lies and return ``data``."""
@@ -96,12 +98,18 @@ def run_plan(plan: Plan, engine: Engine, report: Callable[[Any], None], should_s
             config = TrainConfig.from_dict(json.loads(state["config"]))
         data = plan.use_data(plan.data if plan.data is not None else build_data(plan, config))
         status("resuming from the checkpoint…")
-        trainer = Trainer.resume(plan.checkpoint, data, engine=engine, steps=plan.steps)
+        budget = {} if plan.seconds is None else {"seconds": plan.seconds}
+        trainer = Trainer.resume(plan.checkpoint, data, engine=engine, steps=plan.steps, **budget)
         trainer.config.checkpoint_path = str(plan.checkpoint)
         if trainer.step >= trainer.config.steps:
             raise ValueError(
                 f"the checkpointed run is already at step {trainer.step} of {trainer.config.steps}; "
                 f"raise 'steps' above {trainer.step} to train longer"
+            )
+        if trainer.budget.spent:
+            raise ValueError(
+                f"the checkpointed run has used its time budget ({trainer.budget.elapsed:.0f} s of "
+                f"{trainer.config.seconds:g} s); raise 'time budget' to train longer"
             )
     else:
         assert plan.config is not None

@@ -46,7 +46,13 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QFileDialog, QFrame, QScrollArea, QVBoxLayout, QWidget
 
 from ..engine.errors import SuperresError
-from ..engine.options import DEFAULT_DEVICE, NORMALIZATION_MODES, TRAINING_NORMALIZATION
+from ..engine.options import (
+    DEFAULT_DEVICE,
+    NORMALIZATION_MODES,
+    TIME_BUDGET_STEP_CAP,
+    TRAIN_DEFAULTS,
+    TRAINING_NORMALIZATION,
+)
 from .engine_access import get_engine
 from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then
 from .layers import layer_axes
@@ -69,6 +75,8 @@ if TYPE_CHECKING:
     from ..engine import Engine
     from ..engine.train.trainer import StepReport, TrainConfig, Trainer, ValidationReport
 
+#: "start from" choices (TrainConfig.init; a model file is the CLI's --init FILE).
+INIT_CHOICES = ("builtin", "none")
 #: Name of the layer showing the model's output on the preview crop at validation steps.
 PREVIEW_LAYER = "training preview"
 #: How long ``stop(wait=True)`` waits by default for the worker to finish its step and checkpoint.
@@ -144,12 +152,15 @@ class TrainWidget(QWidget):
         self.scale_combo = ComboBox(label="scale", choices=list(SUPPORTED_SCALES), value=2)
         self.example_combo = ComboBox(label="degradation from", choices=self._image_layer_choices, nullable=True,
                                       value=None)  # fmt: skip
-        self.preset_combo = ComboBox(label="preset", choices=list(LOSS_PRESETS), value="psnr")
-        self.steps_spin = SpinBox(label="steps", min=0, max=10_000_000, step=100, value=1000)
+        d = TRAIN_DEFAULTS  # the CLI's defaults
+        self.preset_combo = ComboBox(label="preset", choices=list(LOSS_PRESETS), value=d.preset)
+        self.steps_spin = SpinBox(label="steps", min=0, max=TIME_BUDGET_STEP_CAP, step=100, value=d.steps)
+        self.seconds_spin = SpinBox(label="time budget (s)", min=0, max=10_000_000, step=60, value=int(d.seconds or 0))
         self.name_edit = LineEdit(label="model name", value="")
         self.name_edit.native.setPlaceholderText("automatic: '<high-res layer> x<scale>'")
         basic = Container(widgets=[self.hr_combo, self.synth_check, self.lr_combo, self.scale_combo,
-                                   self.example_combo, self.preset_combo, self.steps_spin, self.name_edit])  # fmt: skip
+                                   self.example_combo, self.preset_combo, self.steps_spin, self.seconds_spin,
+                                   self.name_edit])  # fmt: skip
         self.pair_label = StatusLine(lines=2)
         self.vgg_label = StatusLine(lines=3)
         self.vgg_label.setStyleSheet("color: #e0a040;")
@@ -160,21 +171,22 @@ class TrainWidget(QWidget):
         }
         loss_box = Container(widgets=list(self.weight_spins.values()))
         # --- optimisation ---
-        self.batch_spin = SpinBox(label="batch", min=1, max=1024, value=16)
-        self.patch_spin = SpinBox(label="patch (high-res px)", min=4, max=4096, step=8, value=96)
-        self.lr_spin = FloatSpinBox(label="learning rate", min=1e-6, max=1.0, step=1e-5, value=2e-4)
+        self.batch_spin = SpinBox(label="batch", min=1, max=1024, value=d.batch_size)
+        self.patch_spin = SpinBox(label="patch (high-res px)", min=4, max=4096, step=8, value=d.patch_size)
+        self.lr_spin = FloatSpinBox(label="learning rate", min=1e-6, max=1.0, step=1e-5, value=d.learning_rate)
         self.lr_spin.native.setDecimals(6)
-        self.lr_spin.value = 2e-4
-        self.val_spin = SpinBox(label="validate every", min=0, max=1_000_000, step=10, value=100)
+        self.lr_spin.value = d.learning_rate
+        self.val_spin = SpinBox(label="validate every", min=0, max=1_000_000, step=10, value=d.val_every)
         self.norm_combo = ComboBox(label="normalization", choices=list(NORMALIZATIONS), value=TRAINING_NORMALIZATION.mode)
         self.device_combo = ComboBox(label="device", choices=available_devices(), value=DEFAULT_DEVICE)
         opt_box = Container(widgets=[self.batch_spin, self.patch_spin, self.lr_spin, self.val_spin,
                                      self.norm_combo, self.device_combo])  # fmt: skip
         # --- network ---
+        self.init_combo = ComboBox(label="start from", choices=list(INIT_CHOICES), value=d.init)
         self.channels_spin = SpinBox(label="channels", min=1, max=512, value=32)
         self.blocks_spin = SpinBox(label="blocks", min=0, max=64, value=4)
         self.upsampling_combo = ComboBox(label="upsampling", choices=list(UPSAMPLING_MODES), value="bilinear")
-        net_box = Container(widgets=[self.channels_spin, self.blocks_spin, self.upsampling_combo])
+        net_box = Container(widgets=[self.init_combo, self.channels_spin, self.blocks_spin, self.upsampling_combo])
         # --- checkpoint ---
         self.checkpoint_edit = FileEdit(label="checkpoint", mode="w", nullable=True, filter="*.ckpt")
         ckpt_box = Container(widgets=[self.checkpoint_edit])
@@ -220,6 +232,8 @@ class TrainWidget(QWidget):
         for spin in self.weight_spins.values():
             spin.changed.connect(self._check_vgg)
         self.synth_check.changed.connect(self._on_mode_changed)
+        for w in (self.channels_spin, self.blocks_spin, self.upsampling_combo):
+            w.changed.connect(self._new_network_chosen)
         for w in (self.hr_combo, self.lr_combo, self.scale_combo):
             w.changed.connect(self._describe_pair)
         self.start_button.changed.connect(lambda *_: self.start())
@@ -241,7 +255,13 @@ class TrainWidget(QWidget):
             self.preset_combo: "psnr: L1 only (best PSNR, slightly smooth); perceptual: + L2, SSIM and VGG-16 "
                                "features (sharper; needs the VGG-16 weights); gan: + adversarial loss after "
                                "pixel pre-training.",
-            self.steps_spin: "Training steps (one batch each). Resume continues up to this number.",
+            self.steps_spin: "Training steps (one batch each). Resume continues up to this number. "
+                             "0 with a time budget: train until the time is up.",
+            self.seconds_spin: "Time budget in seconds (validation included; 0: none): training stops at 'steps' "
+                               "or this time, whichever comes first, and the learning rate decays over it.",
+            self.init_combo: "builtin: fine-tune the built-in model of the scale (much further in the same time "
+                             "on a small set); none: a new network of the channels and blocks below (setting "
+                             "them chooses none).",
             self.name_edit: "Name under which the model is registered (listed in the Upscale widget).",
             self.batch_spin: "Patches per step.",
             self.patch_spin: "Edge of a high-res training patch in pixels (a multiple of the scale).",
@@ -353,6 +373,10 @@ class TrainWidget(QWidget):
         self.vgg_label.setVisible(problem is not None)
         return problem
 
+    def _new_network_chosen(self, *_: Any) -> None:
+        """A network shape was set: train a new network of it (as the CLI's --channels/--blocks)."""
+        self.init_combo.value = "none"
+
     def _on_mode_changed(self, *_: Any) -> None:
         synth = bool(self.synth_check.value)
         self.lr_combo.visible = not synth
@@ -416,14 +440,20 @@ class TrainWidget(QWidget):
     def _config(self, scale: int, checkpoint: Path) -> TrainConfig:
         from ..engine.normalization import normalization_spec
         from ..engine.train.trainer import TrainConfig
+        from ..engine.train.warm_start import builtin_model_for
 
+        seconds = float(self.seconds_spin.value) or None
+        steps = int(self.steps_spin.value) or (TIME_BUDGET_STEP_CAP if seconds else 0)
+        init = self.init_combo.value
+        new_net = init == "none" or builtin_model_for(scale) is None  # no built-in: a new net of these settings
         config = TrainConfig(
-            scale=scale, preset=self.preset_combo.value, weights=self._weights(), steps=int(self.steps_spin.value),
+            scale=scale, preset=self.preset_combo.value, weights=self._weights(), steps=steps, seconds=seconds,
+            init=init,
             batch_size=int(self.batch_spin.value), patch_size=int(self.patch_spin.value),
             lr=float(self.lr_spin.value), device=self.device_combo.value, val_every=int(self.val_spin.value),
             checkpoint_path=str(checkpoint),
             net={"channels": int(self.channels_spin.value), "blocks": int(self.blocks_spin.value),
-                 "upsampling": self.upsampling_combo.value},
+                 "upsampling": self.upsampling_combo.value} if new_net else {},
             normalization=normalization_spec(self.norm_combo.value),
         )  # fmt: skip
         config.validate()  # ValueError with the fix: zero steps, bad patch size, all-zero weights...
@@ -441,7 +471,8 @@ class TrainWidget(QWidget):
         lr = None if synth else self._layer_data(self.lr_combo.value, "low-res")
         scale = self._scale()
         checkpoint = self.checkpoint_path
-        steps = int(self.steps_spin.value)
+        seconds = float(self.seconds_spin.value) or None
+        steps = int(self.steps_spin.value) or (TIME_BUDGET_STEP_CAP if seconds else 0)
         if resume:
             if not checkpoint.is_file():
                 raise ValueError(
@@ -458,6 +489,7 @@ class TrainWidget(QWidget):
                     )
         else:
             config = self._config(scale, checkpoint)
+            steps = config.steps
             problem = self._check_vgg()
             if problem is not None and offline():
                 raise ValueError(problem)
@@ -470,7 +502,7 @@ class TrainWidget(QWidget):
             axes=layer_axes(hr_layer), data=None, checkpoint=checkpoint, resume=resume,
             hr_scale=tuple(hr_layer.scale), hr_translate=tuple(hr_layer.translate),
             colormap=None if hr_layer.rgb else hr_layer.colormap,
-            started_at=self._last_step if resume else 0,
+            started_at=self._last_step if resume else 0, seconds=seconds,
         )  # fmt: skip
         example = self.example_combo.value if synth else None
         if example is not None:

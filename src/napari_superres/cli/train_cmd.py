@@ -42,6 +42,7 @@ from ..engine.options import (
     NORMALIZATION_MODES,
     SCHEDULES,
     SUPPORTED_SCALES,
+    TIME_BUDGET_STEP_CAP,
     TRAIN_DEFAULTS,
     UPSAMPLING_MODES,
 )
@@ -101,6 +102,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--gan-loss", choices=GAN_LOSSES, default=None)
     t.add_argument("--pretrain-steps", type=int, default=None, help="pixel-only steps first (gan default: steps/4)")
     t.add_argument("--steps", type=int, default=None, help=f"optimisation steps (default {d['steps']})")
+    t.add_argument("--seconds", type=float, default=None, metavar="S",
+                   help="time budget in seconds (validation included): stop at --steps or S, whichever comes "
+                   "first (without --steps: when the time is up); the learning-rate schedule stretches over it")  # fmt: skip
     t.add_argument("--batch-size", type=int, default=None, help=f"patches per step (default {d['batch_size']})")
     t.add_argument("--patch-size", type=int, default=None, help=f"high-res patch edge in px (default {d['patch_size']})")
     t.add_argument("--learning-rate", type=float, default=None, help=f"Adam learning rate (default {d['learning_rate']})")
@@ -110,6 +114,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--device", choices=DEVICE_CHOICES, default=None)
     t.add_argument("--seed", type=int, default=None)
     n = p.add_argument_group("network")
+    n.add_argument("--init", default=None, metavar="MODEL|none",
+                   help=f"starting network: a model file, 'builtin' (the built-in model of the scale) or 'none' "
+                   f"(a new network of --channels/--blocks) (default {d['init']}; --channels/--blocks/--upsampling "
+                   f"ask for a new network)")  # fmt: skip
     n.add_argument("--channels", type=int, default=None, help="feature channels (default 32)")
     n.add_argument("--blocks", type=int, default=None, help="residual blocks (default 4)")
     n.add_argument("--upsampling", choices=UPSAMPLING_MODES, default=None)
@@ -212,13 +220,17 @@ def build_config(args: argparse.Namespace) -> Any:
     from ..engine.train.trainer import TrainConfig
 
     net = {k: getattr(args, k) for k in ("channels", "blocks", "upsampling") if getattr(args, k) is not None}
+    steps = _get(args, "steps")
+    if args.seconds is not None and args.steps is None:
+        steps = TIME_BUDGET_STEP_CAP  # the time budget alone ends the run
     kwargs: dict[str, Any] = dict(
         scale=_get(args, "scale"), preset=_get(args, "preset"), weights=_weights(args.weight),
-        gan_loss=_get(args, "gan_loss"), pretrain_steps=args.pretrain_steps, steps=_get(args, "steps"),
+        gan_loss=_get(args, "gan_loss"), pretrain_steps=args.pretrain_steps, steps=steps, seconds=args.seconds,
         batch_size=_get(args, "batch_size"), patch_size=_get(args, "patch_size"), lr=_get(args, "learning_rate"),
         schedule=_get(args, "schedule"), seed=_get(args, "seed"), device=_get(args, "device"),
         val_every=_get(args, "val_every"), checkpoint_every=_get(args, "checkpoint_every"),
         checkpoint_path=args.checkpoint, net=net, normalization=normalization_spec(_get(args, "normalization")),
+        init=_get(args, "init"),
     )  # fmt: skip
     if args.ema is not None:
         kwargs["ema"] = args.ema if args.ema > 0 else None
@@ -273,7 +285,7 @@ def _resume_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any], dic
         f"--{name.replace('_', '-')}"
         for name in ("scale", "preset", "batch_size", "patch_size", "learning_rate", "normalization", "seed",
                      "gan_loss", "schedule", "channels", "blocks", "upsampling", "pretrain_steps", "ema",
-                     "val_fraction", "in_channels")
+                     "val_fraction", "in_channels", "init")
         if getattr(args, name) is not None
     ] + (["--weight"] if args.weight else []) + (["--degradation"] if args.degradation else [])  # fmt: skip
     if ignored:
@@ -290,6 +302,8 @@ def _resume_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any], dic
     if args.device is not None:
         overrides["device"] = args.device
     refuse_existing(args, overrides.get("checkpoint_path", config.checkpoint_path), "--checkpoint")
+    if args.seconds is not None:
+        overrides["seconds"] = args.seconds
     return config, data, overrides
 
 
@@ -375,6 +389,8 @@ def run(args: argparse.Namespace) -> int:
         out = out.with_name(out.name + ".safetensors")
     if out.exists() and not args.overwrite:  # resuming too: the model file is not the checkpoint
         raise CLIError(f"--out {out} exists; pass --overwrite to replace it")
+    if args.seconds is not None and not args.seconds > 0:
+        raise CLIError(f"--seconds must be a positive number of seconds, got {args.seconds}")
     for name in ("steps", "batch_size", "patch_size", "checkpoint_every", "val_every"):
         value = getattr(args, name)
         if value is not None and value < (0 if name in ("checkpoint_every", "val_every") else 1):
@@ -422,12 +438,15 @@ def run(args: argparse.Namespace) -> int:
         trainer = Trainer(config, data)
     main = trainer.is_main
     total = trainer.config.steps
+    budget = trainer.config.seconds
+    until = f"{trainer.step}->{total}" if total < TIME_BUDGET_STEP_CAP else f"{trainer.step}->"
+    until += f" or {budget:g} s" if budget else ""
     if main and not args.quiet:
         net = trainer.generator
         print(
             f"training x{config.scale} {config.preset}: {data.n_planes} plane(s) from {len(hr_files)} image(s), "
             f"{'pairs' if data.paired else 'high-res only (synthetic low-res)'}, net {net.num_parameters():,} "
-            f"parameters, device {trainer.device}, steps {trainer.step}->{total}",
+            f"parameters (from {Path(trainer.started_from).name if trainer.started_from else 'scratch'}), device {trainer.device}, steps {until}",
             file=sys.stderr,
         )
 
@@ -439,7 +458,7 @@ def run(args: argparse.Namespace) -> int:
     if main and not args.quiet:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, initial=trainer.step, unit="step", dynamic_ncols=True, file=sys.stderr)
+        bar = tqdm(total=trainer.budget.estimate_total(trainer.step, total), initial=trainer.step, unit="step", dynamic_ncols=True, file=sys.stderr)
 
     def log_payload(result_stopped: bool | None = None) -> dict[str, Any]:
         return {
@@ -464,6 +483,8 @@ def run(args: argparse.Namespace) -> int:
                 v = trainer.last_validation
                 post["val_psnr"] = f"{v.psnr:.2f} (bicubic {v.bicubic_psnr:.2f})"
             bar.set_postfix(post, refresh=False)
+            if budget:
+                bar.total = report.total_steps  # the steps the time budget allows at this speed
             bar.update(1)
         if report.validation is not None and args.log and not log_failed:
             try:

@@ -227,9 +227,15 @@ class TrainDefaults:
     gan_loss: str = "vanilla"
     d_steps: int = 1
     steps: int = 1000
-    batch_size: int = 16
+    #: time budget in seconds (None: train for ``steps``)
+    seconds: float | None = None
+    #: starting network: "builtin" (the built-in model of the scale), "none" or a model file
+    init: str = "builtin"
+    #: 12 patches of 64 px: 1000 steps of the built-in x2 network in about 345 CPU-seconds at 1 thread
+    #: (benchmarks/results/train_choices.md)
+    batch_size: int = 12
     #: high-res patch edge in pixels
-    patch_size: int = 96
+    patch_size: int = 64
     #: initial Adam learning rate
     learning_rate: float = 2e-4
     schedule: str = "cosine"
@@ -240,10 +246,12 @@ class TrainDefaults:
     val_every: int = 100
     checkpoint_every: int = 0
     #: fraction of each image's columns held out for validation
-    val_fraction: float = 0.2
+    val_fraction: float = 0.1
 
 
 TRAIN_DEFAULTS = TrainDefaults()
+#: Steps of a run given only a time budget (``--seconds`` without ``--steps``): the budget ends it first.
+TIME_BUDGET_STEP_CAP = 100_000_000
 
 __all__ = [
     "ACTIVATIONS",
@@ -262,6 +270,7 @@ __all__ = [
     "NORM_LAYERS",
     "SCHEDULES",
     "SUPPORTED_SCALES",
+    "TIME_BUDGET_STEP_CAP",
     "TRAINING_NORMALIZATION",
     "TRAIN_DEFAULTS",
     "Normalization",

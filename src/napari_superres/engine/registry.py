@@ -45,7 +45,7 @@ from .device import (
 from .infer.pipeline import ProgressCallback, plan_upscale, run_upscale
 from .loaders import load_model_file
 from .nets.conditioning import DegradationCondition
-from .nets.model_file import MODEL_SUFFIX, SRModel, load_model
+from .nets.model_file import BUILTIN_MODEL_DIR, MODEL_SUFFIX, SRModel, builtin_model_files, load_model  # noqa: F401 - BUILTIN_MODEL_DIR re-exported
 from .nets.srnet import Bicubic, SRNet
 from .options import Normalization
 
@@ -56,15 +56,6 @@ log = logging.getLogger(__name__)
 BICUBIC = "bicubic"
 #: Model files (named by path) an Engine keeps loaded; the least recently used goes first.
 MODEL_FILE_CACHE_SIZE = 4
-#: Folder of the model files shipped inside the package.
-BUILTIN_MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
-
-
-def builtin_model_files() -> list[Path]:
-    """The ``.safetensors`` files shipped with the package, sorted by name."""
-    if not BUILTIN_MODEL_DIR.is_dir():
-        return []
-    return sorted(BUILTIN_MODEL_DIR.glob(f"*{MODEL_SUFFIX}"))
 
 
 class Engine:

@@ -33,6 +33,15 @@ from .srnet import SRNet, SRNetConfig, upsampling_factors
 FORMAT_NAME = "napari-superres"
 FORMAT_VERSION = "1"
 MODEL_SUFFIX = ".safetensors"
+#: Folder of the model files shipped inside the package.
+BUILTIN_MODEL_DIR = Path(__file__).resolve().parents[2] / "models"
+
+
+def builtin_model_files() -> list[Path]:
+    """The ``.safetensors`` files shipped with the package, sorted by name."""
+    if not BUILTIN_MODEL_DIR.is_dir():
+        return []
+    return sorted(BUILTIN_MODEL_DIR.glob(f"*{MODEL_SUFFIX}"))
 
 
 #: Bounds on a network described by a model file, checked before anything is allocated.

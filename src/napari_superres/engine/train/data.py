@@ -397,6 +397,11 @@ class PairSource:
             lr_t = with_condition(lr_t, jittered(conditions, rng))
         return lr_t, hr_t  # type: ignore[return-value]
 
+    def set_condition(self, enabled: bool) -> None:
+        """Append (or stop appending) each low-res patch's degradation maps, for a conditioned network."""
+        self.cond_channels = COND_CHANNELS if enabled else 0
+        self._validation = None
+
     def plane_condition(self, k: int) -> DegradationCondition:
         """Plane ``k``'s own condition, estimated once: the low-res plane's for pairs, else the high-res plane's."""
         if k not in self._plane_conditions:

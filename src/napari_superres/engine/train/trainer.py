@@ -62,6 +62,8 @@ from .losses import (
     resolve_weights,
     weighted_sum,
 )
+from .schedule import TimeBudget, retarget, scheduler
+from .warm_start import check_init, initial_network
 
 if TYPE_CHECKING:
     from torch import device as _Device
@@ -77,15 +79,10 @@ class EngineLike(Protocol):
 
 CHECKPOINT_FORMAT = "napari-superres-checkpoint"
 CHECKPOINT_VERSION = 1
-#: Final learning rate of the cosine schedule, as a fraction of the initial one.
-COSINE_MIN_FACTOR = 0.01
-#: Milestones (fractions of the run) and factor of the step schedule.
-STEP_MILESTONES = (0.5, 0.75)
-STEP_GAMMA = 0.5
 #: Adam betas (as ESRGAN / Real-ESRGAN).
 ADAM_BETAS = (0.9, 0.99)
 #: Settings a resumed run may change (they do not change what is learned).
-RESUME_OVERRIDES = ("device", "checkpoint_path", "checkpoint_every", "val_every")
+RESUME_OVERRIDES = ("device", "checkpoint_path", "checkpoint_every", "val_every", "seconds")
 #: Steps over which it/s is averaged.
 SPEED_WINDOW = 20
 
@@ -105,6 +102,10 @@ class TrainConfig:
     pretrain_steps : pixel-only steps before the perceptual and adversarial terms switch on;
         ``None``: ``steps // 4`` for the ``gan`` preset, else 0.
     steps, batch_size : optimisation steps and patches per step.
+    seconds : time budget in wall-clock seconds (validation included) or ``None``: training stops at
+        ``steps`` or ``seconds``, whichever comes first; the schedule stretches over the budget.
+    init : start from ``"builtin"`` (the built-in model of the scale, unless ``net`` is given),
+        ``"none"`` (a new network) or a model file (:mod:`~napari_superres.engine.train.warm_start`).
     patch_size : high-res patch edge in px (a multiple of ``scale``); must match the data.
     lr : initial Adam learning rate (generator; the discriminator uses ``d_lr`` or this).
     schedule : ``"cosine"`` (to 1 % of ``lr``), ``"step"`` (halved at 50 % and 75 %) or ``"constant"``.
@@ -139,6 +140,8 @@ class TrainConfig:
     d_steps: int = TRAIN_DEFAULTS.d_steps
     pretrain_steps: int | None = None
     steps: int = TRAIN_DEFAULTS.steps
+    seconds: float | None = TRAIN_DEFAULTS.seconds
+    init: str | None = TRAIN_DEFAULTS.init
     batch_size: int = TRAIN_DEFAULTS.batch_size
     patch_size: int = TRAIN_DEFAULTS.patch_size
     lr: float = TRAIN_DEFAULTS.learning_rate
@@ -169,6 +172,9 @@ class TrainConfig:
                 raise ValueError(msg)
 
         need(int(self.steps) >= 1, f"steps must be at least 1 (got {self.steps}); train for e.g. steps=1000")
+        need(self.seconds is None or (math.isfinite(self.seconds) and self.seconds > 0),
+             f"seconds must be a positive number or None (no time limit), got {self.seconds}")  # fmt: skip
+        check_init(self.init)
         need(int(self.batch_size) >= 1, f"batch_size must be at least 1 (got {self.batch_size})")
         need(self.preset in LOSS_PRESETS, f"unknown preset {self.preset!r}; choose one of {sorted(LOSS_PRESETS)}")
         need(self.gan_loss in GAN_LOSSES, f"unknown gan_loss {self.gan_loss!r}; choose one of {list(GAN_LOSSES)}")
@@ -324,26 +330,6 @@ class TrainResult:
     net: SRNet
 
 
-class _Schedule:
-    """Learning-rate factor of step ``t`` (a picklable-free callable: its ``__dict__`` is its state)."""
-
-    def __init__(self, kind: str, total: int) -> None:
-        self.kind = kind
-        self.total = max(1, int(total))
-
-    def __call__(self, t: int) -> float:
-        if self.kind == "cosine":
-            frac = min(1.0, t / self.total)
-            return COSINE_MIN_FACTOR + (1.0 - COSINE_MIN_FACTOR) * 0.5 * (1.0 + math.cos(math.pi * frac))
-        if self.kind == "step":
-            return STEP_GAMMA ** sum(t >= int(m * self.total) for m in STEP_MILESTONES)
-        return 1.0
-
-
-def _scheduler(opt: torch.optim.Optimizer, kind: str, total: int) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(opt, _Schedule(kind, total))
-
-
 class Trainer:
     """Train a super-resolution network on a :class:`PairSource`.
 
@@ -403,6 +389,10 @@ class Trainer:
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
+            start = None  # the model file training starts from (None: a new network or one passed in)
+            if net is None:
+                net, start = initial_network(config.init, int(config.scale), data.in_channels, config.net)
+            self.started_from = None if start is None else str(start)
             if net is None:
                 net = SRNet(self._net_config(config, data))
             disc = None
@@ -410,6 +400,8 @@ class Trainer:
                 d_cfg = dict(config.discriminator or {})
                 kind = d_cfg.pop("kind", "patchgan")
                 disc = build_discriminator(kind, net.out_channels, **d_cfg)
+        if isinstance(net, SRNet) and net.cond_channels != data.cond_channels:
+            data.set_condition(bool(net.cond_channels))  # the data gives what the network reads (its maps)
         self._check_net(net, config, data)
         self._memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         net.to(self.device, memory_format=self._memory_format)
@@ -424,11 +416,11 @@ class Trainer:
         self.disc = wrap_ddp(disc.to(self.device), self.device, self.ctx) if disc is not None else None
 
         self.opt_g = torch.optim.Adam(unwrap(self.net).parameters(), lr=config.lr, betas=ADAM_BETAS)
-        self.sched_g = _scheduler(self.opt_g, config.schedule, config.steps)
+        self.sched_g = scheduler(self.opt_g, config.schedule, config.steps)
         self.opt_d = self.sched_d = None
         if self.disc is not None:
             self.opt_d = torch.optim.Adam(unwrap(self.disc).parameters(), lr=config.d_lr or config.lr, betas=ADAM_BETAS)
-            self.sched_d = _scheduler(self.opt_d, config.schedule, config.steps - self.pretrain_steps)
+            self.sched_d = scheduler(self.opt_d, config.schedule, config.steps - self.pretrain_steps)
 
         self.step = 0
         self.history: list[dict[str, Any]] = []
@@ -436,6 +428,7 @@ class Trainer:
         self._stop_requested = False
         self._durations: deque[float] = deque(maxlen=SPEED_WINDOW)
         self._val_seconds = 0.0
+        self.budget = TimeBudget(config.seconds)
 
     # --- construction helpers ----------------------------------------------------------------
     @staticmethod
@@ -522,13 +515,13 @@ class Trainer:
         if steps < max(1, self.step):
             raise ValueError(f"steps must be at least {max(1, self.step)} (steps already done), got {steps}")
         self.config.steps = steps
-        self.sched_g.lr_lambdas[0].total = max(1, steps)  # type: ignore[attr-defined]
-        for group, factor in zip(self.opt_g.param_groups, self.sched_g.base_lrs):
-            group["lr"] = factor * self.sched_g.lr_lambdas[0](self.sched_g.last_epoch)
+        self._retarget(steps)
+
+    def _retarget(self, total: int) -> None:
+        """Stretch the learning-rate schedules to ``total`` steps."""
+        retarget(self.sched_g, self.opt_g, max(1, total))
         if self.sched_d is not None and self.opt_d is not None:
-            self.sched_d.lr_lambdas[0].total = max(1, steps - self.pretrain_steps)  # type: ignore[attr-defined]
-            for group, factor in zip(self.opt_d.param_groups, self.sched_d.base_lrs):
-                group["lr"] = factor * self.sched_d.lr_lambdas[0](self.sched_d.last_epoch)
+            retarget(self.sched_d, self.opt_d, max(1, total - self.pretrain_steps))
 
     def current_lr(self) -> float:
         return float(self.opt_g.param_groups[0]["lr"])
@@ -538,7 +531,7 @@ class Trainer:
         callback: Callable[[StepReport], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> TrainResult:
-        """Train until ``config.steps`` (or a stop request) and return a :class:`TrainResult`.
+        """Train until ``config.steps``, the ``config.seconds`` budget or a stop request; return a :class:`TrainResult`.
 
         ``callback(report)`` is called after every step (main process only).
         ``should_stop()`` is checked between steps; on stop a checkpoint is written
@@ -547,7 +540,8 @@ class Trainer:
         cfg = self.config
         stopped = False
         self._stop_requested = False
-        while self.step < cfg.steps:
+        self.budget.start()
+        while self.step < cfg.steps and not self.budget.spent:
             stop = self._stop_requested or bool(should_stop is not None and should_stop())
             if any_rank(stop, self.ctx, self.device):
                 stopped = True
@@ -564,18 +558,24 @@ class Trainer:
                 ) from e
             self.step += 1
             self._durations.append(time.perf_counter() - t0)
+            self.budget.tick()
+            total = self.budget.estimate_total(self.step, int(cfg.steps))  # fewer when time runs out
+            if cfg.seconds is not None:
+                self._retarget(total)  # the schedule follows the budget
             validation = None
-            if (cfg.val_every and self.step % cfg.val_every == 0) or self.step == cfg.steps:
+            if (cfg.val_every and self.step % cfg.val_every == 0) or self.step >= total:
                 v0 = time.perf_counter()
                 validation = self.validate()
                 self._val_seconds = time.perf_counter() - v0
+                self.budget.tick()
             it_s = len(self._durations) / max(sum(self._durations), 1e-9)
-            remaining = cfg.steps - self.step
+            remaining = max(0, total - self.step)
             n_val = remaining // cfg.val_every if cfg.val_every else 0
             eta = remaining / it_s + (n_val + (1 if remaining else 0)) * self._val_seconds
+            eta = eta if self.budget.remaining is None else min(eta, self.budget.remaining)
             report = StepReport(
                 step=self.step,
-                total_steps=cfg.steps,
+                total_steps=total,
                 losses=losses,
                 d_acc_real=acc[0] if acc else None,
                 d_acc_fake=acc[1] if acc else None,
@@ -587,7 +587,7 @@ class Trainer:
             )
             self.history.append(report.to_dict())
             if cfg.checkpoint_path and (
-                (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or self.step == cfg.steps
+                (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or self.step >= total
             ):
                 report.checkpoint = str(self.save_checkpoint(cfg.checkpoint_path))
                 self.history[-1]["checkpoint"] = report.checkpoint
@@ -741,6 +741,7 @@ class Trainer:
         """JSON-able description of this run, stored in model files."""
         return {
             "config": self.config.to_dict(),
+            "started_from": Path(self.started_from).name if self.started_from else None,
             "steps": self.step,
             "weights": self.weights,
             "pretrain_steps": self.pretrain_steps,
@@ -782,6 +783,7 @@ class Trainer:
             "config": json.dumps(self.config.to_dict()),
             "net_config": json.dumps(self.generator.config.to_dict()),
             "step": int(self.step),
+            "elapsed_s": float(self.budget.elapsed),
             "generator": _cpu_state(self.generator.state_dict()),
             "ema": _cpu_state(self.ema_net.state_dict()) if self.ema_net is not None else None,
             "discriminator": _cpu_state(unwrap(self.disc).state_dict()) if self.disc is not None else None,
@@ -876,6 +878,7 @@ class Trainer:
             self.opt_d.load_state_dict(state["opt_d"])
             self.sched_d.load_state_dict(state["sched_d"])  # type: ignore[union-attr]
         self.step = int(state["step"])
+        self.budget.elapsed = float(state.get("elapsed_s", 0.0))
         self.history = json.loads(state["history"])
         last = json.loads(state.get("last_validation") or "null")
         scores = {f.name for f in fields(ValidationReport)}
