@@ -8,6 +8,7 @@ inverse normalisation into a pre-allocated output of the input's dtype.
 from __future__ import annotations
 
 import os
+import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -31,6 +32,8 @@ from ..normalization import (
 from .onnx_backend import BACKENDS, OnnxRunner, onnx_failure, onnx_runner, onnxruntime_available
 from .tiling import (
     MIN_TILE,
+    PROBE_TILE,
+    THROUGHPUT,
     Cancelled,
     choose_batch,
     choose_tile,
@@ -38,6 +41,7 @@ from .tiling import (
     plan_overlap,
     tiled_forward,
     tiled_map,
+    timed_tile,
 )
 
 ProgressCallback = Callable[[int, int], None]
@@ -64,6 +68,9 @@ class UpscaleJob:
     backend: str = "torch"
     #: the backend was asked for by name (no silent fallback to torch when it cannot run)
     backend_required: bool = False
+    #: the tile was chosen automatically (``tile`` is then the memory bound; on the CPU a run that
+    #: can be cancelled cuts tiles of about ``TILE_SECONDS`` of measured compute, see :meth:`_Runner.size_tiles_by_time`)
+    auto_tile: bool = False
 
     @property
     def n_planes(self) -> int:
@@ -158,7 +165,8 @@ def plan_upscale(
     if out_dtype.kind not in "uifb":
         raise ValueError(f"output_dtype must be an integer, float or bool dtype, got {out_dtype}")
     width = model_width(model.net)
-    if tile is None or tile <= 0:
+    auto_tile = tile is None or tile <= 0
+    if auto_tile:
         tile = choose_tile(h, w, device, model_width=width, scale=scale)
     halo = model.receptive_field
     min_tile = 2 * (2 * halo + max(2, halo // 2))
@@ -182,6 +190,7 @@ def plan_upscale(
         compile=bool(compile),
         backend=chosen,
         backend_required=required,
+        auto_tile=auto_tile,
     )
 
 
@@ -267,17 +276,54 @@ class _Runner:
         if self.onnx is not None:
             self.onnx.release_later()
 
+    @property
+    def _where(self) -> str:
+        return f"{self.job.device}/{'onnxruntime' if self.onnx is not None else 'torch'}"
+
+    def size_tiles_by_time(self) -> None:
+        """Automatic tile on the CPU with a ``should_stop``: tiles of about ``TILE_SECONDS`` of compute.
+
+        The throughput of this network here is the one measured on earlier tiles (this
+        process), else a probe of two ``PROBE_TILE``-px calls; the memory bound still
+        applies.  Cancel then ends the job within about one tile, and the progress bar
+        moves within about one tile of the start, at any image size and load.
+        """
+        job = self.job
+        if not (job.auto_tile and job.device.type == "cpu" and self.should_stop is not None):
+            return
+        h, w = job.in_shape[job.axes.y], job.in_shape[job.axes.x]
+        halo = job.model.receptive_field
+        rate = THROUGHPUT.rate(job.model.net, self._where)
+        if rate is None:
+            probe = torch.zeros(1, job.model.in_channels or 1, PROBE_TILE, PROBE_TILE)
+            self._forward(probe)  # the first call sets up buffers; the second one is timed
+            t0 = time.perf_counter()
+            self._forward(probe)
+            rate = PROBE_TILE**2 / max(time.perf_counter() - t0, 1e-6)
+        tile = min(self.tile, timed_tile(h, w, rate, halo))
+        if tile != self.tile:
+            self.tile = tile
+            self.total = job.n_planes * count_tiles(h, w, tile, halo)
+        if self.progress is not None:
+            self.progress(0, self.total)
+
     def _tick(self, n: int) -> None:
         self.done += n
         if self.progress is not None:
             self.progress(min(self.done, self.total), self.total)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        t0 = time.perf_counter()
         if self.onnx is not None:
-            return self.onnx(x)
-        with torch.inference_mode(), autocast(self.job.device):
-            x = x.to(self.job.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            return self.net(x)
+            y = self.onnx(x, stop=self.should_stop)  # Cancel ends the run inside the tile
+        else:
+            with torch.inference_mode(), autocast(self.job.device):
+                x = x.to(self.job.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                y = self.net(x)
+        if self.job.device.type == "cpu":
+            THROUGHPUT.record(self.job.model.net, self._where, x.shape[0] * x.shape[-2] * x.shape[-1],
+                              time.perf_counter() - t0)  # fmt: skip
+        return y
 
     def run_plane(
         self, plane: np.ndarray, channels_out: int, sink: Any = None, prepare: Any = None
@@ -387,6 +433,7 @@ def run_upscale(
         ranges[-1] = intensity_range(image, job.normalization)
 
     try:
+        runner.size_tiles_by_time()
         for index in np.ndindex(*plane_shape):
             if should_stop is not None and should_stop():
                 raise Cancelled("cancelled")
