@@ -402,6 +402,37 @@ class JobRunner(QObject):
                 pass
 
 
+# --- source layers -------------------------------------------------------------------------------
+def when_layer_removed(viewer: Any, owner: QWidget, handler: Callable[[Any, Any], None]) -> None:
+    """Call ``handler(owner, layer)`` on the GUI thread whenever a layer leaves ``viewer``, while ``owner`` lives.
+
+    ``handler`` is a plain function (e.g. ``Widget._on_layer_removed``), so the viewer holds no
+    reference to ``owner``: a closed widget is not kept alive, nor called once deleted.  Widgets use
+    it to stop a job whose source layer the user deleted.
+    """
+    ref = weakref.ref(owner)
+
+    def removed(event: Any) -> None:
+        widget = ref()
+        if widget is None:
+            return
+        try:
+            handler(widget, event.value)
+        except RuntimeError:  # the Qt object is already deleted
+            pass
+
+    emitter = viewer.layers.events.removed
+    emitter.connect(removed)
+
+    def disconnect(*_: Any) -> None:
+        try:
+            emitter.disconnect(removed)
+        except (RuntimeError, ValueError, TypeError):
+            pass
+
+    owner.destroyed.connect(disconnect)
+
+
 # --- heavy imports ---------------------------------------------------------------------------------
 def modules_loaded(modules: Sequence[str]) -> bool:
     """Whether every module in ``modules`` has been imported (completely) in this process."""
