@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import threading
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,11 +44,12 @@ from magicgui.widgets import (
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QFileDialog, QMessageBox, QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFileDialog, QSizePolicy, QVBoxLayout, QWidget
 
 from .engine_access import get_engine
 from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then, when_layer_removed
 from .layers import layer_axes
+from .train_guards import VGG_PROBE_S, TrainGuards
 from .train_plan import (
     Outcome,
     Plan,
@@ -58,7 +58,6 @@ from .train_plan import (
     offline,
     run_plan,
     safe_file_stem,
-    vgg_weights_problem,
 )
 from .ui import SETTINGS_MIN_HEIGHT, JobPanel, StatusLine, button_row, folded, scrolled, set_tips
 
@@ -82,13 +81,11 @@ TRAIN_MODULES = (
     "napari_superres.engine.train.trainer", "napari_superres.engine.train.data", "napari_superres.engine.nets.vgg",
     "napari_superres.engine.device", "napari_superres._napari.loss_plot", "torchvision.models",
 )  # fmt: skip
-#: Seconds the probe of the VGG-16 weights' host waits for an answer.
-VGG_PROBE_S = 2.0
 #: Where the sample pair is in napari's menu: a plugin with one sample gets one item, "<sample> (<plugin>)".
 SAMPLE_MENU = "File ▸ Open Sample ▸ Synthetic fluorescence pair (low-res, high-res) (Super-resolution)"
 
 
-class TrainWidget(QWidget):
+class TrainWidget(TrainGuards, QWidget):
     """Train a super-resolution network on image layers of ``napari_viewer``.
 
     Programmatic use (and tests)::
@@ -320,33 +317,6 @@ class TrainWidget(QWidget):
             scale = int(self.scale_combo.value)
         return f"{base} x{scale}"
 
-    def run_name(self, resume: bool = False) -> str:
-        """The name this run registers its model under; raises ``ValueError`` when the user keeps a taken name.
-
-        Empty name field: '<high-res layer> x<scale>', numbered ``(2)``, ``(3)``... when another model
-        has it (a resumed run keeps its own name).  A typed name of a registered model asks first
-        (:meth:`confirm_replace`): no model is ever replaced silently.
-        """
-        assert self.engine is not None
-        typed = self.name_edit.value.strip()
-        if resume and self._last_name is not None and typed in ("", self._last_name):
-            return self._last_name
-        if not typed:
-            return self.engine.unique_name(self.model_name())
-        if typed in self.engine.names() and not self.confirm_replace(typed):
-            raise ValueError(f"A model named {typed!r} is already registered; choose another model name.")
-        return typed
-
-    def confirm_replace(self, name: str) -> bool:
-        """Ask whether the registered model ``name`` may be replaced by this run's (a dialog)."""
-        answer = QMessageBox.question(
-            self, "Replace a model?",
-            f"A model named {name!r} is already registered (listed in the Upscale widget).\n"
-            "Replace it with the model this run trains?",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No,
-        )  # fmt: skip
-        return answer == QMessageBox.StandardButton.Yes
-
     def _apply_theme(self, *_: Any) -> None:
         from napari.utils.theme import get_theme
 
@@ -393,38 +363,6 @@ class TrainWidget(QWidget):
 
     def _weights(self) -> dict[str, float]:
         return {term: float(spin.value) for term, spin in self.weight_spins.items()}
-
-    def _check_vgg(self, *_: Any) -> str | None:
-        """Warn as soon as the settings need VGG-16 weights that are not on disk, saying what Start will do.
-
-        Whether they can be downloaded is probed once, in a thread (a TCP connection to their
-        host, never a download); the message follows when the answer comes.
-        """
-        problem = vgg_weights_problem(self._weights(), self._vgg_reachable)
-        if problem is not None and self._vgg_reachable is None and not offline() and not self._vgg_probing:
-            self._vgg_probing = True
-            ref = weakref.ref(self)
-
-            def probe() -> None:
-                from ..engine.nets.vgg import weights_host_reachable
-
-                reachable = weights_host_reachable(VGG_PROBE_S)
-                widget = ref()
-                if widget is not None:
-                    try:
-                        widget.vgg_probed.emit(reachable)  # queued to the GUI thread
-                    except RuntimeError:  # the widget is already deleted
-                        pass
-
-            threading.Thread(target=probe, name="vgg-weights-probe", daemon=True).start()
-        self.vgg_label.value = problem or ""
-        self.vgg_label.setVisible(problem is not None)
-        return problem
-
-    def _on_vgg_probed(self, reachable: bool) -> None:
-        self._vgg_reachable, self._vgg_probing = bool(reachable), False
-        if self.ready:
-            self._check_vgg()
 
     def _on_mode_changed(self, *_: Any) -> None:
         synth = bool(self.synth_check.value)
@@ -594,13 +532,6 @@ class TrainWidget(QWidget):
         self._sources = (self.hr_combo.value, *(() if synth else (self.lr_combo.value,)),
                          *((self.example_combo.value,) if synth and self.example_combo.value is not None else ()))  # fmt: skip
         return self._start_worker(plan)
-
-    def _on_layer_removed(self, layer: Any) -> None:
-        """A layer the run trains on was deleted: stop after this step (the model so far is kept, as with Stop)."""
-        if layer is not None and self._runner.running and any(layer is source for source in self._sources):
-            message = f"{layer.name!r} was deleted: stopping after this step (the model trained so far is kept)."
-            self._runner.cancel(message)
-            show_warning(message)
 
     def _refuse(self, message: str) -> None:
         self.status.value = message
