@@ -70,6 +70,15 @@ def available_devices() -> list[str]:
     return devices
 
 
+def _warm_engine(viewer: Any) -> None:
+    """Worker side of the first open: the viewer's engine and its default model (read from disk once)."""
+    engine = get_engine(viewer)
+    try:
+        engine.get(engine.default_model)  # cached: selecting it on the GUI thread is then instant
+    except Exception:  # noqa: BLE001 - a broken file is reported when it is selected
+        pass
+
+
 def _is_dask(data: Any) -> bool:
     return type(data).__module__.split(".")[0] == "dask"
 
@@ -188,7 +197,7 @@ class UpscaleWidget(QWidget):
         self.models_changed.connect(self._refresh_models)
         viewer = self.viewer
         when_layer_removed(viewer, self, UpscaleWidget._on_layer_removed)
-        import_modules_then(self._runner, UPSCALE_MODULES, self._on_engine_ready, warm=lambda: get_engine(viewer))
+        import_modules_then(self._runner, UPSCALE_MODULES, self._on_engine_ready, warm=lambda: _warm_engine(viewer))
 
     # --- start-up ------------------------------------------------------------------------------
     @property
