@@ -1,12 +1,14 @@
-"""Copy the benchmark tables from ``benchmarks/results/*.md`` into README.md (between marker comments).
+"""Copy the benchmark tables from ``benchmarks/results/*.md`` into the docs (between marker comments).
 
     python benchmarks/update_readme.py [--machine cpu-2core]
 
-Blocks: ``<!-- quality:start -->``…``<!-- quality:end -->`` gets ``results/quality.md`` (from its first
-table heading on); ``<!-- performance:start -->``…``<!-- performance:end -->`` gets the body of
-``results/<machine>.md`` for every machine file given (headings demoted one level), followed by
+Blocks in ``docs/models.md``: ``<!-- quality:start -->``…``<!-- quality:end -->`` gets
+``results/quality.md`` (from its first table heading on); ``<!-- your-data:start -->``…
+``<!-- your-data:end -->`` gets ``results/your_data.md`` (``quality.py --your-data``).
+Block in ``docs/performance.md``: ``<!-- performance:start -->``…``<!-- performance:end -->`` gets the body
+of ``results/<machine>.md`` for every machine file given (headings demoted one level), followed by
 ``results/candidates-<machine>.md`` where present (``benchmarks/candidates.py``).
-``<!-- your-data:start -->``…``<!-- your-data:end -->`` gets ``results/your_data.md`` (``quality.py --your-data``).
+(The name is historical: the tables lived in README.md until the README became a short user's guide.)
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+MODELS_DOC = ROOT / "docs" / "models.md"
+PERFORMANCE_DOC = ROOT / "docs" / "performance.md"
 
 
-def _replace_block(text: str, name: str, body: str) -> str:
+def _replace_block(text: str, name: str, body: str, where: Path) -> str:
     pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
     if not pattern.search(text):
-        raise SystemExit(f"README.md has no <!-- {name}:start --> / <!-- {name}:end --> block")
+        raise SystemExit(f"{where.relative_to(ROOT)} has no <!-- {name}:start --> / <!-- {name}:end --> block")
     return pattern.sub(lambda m: m.group(1) + body.strip() + "\n" + m.group(2), text)
 
 
@@ -51,15 +55,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--machine", nargs="+", default=["cpu-2core"])
     args = parser.parse_args()
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    text = _replace_block(text, "quality", quality_block())
-    text = _replace_block(text, "performance", performance_block(args.machine))
+    text = MODELS_DOC.read_text()
+    text = _replace_block(text, "quality", quality_block(), MODELS_DOC)
     your_data = RESULTS / "your_data.md"
     if your_data.is_file():  # quality.py --your-data: built-in vs adapt vs paired training
-        text = _replace_block(text, "your-data", your_data.read_text().split("\n", 2)[-1])
-    readme.write_text(text)
-    print(f"updated {readme}")
+        text = _replace_block(text, "your-data", your_data.read_text().split("\n", 2)[-1], MODELS_DOC)
+    MODELS_DOC.write_text(text)
+    text = PERFORMANCE_DOC.read_text()
+    PERFORMANCE_DOC.write_text(_replace_block(text, "performance", performance_block(args.machine), PERFORMANCE_DOC))
+    print(f"updated {MODELS_DOC} and {PERFORMANCE_DOC}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -56,51 +57,55 @@ from prepare_data import (  # noqa: E402
 #: Network: small enough to train on a CPU, same recipe on a GPU (only --steps changes).
 #: All convolutions of the body run at low resolution; each x2 stage is bilinear upsampling + a 3x3
 #: conv into a narrower feature map (``upsample_channels``), so the high-resolution work stays small.
+#: ``cond_channels``: the network reads the image's noise and blur maps (SRMD-style conditioning,
+#: ``engine/nets/conditioning.py``), estimated from the image at inference.
 NET_BY_SCALE = {
     2: {"channels": 48, "blocks": 8, "upsampling": "bilinear", "upsample_channels": [24], "activation": "leaky_relu",
-        "global_skip": True},
-    # x4: the first recipe's network (32 channels, 4 blocks), warm-started from the earlier x4 file
-    4: {"channels": 32, "blocks": 4, "upsampling": "bilinear", "upsample_channels": [32, 32], "global_skip": True},
+        "global_skip": True, "cond_channels": 2},
+    4: {"channels": 32, "blocks": 4, "upsampling": "bilinear", "upsample_channels": [32, 32], "global_skip": True,
+        "cond_channels": 2},
 }
 #: High-res patch edge per scale (px) and patches per step.
 PATCH_SIZE = {2: 64, 4: 96}
 BATCH_SIZE = 16
-#: Peak learning rate (cosine schedule).  The current stage fine-tunes the previous built-in file
-#: (``--init``), so it starts lower than the 1e-3 the from-scratch stages used.
-LEARNING_RATE = 3e-4
+#: Peak learning rate (cosine schedule).  The first conditioned stage started from the blind built-in
+#: file at 5e-4 (``--init``; the new maps' head weights start at zero, so step 0 computes the blind
+#: model); later stages fine-tune the conditioned file.
+LEARNING_RATE = 1e-4
 SCHEDULE = "cosine"
 GRAD_CLIP = 1.0
 VAL_FRACTION = 0.1
 VAL_EVERY = 250
-#: Downsampling methods drawn per patch (repeats weight them): two thirds bicubic (the SR literature's
-#: protocol and the most common resize), then area (camera binning) and bilinear.
-DEGRADATION_METHODS = ("bicubic", "bicubic", "bicubic", "bicubic", "area", "bilinear")
-#: Blur sigma range (high-res px) per unit of scale, and the other degradation settings.
-BLUR_PER_SCALE = 0.6
-#: Noise reaches 20 photons at intensity 1.0 (a percentile-normalised dim acquisition; the plugin's
-#: sample pair has about 70), so the network denoises alike whatever brightness normalisation gives
-#: the noise.  Added noise is never fainter than 3000 photons at 1.0 / a read noise of 0.004: fainter
-#: noise is what real high-res images carry themselves (a network taught to remove it smooths clean
-#: inputs below bicubic).  Percentile-normalised planes are not clipped to [0, 1] (``clip`` resolved
-#: from the normalisation): inference sees bright structures above 1 unclipped, and so does training.
-#: Blur and noise are drawn for a minority of patches: a network cannot tell a blurred input from a
-#: smooth scene, so every blurred or noisy patch teaches it to sharpen or smooth clean inputs too.
-#: The earlier mix (half bicubic, blur 0.35, noise 0.4) left clean inputs 0.2 dB short on BSD images and
-#: smoothed HeLa channel 1 below bicubic; images with heavier blur and noise are what ``adapt`` and
-#: ``--degradation-from`` are for.
+#: Downsampling methods drawn per patch (repeats weight them): bicubic (the SR literature's protocol and
+#: the most common resize), area (a camera's larger pixels) and bilinear.
+DEGRADATION_METHODS = ("area", "bicubic", "bicubic", "bicubic", "bicubic", "bilinear")
+#: Blur sigma range (high-res px) per unit of scale, drawn for ``blur_prob`` of the patches: either no
+#: added blur or a clearly wide one (0.9-1.7 low-res px on top of the source's own blur).  The
+#: estimator reads the blur of the *image*, content included, so a continuous range down to 0 makes a
+#: moderately smooth scene (HeLa, synthetic fields: ~0.8 low-res px when merely downsampled) look like
+#: added blur and the network over-sharpens it (a 250-step probe: HeLa channel 1 -3.7 dB below bicubic
+#: under the bicubic protocol); with the gap, readings up to ~0.9 px mean "content", beyond "optics".
+BLUR_RANGE_PER_SCALE = (0.9, 1.7)
+#: Noise: shot noise from 30 photons at intensity 1.0 (a percentile-normalised low-photon acquisition)
+#: to 10 000 (nearly clean), log-uniform, plus read noise.  The conditioned network is told each
+#: patch's blur and noise, so wide blur and strong noise no longer teach it to sharpen or smooth clean
+#: inputs (which the blind models' minority-blur mix had to guard against); about a third of the
+#: patches stay clean and sharp (bicubic or area only).  Percentile-normalised planes are not
+#: clipped to [0, 1] (``clip`` resolved from the normalisation).
 DEGRADATION = {
-    "blur_prob": 0.15,
-    "noise_poisson": (20.0, 3000.0),  # photons at intensity 1.0, log-uniform
-    "noise_gaussian": (0.004, 0.02),
+    "blur_prob": 0.4,
+    "noise_poisson": (30.0, 10000.0),  # photons at intensity 1.0, log-uniform
+    "noise_gaussian": (0.001, 0.03),
     "noise_prob": 0.3,
 }
 #: Intensity normalisation of training planes, stored in the model file and repeated at inference:
 #: per-image percentiles (as CSBDeep/CARE), so dim 16-bit data and bright 8-bit data look alike.
 NORMALIZATION = {"mode": "percentile", "low": 1.0, "high": 99.8}
 #: How often each kind of plane appears in the training list (balances the pixel mix).  Tried and not
-#: kept: natural images twice (about 60 % of patches) for a fourth x2 stage of 24 000 steps; BSD images
-#: gained only +0.03 dB under the bicubic protocol while HeLa channel 1 fell from -0.34 to -1.61 dB.
-REPEATS = {"natural": 1, "em": 2, "fluorescence": 4, "synthetic": 3}
+#: kept (blind models): natural images twice (about 60 % of patches) for a fourth x2 stage of 24 000
+#: steps; BSD images gained only +0.03 dB under the bicubic protocol while HeLa channel 1 fell from
+#: -0.34 to -1.61 dB.
+REPEATS = {"natural": 2, "em": 2, "fluorescence": 4, "synthetic": 3}
 SYNTHETIC_SHAPE = (512, 512)
 
 
@@ -113,7 +118,7 @@ def degradation_config(scale: int) -> dict[str, Any]:
     return {
         "scale": scale,
         "methods": DEGRADATION_METHODS,
-        "blur_sigma": (0.0, BLUR_PER_SCALE * scale),
+        "blur_sigma": (BLUR_RANGE_PER_SCALE[0] * scale, BLUR_RANGE_PER_SCALE[1] * scale),
         **DEGRADATION,
     }
 
@@ -204,7 +209,7 @@ def build(
     )  # fmt: skip
     source = make_pair_source(
         planes, scale=scale, patch_size=patch, degradation=degradation, val_fraction=VAL_FRACTION, seed=seed,
-        normalization=dict(NORMALIZATION), in_channels=1,
+        normalization=dict(NORMALIZATION), in_channels=1, condition=bool(NET_BY_SCALE[scale].get("cond_channels")),
     )  # fmt: skip
     return config, source, summary
 
@@ -214,17 +219,22 @@ def initial_net(config: Any, init: Path | None = None) -> Any:
     (about 1.6x faster convolutions on CPU for 32 channels; the weights are the same).
 
     ``init``: a model file of the same architecture whose weights start the run (a warm start,
-    e.g. the previous built-in model), instead of the seeded random initialisation.
+    e.g. the previous built-in model), instead of the seeded random initialisation.  A blind
+    model starts a conditioned recipe through :func:`~napari_superres.engine.nets.srnet.conditioned_copy`
+    (the maps' weights start at zero).
     """
     import torch
 
     from napari_superres.engine import SRNet, SRNetConfig, load_model
+    from napari_superres.engine.nets.srnet import conditioned_copy
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         net = SRNet(SRNetConfig.from_dict({**config.net, "scale": config.scale, "in_channels": 1, "out_channels": 1}))
     if init is not None:
         start = load_model(init).net
+        if net.config.cond_channels and not start.config.cond_channels:
+            start = conditioned_copy(start, net.config.cond_channels)
         if start.config.to_dict() != net.config.to_dict():
             raise SystemExit(f"--init {init}: its network {start.config.to_dict()} is not the recipe's {net.config.to_dict()}")
         net.load_state_dict(start.state_dict())
@@ -384,7 +394,10 @@ def write_card(
         f"A 1-channel residual CNN (`SRNet`, {loaded.net.num_parameters():,} parameters, "
         f"{model.stat().st_size / 1024:.0f} KiB) that upscales x{scale}. It serves every layer type: grayscale "
         "images, each channel of a multichannel image, and the luminance (Y) of RGB images (chroma is "
-        "upscaled bicubically). Intensities are normalised per image by percentiles "
+        "upscaled bicubically). It is conditioned on the image's degradation (SRMD-style): next to the image it "
+        "reads a noise-level map and a blur map, estimated once per image at inference "
+        "(`upscale(..., degradation=...)` shows and overrides them), so one model serves clean and noisy, sharp "
+        "and blurred data. Intensities are normalised per image by percentiles "
         "(`{\"mode\": \"percentile\", \"low\": 1.0, \"high\": 99.8}`, as CSBDeep/CARE) in training and "
         "at inference, so dim 16-bit data is treated like bright 8-bit data.",
         "",
@@ -436,6 +449,7 @@ def write_card(
         f"- patches: {cfg.get('batch_size')} x {cfg.get('patch_size')} px (high-res) per step, random "
         "flips/rotations",
         f"- degradation (per patch, from high-res only): `{json.dumps(cfg.get('degradation'))}`",
+        *degradation_ranges(cfg.get("degradation") or degradation_config(scale), scale),
         f"- intensity: each plane normalised by `{json.dumps(NORMALIZATION)}`; repeats per kind {REPEATS}",
         f"- final validation (last {VAL_FRACTION:.0%} columns of up to 8 training planes, normalised units): "
         f"{json.dumps(info.get('final_validation'))}",
@@ -453,6 +467,36 @@ def write_card(
     card = Path(model).with_suffix(".md")
     atomic_write_bytes(card, "\n".join(lines).encode())
     return card
+
+
+def degradation_ranges(deg: dict[str, Any], scale: int) -> list[str]:
+    """The training degradation ranges in a user's terms (model card lines)."""
+    methods = list(deg.get("methods", ()))
+    shares = ", ".join(f"{m} {methods.count(m) / len(methods):.0%}" for m in dict.fromkeys(methods))
+    lines = [f"- downsampling per patch: {shares}"]
+    blur = deg.get("blur_sigma")
+    if blur:
+        lo, hi = blur
+        eff = math.sqrt(hi**2 / scale**2 + (scale**2 - 1) / (12 * scale**2))
+        lines.append(
+            f"- blur: Gaussian sigma {lo:g}-{hi:g} high-res px added before downsampling, for {deg.get('blur_prob', 1):.0%} of "
+            f"the patches: on a sharp source the low-res PSF reaches sigma ~{eff:.1f} low-res px"
+        )
+    poisson, read = deg.get("noise_poisson"), deg.get("noise_gaussian")
+    if poisson:
+        lines.append(
+            f"- shot noise: {poisson[0]:g}-{poisson[1]:g} photons at the normalised intensity 1 (log-uniform), for "
+            f"{deg.get('noise_prob', 1):.0%} of the patches; the rest clean"
+        )
+    if read:
+        lines.append(
+            f"- read noise: sigma {read[0]:g}-{read[1]:g} of the normalised range, for {deg.get('noise_prob', 1):.0%} of the patches"
+        )
+    lines.append(
+        "- conditioning: each patch's noise and blur (as the estimator reads them, jittered) are given to the network "
+        "as maps; at inference they are estimated once per image (`upscale(..., degradation=...)` overrides)"
+    )
+    return lines
 
 
 def _info_path(args: argparse.Namespace) -> Path | None:

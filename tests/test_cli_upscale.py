@@ -105,7 +105,8 @@ def test_rgb_tiff_with_bicubic_is_exact(tmp_path, rng):
         (["in.tif", "out.zarr", "--axes", "YX"], "axes 'YX' has 2 letters"),
         (["in.tif", "out.png"], "must end in .zarr"),
         (["in.tif", "in.tif"], "is the input"),
-        (["in.tif", "out.tif", "--model", "bicubic", "--tile", "0"], "--tile must be a positive integer"),
+        (["in.tif", "out.tif", "--model", "bicubic", "--tile", "-1"], "--tile must be >= 0 (0: automatic)"),
+        (["in.tif", "out.tif", "--model", "bicubic", "--batch-size", "0"], "--batch-size must be a positive integer"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, stack, argv, message):

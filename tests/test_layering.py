@@ -3,7 +3,7 @@
 These run the same checks CI needs in subprocesses, so ``make test`` stays the one CI
 command: the command line's ``--help`` never imports torch, the import-linter contracts
 in ``pyproject.toml`` hold (no cycles, engine layers, no napari/Qt in the engine) and
-``ruff check`` passes.
+``ruff check`` and ``ruff format --check`` pass.
 """
 
 from __future__ import annotations
@@ -127,6 +127,20 @@ def test_ruff_passes():
         capture_output=True, text=True, timeout=300, cwd=ROOT,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def test_ruff_format_is_clean():
+    """``ruff format --check``: every file is as the formatter writes it (CI runs this test).
+
+    Expected to fail until the one tree-wide ``ruff format`` pass is made (issue 23); the
+    failure lists the files that pass would change.
+    """
+    proc = subprocess.run(
+        [_tool("ruff"), "format", "--check", "--no-cache", "--output-format", "concise", "."],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    unformatted = [line.split(":", 1)[0] for line in proc.stdout.splitlines() if "unformatted" in line]
+    assert proc.returncode == 0, f"{len(unformatted)} files are not `ruff format`-clean:\n" + "\n".join(unformatted)
 
 
 #: What the napari extra adds; the engine and the command line run without any of it.

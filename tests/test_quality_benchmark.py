@@ -56,14 +56,15 @@ def test_benchmark_writes_json_and_markdown(hr_folder, tiny_model, tmp_path):
     methods = {(r["protocol"], r["method"]) for r in data["results"]}
     assert methods == {(p, m) for p in quality.PROTOCOLS for m in ("bicubic", "Lanczos", "tiny-x2")}
     for row in data["results"]:
-        assert row["n_images"] == 2 and len(row["per_image"]) == 2
+        n = 1 if row["protocol"] == "lowphoton" else 2  # the camera protocol: the grayscale image only
+        assert row["n_images"] == n and len(row["per_image"]) == n
         assert 0.0 < row["ssim"] <= 1.0
     assert data["metrics"]["perceptual"] == quality.PERCEPTUAL_NA or "VGG" in data["metrics"]["perceptual"]
     assert results["results"] == data["results"]
 
     md = out.with_suffix(".md").read_text()
     assert "| held-out set (images) | low-res made by | bicubic | Lanczos | tiny-x2 | model - bicubic |" in md
-    assert "| hr (2) | bicubic |" in md and "| hr (2) | microscope |" in md
+    assert "| hr (2) | bicubic |" in md and "| hr (2) | microscope |" in md and "| hr (1) | lowphoton |" in md
 
 
 def test_bicubic_round_trip_of_a_smooth_image_is_accurate(hr_folder):

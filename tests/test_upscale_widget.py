@@ -364,3 +364,24 @@ def test_deleting_the_source_layer_mid_run_stops_the_job_and_adds_nothing(viewer
     assert len(viewer.layers) == 0  # no result added afterwards
     assert "'doomed' was deleted" in widget.status.value and warnings
     assert widget.run_button.enabled
+
+
+def test_a_conditioned_model_shows_its_estimate_and_takes_overrides(viewer, widget, qtbot, errors):
+    """The built-ins are told the image's blur and noise: the dock shows the estimate, keeps it in the
+    result's metadata, and the blur field overrides it."""
+    torch.manual_seed(1)
+    get_engine(viewer).register(SRNet(channels=8, blocks=1, cond_channels=2), "conditioned")
+    qtbot.waitUntil(lambda: "conditioned" in widget.model_combo.choices, timeout=WAIT_MS)
+    viewer.open_sample(PLUGIN, "fluorescence_pair")
+    widget.layer_combo.value = viewer.layers["low-res (×2)"]
+    widget.model_combo.value = "conditioned"
+    run_to_end(widget, qtbot)
+    assert errors == []
+    assert widget.estimate_label.value.startswith("blur σ") and "photons" in widget.estimate_label.value
+    used = viewer.layers[-1].metadata["napari_superres"]["degradation"]
+    assert used["blur_sigma"] > 0 and used["overrides"] == {}
+
+    widget.blur_spin.value = 2.5
+    run_to_end(widget, qtbot)
+    assert viewer.layers[-1].metadata["napari_superres"]["degradation"]["blur_sigma"] == 2.5
+    assert widget.estimate_label.value.startswith("blur σ 2.50 px")

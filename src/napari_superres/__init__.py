@@ -2,6 +2,11 @@
 
 Importing this package is cheap: torch and the engine load on first use of
 :func:`upscale`, :class:`Engine` or a widget, so napari's start-up stays light.
+
+Every exception the package raises on purpose derives from :class:`SuperresError`
+(``except napari_superres.SuperresError``); its subclasses say what went wrong:
+:class:`InvalidRequestError` (also a ``ValueError``), :class:`DeviceUnavailableError`,
+:class:`ModelFileError`, :class:`ImageFileError` and :class:`Cancelled`.
 """
 
 from __future__ import annotations
@@ -16,9 +21,23 @@ except ImportError:  # pragma: no cover - not installed from a VCS checkout
 if TYPE_CHECKING:
     from ._napari.engine_access import get_engine
     from .engine import Engine, SRNet, adapt, consistency, estimate_degradation, upscale, upscale_z
+    from .engine.errors import (
+        Cancelled,
+        DeviceUnavailableError,
+        ImageFileError,
+        InvalidRequestError,
+        ModelFileError,
+        SuperresError,
+    )
+
+#: The exception family (torch-free: ``engine.errors``).
+_ERRORS = (
+    "Cancelled", "DeviceUnavailableError", "ImageFileError", "InvalidRequestError", "ModelFileError", "SuperresError",
+)  # fmt: skip
 
 __all__ = [
     "Engine", "SRNet", "adapt", "consistency", "estimate_degradation", "get_engine", "upscale", "upscale_z", "__version__",
+    "Cancelled", "DeviceUnavailableError", "ImageFileError", "InvalidRequestError", "ModelFileError", "SuperresError",
 ]  # fmt: skip
 
 
@@ -42,6 +61,10 @@ def __getattr__(name: str) -> Any:
         from . import engine
 
         return getattr(engine, name)
+    if name in _ERRORS:
+        from .engine import errors
+
+        return getattr(errors, name)
     if name == "get_engine":  # the Engine shared by a viewer's widgets
         from ._napari.engine_access import get_engine
 

@@ -12,6 +12,8 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from ..engine.errors import SuperresError
+
 if TYPE_CHECKING:
     from ..engine import Engine
 
@@ -45,7 +47,7 @@ def _engine_from_settings(engine_class: type[Engine]) -> Engine:
     defaults = plugin_defaults()
     try:
         engine = engine_class(device=defaults.device)
-    except (RuntimeError, ValueError) as e:  # e.g. "cuda" in the settings on a machine without a GPU
+    except (SuperresError, RuntimeError, ValueError) as e:  # e.g. "cuda" in the settings on a machine without a GPU
         logging.getLogger(__name__).warning("plugin setting device=%r unusable (%s); using auto", defaults.device, e)
         engine = engine_class()
     if defaults.model and defaults.model in engine.names():

@@ -41,7 +41,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..engine.errors import SuperresError
 from ..engine.metrics.grids import GridMatch, match_grids, resample_onto
+from ..engine.options import BASIC_DEVICES, DEFAULT_DEVICE
 from .engine_access import get_engine
 from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then, when_layer_removed
 from .layers import METADATA_KEY, layer_axes
@@ -181,7 +183,7 @@ class FeatureDifferenceWidget(QWidget):
         self.per_layer_check = CheckBox(text="one map per VGG layer", value=False)
         self.pixel_check = CheckBox(text="|A−B| map", value=True)
         self.ssim_check = CheckBox(text="SSIM map", value=True)
-        self.device_combo = ComboBox(label="device", choices=["auto", "cpu"], value="auto")
+        self.device_combo = ComboBox(label="device", choices=list(BASIC_DEVICES), value=DEFAULT_DEVICE)
         self.run_button = PushButton(text="Run", enabled=False)
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         set_tips({
@@ -301,7 +303,7 @@ class FeatureDifferenceWidget(QWidget):
             return None
         try:
             request = self._prepare(self.a_combo.value, self.b_combo.value)
-        except (ValueError, TypeError, RuntimeError) as exc:
+        except (SuperresError, ValueError, TypeError, RuntimeError) as exc:
             self.status.value = str(exc)
             show_error(str(exc))
             return None

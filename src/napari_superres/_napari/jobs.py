@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QEvent, QObject, QTimer
 
+from ..engine.errors import Cancelled
+
 if TYPE_CHECKING:
     from qtpy.QtWidgets import QWidget
     from superqt.utils import FunctionWorker
@@ -59,7 +61,7 @@ JUST_FINISHED_WAIT_MS = 200
 ENGINE_MODULES = ("torch", "napari_superres.engine.registry", "napari_superres.engine.infer.pipeline")
 
 
-class JobCancelled(Exception):
+class JobCancelled(Cancelled):
     """Raised by :meth:`JobContext.check` when the job was asked to stop."""
 
 
@@ -147,7 +149,7 @@ class _Body:
         try:
             outcome = Outcome("done", self.fn(ctx))
         except BaseException as exc:
-            if isinstance(exc, JobCancelled) or type(exc).__name__ == "Cancelled" or ctx.should_stop():
+            if isinstance(exc, Cancelled) or ctx.should_stop():
                 outcome = Outcome("cancelled", error=exc)
             else:
                 logger.error("%s failed", self, exc_info=exc)

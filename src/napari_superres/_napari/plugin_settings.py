@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from ..engine.options import AUTO_TILE, DEFAULT_DEVICE
+
 log = logging.getLogger(__name__)
 
 #: The npe2 plugin (distribution) name: the key of our settings.
@@ -28,7 +30,7 @@ CONFIGURATION_KEY = "defaults"
 class PluginDefaults:
     """``device`` (``"auto"``...), ``model`` (name or ``None``: the engine's default), ``tile`` (``None``: automatic)."""
 
-    device: str = "auto"
+    device: str = DEFAULT_DEVICE
     model: str | None = None
     tile: int | None = None
 
@@ -39,13 +41,13 @@ def plugin_defaults() -> PluginDefaults:
         from napari.settings import get_plugin_settings
 
         section = getattr(get_plugin_settings(PLUGIN_NAME), CONFIGURATION_KEY)
-        device = str(getattr(section, "device", "auto") or "auto")
+        device = str(getattr(section, "device", DEFAULT_DEVICE) or DEFAULT_DEVICE)
         model = getattr(section, "model", None) or None
-        tile = int(getattr(section, "tile", 0) or 0)
+        tile = int(getattr(section, "tile", AUTO_TILE) or AUTO_TILE)
     except Exception:  # noqa: BLE001 - settings must never break the widgets; logged with the traceback
         log.debug("napari plugin settings unavailable; using the defaults", exc_info=True)
         return PluginDefaults()
-    return PluginDefaults(device=device, model=str(model) if model else None, tile=tile if tile > 0 else None)
+    return PluginDefaults(device=device, model=str(model) if model else None, tile=tile if tile > AUTO_TILE else None)
 
 
 __all__ = ["PluginDefaults", "plugin_defaults"]

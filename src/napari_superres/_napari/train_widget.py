@@ -46,6 +46,8 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QFileDialog, QSizePolicy, QVBoxLayout, QWidget
 
+from ..engine.errors import SuperresError
+from ..engine.options import DEFAULT_DEVICE, NORMALIZATION_MODES, TRAINING_NORMALIZATION
 from .engine_access import get_engine
 from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then, when_layer_removed
 from .layers import layer_axes
@@ -74,7 +76,7 @@ PREVIEW_LAYER = "training preview"
 CLOSE_WAIT_S = 30.0
 #: File name of the checkpoint in the widget's temporary folder.
 CHECKPOINT_NAME = "training.ckpt"
-NORMALIZATIONS = ("dtype", "percentile")
+NORMALIZATIONS = NORMALIZATION_MODES
 MODEL_SUFFIX = ".safetensors"
 TRAIN_MODULES = (
     *ENGINE_MODULES, "napari_superres.engine.nets.srnet", "napari_superres.engine.train.losses",
@@ -175,8 +177,8 @@ class TrainWidget(TrainGuards, QWidget):
         self.lr_spin.native.setDecimals(6)
         self.lr_spin.value = 2e-4
         self.val_spin = SpinBox(label="validate every", min=0, max=1_000_000, step=10, value=100)
-        self.norm_combo = ComboBox(label="normalization", choices=list(NORMALIZATIONS), value="percentile")
-        self.device_combo = ComboBox(label="device", choices=available_devices(), value="auto")
+        self.norm_combo = ComboBox(label="normalization", choices=list(NORMALIZATIONS), value=TRAINING_NORMALIZATION.mode)
+        self.device_combo = ComboBox(label="device", choices=available_devices(), value=DEFAULT_DEVICE)
         opt_box = Container(widgets=[self.batch_spin, self.patch_spin, self.lr_spin, self.val_spin,
                                      self.norm_combo, self.device_combo])  # fmt: skip
         # --- network ---
@@ -525,7 +527,7 @@ class TrainWidget(TrainGuards, QWidget):
             return None
         try:
             plan = self._make_plan(resume)
-        except (ValueError, TypeError, RuntimeError, KeyError) as exc:
+        except (SuperresError, ValueError, TypeError, RuntimeError, KeyError) as exc:
             self._refuse(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
             return None
         synth = bool(self.synth_check.value)

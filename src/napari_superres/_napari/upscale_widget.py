@@ -27,12 +27,14 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QFileDialog, QWidget
 
+from ..engine.errors import SuperresError
+from ..engine.options import BASIC_DEVICES, DEFAULT_DEVICE, reconcile_scale, tile_or_auto
 from .engine_access import get_engine
 from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then, when_layer_removed
 from .layers import layer_axes, output_layer_kwargs
@@ -53,7 +55,6 @@ ADAPT_SECONDS = 30
 #: Suffix of the consistency-map layer's name.
 CONSISTENCY_SUFFIX = "consistency"
 #: Devices offered before PyTorch is loaded (accelerators are added once it is).
-BASIC_DEVICES = ("auto", "cpu")
 UPSCALE_MODULES = (*ENGINE_MODULES, "napari_superres.engine.device", "napari_superres.engine.nets.model_file")
 
 
@@ -88,7 +89,7 @@ class _Request:
 
     def __init__(self, layer: Image, data: Any, model: str, scale: int, axes: str, tile: int | None,
                  lazy: bool, total: int, model_info: dict[str, Any], device: str, adapt_seconds: int = 0,
-                 consistency: bool = False) -> None:  # fmt: skip
+                 consistency: bool = False, degradation: dict[str, float] | None = None) -> None:  # fmt: skip
         self.layer = layer
         self.data = data
         self.model = model
@@ -101,6 +102,8 @@ class _Request:
         self.device = device
         self.adapt_seconds = adapt_seconds
         self.consistency = consistency
+        #: overrides of the degradation estimate (``upscale(..., degradation=...)``): blur, photons
+        self.degradation = dict(degradation or {})
 
 
 class UpscaleWidget(QWidget):
@@ -133,8 +136,11 @@ class UpscaleWidget(QWidget):
         self.load_button = PushButton(text="Load model file…")
         self.scale_combo = ComboBox(label="scale", choices=list(BICUBIC_SCALES), value=BICUBIC_SCALES[0])
         self.tile_spin = SpinBox(label="tile (0 = auto)", min=0, max=MAX_TILE, step=64, value=0)
-        self.device_combo = ComboBox(label="device", choices=list(BASIC_DEVICES), value="auto")
+        self.device_combo = ComboBox(label="device", choices=list(BASIC_DEVICES), value=DEFAULT_DEVICE)
         self.compute_check = CheckBox(text="compute now (dask layers)", value=False)
+        self.estimate_label = Label(label="degradation", value="estimated on Run")
+        self.blur_spin = FloatSpinBox(label="blur σ (px, 0 = estimate)", min=0.0, max=6.0, step=0.1, value=0.0)
+        self.photons_spin = FloatSpinBox(label="photons at peak (0 = estimate)", min=0.0, max=1e6, step=50.0, value=0.0)
         self.adapt_check = CheckBox(text="adapt to this image first", value=False)
         self.adapt_seconds = SpinBox(label="adapt time (s)", min=1, max=3600, step=10, value=ADAPT_SECONDS)
         self.consistency_check = CheckBox(text="consistency map", value=False)
@@ -155,6 +161,12 @@ class UpscaleWidget(QWidget):
                                "Affects this widget only.",
             self.compute_check: "Dask (lazy) layers: compute the whole result now instead of plane by plane "
                                 "in the background as you browse.",
+            self.estimate_label: "What the built-in model was told about the image: its blur and noise, estimated "
+                                 "once per image (stored in the result's metadata).",
+            self.blur_spin: "Override the estimated blur: Gaussian PSF sigma of the image in its own pixels "
+                            "(0: estimate it from the image).",
+            self.photons_spin: "Override the estimated noise: photons at the image's bright end (lower: noisier; "
+                               "0: estimate it from the image).",
             self.adapt_check: "Fine-tune the chosen model on this image itself first (no high-res data needed); "
                               "the adapted model is registered as '<model> adapted' and used for the result.",
             self.adapt_seconds: "Time budget of the adaptation in seconds (longer: closer fit to this image); it "
@@ -171,7 +183,8 @@ class UpscaleWidget(QWidget):
             self.cancel_button: "Stop the running job within one tile; nothing is added.",
         })  # fmt: skip
         self._basic = Container(widgets=[self.layer_combo, self.model_combo, self.scale_combo])
-        self._advanced = Container(widgets=[self.tile_spin, self.device_combo, self.compute_check, self.adapt_check,
+        self._advanced = Container(widgets=[self.estimate_label, self.blur_spin, self.photons_spin,
+                                            self.tile_spin, self.device_combo, self.compute_check, self.adapt_check,
                                             self.adapt_seconds, self.consistency_check, self.axial_check,
                                             self.axial_factor, self.axial_steps, self.load_button,
                                             self.export_button])  # fmt: skip
@@ -282,14 +295,12 @@ class UpscaleWidget(QWidget):
 
     def load_model_file(self, path: str | os.PathLike) -> str | None:
         """Load a ``.safetensors`` model into the engine and select it; ``None`` (and a notification) on error."""
-        from ..engine.nets.model_file import ModelFileError
-
         if self.engine is None:
             show_warning("PyTorch is still loading; try again in a moment.")
             return None
         try:
             name = self.engine.load(path)
-        except (ModelFileError, OSError, ValueError) as exc:
+        except (SuperresError, OSError, ValueError) as exc:
             show_error(f"Cannot load model file {os.fspath(path)!r}: {exc}")
             return None
         self._refresh_models()  # the engine notification is queued; update now too
@@ -357,7 +368,7 @@ class UpscaleWidget(QWidget):
             return None
         try:
             request = self._prepare(self.layer_combo.value if layer is None else layer)
-        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        except (SuperresError, ValueError, KeyError, TypeError, RuntimeError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             self._refuse(str(message))
             return None
@@ -411,9 +422,9 @@ class UpscaleWidget(QWidget):
         if name is None:
             raise ValueError("Choose a model.")
         model = self.engine.get(name)
-        scale = int(self.scale_combo.value) if model.scale is None else int(model.scale)
+        scale = reconcile_scale(self.scale_combo.value, model.scale, model.name)  # (the combo shows a model's own)
         axes = layer_axes(layer)
-        tile = int(self.tile_spin.value) or None
+        tile = tile_or_auto(self.tile_spin.value)
         lazy = _is_dask(data) and not self.compute_check.value
         if not _is_dask(data):
             data = np.asarray(data)
@@ -434,8 +445,13 @@ class UpscaleWidget(QWidget):
             raise ValueError("The consistency map is for grayscale images; untick it for RGB layers.")
         if adapt_seconds and model.scale is None:
             raise ValueError("Adapting needs a learned model (not bicubic); choose one or untick 'adapt'.")
+        degradation = {}
+        if self.blur_spin.value > 0:
+            degradation["blur_sigma"] = float(self.blur_spin.value)
+        if self.photons_spin.value > 0:
+            degradation["peak_photons"] = float(self.photons_spin.value)
         return _Request(layer, data, name, job.scale, axes, tile, lazy, 0 if lazy else job.total_tiles(), info,
-                        str(device), adapt_seconds, consistency)  # fmt: skip
+                        str(device), adapt_seconds, consistency, degradation)  # fmt: skip
 
     def _start(self, request: _Request) -> FunctionWorker:
         engine = self.engine
@@ -463,9 +479,17 @@ class UpscaleWidget(QWidget):
                 engine.register(adapted, adapted.name)  # selectable in the list, and kept for the next run
                 model = request.model = adapted.name
                 request.model_info["adapted_from"] = adapted.metadata.get("adapt", {}) if adapted.metadata else {}
+            degradation: Any = request.degradation
+            condition = engine.estimate_degradation(data, model, axes=request.axes, degradation=degradation)
+            if condition is not None:  # a conditioned model: the estimate, once, shown and kept
+                from ..engine.infer.conditioning import describe_condition
+
+                ctx.status(f"estimated: {describe_condition(condition)}")
+                request.model_info["degradation"] = {**condition.to_dict(), "overrides": dict(request.degradation)}
+                degradation = condition
             result = engine.upscale(  # device per call: this widget's choice changes no one else's
                 data, model, device=request.device, scale=request.scale,
-                axes=request.axes, tile=request.tile,
+                axes=request.axes, tile=request.tile, degradation=degradation,
                 progress=lambda done, total: ctx.progress(done, total, f"tile {done}/{total}"),
                 should_stop=ctx.should_stop,
             )  # fmt: skip
@@ -548,6 +572,12 @@ class UpscaleWidget(QWidget):
         result, check = outcome
         if self._source_gone(request.layer):
             return
+        used = request.model_info.get("degradation")
+        if used:
+            from ..engine.infer.conditioning import describe_condition
+            from ..engine.nets.conditioning import DegradationCondition
+
+            self.estimate_label.value = describe_condition(DegradationCondition.from_dict(used))
         kwargs = output_layer_kwargs(request.layer, request.scale, request.model, model_info=request.model_info)
         layer = self.viewer.add_image(result, **kwargs)
         self.status.value = f"added {layer.name!r} {tuple(result.shape)}"

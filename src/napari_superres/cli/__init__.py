@@ -11,6 +11,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from .errors import CLIError  # noqa: F401 - the subcommands raise `from . import CLIError`
+
 #: subcommand name -> module (relative to this package)
 SUBCOMMANDS = {
     "upscale": ".upscale_cmd",
@@ -19,10 +21,6 @@ SUBCOMMANDS = {
     "export": ".export_cmd",
     "upscale-z": ".upscalez_cmd",
 }
-
-
-class CLIError(Exception):
-    """A user error: printed as one line (no traceback) with exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,13 +2,21 @@
 
 :func:`describe_failure` maps an exception to ``(message, exit status)``; the command
 line prints the message as one line on stderr (``--debug`` prints the traceback too).
-Exit status: 2 bad input (our checks, ``ValueError``), 1 the environment failed (files,
-disk, memory, devices), 130 interrupted (Ctrl-C).
+Exit status: 2 bad input (our checks: :class:`CLIError`, the package's
+:class:`~napari_superres.SuperresError` family, ``ValueError``), 1 the environment failed
+(files, disk, memory, missing downloads), 130 interrupted (Ctrl-C) or cancelled.
 """
 
 from __future__ import annotations
 
 import errno
+
+from ..engine.errors import Cancelled, InvalidRequestError, MissingResourceError, SuperresError
+
+
+class CLIError(InvalidRequestError):
+    """A wrong command line (argument, path, combination): printed as one line (no traceback), exit status 2."""
+
 
 #: What to reduce when memory runs out, per subcommand.
 MEMORY_ADVICE = {
@@ -42,11 +50,13 @@ def one_line(text: object) -> str:
 
 def describe_failure(exc: BaseException, command: str | None) -> tuple[str, int]:
     """``(one-line message, exit status)`` for an exception escaping subcommand ``command``."""
-    from . import CLIError
-
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted (Ctrl-C); nothing partial was written", 130
-    if isinstance(exc, CLIError):
+    if isinstance(exc, Cancelled):
+        return "cancelled", 130
+    if isinstance(exc, MissingResourceError):  # e.g. weights that must be downloaded once
+        return one_line(exc), 1
+    if isinstance(exc, SuperresError):  # CLIError, bad requests, unreadable model or image files
         return one_line(exc), 2
     if is_out_of_memory(exc):
         detail = one_line(exc) or "out of memory"
@@ -68,9 +78,7 @@ def describe_failure(exc: BaseException, command: str | None) -> tuple[str, int]
         return one_line(exc.args[0] if exc.args else exc), 2
     if isinstance(exc, ValueError):  # the engine's and io's checks: the message names the fix
         return one_line(exc), 2
-    if type(exc).__name__ == "Cancelled":
-        return "cancelled", 130
     return f"unexpected {type(exc).__name__}: {one_line(exc)} (run with --debug for the traceback and please report it)", 1
 
 
-__all__ = ["MEMORY_ADVICE", "describe_failure", "is_out_of_memory", "one_line"]
+__all__ = ["MEMORY_ADVICE", "CLIError", "describe_failure", "is_out_of_memory", "one_line"]

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..engine.options import DEFAULT_DEVICE, DEVICE_CHOICES, NORMALIZATION_MODES
+from ..engine.options import AUTO_TILE, DEFAULT_DEVICE, DEVICE_CHOICES, NORMALIZATION_MODES, reconcile_scale
 from . import CLIError
 
 #: Above this many output bytes a TIFF output gets a warning (a zarr output is chunked and faster).
@@ -41,7 +41,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="registered model name (see `napari-superres models`) or a .safetensors file "
                    "(default: the built-in default model)")  # fmt: skip
     p.add_argument("--scale", type=int, default=None, help="upscaling factor (fixed by the model; bicubic: any)")
-    p.add_argument("--tile", type=int, default=None, help="tile edge in input pixels (default: automatic)")
+    p.add_argument("--tile", type=int, default=None,
+                   help=f"tile edge in input pixels ({AUTO_TILE} or unset: automatic, from free memory)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=None, help="tiles per network call (default: automatic)")
     p.add_argument("--axes", default=None, help="axis letters of the input, e.g. ZYX, TCYX, YXS (default: from the file)")
     p.add_argument("--device", default=DEFAULT_DEVICE, choices=DEVICE_CHOICES,
@@ -59,16 +60,38 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--adapt", type=int, default=None, metavar="STEPS",
                    help="first adapt the model to this image (self-supervised fine-tuning, STEPS steps; "
                    "no high-res needed; see napari_superres.adapt)")  # fmt: skip
+    p.add_argument("--blur", type=float, default=None, metavar="SIGMA",
+                   help="the input's blur: Gaussian PSF sigma in its own pixels (default: estimated from the image; "
+                   "conditioned models such as the built-ins)")  # fmt: skip
+    p.add_argument("--noise", type=float, default=None, metavar="PHOTONS",
+                   help="the input's noise: photons at its bright end (default: estimated from the image; "
+                   "conditioned models)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return p
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
-    for name in ("tile", "batch_size", "chunk_size", "workers", "chunk_planes", "scale", "adapt"):
+    if args.tile is not None and args.tile < 0:
+        raise CLIError(f"--tile must be >= 0 ({AUTO_TILE}: automatic), got {args.tile}")
+    for name in ("batch_size", "chunk_size", "workers", "chunk_planes", "scale", "adapt"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    if args.blur is not None and not (math.isfinite(args.blur) and args.blur >= 0):
+        raise CLIError(f"--blur must be a number >= 0 (PSF sigma in input pixels), got {args.blur}")
+    if args.noise is not None and not (math.isfinite(args.noise) and args.noise > 0):
+        raise CLIError(f"--noise must be a number > 0 (photons at the bright end), got {args.noise}")
+
+
+def _degradation(args: argparse.Namespace) -> dict[str, float]:
+    """``--blur`` / ``--noise`` as overrides of the estimate (``upscale(..., degradation=...)``)."""
+    overrides = {}
+    if args.blur is not None:
+        overrides["blur_sigma"] = float(args.blur)
+    if args.noise is not None:
+        overrides["peak_photons"] = float(args.noise)
+    return overrides
 
 
 def _connect(address: str) -> Any:
@@ -91,7 +114,7 @@ def _adapted(args: argparse.Namespace, model: Any, source: Any, scale: int, engi
     """``--adapt STEPS``: the model fine-tuned on (a central crop of) the input."""
     import numpy as np
 
-    from ..engine.errors import Cancelled
+    from ..engine.errors import SuperresError
     from ..engine.layout import parse_axes
     from ..engine.train.adapt import adapt
 
@@ -115,7 +138,7 @@ def _adapted(args: argparse.Namespace, model: Any, source: Any, scale: int, engi
             sample, model if model.name != "bicubic" else None, scale=scale, axes=source.axes, steps=args.adapt,
             engine=engine, progress=(lambda done, total: bar.update(done - bar.n)) if bar is not None else None,
         )  # fmt: skip
-    except (ValueError, Cancelled) as e:
+    except (SuperresError, ValueError) as e:  # the family (bad request, cancelled) or a plain check
         raise CLIError(f"--adapt: {e}") from None
     finally:
         if bar is not None:
@@ -141,14 +164,9 @@ def run(args: argparse.Namespace) -> int:
     from ..io.runner import ComputeRunner
     from ..io.stream import LOCAL_WORKERS, open_source
 
-    try:
-        engine = Engine(device=args.device)
-    except RuntimeError as e:  # e.g. --device cuda without a GPU
-        raise CLIError(str(e)) from e
+    engine = Engine(device=args.device)  # --device cuda without a GPU: DeviceUnavailableError, one line
     model = engine.prepare(args.model)
-    if model.scale is not None and args.scale is not None and args.scale != model.scale:
-        raise CLIError(f"model {model.name!r} upscales x{model.scale}; it cannot upscale x{args.scale}")
-    scale = model.scale or args.scale or 2
+    scale = reconcile_scale(args.scale, model.scale, model.name)
     source = open_source(
         src_path, scale=scale, halo=max(model.receptive_field, 2), chunk_planes=args.chunk_planes,
         chunk_size=args.chunk_size, axes=args.axes,
@@ -156,13 +174,25 @@ def run(args: argparse.Namespace) -> int:
 
     if args.adapt:
         model = _adapted(args, model, source, scale, engine)
+    normalization = normalization_spec(args.normalization) if args.normalization else None
+    degradation: Any = _degradation(args)
+    condition = engine.estimate_degradation(
+        source.array, model, axes=source.axes, normalization=normalization, degradation=degradation
+    )
+    provenance: dict[str, Any] = {"model": model.name, "scale": scale, "source": str(src_path)}
+    if condition is not None:  # a conditioned model: estimated once, reported, used for every chunk
+        from ..engine.infer.conditioning import describe_condition
+
+        degradation = condition
+        provenance["degradation"] = condition.to_dict()
+        if not args.quiet:
+            print(f"degradation: {describe_condition(condition)}", file=sys.stderr)
     client = _connect(args.scheduler) if args.scheduler else None
     try:
         result = upscale_dask(
             source.array, model, scale=args.scale, axes=source.axes, tile=args.tile,
-            batch_size=args.batch_size,
-            normalization=normalization_spec(args.normalization) if args.normalization else None,
-            device=args.device if client is not None else engine.device,
+            batch_size=args.batch_size, normalization=normalization,
+            device=args.device if client is not None else engine.device, degradation=degradation,
         )  # fmt: skip
         info = parse_axes(source.array.shape, source.axes)
         workers = args.workers or LOCAL_WORKERS.get(engine.device.type, 2)
@@ -179,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
                 print("warning: writing a >64 GB TIFF; a .zarr output is faster and chunked", file=sys.stderr)
         output = OutputInfo(
             axes=letters, pixel_size=source.pixel_size.upscaled(scale), source_attrs=source.attrs,
-            provenance={"model": model.name, "scale": scale, "source": str(src_path)},
+            provenance=provenance,
             source_imagej=source.imagej, chunk_planes=args.chunk_planes,
         )  # fmt: skip
         writer.write(result, out, output, runner)

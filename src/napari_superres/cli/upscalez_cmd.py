@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..engine.options import DEFAULT_DEVICE, DEVICE_NAMES
 from . import CLIError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -44,7 +45,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--save-model", default=None, metavar="PATH", help="write the trained model here (.safetensors)")
     p.add_argument("--fuse", choices=("mean", "xz", "yz"), default="mean",
                    help="average the XZ and YZ passes (default) or run one of them")  # fmt: skip
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--device", default=DEFAULT_DEVICE,
+                   help=f"{', '.join(DEVICE_NAMES)} (default: {DEFAULT_DEVICE})")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")

@@ -27,7 +27,11 @@ _EXPORTS: dict[str, str] = {
     "resolve_device": "device",
     **dict.fromkeys(["BICUBIC", "Engine", "default_engine", "upscale"], "registry"),
     **dict.fromkeys(["SRModel", "load_model", "read_model_metadata", "save_model"], "nets.model_file"),
-    **dict.fromkeys(["Cancelled", "ModelFileError", "VGGWeightsUnavailable"], "errors"),
+    **dict.fromkeys(
+        ["Cancelled", "DeviceError", "DeviceUnavailableError", "ImageFileError", "InvalidRequestError",
+         "MissingResourceError", "ModelFileError", "SuperresError", "VGGWeightsUnavailable"],
+        "errors",
+    ),  # fmt: skip
     "VGGFeatures": "nets.vgg",
     **dict.fromkeys(["TrainConfig", "Trainer", "TrainResult", "StepReport", "ValidationReport"], "train.trainer"),
     "make_pair_source": "train.data",
@@ -47,7 +51,17 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from .axial import AxialResult, upscale_z
     from .device import resolve_device
-    from .errors import Cancelled, ModelFileError, VGGWeightsUnavailable
+    from .errors import (
+        Cancelled,
+        DeviceError,
+        DeviceUnavailableError,
+        ImageFileError,
+        InvalidRequestError,
+        MissingResourceError,
+        ModelFileError,
+        SuperresError,
+        VGGWeightsUnavailable,
+    )
     from .metrics.compare import compare
     from .metrics.consistency import ConsistencyResult, consistency
     from .metrics.features import feature_difference

@@ -5,33 +5,25 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import re
 
 import torch
 from torch import nn
 
-#: What ``device`` arguments accept besides ``"auto"`` and a ``torch.device``.
-DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:N", "mps")
-_CUDA_RE = re.compile(r"^cuda(:\d+)?$")
-
-
-class DeviceError(ValueError, RuntimeError):
-    """A device that is not a device name, or not available on this machine.
-
-    Both a ``ValueError`` (bad argument) and a ``RuntimeError`` (what earlier versions raised).
-    """
+from .errors import DeviceError, DeviceUnavailableError  # noqa: F401 - DeviceError re-exported (its old home)
+from .options import DEVICE_NAMES, parse_device_name  # noqa: F401 - DEVICE_NAMES re-exported (its old home)
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``"auto"`` (or ``None``) picks CUDA, then Apple MPS, then CPU; other values are checked.
 
-    Raises :class:`DeviceError` naming the valid choices for anything else.
+    Raises :class:`~napari_superres.engine.errors.DeviceError` naming the valid choices for
+    anything that is not a device name (:func:`~napari_superres.engine.options.parse_device_name`),
+    and its subclass :class:`~napari_superres.engine.errors.DeviceUnavailableError` for a
+    device this machine does not have.
     """
     if isinstance(device, torch.device):
         return device
-    if device is not None and not isinstance(device, str):
-        raise DeviceError(f"device must be one of {', '.join(DEVICE_NAMES)} (a string), got {device!r}")
-    name = (device or "auto").strip().lower()
+    name = parse_device_name(device)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -39,18 +31,16 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name not in ("cpu", "mps") and not _CUDA_RE.match(name):
-        raise DeviceError(f"unknown device {device!r}; use one of {', '.join(DEVICE_NAMES)}")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise DeviceError(
+            raise DeviceUnavailableError(
                 f"device {name!r} was asked for but no CUDA GPU is available; use device='auto' or 'cpu'"
             )
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():
-            raise DeviceError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+            raise DeviceUnavailableError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise DeviceError("device 'mps' was asked for but Apple MPS is not available; use device='auto' or 'cpu'")
+        raise DeviceUnavailableError("device 'mps' was asked for but Apple MPS is not available; use device='auto' or 'cpu'")
     return torch.device(name)
 
 

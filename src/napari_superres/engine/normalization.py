@@ -1,6 +1,7 @@
 """Intensity normalisation to ``[0, 1]`` and back, and RGB <-> YCbCr.
 
-A normalisation is described by a small JSON-able dict, stored in model files so
+A normalisation is a :class:`~napari_superres.engine.options.Normalization` (its one
+parser: ``Normalization.parse``), stored in model files as a small JSON-able dict so
 inference repeats what training did:
 
 * ``{"mode": "dtype"}``: integer images are divided by their dtype's range
@@ -24,6 +25,7 @@ forward map is ``(x - lo) / (hi - lo)`` and the inverse ``y * (hi - lo) + lo``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -32,8 +34,12 @@ from .options import (  # noqa: F401 - re-exported: the choices and defaults liv
     DEFAULT_NORMALIZATION,
     DEFAULT_PERCENTILES,
     NORMALIZATION_MODES,
+    Normalization,
     default_normalization,
 )
+
+#: What the functions below accept as a normalisation (see :meth:`Normalization.parse`; ``None``: ``"dtype"``).
+NormalizationLike = str | Mapping[str, Any] | Normalization | None
 
 #: Above this many pixels, percentiles are estimated on a strided subsample.
 _PERCENTILE_SAMPLE = 4_000_000
@@ -41,13 +47,7 @@ _PERCENTILE_SAMPLE = 4_000_000
 
 def normalization_spec(mode: str = "dtype", low: float = DEFAULT_PERCENTILES[0], high: float = DEFAULT_PERCENTILES[1]) -> dict[str, Any]:
     """The spec dict of ``mode`` (``"dtype"`` or ``"percentile"`` with ``low`` / ``high`` percentiles)."""
-    if mode not in NORMALIZATION_MODES:
-        raise ValueError(f"normalization must be one of {NORMALIZATION_MODES}, got {mode!r}")
-    if mode == "percentile":
-        if not 0 <= low < high <= 100:
-            raise ValueError(f"percentiles need 0 <= low < high <= 100, got {low}, {high}")
-        return {"mode": "percentile", "low": float(low), "high": float(high)}
-    return {"mode": "dtype"}
+    return Normalization(mode, low, high).to_dict()
 
 
 def _subsample(image: Any) -> np.ndarray:
@@ -67,12 +67,12 @@ def _subsample(image: Any) -> np.ndarray:
 DTYPE_RANGE_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 
 
-def range_needs_data(dtype: Any, spec: dict[str, Any] | None = None) -> bool:
+def range_needs_data(dtype: Any, spec: NormalizationLike = None) -> bool:
     """Whether :func:`intensity_range` reads the image's values (``False``: the dtype alone decides)."""
     dtype = np.dtype(dtype)
     if dtype == np.bool_:
         return False
-    return not ((spec or {}).get("mode", "dtype") == "dtype" and dtype in DTYPE_RANGE_DTYPES)
+    return not (Normalization.parse(spec).mode == "dtype" and dtype in DTYPE_RANGE_DTYPES)
 
 
 def needs_float64(dtype: Any) -> bool:
@@ -81,23 +81,23 @@ def needs_float64(dtype: Any) -> bool:
     return (dtype.kind in "iu" and dtype.itemsize > 2) or dtype == np.float64
 
 
-def intensity_range(image: Any, spec: dict[str, Any] | None = None) -> tuple[float, float]:
+def intensity_range(image: Any, spec: NormalizationLike = None) -> tuple[float, float]:
     """``(lo, hi)`` that map to 0 and 1 for ``image`` (numpy or dask array) under ``spec``.
 
     Computed once per image, never per tile or plane.  A constant image gives
     ``hi = lo + 1`` so the map stays finite.  ``"dtype"`` mode: uint8/uint16 use their
     dtype range, other integers and floats their own min/max (see :data:`DTYPE_RANGE_DTYPES`).
     """
-    spec = spec or {"mode": "dtype"}
+    norm = Normalization.parse(spec)
     dtype = np.dtype(image.dtype)
-    mode = spec.get("mode", "dtype")
+    mode = norm.mode
     if mode == "dtype" and dtype in DTYPE_RANGE_DTYPES:
         return 0.0, float(np.iinfo(dtype).max)
     if dtype == np.bool_:
         return 0.0, 1.0
     sample = _subsample(image)
     if mode == "percentile":
-        lo, hi = np.percentile(sample, [spec.get("low", 1.0), spec.get("high", 99.8)])
+        lo, hi = np.percentile(sample, [norm.low, norm.high])
     else:
         lo, hi = np.min(sample), np.max(sample)
         if 0.0 <= lo and hi <= 1.0:  # already a [0, 1] float image: keep it as is

@@ -44,8 +44,10 @@ from .device import (
 )
 from .infer.pipeline import ProgressCallback, plan_upscale, run_upscale
 from .loaders import load_model_file
+from .nets.conditioning import DegradationCondition
 from .nets.model_file import MODEL_SUFFIX, SRModel, load_model
 from .nets.srnet import Bicubic, SRNet
+from .options import Normalization
 
 DeviceLike = str | torch.device | None
 
@@ -171,7 +173,7 @@ class Engine:
                 net=model,
                 scale=model.scale,
                 in_channels=model.in_channels,
-                normalization=normalization or {"mode": "dtype"},
+                normalization=Normalization.parse(normalization).to_dict(),
                 metadata=metadata or {},
                 source=source,
             )
@@ -364,14 +366,13 @@ class Engine:
         should_stop: Callable[[], bool] | None = None,
         device: DeviceLike = None,
         backend: str | None = None,
+        degradation: Any = "auto",
     ) -> np.ndarray:
         """See :func:`napari_superres.upscale`; ``device`` defaults to the engine's."""
-        from .normalization import normalization_spec
-
         dev = self.resolve(device)
         resolved = self.prepare(model, dev)
-        if isinstance(normalization, str):
-            normalization = normalization_spec(normalization)
+        if normalization is not None:  # a mode name, a spec dict: checked once, passed on as a spec dict
+            normalization = Normalization.parse(normalization).to_dict()
         own_pipeline = getattr(resolved, "upscale_image", None)  # e.g. a bioimage.io package (engine.loaders)
         if own_pipeline is not None:
             return own_pipeline(
@@ -384,11 +385,13 @@ class Engine:
             return upscale_dask(
                 image, resolved, device=dev, scale=scale, axes=axes, rgb=rgb, tile=tile,
                 batch_size=batch_size, normalization=normalization, output_dtype=output_dtype, backend=backend,
+                degradation=degradation,
             )  # fmt: skip
         image = np.asarray(image)
         job = plan_upscale(
             image, resolved, scale=scale, axes=axes, rgb=rgb, tile=tile, device=dev,
             batch_size=batch_size, normalization=normalization, output_dtype=output_dtype, backend=backend,
+            degradation=degradation,
         )  # fmt: skip
         try:
             return run_upscale(image, job, progress=progress, should_stop=should_stop)
@@ -401,6 +404,44 @@ class Engine:
                 f"(now {job.batch_size}), upscale a smaller image or fewer planes at a time, or pass a dask "
                 "array to upscale lazily",
             ) from e
+
+
+    def estimate_degradation(
+        self,
+        image: Any,
+        model: str | os.PathLike | SRModel | nn.Module | None = None,
+        *,
+        axes: str | None = None,
+        rgb: bool | None = None,
+        normalization: str | dict[str, Any] | None = None,
+        degradation: Any = "auto",
+    ) -> DegradationCondition | None:
+        """What :meth:`upscale` would tell a conditioned ``model`` about ``image`` (its blur and noise,
+        estimated once, with ``degradation``'s overrides); ``None`` for a blind model.  Pass the result
+        as ``upscale(..., degradation=result)`` to upscale with exactly it."""
+        from .infer.pipeline import job_condition
+
+        resolved = self.prepare(model, torch.device("cpu"))
+        if not getattr(resolved, "cond_channels", 0):
+            return None
+        if normalization is not None:
+            normalization = Normalization.parse(normalization).to_dict()
+        if _is_dask(image):  # the middle plane's centre, with the whole array's intensity range
+            from .infer.lazy import dask_conditions, global_value_ranges
+
+            job = plan_upscale(
+                image, resolved, axes=axes, rgb=rgb, device=torch.device("cpu"), normalization=normalization,
+                degradation=degradation, backend="torch",
+            )  # fmt: skip
+            ranges = global_value_ranges(image, job.normalization, job.axes.channel)
+            _, gain, offset, blur = dask_conditions(image, job, ranges)[0]
+            return DegradationCondition(gain, offset, blur)
+        image = np.asarray(image)
+        job = plan_upscale(
+            image, resolved, axes=axes, rgb=rgb, device=torch.device("cpu"), normalization=normalization,
+            degradation=degradation, backend="torch",
+        )  # fmt: skip
+        return job_condition(image, job)
 
 
 def _is_dask(image: Any) -> bool:
@@ -441,6 +482,7 @@ def upscale(
     should_stop: Callable[[], bool] | None = None,
     engine: Engine | None = None,
     backend: str | None = None,
+    degradation: Any = "auto",
 ) -> np.ndarray:
     """Upscale an image with a super-resolution model.
 
@@ -468,6 +510,11 @@ def upscale(
     backend : what runs the network: ``"auto"`` (default: ONNX Runtime on the CPU when the
         ``onnx`` extra is installed and the network exports, else torch), ``"torch"`` or
         ``"onnxruntime"``.  Same values either way (within float rounding).
+    degradation : what a conditioned model (the built-ins) is told about the image's blur and noise:
+        ``"auto"`` (default: estimated once per image, see :meth:`Engine.estimate_degradation`),
+        ``"clean"``, a dict overriding some of the estimate (``{"blur_sigma": 1.2}`` in low-res px,
+        ``{"peak_photons": 500}``, ``"read_noise"``), a ``DegradationCondition`` or a training
+        ``DegradationConfig``; see :mod:`napari_superres.engine.infer.conditioning`.
 
     Returns
     -------
@@ -477,6 +524,6 @@ def upscale(
     return engine.upscale(
         image, model, scale=scale, axes=axes, rgb=rgb, tile=tile, batch_size=batch_size,
         normalization=normalization, output_dtype=output_dtype, progress=progress, should_stop=should_stop,
-        device=device, backend=backend,
+        device=device, backend=backend, degradation=degradation,
     )  # fmt: skip
 

@@ -21,9 +21,6 @@ This package may import :mod:`napari_superres.engine`; the engine never imports 
 
 from __future__ import annotations
 
-
-class ImageFileError(ValueError):
-    """An image file or folder cannot be read or written as asked; the message names the file."""
-
+from ..engine.errors import ImageFileError  # one of the package's error family (napari_superres.SuperresError)
 
 __all__ = ["ImageFileError"]

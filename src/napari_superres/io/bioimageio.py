@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..engine.errors import ModelFileError
+
 if TYPE_CHECKING:
     from ..engine.nets.model_file import SRModel
 
@@ -72,7 +74,7 @@ RELATIVE_TOLERANCE = 1e-3
 SCALE_RANGE_EPS = 1e-6
 
 
-class BioimageioExportError(ValueError):
+class BioimageioExportError(ModelFileError):
     """A model cannot be written as a bioimage.io package; the message says why and what to do."""
 
 

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..engine.nets.model_file import ModelFileError, SRModel, load_model
+from ..engine.options import reconcile_scale
 from .bioimageio import CONFIG_KEY, ensure_bioimageio_compatible, require_bioimageio
 
 log = logging.getLogger(__name__)
@@ -341,8 +342,7 @@ class BioimageioSRModel(SRModel):
                 f"model {self.name!r} is a bioimage.io package that normalises its input itself; "
                 "leave normalization unset"
             )
-        if scale is not None and int(scale) != self.scale:
-            raise ValueError(f"model {self.name!r} upscales x{self.scale}; it cannot upscale x{scale}")
+        reconcile_scale(scale, self.scale, self.name)
         image = np.asarray(image)
         info = parse_axes(tuple(image.shape), axes, rgb)
         in_view = image.transpose(info.order)

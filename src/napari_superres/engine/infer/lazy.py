@@ -42,10 +42,11 @@ import numpy as np
 import torch
 
 from ..device import copy_module_to, on_device, resolve_device
+from ..nets.conditioning import ESTIMATE_CROP, DegradationCondition
 from ..nets.model_file import SRModel
 from ..nets.srnet import Bicubic, SRNet, SRNetConfig
-from ..normalization import _PERCENTILE_SAMPLE, intensity_range, range_needs_data
-from .pipeline import plan_upscale, run_upscale
+from ..normalization import _PERCENTILE_SAMPLE, intensity_range, normalize, range_needs_data, rgb_to_ycbcr
+from .pipeline import UpscaleJob, plan_upscale, run_upscale
 
 if TYPE_CHECKING:  # pragma: no cover
     import dask.array as da
@@ -183,6 +184,9 @@ class _BlockSpec:
     out_dtype: str
     ranges: tuple[tuple[int, float, float], ...]  # (channel index or -1, lo, hi)
     backend: str | None = None
+    #: degradation conditions of a conditioned network, estimated once for the whole array:
+    #: (channel index or -1, noise_gain, noise_offset, blur_sigma)
+    conditions: tuple[tuple[int, float, float, float], ...] = ()
 
 
 def _upscale_block(block: np.ndarray, *, payload: ModelPayload, spec: _BlockSpec, block_info=None) -> np.ndarray:
@@ -202,6 +206,10 @@ def _upscale_block(block: np.ndarray, *, payload: ModelPayload, spec: _BlockSpec
         if c_axis is not None:  # channel indices of this block, relative to its first one
             first = info["array-location"][c_axis][0]
             ranges = {c - first: r for c, r in ranges.items() if first <= c < first + block.shape[c_axis]}
+        conditions = {c: DegradationCondition(g, o, b) for c, g, o, b in spec.conditions}
+        if c_axis is not None:
+            conditions = {c - first: v for c, v in conditions.items() if first <= c < first + block.shape[c_axis]}
+        job.conditions.update(conditions)  # the whole array's estimate, not this block's
         out = run_upscale(block, job, value_range=ranges[-1] if -1 in ranges else ranges)
     trim = [slice(None)] * out.ndim
     cut = spec.halo * spec.scale
@@ -218,6 +226,34 @@ def _device_lock(device: torch.device) -> Any:
         return contextlib.nullcontext()
     with _worker_lock:
         return _gpu_locks.setdefault(str(device), threading.Lock())
+
+
+def dask_conditions(
+    image: da.Array, job: UpscaleJob, ranges: dict[int, tuple[float, float]]
+) -> tuple[tuple[int, float, float, float], ...]:
+    """A conditioned network's condition per channel (or -1), from the array's middle plane."""
+    if not job.model.cond_channels:
+        return ()
+    info = job.axes
+    out = []
+    for key, (lo, hi) in sorted(ranges.items()):
+        where: list[Any] = [slice(None)] * image.ndim
+        for ax in info.plane_axes:
+            where[ax] = key if ax == info.channel else image.shape[ax] // 2
+        for ax in (info.y, info.x):  # the centre crop the estimate looks at, read alone
+            start = max((image.shape[ax] - ESTIMATE_CROP) // 2, 0)
+            where[ax] = slice(start, start + ESTIMATE_CROP)
+
+        def planes(where: list[Any] = where, lo: float = lo, hi: float = hi) -> list[np.ndarray]:
+            plane = normalize(np.asarray(image[tuple(where)]), lo, hi)
+            if info.rgb is not None:
+                rgb_axis = sum(1 for ax in range(info.rgb) if not isinstance(where[ax], int))
+                plane = rgb_to_ycbcr(np.moveaxis(plane, rgb_axis, 0)[:3])[0]
+            return [plane]
+
+        c = job.degradation.resolve(planes)
+        out.append((key, c.noise_gain, c.noise_offset, c.blur_sigma))
+    return tuple(out)
 
 
 def global_value_ranges(
@@ -263,6 +299,7 @@ def upscale_dask(
     device: str | torch.device | None = None,
     value_range: tuple[float, float] | dict[int, tuple[float, float]] | None = None,
     backend: str | None = None,
+    degradation: Any = "auto",
 ) -> da.Array:
     """Lazily upscale a dask array chunk by chunk; returns a dask array (nothing computed yet).
 
@@ -277,6 +314,8 @@ def upscale_dask(
         ``"dtype"`` mode).
     backend : what runs the network in each chunk task (as :func:`napari_superres.upscale`);
         checked here, before any chunk runs.
+    degradation : as :func:`napari_superres.upscale`; a conditioned network's estimate is made here,
+        once, on the middle plane of the array (per channel along C), so every chunk gets the same.
 
     Returns
     -------
@@ -293,6 +332,7 @@ def upscale_dask(
     job = plan_upscale(
         image, model, scale=scale, axes=axes, rgb=rgb, tile=tile, device=run_device,
         batch_size=batch_size, normalization=normalization, output_dtype=output_dtype, backend=backend,
+        degradation=degradation,
     )  # fmt: skip
     info = job.axes
     halo = max(job.model.receptive_field, 2)  # at least the bicubic chroma/alpha kernel
@@ -328,6 +368,7 @@ def upscale_dask(
         out_dtype=job.out_dtype.str,
         ranges=tuple((c, lo, hi) for c, (lo, hi) in sorted(ranges.items())),
         backend=backend,
+        conditions=dask_conditions(image, job, ranges),
     )
     out_chunks = tuple(
         tuple(c * job.scale for c in chunks) if ax in (info.y, info.x) else chunks

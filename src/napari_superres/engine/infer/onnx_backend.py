@@ -116,6 +116,7 @@ def export_onnx(
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", category=DeprecationWarning)
             warnings.simplefilter("ignore", category=FutureWarning)
+            warnings.simplefilter("ignore", category=torch.jit.TracerWarning)  # shape checks in forward: constants
             if exporter == "legacy":
                 torch.onnx.export(
                     module, (x,), buffer, opset_version=opset, dynamo=False,

@@ -11,7 +11,7 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from ..device import autocast
 from ..layout import AxesInfo, parse_axes
+from ..nets.conditioning import CLEAN, DegradationCondition, with_condition
 from ..nets.model_file import SRModel
 from ..normalization import (
     denormalize,
@@ -29,6 +30,8 @@ from ..normalization import (
     rgb_to_ycbcr,
     ycbcr_to_rgb,
 )
+from ..options import Normalization, reconcile_scale, tile_or_auto
+from .conditioning import DegradationRequest
 from .onnx_backend import BACKENDS, OnnxRunner, onnx_failure, onnx_runner, onnxruntime_available
 from .tiling import (
     MIN_TILE,
@@ -68,6 +71,10 @@ class UpscaleJob:
     backend: str = "torch"
     #: the backend was asked for by name (no silent fallback to torch when it cannot run)
     backend_required: bool = False
+    #: what a conditioned network is told about the image's degradation (``degradation=``)
+    degradation: DegradationRequest = field(default_factory=DegradationRequest)
+    #: the conditions used, by channel index along C (-1: the whole image); filled by :func:`run_upscale`
+    conditions: dict[int, DegradationCondition] = field(default_factory=dict)
     #: the tile was chosen automatically (``tile`` is then the memory bound; on the CPU a run that
     #: can be cancelled cuts tiles of about ``TILE_SECONDS`` of measured compute, see :meth:`_Runner.size_tiles_by_time`)
     auto_tile: bool = False
@@ -97,24 +104,6 @@ def check_image(image: Any) -> None:
         raise ValueError(f"the image is empty (shape {shape})")
 
 
-#: Upscaling factor when neither the model nor the caller fixes one (the bicubic baseline).
-DEFAULT_SCALE = 2
-
-
-def check_scale(scale: Any) -> int | None:
-    """``scale`` as an ``int`` (``None`` stays ``None``); ``ValueError`` unless it is a whole number >= 1.
-
-    ``2.0`` is accepted as 2; ``2.5``, ``0``, ``-2``, ``True`` and strings are refused (never rounded).
-    """
-    if scale is None:
-        return None
-    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)):
-        raise ValueError(f"scale must be a whole number such as 2, 3 or 4, got {scale!r}")  # noqa: TRY004
-    if not float(scale).is_integer() or scale < 1:
-        raise ValueError(f"scale must be a whole number >= 1 (e.g. 2, 3 or 4), got {scale!r}")
-    return int(scale)
-
-
 def plan_upscale(
     image: Any,
     model: SRModel,
@@ -129,8 +118,13 @@ def plan_upscale(
     output_dtype: Any = None,
     compile: bool | None = None,
     backend: str | None = None,
+    degradation: Any = "auto",
 ) -> UpscaleJob:
     """Validate everything about a request before any work starts; raise ``ValueError`` with the fix.
+
+    ``degradation``: what a conditioned network is told about the image's blur and noise
+    (:class:`~napari_superres.engine.infer.conditioning.DegradationRequest`: ``"auto"`` estimates it
+    once per image).
 
     ``tile``/``batch_size`` default to what the device's memory allows for this model
     (:func:`~napari_superres.engine.infer.tiling.choose_tile`); ``compile`` (default: the
@@ -143,12 +137,7 @@ def plan_upscale(
     h, w = image.shape[info.y], image.shape[info.x]
     if h < 2 or w < 2:
         raise ValueError(f"the image is too small to upscale: {h}x{w} px in Y, X (needs at least 2x2)")
-    scale = check_scale(scale)
-    if model.scale is not None:
-        if scale is not None and scale != model.scale:
-            raise ValueError(f"model {model.name!r} upscales x{model.scale}; it cannot upscale x{scale}")
-        scale = model.scale
-    scale = DEFAULT_SCALE if scale is None else scale
+    scale = reconcile_scale(scale, model.scale, model.name)
     if model.scale is None and getattr(model.net, "scale", scale) != scale:
         model = replace(model, net=type(model.net)(scale))  # the bicubic baseline, at the asked scale
     if model.in_channels not in (None, 1):
@@ -165,7 +154,8 @@ def plan_upscale(
     if out_dtype.kind not in "uifb":
         raise ValueError(f"output_dtype must be an integer, float or bool dtype, got {out_dtype}")
     width = model_width(model.net)
-    auto_tile = tile is None or tile <= 0
+    tile = tile_or_auto(tile)
+    auto_tile = tile is None
     if auto_tile:
         tile = choose_tile(h, w, device, model_width=width, scale=scale)
     halo = model.receptive_field
@@ -176,6 +166,7 @@ def plan_upscale(
     if compile is None:
         compile = os.environ.get("NAPARI_SUPERRES_COMPILE", "") == "1"
     chosen, required = resolve_backend(backend, model, device, compile=bool(compile))
+    request = DegradationRequest.parse(degradation)
     return UpscaleJob(
         model=model,
         scale=scale,
@@ -186,10 +177,11 @@ def plan_upscale(
         tile=tile,
         device=device,
         batch_size=max(1, int(batch_size)),
-        normalization=normalization or dict(model.normalization),
+        normalization=Normalization.parse(normalization or model.normalization).to_dict(),
         compile=bool(compile),
         backend=chosen,
         backend_required=required,
+        degradation=request,
         auto_tile=auto_tile,
     )
 
@@ -250,10 +242,13 @@ class _Runner:
         net = job.model.net
         net.eval()
         self.net: Callable[[torch.Tensor], torch.Tensor] = net
+        #: the degradation condition ``(3,)`` of the plane being upscaled (conditioned networks only)
+        self.condition: torch.Tensor | None = None
         #: the network exported to ONNX Runtime (CPU), or None: torch runs it
         self.onnx: OnnxRunner | None = None
         if job.backend == "onnxruntime":
-            self.onnx = onnx_runner(net, in_channels=job.model.in_channels or 1, device=str(job.device))
+            in_channels = (job.model.in_channels or 1) + job.model.cond_channels
+            self.onnx = onnx_runner(net, in_channels=in_channels, device=str(job.device))
             if self.onnx is None and job.backend_required:
                 raise RuntimeError(f"backend 'onnxruntime' cannot run this model: {onnx_failure(net)}")
         if self.onnx is not None:
@@ -296,9 +291,13 @@ class _Runner:
         rate = THROUGHPUT.rate(job.model.net, self._where)
         if rate is None:
             probe = torch.zeros(1, job.model.in_channels or 1, PROBE_TILE, PROBE_TILE)
-            self._forward(probe)  # the first call sets up buffers; the second one is timed
-            t0 = time.perf_counter()
-            self._forward(probe)
+            before, self.condition = self.condition, CLEAN.as_tensor() if job.model.cond_channels else None
+            try:
+                self._forward(probe)  # the first call sets up buffers; the second one is timed
+                t0 = time.perf_counter()
+                self._forward(probe)
+            finally:
+                self.condition = before
             rate = PROBE_TILE**2 / max(time.perf_counter() - t0, 1e-6)
         tile = min(self.tile, timed_tile(h, w, rate, halo))
         if tile != self.tile:
@@ -314,6 +313,8 @@ class _Runner:
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         t0 = time.perf_counter()
+        if self.condition is not None:  # a conditioned network reads its degradation maps too
+            x = with_condition(x, self.condition)
         if self.onnx is not None:
             y = self.onnx(x, stop=self.should_stop)  # Cancel ends the run inside the tile
         else:
@@ -443,6 +444,8 @@ def run_upscale(
                 sel[info.channel] = key  # type: ignore[index]
                 ranges[key] = intensity_range(image[tuple(sel)], job.normalization)
             lo, hi = ranges[key]
+            if model.cond_channels:
+                runner.condition = _condition_for(key, job, in_view, index, c_pos, lo, hi).as_tensor()
             raw = np.asarray(in_view[index])
             if raw.dtype.kind == "f" and not np.isfinite(raw).all():
                 raise ValueError(
@@ -474,6 +477,58 @@ def run_upscale(
     if progress is not None:
         progress(runner.total, runner.total)
     return out
+
+
+#: At most this many planes of a stack are looked at to estimate its degradation (evenly spread).
+ESTIMATE_PLANES = 3
+
+
+def _condition_for(
+    key: int, job: UpscaleJob, in_view: Any, index: tuple[int, ...], c_pos: int | None, lo: float, hi: float
+) -> DegradationCondition:
+    """The condition of channel ``key`` (-1: the image), resolved once and kept in ``job.conditions``.
+
+    The estimate looks at up to :data:`ESTIMATE_PLANES` planes of that channel, normalised as the
+    network sees them (RGB: luminance).
+    """
+    if key not in job.conditions:
+
+        def planes() -> list[np.ndarray]:
+            shape = in_view.shape[: len(index)]
+            picks = []
+            for flat in np.linspace(0, int(np.prod(shape)) - 1, min(ESTIMATE_PLANES, int(np.prod(shape)))):
+                where = np.unravel_index(int(round(flat)), shape) if shape else ()
+                if c_pos is not None:
+                    where = (*where[:c_pos], key, *where[c_pos + 1 :])
+                picks.append(tuple(where))
+            out = []
+            for where in dict.fromkeys(picks):
+                plane = normalize(np.asarray(in_view[where]), lo, hi)
+                if job.axes.rgb is not None:
+                    plane = rgb_to_ycbcr(plane[:3])[0]  # (S, Y, X) in the view: luminance
+                out.append(plane)
+            return out
+
+        job.conditions[key] = job.degradation.resolve(planes)
+    return job.conditions[key]
+
+
+def job_condition(image: Any, job: UpscaleJob) -> DegradationCondition | None:
+    """The condition a conditioned network gets for ``image`` under ``job`` (its first channel along a
+    ``C`` axis), resolved now and kept in ``job.conditions`` so :func:`run_upscale` reuses it;
+    ``None`` for a blind network.  What the Upscale widget shows before it runs."""
+    if not job.model.cond_channels:
+        return None
+    info = job.axes
+    in_view = image.transpose(info.order)
+    c_pos = info.plane_axes.index(info.channel) if info.channel is not None else None
+    key, sub = -1, image
+    if c_pos is not None:
+        key = 0
+        sub = np.take(image, 0, axis=info.channel)
+    lo, hi = intensity_range(sub, job.normalization)
+    index = tuple(0 for _ in info.plane_axes)
+    return _condition_for(key, job, in_view, index, c_pos, lo, hi)
 
 
 def _upscale_plane(plane: np.ndarray, model: SRModel, scale: int, runner: _Runner) -> np.ndarray:

@@ -42,7 +42,7 @@ from ..errors import Cancelled
 from ..infer.tiling import TileLayout
 from ..layout import PlaneLayout, check_pair
 from ..nets.vgg import DEFAULT_LAYERS, VGG16_LAYERS, VGGFeatures
-from ..normalization import intensity_range, normalization_spec, normalize
+from ..normalization import intensity_range, normalize
 
 #: Core tile edge (input pixels) used when ``tile`` is not given; planes that fit in one
 #: tile plus halo are processed whole.
@@ -204,12 +204,7 @@ def _resolve_vgg(
 
 
 def _common_range(b: Any, normalization: str | dict[str, Any] | None) -> tuple[float, float]:
-    spec = (
-        normalization_spec(normalization)
-        if isinstance(normalization, str)
-        else (normalization or {"mode": "dtype"})
-    )
-    return intensity_range(b, spec)
+    return intensity_range(b, normalization)  # a mode name, a spec dict or None ("dtype")
 
 
 def feature_difference(

@@ -34,6 +34,7 @@ import torch
 
 from ..layout import NON_FINITE_MESSAGE, PlaneLayout, check_pair
 from ..normalization import LUMA_WEIGHTS, intensity_range
+from ..options import Normalization
 from .ssim import SSIM_SIGMA, SSIM_WINDOW
 from .ssim import ssim_map as _ssim_valid_map
 
@@ -52,7 +53,7 @@ def default_data_range(reference: Any) -> float:
     if dtype.kind in "iu":  # scikit-image's convention, for every integer dtype
         info = np.iinfo(dtype)
         return float(info.max) - (0.0 if info.min == 0 else float(info.min))
-    lo, hi = intensity_range(reference, {"mode": "dtype"})
+    lo, hi = intensity_range(reference, Normalization("dtype"))
     return float(hi - lo)
 
 

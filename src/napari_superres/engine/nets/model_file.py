@@ -24,8 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ModelFileError
+from ..errors import InvalidRequestError, ModelFileError
 from ..files import atomic_write_bytes
+from ..options import Normalization
 from .srnet import SRNet, SRNetConfig, upsampling_factors
 
 FORMAT_NAME = "napari-superres"
@@ -64,7 +65,8 @@ def estimate_parameters(config: dict[str, Any]) -> int:
     def conv(a: int, b: int) -> int:  # one 3x3 convolution with bias
         return 9 * a * b + b
 
-    total = conv(c_in, c) + blocks * 2 * conv(c, c)
+    c_cond = size("cond_channels", 0, 0)
+    total = conv(c_in + c_cond, c) + blocks * 2 * conv(c, c)
     prev = c
     for f, w in zip(factors, widths):
         total += conv(prev, w * f * f) + up_blocks * 2 * conv(w, w)
@@ -106,13 +108,18 @@ class SRModel:
     net: nn.Module
     scale: int | None
     in_channels: int | None
-    normalization: dict[str, Any] = field(default_factory=lambda: {"mode": "dtype"})
+    normalization: dict[str, Any] = field(default_factory=lambda: Normalization().to_dict())
     metadata: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # "builtin", "session", a file path
 
     @property
     def receptive_field(self) -> int:
         return int(self.net.receptive_field())  # type: ignore[operator]
+
+    @property
+    def cond_channels(self) -> int:
+        """Degradation maps the network reads after the image channels (0: a blind network)."""
+        return int(getattr(getattr(self.net, "config", None), "cond_channels", 0) or 0)
 
     def describe(self) -> str:
         scale = f"x{self.scale}" if self.scale else "any scale"
@@ -143,7 +150,7 @@ def save_model(
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "config": json.dumps(net.config.to_dict()),
-        "normalization": json.dumps(normalization or {"mode": "dtype"}),
+        "normalization": json.dumps(Normalization.parse(normalization).to_dict()),
         "training": json.dumps(training or {}, default=str),
     }
     atomic_write_bytes(path, save(tensors, metadata=metadata))
@@ -178,10 +185,10 @@ def read_model_metadata(path: str | os.PathLike) -> dict[str, Any]:
         return {
             "format_version": raw.get("format_version"),
             "config": json.loads(raw["config"]),
-            "normalization": json.loads(raw.get("normalization", "{}")) or {"mode": "dtype"},
+            "normalization": Normalization.parse(json.loads(raw.get("normalization", "{}")) or None).to_dict(),
             "training": json.loads(raw.get("training", "{}")),
         }
-    except (KeyError, json.JSONDecodeError) as e:
+    except (KeyError, json.JSONDecodeError, InvalidRequestError) as e:
         raise ModelFileError(f"{path}: damaged model metadata ({e})") from e
 
 

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..options import ACTIVATIONS, NORM_LAYERS, SUPPORTED_SCALES, UPSAMPLING_MODES, known_settings
+from .conditioning import CLEAN, COND_CHANNELS, with_condition
 
 #: Receptive-field radius (input pixels) added by the bicubic global skip.
 _BICUBIC_RADIUS = 2.0
@@ -61,6 +62,9 @@ class SRNetConfig:
         block too (the seed architecture's "ReLU after every conv").
     final_activation : apply the activation after the output conv.
     global_skip : add ``bicubic(input)`` to the output so the net learns a residual.
+    cond_channels : degradation maps read after the image channels (0: a blind network;
+        :data:`~napari_superres.engine.nets.conditioning.COND_CHANNELS`: conditioned on the
+        image's noise and blur, see :mod:`~napari_superres.engine.nets.conditioning`).
     """
 
     scale: int = 2
@@ -76,9 +80,12 @@ class SRNetConfig:
     block_post_activation: bool = False
     final_activation: bool = False
     global_skip: bool = True
+    cond_channels: int = 0
 
     def __post_init__(self) -> None:
         upsampling_factors(self.scale)  # validates scale
+        if self.cond_channels not in (0, COND_CHANNELS):
+            raise ValueError(f"cond_channels must be 0 or {COND_CHANNELS}, got {self.cond_channels!r}")
         if self.upsampling not in UPSAMPLING_MODES:
             raise ValueError(f"upsampling must be one of {UPSAMPLING_MODES}, got {self.upsampling!r}")
         if self.norm not in NORM_LAYERS:
@@ -195,6 +202,10 @@ class SRNet(nn.Module):
     config : :class:`SRNetConfig`, or keyword overrides of it (``SRNet(scale=4, blocks=8)``).
 
     Input ``(N, in_channels, H, W)`` float, output ``(N, out_channels, scale*H, scale*W)``.
+    A conditioned network (``cond_channels > 0``) also takes its degradation maps: either
+    appended to the input, ``(N, in_channels + cond_channels, H, W)`` (as training batches and
+    the exported graph carry them), or built from ``condition`` (``(3,)`` or ``(N, 3)``, see
+    :class:`~napari_superres.engine.nets.conditioning.DegradationCondition`; default: clean and sharp).
     """
 
     def __init__(self, config: SRNetConfig | None = None, **overrides: Any) -> None:
@@ -205,7 +216,9 @@ class SRNet(nn.Module):
             config = SRNetConfig.from_dict({**config.to_dict(), **overrides})
         self.config = config
         c = config
-        self.head = nn.Sequential(_conv3x3(c.in_channels, c.channels), _activation(c.activation, c.channels))
+        self.head = nn.Sequential(
+            _conv3x3(c.in_channels + c.cond_channels, c.channels), _activation(c.activation, c.channels)
+        )
         self.body = nn.Sequential(
             *(ResidualBlock(c.channels, c.norm, c.activation, c.block_post_activation) for _ in range(c.blocks))
         )
@@ -237,10 +250,18 @@ class SRNet(nn.Module):
     def out_channels(self) -> int:
         return self.config.out_channels
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def cond_channels(self) -> int:
+        return self.config.cond_channels
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.config
+        if c.cond_channels and x.shape[1] == c.in_channels:
+            x = with_condition(x, CLEAN.as_tensor() if condition is None else condition)
         y = self.tail(self.upsampler(self.body(self.head(x))))
-        if self.config.global_skip:
-            y = y + F.interpolate(x, scale_factor=self.config.scale, mode="bicubic", align_corners=False)
+        if c.global_skip:
+            image = x[:, : c.in_channels] if c.cond_channels else x
+            y = y + F.interpolate(image, scale_factor=c.scale, mode="bicubic", align_corners=False)
         return y
 
     def receptive_field(self) -> int:
@@ -249,6 +270,24 @@ class SRNet(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def conditioned_copy(net: SRNet, cond_channels: int = COND_CHANNELS) -> SRNet:
+    """A copy of the blind ``net`` that also reads ``cond_channels`` degradation maps.
+
+    The head convolution's weights for the new maps start at zero, so the copy computes exactly
+    what ``net`` computes until training teaches it to use them (a warm start).
+    """
+    if net.config.cond_channels:
+        raise ValueError("the network is already conditioned")
+    copy = SRNet(SRNetConfig.from_dict({**net.config.to_dict(), "cond_channels": cond_channels}))
+    state = net.state_dict()
+    head = copy.head[0].weight.detach().clone()
+    head.zero_()
+    head[:, : net.config.in_channels] = state["head.0.weight"]
+    state["head.0.weight"] = head
+    copy.load_state_dict(state)
+    return copy
 
 
 def receptive_field_radius(config: SRNetConfig) -> int:
@@ -346,6 +385,7 @@ __all__ = [
     "receptive_field_radius",
     "upsampling_factors",
     "build_preset",
+    "conditioned_copy",
     "PRESETS",
     "SEED_CONFIG",
     "UPSAMPLING_MODES",

@@ -40,15 +40,15 @@ import numpy as np
 import torch
 
 from ..layout import parse_axes
+from ..nets.conditioning import COND_CHANNELS, DegradationCondition, with_condition
 from ..normalization import (
-    default_normalization,
     intensity_range,
     matched_range,
-    normalization_spec,
     normalize,
     rgb_luminance,
 )
-from ..options import TRAIN_DEFAULTS
+from ..options import TRAIN_DEFAULTS, TRAINING_NORMALIZATION, Normalization
+from .conditions import estimate_condition, jittered, low_res_condition, stacked
 from .degradation import DegradationConfig, degrade
 
 #: Smallest validation region width / height in high-res px (the SSIM window is 11).
@@ -116,6 +116,9 @@ class PairSource:
         image, :data:`~napari_superres.engine.normalization.DEFAULT_NORMALIZATION`).
     in_channels : 1 (grayscale / RGB luminance, default) or 3 (RGB networks).
     augment : random flips and 90-degree rotations.
+    condition : append the degradation maps of each low-res patch (for a conditioned network,
+        :mod:`~napari_superres.engine.train.conditions`): batches are then
+        ``(N, C + COND_CHANNELS, p/s, p/s)``.
     """
 
     def __init__(
@@ -134,6 +137,7 @@ class PairSource:
         normalization: str | dict[str, Any] | None = None,
         in_channels: int | None = None,
         augment: bool = True,
+        condition: bool = False,
     ) -> None:
         hrs, lrs = _as_list(hr), _as_list(lr)
         if not hrs:
@@ -154,11 +158,7 @@ class PairSource:
         if not 0.0 <= float(val_fraction) < 0.9:
             raise ValueError(f"val_fraction must be in [0, 0.9), got {val_fraction}")
         self.val_fraction = float(val_fraction)
-        if normalization is None:
-            normalization = default_normalization()
-        elif isinstance(normalization, str):
-            normalization = normalization_spec(normalization)
-        self.normalization: dict[str, Any] = dict(normalization)
+        self.normalization: dict[str, Any] = Normalization.parse(normalization, TRAINING_NORMALIZATION).to_dict()
         self.paired = bool(lrs)
         if self.paired:
             if degradation is not None:
@@ -198,6 +198,8 @@ class PairSource:
         )  # fmt: skip
         self._weights /= self._weights.sum()
         self._val_seed = int(seed)  # the validation degradation stays fixed whatever reseed() does
+        self.cond_channels = COND_CHANNELS if condition else 0
+        self._plane_conditions: dict[int, DegradationCondition] = {}
         self.seed = int(seed)
         self.reseed(seed, rank)
 
@@ -396,10 +398,29 @@ class PairSource:
         hr_t = torch.from_numpy(np.stack(hrs))
         if self.paired:
             lr_t = torch.from_numpy(np.stack(lrs))
+            params: list[dict[str, Any]] = [{} for _ in which]
         else:
             assert self.degradation is not None
-            lr_t = degrade(self._degradation_input(hr_t), self.degradation, self._torch_gen)  # type: ignore[assignment]
+            lr_t, params = degrade(  # type: ignore[misc]
+                self._degradation_input(hr_t), self.degradation, self._torch_gen, return_params=True
+            )
+        if self.cond_channels:
+            conditions = [self._patch_condition(int(k), p) for k, p in zip(which, params)]
+            lr_t = with_condition(lr_t, jittered(conditions, rng))
         return lr_t, hr_t  # type: ignore[return-value]
+
+    def plane_condition(self, k: int) -> DegradationCondition:
+        """Plane ``k``'s own condition, estimated once: the low-res plane's for pairs, else the high-res plane's."""
+        if k not in self._plane_conditions:
+            p = self.planes[k]
+            raw, rng = (p.lr, p.lr_range) if self.paired else (p.hr, p.hr_range)
+            x = self._convert(raw, rng, p.rgb)  # type: ignore[arg-type]
+            self._plane_conditions[k] = estimate_condition(list(x))
+        return self._plane_conditions[k]
+
+    def _patch_condition(self, k: int, params: dict[str, Any]) -> DegradationCondition:
+        own = self.plane_condition(k)
+        return own if self.paired else low_res_condition(own, params, self.scale)
 
     # --- validation ----------------------------------------------------------------------------
     def validation(self) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -428,9 +449,16 @@ class PairSource:
                 hr = self._hr(p, slice(y0 * s, (y0 + h) * s), slice(p.train_w_lr * s, p.w_lr * s))
                 if self.paired:
                     lr = self._lr(p, ys_lr, xs_lr)
+                    params: dict[str, Any] = {}
                 else:
                     assert self.degradation is not None
-                    lr = degrade(self._degradation_input(torch.from_numpy(hr[None])), self.degradation, gen)[0].numpy()  # type: ignore[index]
+                    lr_b, drawn = degrade(  # type: ignore[misc]
+                        self._degradation_input(torch.from_numpy(hr[None])), self.degradation, gen, return_params=True
+                    )
+                    lr, params = lr_b[0].numpy(), drawn[0]
+                if self.cond_channels:
+                    cond = stacked([self._patch_condition(k, params)])
+                    lr = with_condition(torch.from_numpy(lr)[None], cond)[0].numpy()
                 regions.append((lr, hr))
                 origins.append((*p.index, y0 * s, p.train_w_lr * s))
         self._validation_origins = origins
@@ -473,6 +501,7 @@ class PairSource:
             "scale": self.scale,
             "patch_size": self.patch_size,
             "in_channels": self.in_channels,
+            "cond_channels": self.cond_channels,
             "rgb": self.any_rgb,
             "normalization": self.normalization,
             "degradation": self.degradation.to_dict() if self.degradation else None,
@@ -504,12 +533,13 @@ def make_pair_source(
     normalization: str | dict[str, Any] | None = None,
     in_channels: int | None = None,
     augment: bool = True,
+    condition: bool = False,
 ) -> PairSource:
     """Build a :class:`PairSource` (see its parameters) from lists of arrays."""
     return PairSource(
         hr, lr, scale=scale, axes=axes, rgb=rgb, patch_size=patch_size, degradation=degradation,
         val_fraction=val_fraction, seed=seed, normalization=normalization, in_channels=in_channels,
-        augment=augment,
+        augment=augment, condition=condition,
     )  # fmt: skip
 
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import filters
-from ..options import known_settings
+from ..options import TRAINING_NORMALIZATION, Normalization, known_settings
 
 #: Downsampling methods.  ``bicubic`` and ``bilinear`` are antialiased (as PIL and
 #: MATLAB ``imresize``); ``area`` averages each ``scale x scale`` block (a camera
@@ -92,7 +92,7 @@ class DegradationConfig:
         ``None``: the training default, percentile)."""
         if self.clip is not None:
             return self
-        mode = (normalization or {}).get("mode", "percentile")
+        mode = Normalization.parse(normalization, TRAINING_NORMALIZATION).mode
         return replace(self, clip=mode == "dtype")
 
     def to_dict(self) -> dict[str, Any]:

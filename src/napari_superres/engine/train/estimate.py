@@ -60,15 +60,12 @@ from typing import Any
 
 import numpy as np
 
-from ..normalization import default_normalization, intensity_range, normalize
+from ..normalization import intensity_range, normalize
+from ..options import TRAINING_NORMALIZATION, Normalization
 from .degradation import DegradationConfig
 
 log = logging.getLogger(__name__)
 
-#: Largest blur sigma (px) the spectrum fit reports.
-MAX_BLUR_SIGMA = 6.0
-#: The spectrum is fitted where the signal power exceeds the noise floor by this factor.
-_SNR_FLOOR = 2.0
 #: Relative spread of the noise levels drawn around the estimate in training.
 NOISE_SPREAD = 0.3
 #: Relative spread of the blur drawn around the estimate in training.
@@ -136,62 +133,19 @@ def estimate_noise(planes: list[np.ndarray]) -> NoiseEstimate:
     return NoiseEstimate(poisson=float(model.gain), gaussian_var=float(model.offset), bins=0)
 
 
-def _radial_spectrum(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(f, P(f))``: radially averaged power spectrum (cycles / px, per-pixel variance units)."""
-    h, w = p.shape
-    win = np.outer(np.hanning(h), np.hanning(w))
-    x = (p - p.mean()) * win
-    power = np.abs(np.fft.fft2(x)) ** 2 / (win**2).sum()
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.fftfreq(w)[None, :]
-    f = np.sqrt(fy**2 + fx**2)
-    n_bins = min(h, w) // 2
-    bins = np.minimum((f / 0.5 * n_bins).astype(int), n_bins)
-    total = np.bincount(bins.ravel(), power.ravel(), minlength=n_bins + 1)
-    count = np.bincount(bins.ravel(), minlength=n_bins + 1)
-    centres = (np.arange(n_bins + 1) + 0.5) / n_bins * 0.5
-    ok = count > 0
-    return centres[ok][:n_bins], (total[ok] / count[ok])[:n_bins]
-
-
 def estimate_blur(planes: list[np.ndarray], noise: NoiseEstimate) -> float:
-    """Gaussian blur sigma (px) of normalised 2-D planes from their power spectra (module docstring)."""
-    spectra = [_radial_spectrum(p) for p in planes if min(p.shape) >= 32]
-    if not spectra:
-        raise ValueError("the image is too small to estimate its blur: need at least 32 px per side")
-    n = min(len(s[0]) for s in spectra)
-    f = spectra[0][0][:n]
-    power = np.mean([s[1][:n] for s in spectra], axis=0)
-    floor = float(np.mean([noise.variance(float(np.mean(p))) for p in planes]))
-    signal = power - floor
-    band = (f > 0.02) & (signal > _SNR_FLOOR * max(floor, 1e-12))
-    # keep the contiguous band from low frequencies up (noise peaks beyond it are not signal)
-    idx = np.flatnonzero(band)
-    if idx.size < 4:
-        return MAX_BLUR_SIGMA if floor > 0 else 0.0
-    stop = idx[0]
-    while stop + 1 < n and band[stop + 1]:
-        stop += 1
-    sel = np.arange(idx[0], stop + 1)
-    if sel.size < 4:
-        sel = idx
-    ff, ll = f[sel], np.log(signal[sel])
-    design = np.stack([np.ones_like(ff), np.log(ff), ff**2], axis=1)
-    coef, *_ = np.linalg.lstsq(design, ll, rcond=None)
-    alpha = -coef[1]
-    if alpha < 0:  # a rising spectrum is no object model: fit the Gaussian term alone
-        design = np.stack([np.ones_like(ff), ff**2], axis=1)
-        coef = np.linalg.lstsq(design, ll, rcond=None)[0]
-        coef = np.array([coef[0], 0.0, coef[1]])
-    sigma_sq = -coef[2] / (4 * math.pi**2)
-    return float(np.clip(math.sqrt(max(sigma_sq, 0.0)), 0.0, MAX_BLUR_SIGMA))
+    """Gaussian blur sigma (px) of normalised 2-D planes from their power spectra (module docstring;
+    :func:`napari_superres.engine.noise.estimate_blur` with this noise model's floor)."""
+    from ..noise import estimate_blur as fit_blur
+
+    return fit_blur(planes, noise.variance)
 
 
 def normalized_planes(
     image: np.ndarray, axes: str | None = None, normalization: dict[str, Any] | None = None
 ) -> list[np.ndarray]:
     """The image's 2-D planes normalised once per image as training does (default: percentiles)."""
-    spec = normalization or default_normalization()
+    spec = Normalization.parse(normalization, TRAINING_NORMALIZATION)
     lo, hi = intensity_range(np.asarray(image), spec)
     return [normalize(p, lo, hi).astype(np.float64) for p in _planes(image, axes)]
 

@@ -474,7 +474,10 @@ class Trainer:
                     f"net {key}={overrides[key]} but the data gives {data.in_channels}-channel patches; "
                     f"a network's in_channels and out_channels must match the data (1, or 3 for RGB images)"
                 )
-        overrides.update(scale=int(config.scale), in_channels=data.in_channels, out_channels=data.in_channels)
+        overrides.update(
+            scale=int(config.scale), in_channels=data.in_channels, out_channels=data.in_channels,
+            cond_channels=data.cond_channels,
+        )  # fmt: skip
         return SRNetConfig.from_dict(overrides)
 
     @staticmethod
@@ -486,6 +489,11 @@ class Trainer:
         if net.in_channels != data.in_channels:
             raise ValueError(
                 f"the network takes {net.in_channels}-channel input but the data gives {data.in_channels} channel(s)"
+            )
+        if net.cond_channels != data.cond_channels:
+            raise ValueError(
+                f"the network reads {net.cond_channels} degradation maps but the data gives {data.cond_channels}: "
+                "build the data with condition=True for a conditioned network (and False for a blind one)"
             )
 
     # --- public API ----------------------------------------------------------------------------
@@ -697,7 +705,7 @@ class Trainer:
             with autocast(self.device, self.config.mixed_precision):
                 sr = net(x)
             sr = sr.float()
-            bic = F.interpolate(x, scale_factor=s, mode="bicubic", align_corners=False)
+            bic = F.interpolate(x[:, : y.shape[1]], scale_factor=s, mode="bicubic", align_corners=False)
             data_range = float(y.max() - y.min()) or 1.0
             for name, pred in (("", sr), ("bicubic_", bic)):
                 scores[name + "psnr"].append(_psnr(pred, y, data_range))
@@ -711,7 +719,7 @@ class Trainer:
             with autocast(self.device, self.config.mixed_precision):
                 sr_c = net(torch.from_numpy(lq_c)[None].to(self.device))
             preview = _to_image(sr_c[0].float().clamp(0.0, 1.0).cpu().numpy())
-            preview_lr = _to_image(np.clip(lq_c, 0.0, 1.0))
+            preview_lr = _to_image(np.clip(lq_c[: gt_c.shape[0]], 0.0, 1.0))
             preview_hr = _to_image(np.clip(gt_c, 0.0, 1.0))
         net.train(was_training)
         report = ValidationReport(

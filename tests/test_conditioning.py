@@ -1,0 +1,212 @@
+"""Degradation-conditioned networks: the image's noise and blur are estimated once and told to the network
+(issue 21: a built-in model that knows the microscope)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from napari_superres import upscale
+from napari_superres.engine import Engine, SRModel, SRNet, SRNetConfig, load_model, save_model
+from napari_superres.engine.infer.conditioning import DegradationRequest, describe_condition
+from napari_superres.engine.nets.conditioning import (
+    CLEAN,
+    COND_CHANNELS,
+    NOISE_MAP_GAIN,
+    DegradationCondition,
+    condition_maps,
+    estimate_condition,
+    low_res_condition,
+)
+from napari_superres.engine.nets.srnet import conditioned_copy
+from napari_superres.engine.normalization import intensity_range, normalize
+from napari_superres.engine.samples import bin_image, gaussian_blur, synthetic_object
+from napari_superres.engine.train.data import make_pair_source
+from napari_superres.engine.train.degradation import DegradationConfig
+from napari_superres.engine.train.trainer import TrainConfig, Trainer
+
+PERCENTILE = {"mode": "percentile", "low": 1.0, "high": 99.8}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread(one_torch_thread):
+    """Small networks (see conftest.one_torch_thread)."""
+
+
+def conditioned_model(seed: int = 0) -> SRModel:
+    """A tiny conditioned x2 network whose map weights are not zero (so the condition matters)."""
+    torch.manual_seed(seed)
+    net = SRNet(SRNetConfig(scale=2, channels=8, blocks=1, cond_channels=COND_CHANNELS)).eval()
+    return SRModel("tiny conditioned", net, 2, 1, normalization=dict(PERCENTILE))
+
+
+def camera_image(seed: int = 0, shape=(128, 128), psf: float = 2.0, photons: float = 300.0) -> np.ndarray:
+    """A blurred, noisy uint16 acquisition (offset 100 counts) of a synthetic fluorescence field."""
+    rng = np.random.default_rng(seed)
+    clean = gaussian_blur(synthetic_object(shape, seed), psf)
+    clean = clean / clean.max()
+    return np.clip(rng.poisson(clean * photons) + 100 + rng.normal(0, 2, shape), 0, 65535).astype(np.uint16)
+
+
+def normalised(image: np.ndarray) -> np.ndarray:
+    return normalize(image, *intensity_range(image, PERCENTILE))
+
+
+# --- the network ------------------------------------------------------------------------------------
+def test_a_conditioned_copy_starts_as_the_blind_network():
+    torch.manual_seed(0)
+    blind = SRNet(SRNetConfig(scale=2, channels=8, blocks=2)).eval()
+    cond = conditioned_copy(blind).eval()
+    x = torch.rand(2, 1, 24, 24)
+    noisy = DegradationCondition(noise_gain=0.01, noise_offset=1e-4, blur_sigma=1.5).as_tensor()
+    with torch.no_grad():
+        assert torch.allclose(cond(x, noisy), blind(x), atol=1e-6)  # the maps' weights start at zero
+    assert cond.config.cond_channels == COND_CHANNELS and cond.head[0].in_channels == 1 + COND_CHANNELS
+
+
+def test_the_condition_changes_what_a_conditioned_network_computes():
+    net = conditioned_model().net
+    x = torch.rand(1, 1, 24, 24)
+    with torch.no_grad():
+        clean = net(x)  # no condition: clean and sharp
+        assert torch.equal(clean, net(x, CLEAN.as_tensor()))
+        blurred = net(x, DegradationCondition(blur_sigma=1.5).as_tensor())
+    assert not torch.allclose(clean, blurred)
+
+
+def test_noise_map_follows_shot_noise_and_blur_map_is_constant():
+    x = torch.tensor([[[[0.0, 0.25], [1.0, 4.0]]]])
+    maps = condition_maps(x, DegradationCondition(noise_gain=0.01, noise_offset=0.0004, blur_sigma=1.2).as_tensor())
+    expected = torch.sqrt(0.01 * x + 0.0004) * NOISE_MAP_GAIN
+    assert torch.allclose(maps[:, :1], expected)
+    assert torch.unique(maps[:, 1]).numel() == 1
+
+
+def test_a_conditioned_model_file_round_trips(tmp_path):
+    model = conditioned_model()
+    path = save_model(tmp_path / "cond.safetensors", model.net, normalization=PERCENTILE)
+    loaded = load_model(path)
+    assert loaded.cond_channels == COND_CHANNELS
+    x = torch.rand(1, 1, 16, 16)
+    c = DegradationCondition(noise_gain=0.02, blur_sigma=1.0).as_tensor()
+    with torch.no_grad():
+        assert torch.allclose(loaded.net(x, c), model.net(x, c))
+
+
+# --- conditions of images ------------------------------------------------------------------------------
+@pytest.mark.parametrize("added_blur, photons", [(0.0, None), (2.0, 500.0), (3.0, 100.0)])
+def test_training_conditions_predict_what_the_estimator_reads(added_blur, photons):
+    """The condition a training patch is labelled with (from what was drawn) is what inference will estimate."""
+    hr = gaussian_blur(synthetic_object((512, 512), 7), 1.0)
+    hr = hr / hr.max()
+    own = estimate_condition([hr])
+    lr = bin_image(gaussian_blur(hr, added_blur) if added_blur else hr, 2)
+    params: dict[str, float] = {"blur_sigma": added_blur}
+    if photons:
+        lr = np.random.default_rng(0).poisson(np.clip(lr, 0, None) * photons) / photons
+        params["poisson_peak"] = photons
+    predicted = low_res_condition(own, params, 2)
+    measured = estimate_condition([lr])
+    assert measured.blur_sigma == pytest.approx(predicted.blur_sigma, rel=0.2)
+    if photons:
+        assert measured.peak_photons == pytest.approx(photons, rel=0.3)
+    else:
+        assert measured.noise_gain < 1e-3
+
+
+def test_training_batches_carry_the_maps_of_the_drawn_degradation():
+    hr = (gaussian_blur(synthetic_object((192, 192), 1), 1.0) * 4000).astype(np.uint16)
+    noisy = {"methods": ("area",), "blur_sigma": None, "noise_poisson": (30.0, 30.0), "noise_prob": 1.0}
+    clean = {"methods": ("area",), "blur_sigma": None, "noise_prob": 0.0}
+    batches = {}
+    for name, degradation in (("noisy", noisy), ("clean", clean)):
+        source = make_pair_source([hr], scale=2, patch_size=32, degradation=degradation, condition=True, seed=0)
+        lr, gt = source.sample(4)
+        assert lr.shape == (4, 1 + COND_CHANNELS, 16, 16) and gt.shape == (4, 1, 32, 32)
+        batches[name] = lr
+    assert batches["noisy"][:, 1].mean() > 3 * batches["clean"][:, 1].mean()  # the noise map says "noisy"
+    region_lr, region_hr = make_pair_source([hr], scale=2, patch_size=32, condition=True).validation()[0]
+    assert region_lr.shape[0] == 1 + COND_CHANNELS and region_hr.shape[0] == 1
+
+
+def test_a_conditioned_network_trains_on_conditioned_data_only():
+    hr = (gaussian_blur(synthetic_object((128, 128), 2), 1.0) * 4000).astype(np.uint16)
+    config = TrainConfig(scale=2, steps=2, batch_size=2, patch_size=32, val_every=2, device="cpu")
+    source = make_pair_source([hr], scale=2, patch_size=32, condition=True)
+    trainer = Trainer(config, source, net=conditioned_model().net.train())
+    result = trainer.run()
+    assert result.steps_done == 2 and result.final_validation is not None
+    with pytest.raises(ValueError, match="degradation maps"):
+        Trainer(config, make_pair_source([hr], scale=2, patch_size=32), net=conditioned_model().net.train())
+
+
+# --- the request ---------------------------------------------------------------------------------------
+def test_degradation_requests_read_every_accepted_form():
+    assert DegradationRequest.parse(None).needs_image and DegradationRequest.parse("auto").needs_image
+    assert not DegradationRequest.parse("clean").needs_image
+    override = DegradationRequest.parse({"blur_sigma": 1.2, "peak_photons": 400})
+    assert override.fixed == {"blur_sigma": 1.2, "noise_gain": 1 / 400} and override.needs_image  # read noise estimated
+    fixed = DegradationRequest.parse(DegradationCondition(noise_gain=0.01, blur_sigma=1.0))
+    assert fixed.resolve(lambda: pytest.fail("a fixed condition looks at no image")).blur_sigma == 1.0
+    from_config = DegradationRequest.parse(
+        DegradationConfig(scale=2, methods=("area",), blur_sigma=(2.0, 2.0), blur_prob=1)
+    )
+    assert from_config.resolve(list).blur_sigma == pytest.approx(math.sqrt((0.29**2 + 4) / 4 + 3 / 48), rel=0.02)
+    for bad, match in (("blurry", "auto"), ({"sigma": 1}, "unknown degradation keys"), ({"peak_photons": 0}, "> 0")):
+        with pytest.raises(ValueError, match=match):
+            DegradationRequest.parse(bad)
+
+
+def test_upscale_estimates_the_degradation_once_and_takes_overrides():
+    engine = Engine(device="cpu", builtins=False)
+    model = conditioned_model()
+    image = camera_image()
+    estimate = engine.estimate_degradation(image, model)
+    assert estimate is not None and estimate.peak_photons is not None
+    assert "blur σ" in describe_condition(estimate)
+    auto = upscale(image, model, engine=engine)
+    assert np.array_equal(auto, upscale(image, model, engine=engine, degradation=estimate))
+    overridden = upscale(image, model, engine=engine, degradation={"blur_sigma": 0.3})
+    assert not np.array_equal(auto, overridden)
+    blind = SRModel("blind", SRNet(SRNetConfig(scale=2, channels=8, blocks=1)).eval(), 2, 1, dict(PERCENTILE))
+    assert engine.estimate_degradation(image, blind) is None
+    assert np.array_equal(
+        upscale(image, blind, engine=engine), upscale(image, blind, engine=engine, degradation="clean")
+    )
+
+
+def test_a_dask_image_gets_the_same_condition_in_every_chunk():
+    da = pytest.importorskip("dask.array")
+    engine = Engine(device="cpu", builtins=False)
+    model = conditioned_model()
+    stack = np.stack([camera_image(seed=s, shape=(96, 96)) for s in range(3)])
+    condition = engine.estimate_degradation(da.from_array(stack, chunks=(1, 48, 48)), model)
+    lazy = upscale(
+        da.from_array(stack, chunks=(1, 48, 48)), model, engine=engine, degradation=condition, backend="torch"
+    )
+    whole = upscale(stack, model, engine=engine, degradation=condition, backend="torch")
+    assert np.abs(lazy.compute().astype(int) - whole).max() <= 1  # (chunk borders: float rounding)
+
+
+# --- front ends --------------------------------------------------------------------------------------------
+def test_cli_reports_and_overrides_the_estimate(tmp_path, capsys):
+    zarr = pytest.importorskip("zarr")
+    from napari_superres.cli import main
+
+    model = save_model(tmp_path / "cond.safetensors", conditioned_model().net, normalization=PERCENTILE)
+    tifffile = pytest.importorskip("tifffile")
+    src = tmp_path / "in.tif"
+    tifffile.imwrite(src, camera_image(shape=(96, 96)))
+    assert main(["upscale", str(src), str(tmp_path / "auto.zarr"), "--model", str(model)]) == 0
+    assert "degradation: blur σ" in capsys.readouterr().err
+    auto = zarr.open(str(tmp_path / "auto.zarr"), mode="r").attrs["napari_superres"]["degradation"]
+    assert auto["peak_photons"] > 0
+    assert main(["upscale", str(src), str(tmp_path / "set.zarr"), "--model", str(model), "--blur", "1.5", "-q"]) == 0
+    fixed = zarr.open(str(tmp_path / "set.zarr"), mode="r").attrs["napari_superres"]["degradation"]
+    assert fixed["blur_sigma"] == 1.5 and fixed["noise_gain"] == pytest.approx(auto["noise_gain"])  # noise still estimated
+    assert main(["upscale", str(src), str(tmp_path / "bad.zarr"), "--model", str(model), "--noise", "-3"]) != 0
+    assert "--noise must be a number > 0" in capsys.readouterr().err
+    assert not (tmp_path / "bad.zarr").exists()
