@@ -372,6 +372,6 @@ def test_loss_plot_reads_plain_steps_and_plain_log_ticks(qtbot):
     levels = axis.logTickValues(-1.9, -1.1, 120, [])  # within one decade: 2 and 5 as well
     assert axis.logTickStrings(levels[-1][1], 1.0, 1.0) == ["0.02", "0.05"]
     assert plot.panels() == ["loss"]
-    short = plot.graphics.height()
+    short = plot.graphics.maximumHeight()
     plot.add_validation(10, 30.0, 29.0)
-    assert plot.panels() == ["loss", "val"] and plot.graphics.height() > short  # sized to what it shows
+    assert plot.panels() == ["loss", "val"] and plot.graphics.maximumHeight() > short  # sized to what it shows

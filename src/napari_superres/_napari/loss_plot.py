@@ -37,7 +37,7 @@ TOTAL = "total"
 D_ACC_REAL = "D acc (real)"
 D_ACC_FAKE = "D acc (fake)"
 #: Height (px) of each panel when shown: losses, D accuracy (GAN runs), validation PSNR (once measured).
-PANEL_HEIGHTS = {"loss": 120, "acc": 70, "val": 100}
+PANEL_HEIGHTS = {"loss": 110, "acc": 60, "val": 90}
 #: Width (px) of every left axis, so the panels' plot areas line up.
 LEFT_AXIS_WIDTH = 46
 #: Minimum height of the plot (px): the loss panel alone.
@@ -87,7 +87,6 @@ class LossPlot(QWidget):
         self._fg = "#000000"
 
         self.graphics = pg.GraphicsLayoutWidget()
-        self.graphics.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.ax_loss = self.graphics.addPlot(row=0, col=0, axisItems={"left": LogAxis("left")})
         self.ax_loss.setLogMode(y=True)
         self.ax_loss.setLabel("left", "loss")
@@ -143,7 +142,9 @@ class LossPlot(QWidget):
             ax.showAxis("bottom", show=True)
             ax.setLabel("bottom", "step" if last else None)
         height = sum(PANEL_HEIGHTS[name] for name in shown) + 14  # + the step label
-        self.graphics.setFixedHeight(height)
+        self.graphics.setMaximumHeight(height)  # as tall as its panels; a short dock may squeeze it
+        self.graphics.setMinimumHeight(min(height, MIN_HEIGHT))
+        self.graphics.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.updateGeometry()
 
     def set_planned_steps(self, steps: int) -> None:
