@@ -10,7 +10,11 @@ the time since the previous one.  A blocked GUI thread shows as a long gap: the 
 * ``training``: the Train widget trains a small network on the sample pair (loss plot,
   validation and preview layer updated live);
 * ``lazy planes``: a lazily upscaled dask stack while the displayed plane moves (the
-  planes are upscaled in the background).
+  planes are upscaled in the background);
+* ``cancel``: Cancel of a ``--cancel-size``² CPU upscale with the default (automatic) tile,
+  pressed at several moments after Run (``--cancel-at``), on the cores as they are and
+  again with another process busy on them (a ``while True: pass`` loop started and killed
+  here): seconds from Run to the first tile on the bar, and from Cancel to an idle widget.
 
 Prints p50 / p99 / max lateness per phase (target: p99 <= 100 ms, max <= 250 ms on 2 cores),
 the process CPU time and the machine's load average, and with ``--out`` writes a Markdown
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -149,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phase-timeout", type=float, default=300.0)
     parser.add_argument("--out", type=Path, default=None, help="write a Markdown table here")
     parser.add_argument("--diagnose", action="store_true", help="print where the GUI thread was during stalls")
+    parser.add_argument("--cancel-size", type=int, default=2048, help="edge of the image whose upscale is cancelled")
+    parser.add_argument("--cancel-at", type=float, nargs="+", default=[0.5, 3.0, 8.0, 15.0],
+                        help="seconds after Run at which Cancel is pressed")  # fmt: skip
     args = parser.parse_args(argv)
 
     import napari
@@ -224,18 +232,75 @@ def main(argv: list[str] | None = None) -> int:
         return False
 
     rows.append(measure(app, recorder, "lazy planes", start_lazy, lazy_done, args.phase_timeout))
+    cancels = measure_cancels(app, recorder, viewer, up, args)
     load_after = os.getloadavg()
     if watch is not None:
         watch.close()
     viewer.close()
 
     if args.out is not None:
-        write_markdown(args.out, rows, load_before, load_after, time.perf_counter() - t0, args)
+        write_markdown(args.out, rows, load_before, load_after, time.perf_counter() - t0, args, cancels)
         print(f"wrote {args.out}")
     return 0
 
 
-def write_markdown(path: Path, rows: list[dict], load_before, load_after, total_s: float, args) -> None:
+def busy_process() -> subprocess.Popen:
+    """Another process keeping one core busy (the user's other work)."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def measure_cancels(app, recorder: TickRecorder, viewer, up, args) -> list[dict]:
+    """Cancel a CPU upscale with the default tile at each ``--cancel-at`` moment, idle cores then one busy core."""
+    image = np.random.default_rng(2).integers(0, 60000, (args.cancel_size, args.cancel_size), dtype=np.uint16)
+    layer = viewer.add_image(image, name="cancel me")
+    up.layer_combo.value = layer
+    up.model_combo.value = up.engine.default_model
+    up.device_combo.value = "cpu"
+    up.tile_spin.value = 0  # automatic: the default
+    results = []
+    for busy in (False, True):
+        other = busy_process() if busy else None
+        try:
+            for at in args.cancel_at:
+                results.append(cancel_once(app, recorder, up, at, busy, args.phase_timeout))
+        finally:
+            if other is not None:
+                other.kill()
+                other.wait()
+    viewer.layers.remove(layer)
+    return results
+
+
+def cancel_once(app, recorder: TickRecorder, up, at: float, busy: bool, timeout_s: float) -> dict:
+    state: dict = {"first": None, "total": None}
+    t_run = time.perf_counter()
+
+    def on_progress(done: int, total: int) -> None:
+        if done > 0 and state["first"] is None:
+            state["first"] = time.perf_counter() - t_run
+
+    up.progressed.connect(on_progress)
+    recorder.start()
+    assert up.run() is not None, up.status.value
+    pump(app, lambda: up.worker is None or time.perf_counter() - t_run >= at, timeout_s)
+    t_cancel = time.perf_counter()
+    state["total"] = up.panel.bar.maximum() if up.worker is not None else None  # tiles planned by then
+    up.cancel()
+    pump(app, lambda: up.worker is None, timeout_s)
+    idle = time.perf_counter() - t_cancel
+    late = recorder.stop()
+    up.progressed.disconnect(on_progress)
+    row = {"busy": busy, "at": at, "cancel_to_idle_s": idle, "first_tile_s": state["first"], "tiles": state["total"] or "—",
+           "p99": float(np.percentile(late, 99)) if late.size else float("nan"),
+           "max": float(late.max()) if late.size else float("nan")}  # fmt: skip
+    first = "-" if row["first_tile_s"] is None else f"{row['first_tile_s']:.1f} s"
+    print(f"cancel {'busy core' if busy else 'as is'} at {at:4.1f} s: idle after {idle:5.2f} s; first tile at {first}; "
+          f"{row['tiles']} tiles; lateness p99 {row['p99']:.0f} ms, max {row['max']:.0f} ms", flush=True)  # fmt: skip
+    return row
+
+
+def write_markdown(path: Path, rows: list[dict], load_before, load_after, total_s: float, args,
+                   cancels: list[dict] | None = None) -> None:  # fmt: skip
     import torch
 
     lines = [
@@ -261,6 +326,21 @@ def write_markdown(path: Path, rows: list[dict], load_before, load_after, total_
         lines.append(f"| {r['phase']}{'' if r['finished'] else ' (timed out)'} | {r['ticks']} | {r['p50']:.1f} | "
                      f"{r['p99']:.1f} | {r['max']:.1f} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
                      f"{'yes' if ok else 'no'} |")  # fmt: skip
+    if cancels:
+        lines += [
+            "",
+            f"Cancel of a {args.cancel_size}² uint16 CPU upscale (built-in ×2 model, default automatic tile, "
+            "the Upscale widget's Cancel) pressed at a moment after Run; 'busy core': another process ran "
+            "`while True: pass` meanwhile. Target: idle <= 3 s.",
+            "",
+            "| cores | Cancel at (s after Run) | Cancel to idle (s) | Run to first tile on the bar (s) | tiles planned at Cancel | "
+            "p99 ms | max ms |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for c in cancels:
+            first = "—" if c["first_tile_s"] is None else f"{c['first_tile_s']:.1f}"
+            lines.append(f"| {'one busy' if c['busy'] else 'as they are'} | {c['at']:.1f} | {c['cancel_to_idle_s']:.2f} | "
+                         f"{first} | {c['tiles']} | {c['p99']:.1f} | {c['max']:.1f} |")  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 

@@ -296,3 +296,82 @@ def test_widget_modules_do_not_import_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "False"
+
+
+def in_sight(button, window) -> bool:
+    """Whether a button is drawn (not scrolled away, not covered) inside the main window."""
+    native = getattr(button, "native", button)
+    if not native.isVisible() or native.visibleRegion().isEmpty():
+        return False
+    top_left = native.mapTo(window, native.rect().topLeft())
+    bottom_right = native.mapTo(window, native.rect().bottomRight())
+    return window.rect().contains(top_left) and window.rect().contains(bottom_right)
+
+
+def test_every_action_is_in_sight_at_1280x800_with_the_three_docks_open(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1280, 800)
+    up, train, feat = (open_dock(viewer, qtbot, name) for name in ("Upscale", "Train", "Feature difference"))
+    # the tallest state of each dock: settings unfolded, every panel of the loss plot shown
+    from superqt import QCollapsible
+
+    for widget in (up, train, feat):
+        for fold in widget.findChildren(QCollapsible):
+            fold.expand(animate=False)
+    train.loss_plot.add_step(1, {"l1": 0.1, "total": 0.1}, d_acc_real=0.6, d_acc_fake=0.4)
+    train.loss_plot.add_validation(1, 30.0, 29.0, 0.9)
+    qtbot.wait(300)
+    assert window.height() <= 800
+    actions = {"Upscale": (up.run_button, up.cancel_button), "Train": (train.start_button, train.stop_button),
+               "Feature difference": (feat.run_button, feat.cancel_button)}  # fmt: skip
+    hidden = [(dock, b.text) for dock, buttons in actions.items() for b in buttons if not in_sight(b, window)]
+    assert hidden == []
+    assert train.loss_plot.panels() == ["loss", "acc", "val"]
+    assert in_sight(train.loss_plot.graphics, window)
+
+
+def test_cancel_a_2048_px_cpu_upscale_with_the_default_tile_is_idle_within_seconds(make_napari_viewer, qtbot):
+    import time
+
+    viewer = make_napari_viewer()
+    widget = open_dock(viewer, qtbot, "Upscale")
+    image = np.random.default_rng(5).integers(0, 60000, (2048, 2048), dtype=np.uint16)
+    widget.layer_combo.value = viewer.add_image(image, name="big")
+    widget.model_combo.value = widget.engine.default_model  # the built-in x2 network
+    widget.device_combo.value = "cpu"
+    assert widget.tile_spin.value == 0  # the default: automatic
+    n_layers = len(viewer.layers)
+    progress: list[tuple[int, int]] = []
+    widget.progressed.connect(lambda done, total: progress.append((done, total)))
+
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: any(done > 0 for done, _ in progress), timeout=WAIT_MS)  # the bar moves
+    assert progress[-1][1] > 4  # more, smaller tiles than memory alone would cut
+    t0 = time.monotonic()
+    widget.cancel()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=5_000)
+    assert time.monotonic() - t0 < 5
+    assert widget.status.value == "cancelled" and len(viewer.layers) == n_layers
+    assert_idle(widget, widget.run_button)
+
+
+def test_loss_plot_reads_plain_steps_and_plain_log_ticks(qtbot):
+    from napari_superres._napari.loss_plot import LogAxis, LossPlot
+
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    plot.set_planned_steps(1000)
+    bottom = plot.ax_loss.getAxis("bottom")
+    bottom.setRange(0, 1000)
+    assert "x0.001" not in bottom.labelString() and "(x" not in bottom.labelString()
+    axis = LogAxis("left")
+    levels = axis.logTickValues(-2.5, -0.2, 120, [])  # 0.003 .. 0.6: two decades labelled, no minor ticks
+    assert levels == [(1.0, [-2.0, -1.0])]
+    assert axis.logTickStrings([-2.0, -1.0], 1.0, 1.0) == ["0.01", "0.1"]
+    levels = axis.logTickValues(-1.9, -1.1, 120, [])  # within one decade: 2 and 5 as well
+    assert axis.logTickStrings(levels[-1][1], 1.0, 1.0) == ["0.02", "0.05"]
+    assert plot.panels() == ["loss"]
+    short = plot.graphics.maximumHeight()
+    plot.add_validation(10, 30.0, 29.0)
+    assert plot.panels() == ["loss", "val"] and plot.graphics.maximumHeight() > short  # sized to what it shows

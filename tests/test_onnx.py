@@ -164,3 +164,21 @@ def test_an_idle_session_hands_its_arena_back_and_still_runs():
         time.sleep(0.02)
     assert runner._timer is None and runner._active == 0
     torch.testing.assert_close(runner(x), before)
+
+
+def test_cancel_ends_a_run_inside_a_large_tile():
+    import threading
+    import time
+
+    from napari_superres.engine.errors import Cancelled
+
+    runner = onnx_runner(SRNet(scale=2, channels=32, blocks=4).eval())
+    x = torch.rand(1, 1, 1024, 1024)  # seconds of work on a CPU core
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    t0 = time.perf_counter()
+    with pytest.raises(Cancelled):
+        runner(x, stop=stop.is_set)
+    assert time.perf_counter() - t0 < 1.5  # one node of the graph, not the whole tile
+    small = torch.rand(1, 1, 16, 16)
+    assert runner(small, stop=lambda: False).shape == (1, 1, 32, 32)  # the session runs on

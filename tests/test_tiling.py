@@ -9,6 +9,9 @@ import torch
 from napari_superres.engine import SRNet
 from napari_superres.engine.infer.tiling import (
     MAX_TILE,
+    MIN_TIMED_TILE,
+    TILE_SECONDS,
+    Throughput,
     TileLayout,
     choose_batch,
     choose_tile,
@@ -16,6 +19,7 @@ from napari_superres.engine.infer.tiling import (
     plan_overlap,
     tiled_forward,
     tiled_map,
+    timed_tile,
 )
 
 
@@ -114,3 +118,41 @@ def test_raw_tiles_are_prepared_batch_by_batch():
 
     expected = bilinear(torch.from_numpy(raw.astype(np.float32) / 65535)[None])[0]
     torch.testing.assert_close(out, expected)
+
+
+def test_tiles_sized_by_time_take_about_a_second_at_the_measured_rate():
+    rate = 90_000.0  # input px/s, e.g. a built-in x2 network on one busy core
+    tile = timed_tile(2048, 2048, rate, halo=19)
+    assert abs(tile * tile / rate - TILE_SECONDS) < 0.01
+    assert timed_tile(200, 300, rate, halo=19) == 300  # computed within the time: one tile
+    assert timed_tile(4096, 4096, 100.0, halo=19) == MIN_TIMED_TILE  # never tiles all overlap
+    assert timed_tile(4096, 4096, 100.0, halo=60) == 2 * plan_overlap(60, 10_000)
+
+
+def test_throughput_estimate_drops_at_once_and_recovers_slowly():
+    net, estimates = torch.nn.Identity(), Throughput()
+    assert estimates.rate(net, "cpu/torch") is None
+    estimates.record(net, "cpu/torch", 100_000, 1.0)
+    estimates.record(net, "cpu/torch", 10_000, 1.0)  # the cores got busy
+    assert estimates.rate(net, "cpu/torch") == 10_000
+    estimates.record(net, "cpu/torch", 110_000, 1.0)
+    assert estimates.rate(net, "cpu/torch") == 60_000
+    assert estimates.rate(net, "cpu/onnxruntime") is None  # per backend
+
+
+def test_a_cancellable_cpu_run_cuts_tiles_of_about_a_second(monkeypatch):
+    from napari_superres.engine.infer import pipeline, tiling
+    from napari_superres.engine.nets.model_file import SRModel
+
+    torch.manual_seed(0)
+    net = SRNet(scale=2, channels=4, blocks=1).eval()
+    model = SRModel("tiny", net, scale=2, in_channels=1)
+    image = np.random.default_rng(0).random((600, 500), dtype=np.float32)
+    job = pipeline.plan_upscale(image, model, device=torch.device("cpu"), backend="torch")
+    assert job.auto_tile and job.total_tiles() == 1  # memory alone: one tile
+    monkeypatch.setattr(tiling.THROUGHPUT, "rate", lambda *a: 40_000.0)  # 200 px tiles take a second
+    seen: list[tuple[int, int]] = []
+    out = pipeline.run_upscale(image, job, progress=lambda d, t: seen.append((d, t)), should_stop=lambda: False)
+    assert seen[0] == (0, count_tiles(600, 500, 200, net.receptive_field()))
+    assert seen[0][1] > 4 and seen[-1] == (seen[0][1], seen[0][1])
+    np.testing.assert_allclose(out, pipeline.run_upscale(image, job), atol=1e-5)  # same values, untiled

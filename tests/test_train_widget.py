@@ -321,3 +321,32 @@ def test_degradation_fitted_to_a_low_res_example(viewer, widget, sample_pair, qt
     fitted = DegradationConfig.from_dict({"scale": 2, **widget.trainer.config.degradation}).to_dict()
     assert widget.trainer.data.degradation.to_dict() == fitted  # the data were made with the fitted degradation
     assert fitted != DegradationConfig(scale=2).to_dict()  # not the generic default
+
+
+def test_a_taken_name_is_never_replaced_silently(viewer, widget, sample_pair, errors):
+    engine = get_engine(viewer)
+    from napari_superres.engine import SRNet
+
+    engine.register(SRNet(channels=4, blocks=0), "high-res x2")  # a first run's model
+    assert widget.run_name() == "high-res x2 (2)"  # the automatic name is numbered
+    asked: list[str] = []
+    widget.confirm_replace = lambda name: asked.append(name) or False  # the user answers "No"
+    widget.name_edit.value = "high-res x2"
+    assert widget.start() is None and asked == ["high-res x2"]
+    assert "already registered" in errors[-1] and widget.worker is None
+    widget.confirm_replace = lambda name: True  # "Yes": replacing was the user's choice
+    assert widget.run_name() == "high-res x2"
+
+
+def test_an_image_too_small_to_train_on_says_so(viewer, widget, errors):
+    tiny = viewer.add_image(np.random.default_rng(0).random((16, 16), dtype=np.float32), name="tiny")
+    widget.synth_check.value = True
+    widget.hr_combo.value = tiny
+    widget.patch_spin.value = 16
+    assert widget.start() is None
+    assert "too small to train on" in errors[-1] and "at most 0 px" not in errors[-1]
+
+
+def test_offline_perceptual_preset_says_start_will_refuse(viewer, widget, no_vgg_cache):
+    widget.preset_combo.value = "perceptual"
+    assert "Start will refuse" in widget.vgg_label.value and "downloaded" not in widget.vgg_label.value

@@ -299,7 +299,7 @@ def test_adapt_to_this_image_then_upscale_with_the_adapted_model(viewer, widget,
     widget.layer_combo.value = source
     widget.model_combo.value = "tiny"
     widget.adapt_check.value = True
-    widget.adapt_steps.value = 3
+    widget.adapt_seconds.value = 1  # a time budget: a few steps
 
     run_to_end(widget, qtbot)
 
@@ -343,6 +343,27 @@ def test_along_z_upsamples_a_stack_axially_and_overlays_it(viewer, widget, qtbot
     assert out.data.shape == (16, 32, 32)
     np.testing.assert_allclose(out.scale, (1.0, 1.0, 1.0))
     np.testing.assert_allclose(out.translate, source.translate)  # input plane k = output plane 4k
+
+
+def test_deleting_the_source_layer_mid_run_stops_the_job_and_adds_nothing(viewer, widget, qtbot, monkeypatch):
+    warnings: list[str] = []
+    monkeypatch.setattr(upscale_widget_module, "show_warning", lambda msg: warnings.append(str(msg)))
+    big = np.random.default_rng(8).integers(0, 60000, (1024, 1024), dtype=np.uint16)
+    source = viewer.add_image(big, name="doomed")
+    widget.layer_combo.value = source
+    widget.model_combo.value = "tiny"
+    widget.tile_spin.value = 64
+    progress: list[int] = []
+    widget.progressed.connect(lambda done, total: progress.append(done))
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: len(progress) > 0, timeout=WAIT_MS)
+
+    viewer.layers.remove(source)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+
+    assert len(viewer.layers) == 0  # no result added afterwards
+    assert "'doomed' was deleted" in widget.status.value and warnings
+    assert widget.run_button.enabled
 
 
 def test_a_conditioned_model_shows_its_estimate_and_takes_overrides(viewer, widget, qtbot, errors):

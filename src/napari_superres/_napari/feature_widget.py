@@ -42,11 +42,12 @@ from qtpy.QtWidgets import (
 )
 
 from ..engine.errors import SuperresError
+from ..engine.metrics.grids import GridMatch, match_grids, resample_onto
 from ..engine.options import BASIC_DEVICES, DEFAULT_DEVICE
 from .engine_access import get_engine
-from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then
+from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then, when_layer_removed
 from .layers import METADATA_KEY, layer_axes
-from .ui import JobPanel, button_row, folded, scrolling_layout, set_tips
+from .ui import JobPanel, button_row, dock_layout, folded, set_tips
 
 if TYPE_CHECKING:
     import napari
@@ -65,13 +66,21 @@ PIXEL_COLORMAP = "inferno"
 SSIM_COLORMAP = "inferno"
 #: Percentile of a difference map used as its upper contrast limit.
 CONTRAST_PERCENTILE = 99.5
-#: Table rows: figure key -> label.
+#: Table rows: figure key -> label (short: the table sizes to its content), and the row's tooltip.
 TABLE_ROWS = {
     "psnr": "PSNR (dB)",
     "psnr_y": "PSNR Y (dB)",
     "ssim": "SSIM",
-    "perceptual": "Perceptual (Δfeatures mean)",
+    "perceptual": "Δfeatures",
 }
+ROW_TIPS = {
+    "psnr": "Peak signal-to-noise ratio of A against B, in dB (higher: closer).",
+    "psnr_y": "PSNR on the luminance (Y) of RGB images, in dB.",
+    "ssim": "Structural similarity of A and B (1: identical).",
+    "perceptual": "Perceptual distance: mean of the Δfeatures map (VGG-16 features; lower: closer).",
+}
+#: Short names of the figures in the status line.
+STATUS_NAMES = {"psnr": "PSNR", "psnr_y": "PSNR Y", "ssim": "SSIM", "perceptual": "Δfeatures"}
 
 
 def feature_layer_name(a: str, b: str) -> str:
@@ -102,65 +111,15 @@ def format_figure(key: str, value: Any) -> str:
     return f"{value:.2f}" if key.startswith("psnr") else f"{value:.4f}"
 
 
-# --- grids ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class GridMatch:
-    """How A's pixel grid maps onto B's along Y and X: A index = ``ratio * B index + offset``."""
-
-    ratio: tuple[float, float]
-    offset: tuple[float, float]
-
-    @property
-    def identity(self) -> bool:
-        return np.allclose(self.ratio, 1.0) and np.allclose(self.offset, 0.0)
-
-
-def match_grids(
-    a_yx: tuple[int, int], a_scale: Any, a_translate: Any,
-    b_yx: tuple[int, int], b_scale: Any, b_translate: Any,
-) -> GridMatch | None:  # fmt: skip
-    """A :class:`GridMatch` when A and B cover the same field of view in Y and X, else ``None``.
-
-    ``*_yx`` are the pixel counts, ``*_scale`` and ``*_translate`` the layers' world scale
-    and translate along Y and X.  Pixel ``i`` of a layer is centred at
-    ``translate + scale * i`` and spans one ``scale``, so its field of view is
-    ``[translate - scale/2, translate + scale * (n - 1/2)]``; A's and B's must agree to
-    within half of the coarser pixel.
-
-    >>> match_grids((4, 4), (2, 2), (0.5, 0.5), (8, 8), (1, 1), (0, 0))
-    GridMatch(ratio=(0.5, 0.5), offset=(-0.25, -0.25))
-    """
-    ratio, offset = [], []
-    for na, sa, ta, nb, sb, tb in zip(a_yx, a_scale, a_translate, b_yx, b_scale, b_translate):
-        sa, ta, sb, tb = float(sa), float(ta), float(sb), float(tb)
-        tol = 0.5 * max(abs(sa), abs(sb))
-        start_a, start_b = ta - sa / 2, tb - sb / 2
-        if abs(start_a - start_b) > tol or abs((start_a + sa * na) - (start_b + sb * nb)) > tol:
-            return None
-        ratio.append(sb / sa)
-        offset.append((tb - ta) / sa)
-    return GridMatch((ratio[0], ratio[1]), (offset[0], offset[1]))
-
-
-def resample_onto(
-    data: np.ndarray, match: GridMatch, out_yx: tuple[int, int], y: int, x: int
-) -> np.ndarray:
-    """Resample ``data`` (Y, X at axes ``y``, ``x``) onto B's grid with cubic-spline interpolation; float32.
-
-    Other axes are copied through.  Edges use the nearest values.
-    """
-    from scipy.ndimage import affine_transform
-
-    matrix = np.ones(data.ndim)
-    offset = np.zeros(data.ndim)
-    matrix[y], matrix[x] = match.ratio
-    offset[y], offset[x] = match.offset
-    out_shape = list(data.shape)
-    out_shape[y], out_shape[x] = out_yx
-    return affine_transform(
-        np.asarray(data, dtype=np.float32), matrix, offset=offset, output_shape=tuple(out_shape),
-        order=3, mode="nearest",
-    )  # fmt: skip
+def figures_line(figures: dict[str, Any]) -> str:
+    """The figures known so far in one line, e.g. ``"PSNR 31.20 dB · SSIM 0.9120"`` (empty when none)."""
+    parts = []
+    for key, name in STATUS_NAMES.items():
+        value = figures.get(key)
+        if value is not None:
+            unit = " dB" if key.startswith("psnr") and math.isfinite(value) else ""
+            parts.append(f"{name} {format_figure(key, value)}{unit}")
+    return " · ".join(parts)
 
 
 def _yx_axes(layer: Image) -> tuple[int, int]:
@@ -212,6 +171,7 @@ class FeatureDifferenceWidget(QWidget):
         self._device = "cpu"
         self._outputs: list[Image] = []
         self.figures: dict[str, Any] = {}
+        self._deleted_message: str | None = None
 
         self.a_combo = ComboBox(label="image A", choices=self._image_choices, nullable=False)
         self.b_combo = ComboBox(label="reference B", choices=self._image_choices, nullable=False)
@@ -248,23 +208,27 @@ class FeatureDifferenceWidget(QWidget):
         self.table = QTableWidget(len(TABLE_ROWS), 1, self)
         self.table.setHorizontalHeaderLabels(["A vs B"])
         self.table.setVerticalHeaderLabels(list(TABLE_ROWS.values()))
+        for row, key in enumerate(TABLE_ROWS):
+            self.table.verticalHeaderItem(row).setToolTip(ROW_TIPS[key])
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
         rows_height = (len(TABLE_ROWS) + 1) * (self.table.fontMetrics().height() + 6) + 6
         self.table.setFixedHeight(rows_height)
-        self.table.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-        self.table.setToolTip("Figures of A against B (also in each output layer's metadata).")
+        self.table.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
+        self.table.setToolTip("Figures of A against B (also in the status line and in each output layer's metadata).")
         self.notes = QLabel("")
         self.notes.setWordWrap(True)
         self.notes.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.notes.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
-        layout = scrolling_layout(self)  # a short window scrolls the dock instead of growing
+        # a short window scrolls the settings; Run/Cancel and the progress stay in sight below them
+        layout = dock_layout(self, [button_row(self.run_button, self.cancel_button), self.panel])
         layout.addWidget(self._container.native)
-        layout.addWidget(folded("VGG-16 layers and device", self._advanced))
-        layout.addWidget(button_row(self.run_button, self.cancel_button))
-        layout.addWidget(self.panel)
+        layout.addWidget(folded("VGG-16 layers and device", self._advanced,
+                                tip="Which VGG-16 layers make up Δfeatures, per-layer maps, and the device."))  # fmt: skip
         layout.addWidget(self.table)
         layout.addWidget(self.notes)
         layout.addStretch(1)
@@ -275,6 +239,7 @@ class FeatureDifferenceWidget(QWidget):
         self.run_button.changed.connect(lambda *_: self.run())
         self.cancel_button.changed.connect(lambda *_: self.cancel())
         viewer = self.viewer
+        when_layer_removed(viewer, self, FeatureDifferenceWidget._on_layer_removed)
         import_modules_then(self._runner, FEATURE_MODULES, self._on_engine_ready, warm=lambda: get_engine(viewer))
 
     @property
@@ -347,6 +312,17 @@ class FeatureDifferenceWidget(QWidget):
     def cancel(self) -> None:
         """Stop the running comparison between maps and tiles; maps already written stay."""
         self._runner.cancel()
+
+    def _on_layer_removed(self, layer: Any) -> None:
+        """A or B was deleted mid-run: stop; nothing more is added."""
+        request = self._request
+        if layer is None or request is None or not self._runner.running:
+            return
+        if layer is request.a_layer or layer is request.b_layer:
+            message = f"{layer.name!r} was deleted: comparison stopped, nothing more is added."
+            self._deleted_message = message
+            self._runner.cancel(message)
+            show_warning(message)
 
     def _prepare(self, a: Any, b: Any) -> _Request:
         if not isinstance(a, Image) or not isinstance(b, Image):
@@ -473,6 +449,7 @@ class FeatureDifferenceWidget(QWidget):
             ctx.emit(("features", (fmap, per if request.per_layer else {}), figures))
 
         self._request = request
+        self._deleted_message: str | None = None
         self._outputs = []
         self.figures = {}
         self._show_figures({})
@@ -506,7 +483,7 @@ class FeatureDifferenceWidget(QWidget):
                 )
             if "ssim" in payload:
                 self._write(ssim_layer_name(a_name, b_name), payload["ssim"], SSIM_COLORMAP, "ssim")
-            self.status.value = "pixel maps done; VGG-16 features…" if request.layers else "done"
+            stage = "pixel maps done; VGG-16 features…" if request.layers else "done"
         elif kind == "features":
             fmap, per = payload
             self._write(feature_layer_name(a_name, b_name), fmap, FEATURE_COLORMAP, "features")
@@ -514,15 +491,15 @@ class FeatureDifferenceWidget(QWidget):
                 self._write(
                     vgg_layer_name(layer_name, a_name, b_name), m, FEATURE_COLORMAP, "features"
                 )
-            self.status.value = "done"
+            stage = "done"
         elif kind == "offline":
             self.figures["perceptual_note"] = payload
             self.notes.setText("\n".join([*request.notes, "Δfeatures not computed: " + payload]))
-            self.status.value = (
-                "pixel maps done; Δfeatures needs the VGG-16 ImageNet weights (see below)"
-            )
+            stage = "pixel maps done; Δfeatures needs the VGG-16 ImageNet weights (see below)"
             show_warning("The feature-difference map needs the VGG-16 ImageNet weights: " + payload)
         self._show_figures(self.figures)
+        line = figures_line(self.figures)
+        self.status.value = f"{stage}: {line}" if line else stage
         for layer in self._outputs:  # every output carries the latest figures
             layer.metadata[METADATA_KEY]["figures"] = dict(self.figures)
 
@@ -577,15 +554,28 @@ class FeatureDifferenceWidget(QWidget):
             text = format_figure(key, figures.get(key))
             if key == "perceptual" and figures.get("perceptual_note"):
                 text = "needs VGG-16 weights"
-            self.table.setItem(row, 0, QTableWidgetItem(text))
+            item = QTableWidgetItem(text)
+            item.setToolTip(ROW_TIPS[key])
+            self.table.setItem(row, 0, item)
+        self._fit_table()
+
+    def _fit_table(self) -> None:
+        """Ask for the width the row names and the longest figure need: nothing reads "…"."""
+        table = self.table
+        metrics = table.fontMetrics()
+        texts = [table.item(r, 0).text() for r in range(table.rowCount()) if table.item(r, 0) is not None]
+        column = max(metrics.horizontalAdvance(t) for t in [*texts, "A vs B", "needs VGG-16 weights"]) + 16
+        width = table.verticalHeader().sizeHint().width() + column + 2 * table.frameWidth()
+        table.setMinimumWidth(width)
 
     def _on_done(self, _: Any) -> None:
         request = self._request
-        if request is not None and self.status.value == "done":
-            show_info(f"Compared {request.a_layer.name!r} with {request.b_layer.name!r}.")
+        if request is not None and self.status.value.startswith("done"):
+            line = figures_line(self.figures)
+            show_info(f"Compared {request.a_layer.name!r} with {request.b_layer.name!r}: {line}.")
 
     def _on_cancelled(self) -> None:
-        self.status.value = "cancelled (maps already written are kept)"
+        self.status.value = self._deleted_message or "cancelled (maps already written are kept)"
 
     def _on_errored(self, exc: BaseException) -> None:
         message = f"Comparison failed: {exc}"

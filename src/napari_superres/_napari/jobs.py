@@ -136,15 +136,16 @@ def lower_thread_priority(niceness: int = WORKER_NICENESS) -> None:
 class _Body:
     """The worker's callable; its ``str`` is what napari's task manager and close dialog show."""
 
-    def __init__(self, fn: Callable[[JobContext], Any], ctx: JobContext, description: str) -> None:
-        self.fn, self.ctx, self.description = fn, ctx, description
+    def __init__(self, fn: Callable[[JobContext], Any], ctx: JobContext, description: str, nice: bool = True) -> None:
+        self.fn, self.ctx, self.description, self.nice = fn, ctx, description, nice
 
     def __str__(self) -> str:
         return f"napari-superres: {self.description}"
 
     def __call__(self) -> Outcome:
         ctx = self.ctx
-        lower_thread_priority()
+        if self.nice:
+            lower_thread_priority()
         try:
             outcome = Outcome("done", self.fn(ctx))
         except BaseException as exc:
@@ -256,14 +257,20 @@ class JobRunner(QObject):
         on_failed: Callable[[BaseException], None] | None = None,
         on_finish: Callable[[], None] | None = None,
         activity: bool = True,
+        nice: bool = True,
     ) -> FunctionWorker:
-        """Start ``fn`` in a worker thread; see the class docstring.  One job at a time."""
+        """Start ``fn`` in a worker thread; see the class docstring.  One job at a time.
+
+        ``nice``: run the thread at a lower CPU priority (:func:`lower_thread_priority`).  Not for
+        work that holds the interpreter lock most of the time (imports): on busy cores a
+        low-priority thread holding the lock waits for the CPU while the GUI thread waits for it.
+        """
         if self._ctx is not None:
             raise RuntimeError("a job is already running; cancel it first")
         stop = threading.Event()
         self._stop_holder[0] = stop
         ctx = JobContext(stop)
-        body = _Body(fn, ctx, description)
+        body = _Body(fn, ctx, description, nice)
         worker = create_worker(body, _start_thread=False, _ignore_errors=True)
         ctx.worker = worker
         worker.finished.connect(self._poll)
@@ -404,6 +411,37 @@ class JobRunner(QObject):
                 pass
 
 
+# --- source layers -------------------------------------------------------------------------------
+def when_layer_removed(viewer: Any, owner: QWidget, handler: Callable[[Any, Any], None]) -> None:
+    """Call ``handler(owner, layer)`` on the GUI thread whenever a layer leaves ``viewer``, while ``owner`` lives.
+
+    ``handler`` is a plain function (e.g. ``Widget._on_layer_removed``), so the viewer holds no
+    reference to ``owner``: a closed widget is not kept alive, nor called once deleted.  Widgets use
+    it to stop a job whose source layer the user deleted.
+    """
+    ref = weakref.ref(owner)
+
+    def removed(event: Any) -> None:
+        widget = ref()
+        if widget is None:
+            return
+        try:
+            handler(widget, event.value)
+        except RuntimeError:  # the Qt object is already deleted
+            pass
+
+    emitter = viewer.layers.events.removed
+    emitter.connect(removed)
+
+    def disconnect(*_: Any) -> None:
+        try:
+            emitter.disconnect(removed)
+        except (RuntimeError, ValueError, TypeError):
+            pass
+
+    owner.destroyed.connect(disconnect)
+
+
 # --- heavy imports ---------------------------------------------------------------------------------
 def modules_loaded(modules: Sequence[str]) -> bool:
     """Whether every module in ``modules`` has been imported (completely) in this process."""
@@ -447,5 +485,5 @@ def import_modules_then(
         ready()
 
     runner.start(load, description=what, status=f"{what}… (first use: a few seconds)", on_done=done,
-                 activity=False)  # fmt: skip
+                 activity=False, nice=False)  # fmt: skip
     return False

@@ -11,6 +11,11 @@ the GUI for 0.1-0.5 s.  Panels:
 
 Data are appended with :meth:`LossPlot.add_step` / :meth:`LossPlot.add_validation` (GUI
 thread only); curves are redrawn at most :data:`MAX_REDRAW_HZ` times per second.
+
+Read at a glance: step numbers are plain (no SI prefix such as "x0.001"), the log axis is
+labelled at decades (and 2, 5 within a short range) as plain numbers, axis labels are
+short so stacked panels never overlap them, legends sit inside their panels, and the plot
+is as tall as the panels it shows (:meth:`LossPlot.sizeHint`).
 """
 
 from __future__ import annotations
@@ -31,9 +36,33 @@ MAX_DRAWN_POINTS = 2000
 TOTAL = "total"
 D_ACC_REAL = "D acc (real)"
 D_ACC_FAKE = "D acc (fake)"
-#: Minimum height of the plot (px): small enough for a 800 px high window with three docks.
-MIN_HEIGHT = 160
+#: Height (px) of each panel when shown: losses, D accuracy (GAN runs), validation PSNR (once measured).
+PANEL_HEIGHTS = {"loss": 110, "acc": 60, "val": 90}
+#: Width (px) of every left axis, so the panels' plot areas line up.
+LEFT_AXIS_WIDTH = 46
+#: Minimum height of the plot (px): the loss panel alone.
+MIN_HEIGHT = PANEL_HEIGHTS["loss"]
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+
+
+class LogAxis(pg.AxisItem):
+    """A log-scale axis labelled at decades (and at 2 and 5 when less than two decades show), as plain numbers."""
+
+    def logTickValues(self, minVal, maxVal, size, stdTicks):  # noqa: N802, N803 - pyqtgraph's API
+        lo, hi = math.floor(minVal), math.ceil(maxVal)
+        decades = [float(v) for v in range(lo, hi + 1) if minVal <= v <= maxVal]
+        ticks = [(1.0, decades)]
+        if len(decades) < 2:
+            minor = [v + math.log10(m) for v in range(lo, hi + 1) for m in (2, 5)]
+            ticks.append((None, [v for v in minor if minVal <= v <= maxVal]))
+        return ticks
+
+    def logTickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph's API
+        return [f"{10 ** v * scale:.3g}" for v in values]
+
+
+def _plain_axis(axis: pg.AxisItem) -> None:
+    axis.enableAutoSIPrefix(False)  # "step", never "step (x0.001)"
 
 
 class LossPlot(QWidget):
@@ -58,29 +87,33 @@ class LossPlot(QWidget):
         self._fg = "#000000"
 
         self.graphics = pg.GraphicsLayoutWidget()
-        self.graphics.setMinimumHeight(MIN_HEIGHT)
-        self.graphics.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Expanding)
-        self.ax_loss = self.graphics.addPlot(row=0, col=0)
+        self.ax_loss = self.graphics.addPlot(row=0, col=0, axisItems={"left": LogAxis("left")})
         self.ax_loss.setLogMode(y=True)
         self.ax_loss.setLabel("left", "loss")
-        self.ax_loss.addLegend(offset=(-5, 5), labelTextSize="7pt")
+        self.ax_loss.addLegend(offset=(-5, 5), labelTextSize="7pt", colCount=2)
         self.ax_acc = self.graphics.addPlot(row=1, col=0)
         self.ax_acc.setLabel("left", "D acc")
         self.ax_acc.setYRange(0, 1)
         self.ax_acc.setXLink(self.ax_loss)
         self.ax_acc.hide()
         self.ax_val = self.graphics.addPlot(row=2, col=0)
-        self.ax_val.setLabel("left", "val PSNR (dB)")
-        self.ax_val.setLabel("bottom", "step")
-        self.ax_val.addLegend(offset=(-5, 5), labelTextSize="7pt")
+        self.ax_val.setLabel("left", "dB")
+        self.ax_val.addLegend(offset=(-5, 5), labelTextSize="7pt", colCount=2)
         self.ax_val.setXLink(self.ax_loss)
-        self.graphics.ci.layout.setRowStretchFactor(0, 3)
-        self.graphics.ci.layout.setRowStretchFactor(2, 2)
+        self.ax_val.hide()
+        for ax in (self.ax_loss, self.ax_acc, self.ax_val):
+            for side in ("left", "bottom"):
+                _plain_axis(ax.getAxis(side))
+            ax.getAxis("left").setWidth(LEFT_AXIS_WIDTH)
+            ax.setMenuEnabled(False)
+        self.ax_loss.setXRange(0, 1, padding=0.02)
         self._model_curve = self.ax_val.plot([], [], name="model", pen=pg.mkPen(COLORS[0], width=2))
         self._bicubic_curve = self.ax_val.plot(
             [], [], name="bicubic", pen=pg.mkPen("#888888", width=1, style=pg.QtCore.Qt.PenStyle.DashLine)
         )
-        self.setToolTip("Loss terms per step (log scale), D accuracy for GAN runs, validation PSNR vs bicubic")
+        self.setToolTip("Loss terms per step (log scale), D accuracy for GAN runs, validation PSNR (dB) of the "
+                        "model vs bicubic (dashed)")  # fmt: skip
+        self._fit()
 
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -89,6 +122,34 @@ class LossPlot(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.graphics)
+
+    # --- size ---------------------------------------------------------------------------------
+    def panels(self) -> list[str]:
+        """The panels shown: ``"loss"``, then ``"acc"`` (GAN runs) and ``"val"`` (once validated)."""
+        shown = ["loss"]
+        if self.ax_acc.isVisible():
+            shown.append("acc")
+        if self.ax_val.isVisible():
+            shown.append("val")
+        return shown
+
+    def _fit(self) -> None:
+        """As tall as the panels shown; the step axis and its label only under the lowest one."""
+        shown = self.panels()
+        axes = {"loss": self.ax_loss, "acc": self.ax_acc, "val": self.ax_val}
+        for name, ax in axes.items():
+            last = name == shown[-1]
+            ax.showAxis("bottom", show=True)
+            ax.setLabel("bottom", "step" if last else None)
+        height = sum(PANEL_HEIGHTS[name] for name in shown) + 14  # + the step label
+        self.graphics.setMaximumHeight(height)  # as tall as its panels; a short dock may squeeze it
+        self.graphics.setMinimumHeight(min(height, MIN_HEIGHT))
+        self.graphics.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.updateGeometry()
+
+    def set_planned_steps(self, steps: int) -> None:
+        """Show steps 0..``steps`` before the first point arrives (the axis then follows the data)."""
+        self.ax_loss.setXRange(0, max(1, int(steps)), padding=0.02)
 
     # --- data ---------------------------------------------------------------------------------
     def add_step(
@@ -113,6 +174,9 @@ class LossPlot(QWidget):
         self._val_psnr.append(float(psnr))
         self._val_bicubic.append(float(bicubic_psnr))
         self._val_ssim.append(float("nan") if ssim is None else float(ssim))
+        if not self.ax_val.isVisible():
+            self.ax_val.show()
+            self._fit()
         self.request_redraw()
 
     def clear(self) -> None:
@@ -125,6 +189,8 @@ class LossPlot(QWidget):
             (self.ax_acc if name.startswith("D acc") else self.ax_loss).removeItem(curve)
         self._curves.clear()
         self.ax_acc.hide()
+        self.ax_val.hide()
+        self._fit()
         self._draw_now()
 
     def names(self) -> list[str]:
@@ -162,7 +228,9 @@ class LossPlot(QWidget):
             if name.startswith("D acc"):
                 color = COLORS[3] if name == D_ACC_REAL else COLORS[4]
                 curve = self.ax_acc.plot([], [], name=name, pen=pg.mkPen(color, width=1))
-                self.ax_acc.show()
+                if not self.ax_acc.isVisible():
+                    self.ax_acc.show()
+                    self._fit()
             else:
                 width = 2 if name == TOTAL else 1
                 color = self._fg if name == TOTAL else COLORS[len(self._curves) % len(COLORS)]

@@ -141,10 +141,12 @@ def needs_vgg(weights: dict[str, float]) -> bool:
     return any(float(weights.get(term, 0.0)) > 0 for term in VGG_TERMS)
 
 
-def vgg_weights_problem(weights: dict[str, float]) -> str | None:
+def vgg_weights_problem(weights: dict[str, float], reachable: bool | None = None) -> str | None:
     """A message when these weights need the VGG-16 ImageNet weights and they are not on disk.
 
-    Only the torch hub cache is looked at: nothing is downloaded.
+    Only the torch hub cache is looked at (nothing is downloaded).  ``reachable``: whether the
+    weights' host answered a probe (``None``: not known yet); the message says what Start will
+    do: download them, or refuse (offline).
     """
     if not needs_vgg(weights):
         return None
@@ -153,10 +155,14 @@ def vgg_weights_problem(weights: dict[str, float]) -> str | None:
     path = vgg16_weights_path()
     if path.is_file():
         return None
-    offline = os.environ.get("NAPARI_SUPERRES_OFFLINE", "") not in ("", "0")
-    how = ("offline: copy vgg16-397923af.pth there from a machine with internet access, or set the "
-           "perceptual weight to 0") if offline else "it will be downloaded (about 530 MB) when training starts"  # fmt: skip
-    return f"The perceptual loss needs the VGG-16 ImageNet weights, not found at {path}; {how}."
+    lead = f"The perceptual loss needs the VGG-16 ImageNet weights, not found at {path}"
+    if offline() or reachable is False:
+        why = "this machine is set offline (NAPARI_SUPERRES_OFFLINE)" if offline() else "their host cannot be reached"
+        return (f"{lead}; {why}, so Start will refuse. Copy {path.name} there from a machine with internet "
+                "access, or use the psnr preset (perceptual weight 0).")  # fmt: skip
+    if reachable is None:
+        return f"{lead}; checking whether they can be downloaded…"
+    return f"{lead}; Start will download them there first (about 530 MB)."
 
 
 def offline() -> bool:

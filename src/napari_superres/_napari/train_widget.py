@@ -43,7 +43,8 @@ from magicgui.widgets import (
 )
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtWidgets import QFileDialog, QFrame, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QFileDialog, QSizePolicy, QVBoxLayout, QWidget
 
 from ..engine.errors import SuperresError
 from ..engine.options import (
@@ -54,8 +55,9 @@ from ..engine.options import (
     TRAINING_NORMALIZATION,
 )
 from .engine_access import get_engine
-from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then
+from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then, when_layer_removed
 from .layers import layer_axes
+from .train_guards import VGG_PROBE_S, TrainGuards
 from .train_plan import (
     Outcome,
     Plan,
@@ -64,9 +66,8 @@ from .train_plan import (
     offline,
     run_plan,
     safe_file_stem,
-    vgg_weights_problem,
 )
-from .ui import JobPanel, StatusLine, button_row, folded, set_tips
+from .ui import SETTINGS_MIN_HEIGHT, JobPanel, StatusLine, button_row, folded, scrolled, set_tips
 
 if TYPE_CHECKING:
     import napari
@@ -94,7 +95,7 @@ TRAIN_MODULES = (
 SAMPLE_MENU = "File ▸ Open Sample ▸ Synthetic fluorescence pair (low-res, high-res) (Super-resolution)"
 
 
-class TrainWidget(QWidget):
+class TrainWidget(TrainGuards, QWidget):
     """Train a super-resolution network on image layers of ``napari_viewer``.
 
     Programmatic use (and tests)::
@@ -108,6 +109,9 @@ class TrainWidget(QWidget):
         widget.save_model("my_x2.safetensors")
     """
 
+    #: Whether the VGG-16 weights' host answered the probe (emitted from the probe's thread).
+    vgg_probed = Signal(bool)
+
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
@@ -116,10 +120,14 @@ class TrainWidget(QWidget):
         self._trainer: Trainer | None = None
         self._last_config: dict[str, Any] | None = None  # config of the run that wrote the session checkpoint
         self._last_step = 0
+        self._last_name: str | None = None  # the name the checkpointed run registers under
         self._tmpdir = Path(tempfile.mkdtemp(prefix="napari-superres-train-"))
         # removed when the widget is closed with no run left, garbage-collected, or at interpreter exit
         self._remove_tmpdir = weakref.finalize(self, shutil.rmtree, str(self._tmpdir), True)
         self.preview_layer: Image | None = None
+        self._vgg_reachable: bool | None = None  # whether the VGG-16 weights' host answered (None: not asked)
+        self._vgg_probing = False
+        self.vgg_probed.connect(self._on_vgg_probed)
 
         self.panel = JobPanel()
         self.status = self.panel.status
@@ -127,7 +135,10 @@ class TrainWidget(QWidget):
         self._layout.setContentsMargins(4, 4, 4, 4)
         self._layout.addWidget(self.panel)
         self._runner = JobRunner(self, self.panel)
+        self._sources: tuple[Any, ...] = ()  # the layers the running job reads
+        self._plot_shown = False
         viewer = self.viewer
+        when_layer_removed(viewer, self, TrainWidget._on_layer_removed)
         import_modules_then(self._runner, TRAIN_MODULES, self._build, warm=lambda: get_engine(viewer))
 
     @property
@@ -157,7 +168,7 @@ class TrainWidget(QWidget):
         self.steps_spin = SpinBox(label="steps", min=0, max=TIME_BUDGET_STEP_CAP, step=100, value=d.steps)
         self.seconds_spin = SpinBox(label="time budget (s)", min=0, max=10_000_000, step=60, value=int(d.seconds or 0))
         self.name_edit = LineEdit(label="model name", value="")
-        self.name_edit.native.setPlaceholderText("automatic: '<high-res layer> x<scale>'")
+        self.name_edit.native.setPlaceholderText("automatic: '<high-res layer> x<scale>', numbered if taken")
         basic = Container(widgets=[self.hr_combo, self.synth_check, self.lr_combo, self.scale_combo,
                                    self.example_combo, self.preset_combo, self.steps_spin, self.seconds_spin,
                                    self.name_edit])  # fmt: skip
@@ -208,20 +219,27 @@ class TrainWidget(QWidget):
         inner.addWidget(basic.native)
         inner.addWidget(self.pair_label)
         inner.addWidget(self.vgg_label)
-        for title, box in (("Loss weights", loss_box), ("Optimisation and device", opt_box),
-                           ("Network", net_box), ("Checkpoint", ckpt_box)):  # fmt: skip
-            inner.addWidget(folded(title, box))
+        for title, box, tip in (
+            ("Loss weights", loss_box, "Weight of each loss term (the preset fills them)."),
+            ("Optimisation and device", opt_box, "Batch, patch size, learning rate, validation, normalization, "
+                                                 "device."),
+            ("Network", net_box, "Width, depth and upsampling of the network trained."),
+            ("Checkpoint", ckpt_box, "Where the run's checkpoint is written (Stop, Resume)."),
+        ):  # fmt: skip
+            inner.addWidget(folded(title, box, tip=tip))
         inner.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setWidget(settings)
-        scroll.setMinimumHeight(120)
-        self._layout.insertWidget(0, scroll, 2)
+        # the settings scroll; Start/Stop, the progress and the plot stay in sight below them
+        self._layout.insertWidget(0, scrolled(settings, SETTINGS_MIN_HEIGHT), 1)
         self._layout.insertWidget(1, button_row(self.start_button, self.stop_button, self.resume_button,
                                                 self.save_button))  # fmt: skip
         self._layout.addWidget(self.validation_label)
-        self._layout.addWidget(self.loss_plot, 3)
+        # folded until a run starts (an empty plot only takes room), then as tall as the panels it shows
+        self.plot_fold = folded("Loss plot", self.loss_plot,
+                                tip="Loss per step, discriminator accuracy (GAN) and validation PSNR vs bicubic; "
+                                    "unfolds when a run starts, click to fold it away.")  # fmt: skip
+        self.plot_fold.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+        self._layout.addWidget(self.plot_fold, 0)
+        self.loss_plot.set_planned_steps(int(self.steps_spin.value))
 
         self._apply_theme()
         self.viewer.events.theme.connect(self._apply_theme)
@@ -262,7 +280,9 @@ class TrainWidget(QWidget):
             self.init_combo: "builtin: fine-tune the built-in model of the scale (much further in the same time "
                              "on a small set); none: a new network of the channels and blocks below (setting "
                              "them chooses none).",
-            self.name_edit: "Name under which the model is registered (listed in the Upscale widget).",
+            self.name_edit: "Name under which the model is registered (listed in the Upscale widget). Empty: "
+                            "'<high-res layer> x<scale>', numbered (2), (3)... when taken; a taken name you type "
+                            "asks before replacing that model.",
             self.batch_spin: "Patches per step.",
             self.patch_spin: "Edge of a high-res training patch in pixels (a multiple of the scale).",
             self.lr_spin: "Adam learning rate (cosine schedule).",
@@ -365,13 +385,6 @@ class TrainWidget(QWidget):
 
     def _weights(self) -> dict[str, float]:
         return {term: float(spin.value) for term, spin in self.weight_spins.items()}
-
-    def _check_vgg(self, *_: Any) -> str | None:
-        """Warn as soon as the settings need VGG-16 weights that are not on disk (no download)."""
-        problem = vgg_weights_problem(self._weights())
-        self.vgg_label.value = problem or ""
-        self.vgg_label.setVisible(problem is not None)
-        return problem
 
     def _new_network_chosen(self, *_: Any) -> None:
         """A network shape was set: train a new network of it (as the CLI's --channels/--blocks)."""
@@ -491,14 +504,19 @@ class TrainWidget(QWidget):
             config = self._config(scale, checkpoint)
             steps = config.steps
             problem = self._check_vgg()
-            if problem is not None and offline():
+            if problem is not None and self._vgg_reachable is None and not offline():
+                from ..engine.nets.vgg import weights_host_reachable
+
+                self._vgg_reachable = weights_host_reachable(VGG_PROBE_S)  # the thread's answer is not in yet
+                problem = self._check_vgg()
+            if problem is not None and (offline() or self._vgg_reachable is False):
                 raise ValueError(problem)
             if problem is not None:
-                show_warning(problem)
+                show_info(problem)
         if hr_layer.multiscale:
             show_warning(f"{hr_layer.name!r} is multiscale: training on its full-resolution level.")
         plan = Plan(
-            name=self.model_name(), config=config, steps=steps, hr=hr, lr=lr,
+            name=self.run_name(resume), config=config, steps=steps, hr=hr, lr=lr,
             axes=layer_axes(hr_layer), data=None, checkpoint=checkpoint, resume=resume,
             hr_scale=tuple(hr_layer.scale), hr_translate=tuple(hr_layer.translate),
             colormap=None if hr_layer.rgb else hr_layer.colormap,
@@ -544,6 +562,9 @@ class TrainWidget(QWidget):
         except (SuperresError, ValueError, TypeError, RuntimeError, KeyError) as exc:
             self._refuse(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
             return None
+        synth = bool(self.synth_check.value)
+        self._sources = (self.hr_combo.value, *(() if synth else (self.lr_combo.value,)),
+                         *((self.example_combo.value,) if synth and self.example_combo.value is not None else ()))  # fmt: skip
         return self._start_worker(plan)
 
     def _refuse(self, message: str) -> None:
@@ -566,6 +587,11 @@ class TrainWidget(QWidget):
             return run_plan(plan, engine, report, ctx.should_stop, ctx.status)
 
         self._plan = plan
+        self._last_name = plan.name
+        self.loss_plot.set_planned_steps(plan.steps)
+        if not self._plot_shown:  # unfolded at the first run; the user's choice is kept afterwards
+            self._plot_shown = True
+            self.plot_fold.expand(animate=False)
         if not plan.resume:
             self.loss_plot.clear()
             self.validation_label.value = ""
@@ -651,6 +677,7 @@ class TrainWidget(QWidget):
         self._refuse(f"Training could not run: {detail}")
 
     def _apply_finished(self) -> None:
+        self._sources = ()
         self._set_running(False)
 
     def _set_running(self, running: bool) -> None:

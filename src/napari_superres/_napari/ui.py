@@ -118,10 +118,15 @@ def button_row(*buttons: Any) -> QWidget:
     return row
 
 
-def folded(title: str, content: Any, expanded: bool = False) -> QCollapsible:
-    """A collapsible section (folded by default) holding ``content`` (a QWidget or magicgui widget)."""
+def folded(title: str, content: Any, expanded: bool = False, tip: str | None = None) -> QCollapsible:
+    """A collapsible section (folded by default) holding ``content`` (a QWidget or magicgui widget).
+
+    ``tip``: the header's tooltip (default: what unfolding shows).
+    """
     box = QCollapsible(title)
     box.setContentsMargins(0, 0, 0, 0)
+    box.setToolTip(tip or f"Click to show or hide: {title}")
+    box.toggleButton().setToolTip(box.toolTip())
     widget = getattr(content, "native", content)
     box.addWidget(widget)
     if expanded:
@@ -168,6 +173,28 @@ def scrolled(content: QWidget, min_height: int = 0) -> QScrollArea:
     return scroll
 
 
+#: Height (px) a dock's scrolling settings keep at least, above its actions.
+SETTINGS_MIN_HEIGHT = 60
+
+
+def dock_layout(owner: QWidget, footer: list[QWidget], min_height: int = SETTINGS_MIN_HEIGHT) -> QVBoxLayout:
+    """``owner``'s settings scroll (the returned layout fills the scroll area); ``footer`` never scrolls away.
+
+    The actions (Run/Cancel, Start/Stop) and the job panel go in ``footer``: they stay in
+    sight below the settings however short the dock gets (a 1280x800 screen with three docks).
+    """
+    layout = scrolling_layout(owner, min_height)
+    outer = owner.layout()
+    bottom = QWidget()
+    column = QVBoxLayout(bottom)
+    column.setContentsMargins(4, 2, 4, 4)
+    column.setSpacing(2)
+    for widget in footer:
+        column.addWidget(getattr(widget, "native", widget))
+    outer.addWidget(bottom, 0)
+    return layout
+
+
 def scrolling_layout(owner: QWidget, min_height: int = 100) -> QVBoxLayout:
     """Give ``owner`` one scroll area holding a new widget; returns that widget's (vertical) layout."""
     content = QWidget()
@@ -175,5 +202,6 @@ def scrolling_layout(owner: QWidget, min_height: int = 100) -> QVBoxLayout:
     layout.setContentsMargins(4, 4, 4, 4)
     outer = QVBoxLayout(owner)
     outer.setContentsMargins(0, 0, 0, 0)
-    outer.addWidget(scrolled(content, min_height))
+    outer.setSpacing(0)
+    outer.addWidget(scrolled(content, min_height), 1)
     return layout

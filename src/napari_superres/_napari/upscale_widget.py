@@ -22,6 +22,7 @@ tick *compute now* to compute everything at once.
 from __future__ import annotations
 
 import os
+import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -35,9 +36,9 @@ from qtpy.QtWidgets import QFileDialog, QWidget
 from ..engine.errors import SuperresError
 from ..engine.options import BASIC_DEVICES, DEFAULT_DEVICE, reconcile_scale, tile_or_auto
 from .engine_access import get_engine
-from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then
+from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then, when_layer_removed
 from .layers import layer_axes, output_layer_kwargs
-from .ui import JobPanel, button_row, folded, scrolling_layout, set_tips
+from .ui import JobPanel, button_row, dock_layout, folded, set_tips
 
 if TYPE_CHECKING:
     import napari
@@ -49,8 +50,8 @@ if TYPE_CHECKING:
 BICUBIC_SCALES = (2, 3, 4, 8)
 #: Largest tile edge the widget offers (0 = automatic).
 MAX_TILE = 8192
-#: Default steps of "adapt to this image" (the engine's default is larger; a GUI user wants seconds).
-ADAPT_STEPS = 200
+#: Default time budget (s) of "adapt to this image": the engine's step budget applies too, whichever ends first.
+ADAPT_SECONDS = 30
 #: Suffix of the consistency-map layer's name.
 CONSISTENCY_SUFFIX = "consistency"
 #: Devices offered before PyTorch is loaded (accelerators are added once it is).
@@ -70,6 +71,15 @@ def available_devices() -> list[str]:
     return devices
 
 
+def _warm_engine(viewer: Any) -> None:
+    """Worker side of the first open: the viewer's engine and its default model (read from disk once)."""
+    engine = get_engine(viewer)
+    try:
+        engine.get(engine.default_model)  # cached: selecting it on the GUI thread is then instant
+    except Exception:  # noqa: BLE001 - a broken file is reported when it is selected
+        pass
+
+
 def _is_dask(data: Any) -> bool:
     return type(data).__module__.split(".")[0] == "dask"
 
@@ -78,7 +88,7 @@ class _Request:
     """Everything a run needs, gathered and validated on the GUI thread."""
 
     def __init__(self, layer: Image, data: Any, model: str, scale: int, axes: str, tile: int | None,
-                 lazy: bool, total: int, model_info: dict[str, Any], device: str, adapt_steps: int = 0,
+                 lazy: bool, total: int, model_info: dict[str, Any], device: str, adapt_seconds: int = 0,
                  consistency: bool = False, degradation: dict[str, float] | None = None) -> None:  # fmt: skip
         self.layer = layer
         self.data = data
@@ -90,7 +100,7 @@ class _Request:
         self.total = total
         self.model_info = model_info
         self.device = device
-        self.adapt_steps = adapt_steps
+        self.adapt_seconds = adapt_seconds
         self.consistency = consistency
         #: overrides of the degradation estimate (``upscale(..., degradation=...)``): blur, photons
         self.degradation = dict(degradation or {})
@@ -118,6 +128,8 @@ class UpscaleWidget(QWidget):
         self.engine: Engine | None = None
         self._request: _Request | None = None
         self._model_names: list[str] = []
+        self._source: Image | None = None  # the layer the running job reads
+        self._source_deleted: str | None = None  # its name, once the user deleted it mid-run
 
         self.layer_combo = ComboBox(label="image", choices=self._image_layer_choices, nullable=False)
         self.model_combo = ComboBox(label="model", choices=self._model_choices)
@@ -130,7 +142,7 @@ class UpscaleWidget(QWidget):
         self.blur_spin = FloatSpinBox(label="blur σ (px, 0 = estimate)", min=0.0, max=6.0, step=0.1, value=0.0)
         self.photons_spin = FloatSpinBox(label="photons at peak (0 = estimate)", min=0.0, max=1e6, step=50.0, value=0.0)
         self.adapt_check = CheckBox(text="adapt to this image first", value=False)
-        self.adapt_steps = SpinBox(label="adapt steps", min=1, max=100_000, step=50, value=ADAPT_STEPS)
+        self.adapt_seconds = SpinBox(label="adapt time (s)", min=1, max=3600, step=10, value=ADAPT_SECONDS)
         self.consistency_check = CheckBox(text="consistency map", value=False)
         self.axial_check = CheckBox(text="along Z (axial, 3D layers)", value=False)
         self.axial_factor = SpinBox(label="Z factor (0 = from scale)", min=0, max=16, value=0)
@@ -157,7 +169,8 @@ class UpscaleWidget(QWidget):
                                "0: estimate it from the image).",
             self.adapt_check: "Fine-tune the chosen model on this image itself first (no high-res data needed); "
                               "the adapted model is registered as '<model> adapted' and used for the result.",
-            self.adapt_steps: "Optimisation steps of the adaptation (more: slower, closer fit to this image).",
+            self.adapt_seconds: "Time budget of the adaptation in seconds (longer: closer fit to this image); it "
+                                "also ends after the engine's default number of steps.",
             self.consistency_check: "Also add a map of how well the result, degraded back, matches the measured "
                                     "image (in noise sigmas; about 1 = consistent, bright = not supported).",
             self.axial_check: "3D (Z, Y, X) layers: upsample along Z instead of Y/X, with a network trained on the "
@@ -172,18 +185,19 @@ class UpscaleWidget(QWidget):
         self._basic = Container(widgets=[self.layer_combo, self.model_combo, self.scale_combo])
         self._advanced = Container(widgets=[self.estimate_label, self.blur_spin, self.photons_spin,
                                             self.tile_spin, self.device_combo, self.compute_check, self.adapt_check,
-                                            self.adapt_steps, self.consistency_check, self.axial_check,
+                                            self.adapt_seconds, self.consistency_check, self.axial_check,
                                             self.axial_factor, self.axial_steps, self.load_button,
                                             self.export_button])  # fmt: skip
         for c in (self._basic, self._advanced):
             c.margins = (0, 0, 0, 0)
         self.panel = JobPanel()
         self.status = self.panel.status
-        layout = scrolling_layout(self)  # a short window scrolls the dock instead of growing
+        # a short window scrolls the settings; Run/Cancel and the progress stay in sight below them
+        layout = dock_layout(self, [button_row(self.run_button, self.cancel_button), self.panel])
         layout.addWidget(self._basic.native)
-        layout.addWidget(folded("Advanced", self._advanced))
-        layout.addWidget(button_row(self.run_button, self.cancel_button))
-        layout.addWidget(self.panel)
+        layout.addWidget(folded("Advanced", self._advanced,
+                                tip="Tile size, device, lazy layers, adapting to the image, consistency map, "
+                                    "Z upsampling, loading and exporting models."))  # fmt: skip
         layout.addStretch(1)
 
         self._runner = JobRunner(self, self.panel)
@@ -195,7 +209,8 @@ class UpscaleWidget(QWidget):
         self.cancel_button.changed.connect(lambda *_: self.cancel())
         self.models_changed.connect(self._refresh_models)
         viewer = self.viewer
-        import_modules_then(self._runner, UPSCALE_MODULES, self._on_engine_ready, warm=lambda: get_engine(viewer))
+        when_layer_removed(viewer, self, UpscaleWidget._on_layer_removed)
+        import_modules_then(self._runner, UPSCALE_MODULES, self._on_engine_ready, warm=lambda: _warm_engine(viewer))
 
     # --- start-up ------------------------------------------------------------------------------
     @property
@@ -377,6 +392,21 @@ class UpscaleWidget(QWidget):
         self.status.value = message
         show_error(message)
 
+    def _on_layer_removed(self, layer: Any) -> None:
+        """The running job's source layer was deleted: stop it; nothing will be added."""
+        if layer is not None and layer is self._source and self._runner.running:
+            self._source_deleted = str(layer.name)
+            self._runner.cancel(f"{layer.name!r} was deleted: stopping…")
+
+    def _source_gone(self, layer: Image) -> bool:
+        """Whether ``layer`` left the viewer; if so the status and a notification say nothing is added."""
+        if layer in self.viewer.layers:
+            return False
+        message = f"Stopped: the source layer {layer.name!r} was deleted, so no result was added."
+        self.status.value = message
+        show_warning(message)
+        return True
+
     def _prepare(self, layer: Any) -> _Request:
         """All checks before starting: raises ``ValueError`` (etc.) with the fix."""
         from ..engine.device import resolve_device
@@ -412,13 +442,13 @@ class UpscaleWidget(QWidget):
         info = {"model_source": str(model.source), "normalization": dict(job.normalization)}
         if model.metadata:
             info["model_metadata"] = dict(model.metadata)
-        adapt_steps = int(self.adapt_steps.value) if self.adapt_check.value else 0
+        adapt_seconds = int(self.adapt_seconds.value) if self.adapt_check.value else 0
         consistency = bool(self.consistency_check.value)
-        if (adapt_steps or consistency) and lazy:
+        if (adapt_seconds or consistency) and lazy:
             raise ValueError("'adapt' and 'consistency map' need the whole image: tick 'compute now' for dask layers.")
         if consistency and getattr(layer, "rgb", False):
             raise ValueError("The consistency map is for grayscale images; untick it for RGB layers.")
-        if adapt_steps and model.scale is None:
+        if adapt_seconds and model.scale is None:
             raise ValueError("Adapting needs a learned model (not bicubic); choose one or untick 'adapt'.")
         degradation = {}
         if self.blur_spin.value > 0:
@@ -426,7 +456,7 @@ class UpscaleWidget(QWidget):
         if self.photons_spin.value > 0:
             degradation["peak_photons"] = float(self.photons_spin.value)
         return _Request(layer, data, name, job.scale, axes, tile, lazy, 0 if lazy else job.total_tiles(), info,
-                        str(device), adapt_steps, consistency, degradation)  # fmt: skip
+                        str(device), adapt_seconds, consistency, degradation)  # fmt: skip
 
     def _start(self, request: _Request) -> FunctionWorker:
         engine = self.engine
@@ -438,14 +468,19 @@ class UpscaleWidget(QWidget):
                 ctx.status(f"reading {request.layer.name!r}…")
                 data = np.asarray(data)  # "compute now": read it all, then upscale with progress
             model: Any = request.model
-            if request.adapt_steps:
+            if request.adapt_seconds:
                 from ..engine.train.adapt import adapt
 
-                adapted = adapt(
-                    data, model=model, scale=request.scale, steps=request.adapt_steps, engine=engine,
-                    progress=lambda done, total: ctx.progress(done, total, f"adapting to the image: step {done}/{total}"),
-                    should_stop=ctx.should_stop,
-                )  # fmt: skip
+                budget, t0 = float(request.adapt_seconds), time.monotonic()
+
+                def adapting(done: int, total: int) -> None:  # bar: steps or time, whichever is further
+                    elapsed = time.monotonic() - t0
+                    share = max(done / max(total, 1), elapsed / budget)
+                    ctx.progress(min(1000, int(1000 * share)), 1000,
+                                 f"adapting to the image: step {done}, {elapsed:.0f}/{budget:.0f} s")  # fmt: skip
+
+                adapted = adapt(data, model=model, scale=request.scale, seconds=budget, engine=engine,
+                                progress=adapting, should_stop=ctx.should_stop)  # fmt: skip
                 engine.register(adapted, adapted.name)  # selectable in the list, and kept for the next run
                 model = request.model = adapted.name
                 request.model_info["adapted_from"] = adapted.metadata.get("adapt", {}) if adapted.metadata else {}
@@ -471,6 +506,7 @@ class UpscaleWidget(QWidget):
             return result, consistency(data, result, request.scale)
 
         self._request = request
+        self._source, self._source_deleted = request.layer, None
         what = "building a lazy (dask) result" if request.lazy else "upscaling"
         self.run_button.enabled = False
         self.cancel_button.enabled = True
@@ -479,6 +515,7 @@ class UpscaleWidget(QWidget):
             work, description=f"{what} {request.layer.name!r}", total=request.total,
             status=f"{what} {request.layer.name!r} ×{request.scale} with {request.model} on {request.device}…",
             on_done=self._on_returned, on_failed=self._on_errored, on_finish=self._on_finished,
+            on_cancelled=lambda: self._source_deleted is not None and self._source_gone(request.layer),
         )  # fmt: skip
 
     def _start_axial(self, layer: Image) -> FunctionWorker | None:
@@ -510,6 +547,8 @@ class UpscaleWidget(QWidget):
             )  # fmt: skip
 
         def done(result: Any) -> None:
+            if self._source_gone(layer):
+                return
             kwargs = output_layer_kwargs(layer, 1, "axial")
             scale = list(kwargs["scale"])
             scale[0] = float(layer.scale[0]) / result.factor  # input plane k is result plane k * factor
@@ -520,9 +559,11 @@ class UpscaleWidget(QWidget):
 
         self.run_button.enabled = False
         self.cancel_button.enabled = True
+        self._source, self._source_deleted = layer, None
         return self._runner.start(
             work, description=f"upscaling {layer.name!r} along Z", on_done=done,
             on_failed=lambda exc: self._refuse(f"Upscaling {layer.name!r} along Z failed: {exc}"),
+            on_cancelled=lambda: self._source_deleted is not None and self._source_gone(layer),
             on_finish=self._on_finished,
         )  # fmt: skip
 
@@ -534,6 +575,8 @@ class UpscaleWidget(QWidget):
         if request is None:
             return
         result, check = outcome
+        if self._source_gone(request.layer):
+            return
         used = request.model_info.get("degradation")
         if used:
             from ..engine.infer.conditioning import describe_condition
@@ -555,7 +598,7 @@ class UpscaleWidget(QWidget):
                 metadata={METADATA_KEY: info}, **map_kwargs,
             )  # fmt: skip
             self.status.value += f"; consistency: {check.summary()}"
-        if request.adapt_steps:
+        if request.adapt_seconds:
             self._refresh_models()
 
     def _add_lazy(self, request: _Request) -> Image:
@@ -595,6 +638,7 @@ class UpscaleWidget(QWidget):
 
     def _on_finished(self) -> None:
         self._request = None
+        self._source = None
         try:
             self.panel.bar.valueChanged.disconnect(self._emit_progress)
         except (TypeError, RuntimeError):

@@ -31,6 +31,7 @@ import os
 import threading
 import warnings
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,6 +50,8 @@ Exporter = Literal["legacy", "dynamo"]
 #: ~1 s (dynamo: ~7 s) to a graph that runs at the same speed with the same values.
 DEFAULT_EXPORTER: Exporter = "legacy"
 BACKENDS = ("auto", "torch", "onnxruntime")
+#: How often (s) a stoppable run checks whether it should end (``OnnxRunner.numpy(..., stop=)``).
+STOP_POLL_S = 0.05
 _CACHE_ENV = "NAPARI_SUPERRES_CACHE_DIR"
 _DISK_CACHE_ENV = "NAPARI_SUPERRES_ONNX_DISK_CACHE"
 
@@ -190,8 +193,14 @@ class OnnxRunner:
         self._active = 0
         self._timer: threading.Timer | None = None
 
-    def numpy(self, x: np.ndarray) -> np.ndarray:
-        """Run on a float32 ``(N, C, H, W)`` numpy array."""
+    def numpy(self, x: np.ndarray, stop: Callable[[], bool] | None = None) -> np.ndarray:
+        """Run on a float32 ``(N, C, H, W)`` numpy array.
+
+        ``stop``: polled every :data:`STOP_POLL_S` s while the graph runs; when it returns True,
+        ONNX Runtime ends the run between two nodes (``RunOptions.terminate``) and
+        :class:`~napari_superres.engine.errors.Cancelled` is raised: cancelling does not wait
+        for the rest of a large tile.
+        """
         x = np.ascontiguousarray(x, dtype=np.float32)
         with self._state:
             self._active += 1
@@ -199,6 +208,8 @@ class OnnxRunner:
                 self._timer.cancel()
                 self._timer = None
         try:
+            if stop is not None:
+                return self._run_stoppable(x, stop)
             return self.session.run(None, {self.input_name: x})[0]
         except Exception as exc:
             if is_allocation_failure(exc):  # ORT's own exception types, not MemoryError: make it one
@@ -211,6 +222,31 @@ class OnnxRunner:
         finally:
             with self._state:
                 self._active -= 1
+
+    def _run_stoppable(self, x: np.ndarray, stop: Callable[[], bool]) -> np.ndarray:
+        import onnxruntime as ort
+
+        from ..errors import Cancelled
+
+        options = ort.RunOptions()
+        finished = threading.Event()
+
+        def watch() -> None:
+            while not finished.wait(STOP_POLL_S):
+                if stop():
+                    options.terminate = True
+                    return
+
+        watcher = threading.Thread(target=watch, name="onnx-stop-watch", daemon=True)
+        watcher.start()
+        try:
+            return self.session.run(None, {self.input_name: x}, options)[0]
+        except Exception:
+            if options.terminate:
+                raise Cancelled("cancelled") from None
+            raise
+        finally:
+            finished.set()
 
     def release_later(self, delay: float | None = None) -> None:
         """Hand the arena's memory back after ``delay`` s (default :attr:`RELEASE_AFTER_S`) without calls.
@@ -254,9 +290,9 @@ class OnnxRunner:
         self.session.run(None, {self.input_name: np.zeros((1, channels, 8, 8), np.float32)}, options)
         log.debug("ONNX Runtime arena shrunk (%s)", self.key[:12])
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, stop: Callable[[], bool] | None = None) -> torch.Tensor:
         array = x.detach().to("cpu", torch.float32).contiguous().numpy()
-        return torch.from_numpy(self.numpy(array))
+        return torch.from_numpy(self.numpy(array, stop))
 
 
 def weights_digest(net: nn.Module, *, exporter: str = DEFAULT_EXPORTER, opset: int | None = None) -> str:

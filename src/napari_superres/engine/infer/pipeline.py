@@ -8,6 +8,7 @@ inverse normalisation into a pre-allocated output of the input's dtype.
 from __future__ import annotations
 
 import os
+import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from ..device import autocast
 from ..errors import NonFiniteOutputError
 from ..layout import AxesInfo, parse_axes
-from ..nets.conditioning import DegradationCondition, with_condition
+from ..nets.conditioning import CLEAN, DegradationCondition, with_condition
 from ..nets.model_file import SRModel
 from ..normalization import (
     FLOAT32_SAFE_RANGE,
@@ -37,6 +38,8 @@ from .conditioning import DegradationRequest
 from .onnx_backend import BACKENDS, OnnxRunner, onnx_failure, onnx_runner, onnxruntime_available
 from .tiling import (
     MIN_TILE,
+    PROBE_TILE,
+    THROUGHPUT,
     Cancelled,
     choose_batch,
     choose_tile,
@@ -44,6 +47,7 @@ from .tiling import (
     plan_overlap,
     tiled_forward,
     tiled_map,
+    timed_tile,
 )
 
 ProgressCallback = Callable[[int, int], None]
@@ -74,6 +78,9 @@ class UpscaleJob:
     degradation: DegradationRequest = field(default_factory=DegradationRequest)
     #: the conditions used, by channel index along C (-1: the whole image); filled by :func:`run_upscale`
     conditions: dict[int, DegradationCondition] = field(default_factory=dict)
+    #: the tile was chosen automatically (``tile`` is then the memory bound; on the CPU a run that
+    #: can be cancelled cuts tiles of about ``TILE_SECONDS`` of measured compute, see :meth:`_Runner.size_tiles_by_time`)
+    auto_tile: bool = False
 
     @property
     def n_planes(self) -> int:
@@ -151,7 +158,8 @@ def plan_upscale(
         raise ValueError(f"output_dtype must be an integer, float or bool dtype, got {out_dtype}")
     width = model_width(model.net)
     tile = tile_or_auto(tile)
-    if tile is None:
+    auto_tile = tile is None
+    if auto_tile:
         tile = choose_tile(h, w, device, model_width=width, scale=scale)
     halo = model.receptive_field
     min_tile = 2 * (2 * halo + max(2, halo // 2))
@@ -177,6 +185,7 @@ def plan_upscale(
         backend=chosen,
         backend_required=required,
         degradation=request,
+        auto_tile=auto_tile,
     )
 
 
@@ -265,19 +274,60 @@ class _Runner:
         if self.onnx is not None:
             self.onnx.release_later()
 
+    @property
+    def _where(self) -> str:
+        return f"{self.job.device}/{'onnxruntime' if self.onnx is not None else 'torch'}"
+
+    def size_tiles_by_time(self) -> None:
+        """Automatic tile on the CPU with a ``should_stop``: tiles of about ``TILE_SECONDS`` of compute.
+
+        The throughput of this network here is the one measured on earlier tiles (this
+        process), else a probe of two ``PROBE_TILE``-px calls; the memory bound still
+        applies.  Cancel then ends the job within about one tile, and the progress bar
+        moves within about one tile of the start, at any image size and load.
+        """
+        job = self.job
+        if not (job.auto_tile and job.device.type == "cpu" and self.should_stop is not None):
+            return
+        h, w = job.in_shape[job.axes.y], job.in_shape[job.axes.x]
+        halo = job.model.receptive_field
+        rate = THROUGHPUT.rate(job.model.net, self._where)
+        if rate is None:
+            probe = torch.zeros(1, job.model.in_channels or 1, PROBE_TILE, PROBE_TILE)
+            before, self.condition = self.condition, CLEAN.as_tensor() if job.model.cond_channels else None
+            try:
+                self._forward(probe)  # the first call sets up buffers; the second one is timed
+                t0 = time.perf_counter()
+                self._forward(probe)
+            finally:
+                self.condition = before
+            rate = PROBE_TILE**2 / max(time.perf_counter() - t0, 1e-6)
+        tile = min(self.tile, timed_tile(h, w, rate, halo))
+        if tile != self.tile:
+            self.tile = tile
+            self.total = job.n_planes * count_tiles(h, w, tile, halo)
+        if self.progress is not None:
+            self.progress(0, self.total)
+
     def _tick(self, n: int) -> None:
         self.done += n
         if self.progress is not None:
             self.progress(min(self.done, self.total), self.total)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        t0 = time.perf_counter()
         if self.condition is not None:  # a conditioned network reads its degradation maps too
             x = with_condition(x, self.condition)
         if self.onnx is not None:
-            return self.onnx(x)
-        with torch.inference_mode(), autocast(self.job.device):
-            x = x.to(self.job.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            return self.net(x)
+            y = self.onnx(x, stop=self.should_stop)  # Cancel ends the run inside the tile
+        else:
+            with torch.inference_mode(), autocast(self.job.device):
+                x = x.to(self.job.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                y = self.net(x)
+        if self.job.device.type == "cpu":
+            THROUGHPUT.record(self.job.model.net, self._where, x.shape[0] * x.shape[-2] * x.shape[-1],
+                              time.perf_counter() - t0)  # fmt: skip
+        return y
 
     def run_plane(
         self, plane: np.ndarray, channels_out: int, sink: Any = None, prepare: Any = None
@@ -401,6 +451,7 @@ def run_upscale(
         ranges[-1] = intensity_range(image, job.normalization)
 
     try:
+        runner.size_tiles_by_time()
         for index in np.ndindex(*plane_shape):
             if should_stop is not None and should_stop():
                 raise Cancelled("cancelled")

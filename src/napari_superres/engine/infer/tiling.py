@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,6 +45,13 @@ _CPU_MEMORY_SHARE = 1 / 3
 _CPU_BUDGET_BOUNDS = (256 * 2**20, 16 * 2**30)
 #: Elements of the largest activation tensor (batch x width x output px): kernels index with int32.
 _MAX_ELEMENTS = 2**31 - 1
+#: Compute time (s) one CPU tile should take when the caller can cancel: Cancel and the progress bar
+#: then answer within about this long at any image size, whatever else runs on the cores.
+TILE_SECONDS = 1.0
+#: Smallest tile edge (input px) sized by time: below it the overlaps cost more than the tiles' own work.
+MIN_TIMED_TILE = 192
+#: Edge (input px) of the probe that measures a network's throughput when none is known yet.
+PROBE_TILE = 128
 
 Sink = Callable[[int, int, torch.Tensor], None]
 """``sink(y0, x0, block)``: a finished ``(C_out, h, w)`` float32 CPU block whose top-left
@@ -166,6 +175,54 @@ def choose_batch(tile: int, device: torch.device, model_width: int = 64, scale: 
     by_memory = tile_budget_px(device, model_width, scale) // (tile * tile)
     by_indexing = _MAX_ELEMENTS // (max(1, model_width) * (tile * scale) ** 2)
     return int(max(1, min(limit, by_memory, by_indexing)))
+
+
+class Throughput:
+    """Measured network throughput in input px/s, per (network, where it runs): sizes CPU tiles by time.
+
+    ``record`` keeps a cautious estimate: a slower measurement (the cores got busier) is taken
+    at once, a faster one only half-way, so tiles shrink quickly and grow back slowly.
+    Entries go with their network (weak keys).  Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._rates: weakref.WeakKeyDictionary[object, dict[str, float]] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def record(self, net: object, where: str, pixels: int, seconds: float) -> None:
+        """``pixels`` input px went through ``net`` on ``where`` (e.g. ``"cpu/onnxruntime"``) in ``seconds``."""
+        if pixels <= 0 or not seconds > 0:
+            return
+        rate = pixels / seconds
+        with self._lock:
+            per_net = self._rates.setdefault(net, {})
+            old = per_net.get(where)
+            per_net[where] = rate if old is None or rate < old else 0.5 * (old + rate)
+
+    def rate(self, net: object, where: str) -> float | None:
+        """The estimate (input px/s), or ``None`` before any measurement."""
+        with self._lock:
+            return self._rates.get(net, {}).get(where)
+
+
+#: Throughput measured by the pipeline in this process.
+THROUGHPUT = Throughput()
+
+
+def timed_tile(
+    height: int, width: int, px_per_s: float, halo: int, seconds: float = TILE_SECONDS
+) -> int:
+    """Tile edge (input px) whose compute takes about ``seconds`` at ``px_per_s`` (input px/s, overlaps included).
+
+    A plane computed within ``seconds`` is one tile (``max(height, width)``); otherwise the
+    square edge of ``px_per_s * seconds`` pixels, at least :data:`MIN_TIMED_TILE` and what the
+    receptive field ``halo`` needs (:func:`plan_overlap`).
+    """
+    budget = max(1.0, float(px_per_s) * float(seconds))
+    if height * width <= budget:
+        return int(max(height, width))
+    floor = max(MIN_TIMED_TILE, 2 * (2 * halo + max(2, halo // 2)))
+    return int(max(floor, math.isqrt(int(budget))))
 
 
 class _PinnedBuffers:

@@ -74,6 +74,13 @@ def _download_host_reachable(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
+def weights_host_reachable(timeout: float = 3.0) -> bool:
+    """Whether the VGG-16 weights could be downloaded now (a TCP probe of their host; ``False`` offline)."""
+    from torchvision.models import VGG16_Weights
+
+    return _download_host_reachable(VGG16_Weights.IMAGENET1K_V1.url, timeout)
+
+
 def load_vgg16_features(max_index: int = 30) -> nn.Sequential:
     """Return ``vgg16().features[:max_index]`` with ImageNet weights, frozen and in eval mode.
 

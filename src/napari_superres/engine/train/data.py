@@ -204,6 +204,12 @@ class PairSource:
         self.reseed(seed, rank)
 
     # --- construction ----------------------------------------------------------------------------
+    def _val_columns(self, w_lr: int) -> int:
+        """Low-res columns held out for validation at the right of a plane ``w_lr`` low-res px wide."""
+        if self.val_fraction <= 0:
+            return 0
+        return max(math.ceil(w_lr * self.val_fraction), math.ceil(MIN_VAL_PX / self.scale))
+
     def _add_image(self, i: int, hr: Any, lr: Any, axes: str | None, rgb: bool | None) -> list[_Plane]:
         s = self.scale
         label = f"image {i}"
@@ -281,13 +287,19 @@ class PairSource:
 
         H, W = hr.shape[info.y], hr.shape[info.x]
         h_lr, w_lr = H // s, W // s
-        val_w = 0
-        if self.val_fraction > 0:
-            val_w = max(math.ceil(w_lr * self.val_fraction), math.ceil(MIN_VAL_PX / s))
+        val_w = self._val_columns(w_lr)
         train_w = w_lr - val_w
         p_lr = self.patch_size // s
         if p_lr > h_lr or p_lr > train_w:
             held = f" after holding out the last {val_w} low-res columns for validation" if val_w else ""
+            if min(h_lr, train_w) < 2:  # not even the smallest patch (2 low-res px) fits: say what would
+                need_w = next(w for w in range(w_lr, w_lr + 4 * MIN_VAL_PX + 8) if w - self._val_columns(w) >= 2)
+                val_need = self._val_columns(need_w) * s
+                of_which = f", of which the last {val_need} columns are held out for validation" if val_need else ""
+                raise ValueError(
+                    f"{label}: high-res shape {tuple(hr.shape)} is too small to train on: training needs at least "
+                    f"{2 * s} x {need_w * s} high-res px (Y x X){of_which}; use a larger image"
+                )
             raise ValueError(
                 f"{label}: patch size {self.patch_size} px (high-res) is larger than the image: high-res shape "
                 f"{tuple(hr.shape)} leaves a training region of {h_lr * s} x {max(train_w, 0) * s} px{held}; use a "
