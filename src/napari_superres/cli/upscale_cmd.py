@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..engine.options import DEFAULT_DEVICE, DEVICE_CHOICES, NORMALIZATION_MODES
+from ..engine.options import DEFAULT_DEVICE, DEVICE_CHOICES, NORMALIZATION_MODES, PRECISIONS
 from . import CLIError
 
 #: Above this many output bytes a TIFF output gets a warning (a zarr output is chunked and faster).
@@ -59,6 +59,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--adapt", type=int, default=None, metavar="STEPS",
                    help="first adapt the model to this image (self-supervised fine-tuning, STEPS steps; "
                    "no high-res needed; see napari_superres.adapt)")  # fmt: skip
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="CPU arithmetic: fp32 (default), bf16 (AVX-512 BF16/AMX), int8 (VNNI, quantized once "
+                   "and cached), auto (the fastest measured within 0.05 dB of fp32 on this CPU, else fp32)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return p
@@ -162,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
             source.array, model, scale=args.scale, axes=source.axes, tile=args.tile,
             batch_size=args.batch_size,
             normalization=normalization_spec(args.normalization) if args.normalization else None,
-            device=args.device if client is not None else engine.device,
+            device=args.device if client is not None else engine.device, precision=args.precision,
         )  # fmt: skip
         info = parse_axes(source.array.shape, source.axes)
         workers = args.workers or LOCAL_WORKERS.get(engine.device.type, 2)

@@ -38,6 +38,8 @@ def known_settings(cls: type, settings: Mapping[str, Any], what: str) -> dict[st
 #: Values a ``device`` argument accepts (``"auto"``: CUDA, then Apple MPS, then the CPU).
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 DEFAULT_DEVICE = "auto"
+#: CPU arithmetic of ``upscale(..., precision=)``: see :mod:`napari_superres.engine.infer.precision`.
+PRECISIONS = ("fp32", "bf16", "int8", "auto")
 
 # --- networks -------------------------------------------------------------------------------------
 #: Upscaling factors an SRNet is built for (x3 in one stage, others in x2 stages).

@@ -349,6 +349,7 @@ class Engine:
         should_stop: Callable[[], bool] | None = None,
         device: DeviceLike = None,
         backend: str | None = None,
+        precision: str | None = None,
     ) -> np.ndarray:
         """See :func:`napari_superres.upscale`; ``device`` defaults to the engine's."""
         from .normalization import normalization_spec
@@ -369,11 +370,13 @@ class Engine:
             return upscale_dask(
                 image, resolved, device=dev, scale=scale, axes=axes, rgb=rgb, tile=tile,
                 batch_size=batch_size, normalization=normalization, output_dtype=output_dtype, backend=backend,
+                precision=precision,
             )  # fmt: skip
         image = np.asarray(image)
         job = plan_upscale(
             image, resolved, scale=scale, axes=axes, rgb=rgb, tile=tile, device=dev,
             batch_size=batch_size, normalization=normalization, output_dtype=output_dtype, backend=backend,
+            precision=precision,
         )  # fmt: skip
         try:
             return run_upscale(image, job, progress=progress, should_stop=should_stop)
@@ -426,6 +429,7 @@ def upscale(
     should_stop: Callable[[], bool] | None = None,
     engine: Engine | None = None,
     backend: str | None = None,
+    precision: str | None = None,
 ) -> np.ndarray:
     """Upscale an image with a super-resolution model.
 
@@ -451,6 +455,12 @@ def upscale(
     backend : what runs the network: ``"auto"`` (default: ONNX Runtime on the CPU when the
         ``onnx`` extra is installed and the network exports, else torch), ``"torch"`` or
         ``"onnxruntime"``.  Same values either way (within float rounding).
+    precision : CPU arithmetic of the network: ``"fp32"`` (default), ``"bf16"`` (oneDNN, CPUs
+        with AVX-512 BF16 or AMX), ``"int8"`` (ONNX Runtime static quantization, CPUs with
+        VNNI; the quantized graph is cached on disk) or ``"auto"``: the fastest whose loss
+        against fp32, measured offline on held-out images for this model
+        (``benchmarks/precision.py``), is within 0.05 dB and this CPU runs, else fp32.
+        An explicit ``"bf16"``/``"int8"`` that cannot run here raises ``ValueError``.
 
     Returns
     -------
@@ -460,6 +470,6 @@ def upscale(
     return engine.upscale(
         image, model, scale=scale, axes=axes, rgb=rgb, tile=tile, batch_size=batch_size,
         normalization=normalization, output_dtype=output_dtype, progress=progress, should_stop=should_stop,
-        device=device, backend=backend,
+        device=device, backend=backend, precision=precision,
     )  # fmt: skip
 

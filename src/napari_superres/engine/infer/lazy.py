@@ -183,6 +183,7 @@ class _BlockSpec:
     out_dtype: str
     ranges: tuple[tuple[int, float, float], ...]  # (channel index or -1, lo, hi)
     backend: str | None = None
+    precision: str = "fp32"
 
 
 def _upscale_block(block: np.ndarray, *, payload: ModelPayload, spec: _BlockSpec, block_info=None) -> np.ndarray:
@@ -195,7 +196,7 @@ def _upscale_block(block: np.ndarray, *, payload: ModelPayload, spec: _BlockSpec
         job = plan_upscale(
             block, model, scale=spec.scale, axes=spec.axes, rgb=spec.rgb, tile=spec.tile, device=device,
             batch_size=spec.batch_size, normalization=spec.normalization, output_dtype=np.dtype(spec.out_dtype),
-            backend=spec.backend,
+            backend=spec.backend, precision=spec.precision,
         )  # fmt: skip
         ranges: dict[int, tuple[float, float]] = {c: (lo, hi) for c, lo, hi in spec.ranges}
         c_axis = job.axes.channel
@@ -263,6 +264,7 @@ def upscale_dask(
     device: str | torch.device | None = None,
     value_range: tuple[float, float] | dict[int, tuple[float, float]] | None = None,
     backend: str | None = None,
+    precision: str | None = None,
 ) -> da.Array:
     """Lazily upscale a dask array chunk by chunk; returns a dask array (nothing computed yet).
 
@@ -277,6 +279,8 @@ def upscale_dask(
         ``"dtype"`` mode).
     backend : what runs the network in each chunk task (as :func:`napari_superres.upscale`);
         checked here, before any chunk runs.
+    precision : ``"fp32"``, ``"bf16"``, ``"int8"`` or ``"auto"`` (as :func:`napari_superres.upscale`);
+        resolved here, once, for every chunk.
 
     Returns
     -------
@@ -293,6 +297,7 @@ def upscale_dask(
     job = plan_upscale(
         image, model, scale=scale, axes=axes, rgb=rgb, tile=tile, device=run_device,
         batch_size=batch_size, normalization=normalization, output_dtype=output_dtype, backend=backend,
+        precision=precision,
     )  # fmt: skip
     info = job.axes
     halo = max(job.model.receptive_field, 2)  # at least the bicubic chroma/alpha kernel
@@ -328,6 +333,7 @@ def upscale_dask(
         out_dtype=job.out_dtype.str,
         ranges=tuple((c, lo, hi) for c, (lo, hi) in sorted(ranges.items())),
         backend=backend,
+        precision=job.precision,
     )
     out_chunks = tuple(
         tuple(c * job.scale for c in chunks) if ax in (info.y, info.x) else chunks

@@ -29,6 +29,7 @@ from ..normalization import (
     ycbcr_to_rgb,
 )
 from .onnx_backend import BACKENDS, OnnxRunner, onnx_failure, onnx_runner, onnxruntime_available
+from .precision import bf16_forward, int8_runner, resolve_precision
 from .tiling import (
     MIN_TILE,
     Cancelled,
@@ -64,6 +65,8 @@ class UpscaleJob:
     backend: str = "torch"
     #: the backend was asked for by name (no silent fallback to torch when it cannot run)
     backend_required: bool = False
+    #: arithmetic of the network on the CPU: ``"fp32"``, ``"bf16"`` or ``"int8"`` (see :mod:`.precision`)
+    precision: str = "fp32"
 
     @property
     def n_planes(self) -> int:
@@ -122,6 +125,7 @@ def plan_upscale(
     output_dtype: Any = None,
     compile: bool | None = None,
     backend: str | None = None,
+    precision: str | None = None,
 ) -> UpscaleJob:
     """Validate everything about a request before any work starts; raise ``ValueError`` with the fix.
 
@@ -129,7 +133,8 @@ def plan_upscale(
     (:func:`~napari_superres.engine.infer.tiling.choose_tile`); ``compile`` (default: the
     ``NAPARI_SUPERRES_COMPILE=1`` environment variable) runs the network through
     ``torch.compile``.  ``backend``: ``"auto"`` (default; ``$NAPARI_SUPERRES_BACKEND``
-    overrides), ``"torch"`` or ``"onnxruntime"``; see :func:`resolve_backend`.
+    overrides), ``"torch"`` or ``"onnxruntime"``; see :func:`resolve_backend`.  ``precision``:
+    ``"fp32"`` (default), ``"bf16"``, ``"int8"`` or ``"auto"``; see :func:`.precision.resolve_precision`.
     """
     check_image(image)
     info = parse_axes(tuple(image.shape), axes, rgb)
@@ -168,6 +173,7 @@ def plan_upscale(
     if compile is None:
         compile = os.environ.get("NAPARI_SUPERRES_COMPILE", "") == "1"
     chosen, required = resolve_backend(backend, model, device, compile=bool(compile))
+    precision = resolve_precision(precision, device, model)
     return UpscaleJob(
         model=model,
         scale=scale,
@@ -182,6 +188,7 @@ def plan_upscale(
         compile=bool(compile),
         backend=chosen,
         backend_required=required,
+        precision=precision,
     )
 
 
@@ -243,6 +250,12 @@ class _Runner:
         self.net: Callable[[torch.Tensor], torch.Tensor] = net
         #: the network exported to ONNX Runtime (CPU), or None: torch runs it
         self.onnx: OnnxRunner | None = None
+        if job.precision != "fp32":  # reduced precision on the CPU: int8 (ONNX Runtime) or bf16 (oneDNN)
+            if job.precision == "int8":
+                self.onnx = int8_runner(net, in_channels=job.model.in_channels or 1)
+            else:
+                self.net = bf16_forward(net)
+            return
         if job.backend == "onnxruntime":
             self.onnx = onnx_runner(net, in_channels=job.model.in_channels or 1, device=str(job.device))
             if self.onnx is None and job.backend_required:
@@ -275,6 +288,8 @@ class _Runner:
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.onnx is not None:
             return self.onnx(x)
+        if self.job.precision == "bf16":
+            return self.net(x)
         with torch.inference_mode(), autocast(self.job.device):
             x = x.to(self.job.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             return self.net(x)
