@@ -49,7 +49,9 @@ for sub in ("scripts", "benchmarks"):
         sys.path.insert(0, str(ROOT / sub))
 
 RESULTS = ROOT / "benchmarks" / "results" / "precision.md"
-REDUCED = ("int8", "bf16")
+#: Reduced precisions measured through ``upscale()`` and for quality (``--precisions``); bf16 is
+#: always timed untiled.
+REDUCED = ["int8", "bf16"]
 
 
 def _image(size: int) -> np.ndarray:
@@ -179,9 +181,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip-quality", action="store_true")
+    p.add_argument("--precisions", nargs="+", choices=("int8", "bf16"), default=list(REDUCED),
+                   help="reduced precisions run through upscale() and the quality sets")  # fmt: skip
     p.add_argument("--no-measurement", action="store_true", help="do not write <model>.precision.json")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
+    REDUCED[:] = args.precisions
 
     import torch
 
