@@ -172,7 +172,7 @@ def upscale_end_to_end(report: Report, engine: Any, model: Any, device: Any, siz
     image = _image(size)
     scale = model.scale
     _peak_reset(device)
-    seconds = _time(lambda: engine.upscale(image, model.name, device=device), device, repeats)
+    seconds = _time(lambda: engine.upscale(image, model, device=device), device, repeats)
     report.add("upscale()", f"{size}² uint16 on {device.type}",
                f"{(size * scale) ** 2 / 1e6 / seconds:,.1f} out Mpx/s ({seconds:.3f} s), peak {_peak_mib(device)}")  # fmt: skip
 
@@ -188,14 +188,12 @@ def equality(report: Report, engine: Any, model: Any, device: Any, size: int) ->
     """Part 3: CUDA against the CPU path on one uint16 crop (fp32 with TF32 off, and bf16)."""
     import torch
 
-    from napari_superres.engine.device import autocast  # noqa: F401 - the engine's CUDA autocast
-
     image = _image(size, seed=1)
-    cpu = engine.upscale(image, model.name, device="cpu", precision="fp32")
+    cpu = engine.upscale(image, model, device="cpu", precision="fp32")
     flags = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
-        net = engine.prepare(model.name, device).net
+        net = engine.prepare(model, device).net
         with torch.inference_mode():  # fp32 on CUDA: the network without autocast, then the engine's mapping
             from napari_superres.engine.normalization import denormalize, intensity_range, normalize
 
@@ -204,7 +202,7 @@ def equality(report: Report, engine: Any, model: Any, device: Any, size: int) ->
             fp32 = denormalize(net(x)[0, 0].float().cpu().numpy(), lo, hi, image.dtype)
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
-    bf16 = engine.upscale(image, model.name, device=device)
+    bf16 = engine.upscale(image, model, device=device)
     for name, result in (("fp32, TF32 off", fp32), ("engine default (bf16 autocast)", bf16)):
         counts = int(np.abs(result.astype(np.int64) - cpu.astype(np.int64)).max())
         psnr = _psnr_counts(result, cpu)
