@@ -156,8 +156,11 @@ def main() -> None:
                         for r in rows[-2:]), sep="\n", flush=True)  # fmt: skip
             if not args.no_figure and factor == args.factors[0] and seed == args.seeds[0]:
                 y = int(np.argmax(gt.max(axis=(0, 2)) * (np.arange(gt.shape[1]) > 8)))  # a slice with bright structure
-                figure(FIGURE, acq.low_z, result.volume, gt, factor, y)
-                print(f"wrote {FIGURE}")
+                try:
+                    figure(FIGURE, acq.low_z, result.volume, gt, factor, y)
+                    print(f"wrote {FIGURE}")
+                except ImportError as exc:  # matplotlib is optional: the table is the result
+                    print(f"figure skipped ({exc}); install matplotlib to draw {FIGURE.name}")
     load_after = os.getloadavg()[0]
     shape = f"{args.planes} x {args.shape[0]} x {args.shape[1]}"
     lines = [

@@ -80,7 +80,7 @@ def speed(engine: Any, model: Any, size: int, repeats: int) -> dict[str, dict[st
     contenders: dict[str, Callable[[], Any]] = {
         "ORT fp32 untiled": lambda: fp32.numpy(x),
         "ORT int8 untiled": lambda: int8.numpy(x),
-        "torch bf16 untiled": lambda: bf16(tx),
+        **({"torch bf16 untiled": lambda: bf16(tx)} if "bf16" in REDUCED else {}),
         **{f"upscale() {p}": (lambda p=p: engine.upscale(image, model.name, precision=p)) for p in ("fp32", *REDUCED)},
     }
     for fn in contenders.values():  # warm-up: exports, quantization, sessions, arenas
@@ -125,7 +125,7 @@ def quality(engine: Any, model: Any, data: Path | None) -> dict[str, dict[str, f
 
 
 def markdown(sp: dict[str, dict[str, float]], q: dict[str, dict[str, float]], meta: dict[str, Any]) -> str:
-    ref = sp["ORT fp32 untiled"]
+    ref = sp.get("ORT fp32 untiled", {"wall_s": 1.0, "cpu_s": 1.0})
     lines = [
         "# Reduced-precision CPU inference (`benchmarks/precision.py`)",
         "",
@@ -173,6 +173,19 @@ def measurement(sp: dict[str, dict[str, float]], q: dict[str, dict[str, float]],
     }  # fmt: skip
 
 
+def _part(args: argparse.Namespace, part: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The ``part`` figures: loaded (``--load-<part>``) or measured, and saved (``--save-<part>``)."""
+    loaded = getattr(args, f"load_{part}")
+    if loaded is not None:
+        return json.loads(Path(loaded).read_text())
+    figures = measure()
+    saved = getattr(args, f"save_{part}")
+    if saved is not None:
+        saved.write_text(json.dumps({**figures, "_load_before": ", ".join(f"{v:.1f}" for v in os.getloadavg())}
+                                    if part == "speed" else figures))  # fmt: skip
+    return figures
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, default=None, help="the shared data folder (held-out natural/microscopy)")
@@ -181,6 +194,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip-quality", action="store_true")
+    p.add_argument("--skip-speed", action="store_true")
+    for part in ("speed", "quality"):  # run the two parts in two processes, then combine them
+        p.add_argument(f"--save-{part}", type=Path, default=None, help=f"write the {part} figures (JSON) here")
+        p.add_argument(f"--load-{part}", type=Path, default=None, help=f"read the {part} figures instead of measuring")
     p.add_argument("--precisions", nargs="+", choices=("int8", "bf16"), default=list(REDUCED),
                    help="reduced precisions run through upscale() and the quality sets")  # fmt: skip
     p.add_argument("--no-measurement", action="store_true", help="do not write <model>.precision.json")
@@ -201,8 +218,10 @@ def main(argv: list[str] | None = None) -> None:
         ok, reason = cpu_support(name)
         print(f"{name}: {'supported' if ok else 'NOT supported'} ({reason})")
     load_before = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    sp = speed(engine, model, args.size, args.repeats)
-    q = {} if args.skip_quality else quality(engine, model, args.data)
+    sp = _part(args, "speed", lambda: {} if args.skip_speed else speed(engine, model, args.size, args.repeats))
+    q = _part(args, "quality", lambda: {} if args.skip_quality else quality(engine, model, args.data))
+    if args.load_speed is not None:
+        load_before = sp.pop("_load_before", load_before)
     meta = {
         "model": model.name, "size": args.size, "threads": args.threads, "repeats": args.repeats,
         "cpu": next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -217,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     os.replace(tmp, args.out)
     print(text)
     model_file = BUILTIN_MODEL_DIR / f"{model.name}.safetensors"
-    if q and not args.no_measurement and model_file.is_file():
+    if q and sp and not args.no_measurement and model_file.is_file():
         target = model_file.with_name(f"{model.name}.precision.json")
         tmp = target.with_name(f".{target.name}.tmp")
         tmp.write_text(json.dumps(measurement(sp, q, model_file), indent=1) + "\n")

@@ -69,7 +69,9 @@ def build_sampler(factor: int, patch: int, seed: int) -> MixedSampler:
     return MixedSampler(samplers)
 
 
-def card(path: Path, factor: int, steps: int, patch: int, batch: int, seconds: float, final: float) -> str:
+def card(
+    path: Path, factor: int, steps: int, patch: int, batch: int, seconds: float, final: float, threads: int
+) -> str:
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     return f"""# axial-x{factor}: built-in axial (Z) upsampling start, x{factor}
 
@@ -84,8 +86,8 @@ Self-supervised, the same recipe as `upscale_z`: lateral planes of synthetic ani
 axially, every {factor}th plane kept, Poisson noise at {", ".join(f"{p:g}" for p in PHOTONS)} photons at object
 value 1, {len(SEEDS)} stacks of {PLANES} x {SHAPE[0]} x {SHAPE[1]} voxels, seeds {SEEDS[0]}-{SEEDS[-1]}) degraded
 along one axis the way Z is. No ground-truth volume is used. {steps} steps, batch {batch}, patches of {patch} px,
-Adam with a cosine schedule; final L1 {final:.4f} (normalised units). {seconds / 60:.1f} min on a shared CPU
-(load average {load}).
+Adam with a cosine schedule; final L1 {final:.4f} (normalised units). {seconds / 60:.1f} min of wall time on a
+shared CPU, {threads} torch thread(s) (load average {load}).
 
 ## Limits
 
@@ -96,7 +98,7 @@ kind as this pretraining (other seeds), so its figures may flatter this start on
 ## Reproduce
 
 ```
-python scripts/train_axial_builtin.py --factor {factor} --steps {steps} --patch {patch} --out {path.name}
+python scripts/train_axial_builtin.py --factor {factor} --steps {steps} --patch {patch} --threads {threads} --out {path}
 ```
 """
 
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     path = AxialModel(net=net, psf_ratio=float(args.factor), metadata=meta, source="builtin").save(args.out)
     md = path.with_suffix(".md")
-    md.write_text(card(path, args.factor, args.steps, sampler.patch, args.batch, seconds, final))
+    md.write_text(card(path, args.factor, args.steps, sampler.patch, args.batch, seconds, final, args.threads))
     print(f"wrote {path} and {md} ({seconds:.0f} s)")
 
 
