@@ -169,3 +169,34 @@ def test_progress_reaches_the_total_and_should_stop_cancels(one_torch_thread):
     stop_after = iter(range(3, -1, -1))
     with pytest.raises(Cancelled):
         upscale_z(vol, 2, steps=100, net=TINY, patch_size=8, should_stop=lambda: next(stop_after, 0) == 0)
+
+
+@pytest.mark.slow  # three short trainings
+def test_upscale_z_starts_from_the_builtin_model_of_the_factor(tmp_path, monkeypatch, one_torch_thread):
+    import napari_superres.engine.axial as axial
+    from napari_superres.engine.nets.axial_net import AxialModel
+
+    monkeypatch.setattr(axial, "BUILTIN_AXIAL_DIR", tmp_path)
+    AxialModel(net=AxialNet(factor=2, **TINY), psf_ratio=2.0).save(tmp_path / "axial-x2.safetensors")
+    vol = np.random.default_rng(1).random((6, 40, 40)).astype(np.float32)
+    tuned = upscale_z(vol, 2, steps=2, patch_size=8)
+    assert tuned.model.metadata["start"] == "axial-x2" and len(tuned.losses) == 2  # fine-tuned on the stack
+    assert tuned.model.net.config.channels == TINY["channels"]
+    other_psf = upscale_z(vol, 2, steps=1, patch_size=8, psf_ratio=4.0, net=None)  # made for another PSF: scratch
+    assert "start" not in other_psf.model.metadata
+    scratch = upscale_z(vol, 2, steps=1, patch_size=8, pretrained=False)
+    assert "start" not in scratch.model.metadata
+
+
+def test_onnx_runtime_passes_equal_torch_passes(one_torch_thread):
+    pytest.importorskip("onnxruntime")
+    from napari_superres.engine.infer.axial import upsample_volume
+
+    torch.manual_seed(0)
+    net = AxialNet(factor=3, **TINY)
+    torch.nn.init.normal_(net.tail.weight, std=0.05)  # not the identity-like start
+    vol = np.random.default_rng(2).random((5, 24, 20)).astype(np.float32)
+    cpu = torch.device("cpu")
+    ort = upsample_volume(net, vol, device=cpu, backend="onnxruntime")
+    eager = upsample_volume(net, vol, device=cpu, backend="torch")
+    np.testing.assert_allclose(ort, eager, atol=1e-4)

@@ -37,7 +37,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--factor", type=int, default=None,
                    help="Z planes per input plane (default: the file's Z spacing / Y pixel size, rounded)")  # fmt: skip
     p.add_argument("--steps", type=int, default=None,
-                   help="training steps (default: 400 for a new model, 0 with --model)")  # fmt: skip
+                   help="training steps (default: 60 fine-tuning the built-in start of the factor, 400 from "
+                   "scratch where none is shipped, 0 with --model)")  # fmt: skip
     p.add_argument("--axes", default=None, help="axis letters of the input, e.g. ZYX, CZYX (default: from the file)")
     p.add_argument("--psf-ratio", type=float, default=None,
                    help="axial / lateral PSF width (default: the factor)")  # fmt: skip

@@ -32,6 +32,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,15 @@ DEFAULT_STEPS = 400
 DEFAULT_BATCH = 8
 DEFAULT_PATCH = 64
 DEFAULT_LEARNING_RATE = 1e-3
+#: Built-in starts, one per factor (``axial-x<factor>.safetensors``, ``scripts/train_axial_builtin.py``):
+#: ``upscale_z`` fine-tunes one of them on the stack instead of training from scratch.
+BUILTIN_AXIAL_DIR = Path(__file__).resolve().parent.parent / "models" / "axial"
+#: Fine-tuning of a built-in start: steps, patch edge (px) and learning rate.
+FINETUNE_STEPS = 60
+FINETUNE_PATCH = 32
+FINETUNE_LEARNING_RATE = 3e-4
+#: A built-in start is used when the PSF ratio asked for is within this relative distance of its own.
+_PSF_RATIO_MATCH = 0.25
 #: Cosine schedule ends at this fraction of the learning rate.
 _COSINE_MIN = 0.02
 _GRAD_CLIP = 1.0
@@ -145,6 +155,20 @@ def _stacks(arr: np.ndarray, axes: str) -> tuple[np.ndarray, tuple[int, ...]]:
     return moved.reshape(-1, *moved.shape[-3:]), order
 
 
+def builtin_axial_model(factor: int, psf_ratio: float | None = None) -> AxialModel | None:
+    """A fresh copy of the built-in axial model for ``factor``, or ``None`` (none shipped, or made for
+    another PSF ratio than ``psf_ratio``: more than 25 % away)."""
+    path = BUILTIN_AXIAL_DIR / f"axial-x{int(factor)}.safetensors"
+    if not path.is_file():
+        return None
+    model = load_axial_model(path)
+    if psf_ratio is not None and abs(float(psf_ratio) - model.psf_ratio) > _PSF_RATIO_MATCH * model.psf_ratio:
+        return None
+    model.source = "session"
+    model.metadata = {**model.metadata, "start": path.stem}
+    return model
+
+
 def _cosine(step: int, total: int) -> float:
     return _COSINE_MIN + (1.0 - _COSINE_MIN) * 0.5 * (1.0 + math.cos(math.pi * step / max(total, 1)))
 
@@ -199,12 +223,14 @@ def upscale_z(
     model: AxialModel | str | Any | None = None,
     net: dict[str, Any] | None = None,
     batch_size: int = DEFAULT_BATCH,
-    patch_size: int = DEFAULT_PATCH,
-    learning_rate: float = DEFAULT_LEARNING_RATE,
+    patch_size: int | None = None,
+    learning_rate: float | None = None,
     noise: bool = True,
     fuse: str = "mean",
     seed: int = 0,
     device: str | torch.device = "auto",
+    pretrained: bool = True,
+    backend: str = "auto",
     progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> AxialResult:
@@ -221,18 +247,25 @@ def upscale_z(
         given, else ``factor`` (Z sampled as finely, relative to its PSF, as Y and X).  Too small
         leaves the result soft; too large over-sharpens (ringing along Z).
     lateral_sigma : lateral PSF sigma in pixels (default 1.0, a Nyquist-sampled image).
-    steps : training steps.  Default :data:`DEFAULT_STEPS` (a few minutes on 2 CPU cores,
-        seconds on a GPU) when training; with ``model`` given the default is 0 (reuse as is),
-        ``steps > 0`` fine-tunes the given model on this stack.
+    steps : training steps.  Default: :data:`FINETUNE_STEPS` when starting from a built-in model
+        (seconds on 2 CPU cores), :data:`DEFAULT_STEPS` from scratch (minutes); with ``model``
+        given the default is 0 (reuse as is), ``steps > 0`` fine-tunes the given model on this stack.
     model : an :class:`AxialModel` or the path of a saved one, to reuse.
-    net : :class:`AxialNetConfig` overrides (``channels``, ``blocks``, ``fine_blocks``) for a new net.
+    net : :class:`AxialNetConfig` overrides (``channels``, ``blocks``, ``fine_blocks``) for a new net
+        (a network from scratch: no built-in start).
     batch_size, patch_size, learning_rate : training batch, target patch edge (px), Adam step size.
+        Defaults: 32 px and 3e-4 fine-tuning a built-in start, 64 px and 1e-3 from scratch.
     noise : put back the noise the training blur removes (see ``train.axial_data``).
     fuse : ``"mean"`` of the XZ and YZ passes, or ``"xz"`` / ``"yz"`` (one pass, half the time).
     seed : seeds the network initialisation and the patches.
     device : ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"`` or a torch device.
     progress : ``progress(done, total)`` over training steps plus slices processed.
     should_stop : checked before every step and slice batch; True raises ``Cancelled``.
+    pretrained : without ``model``, start from the built-in model of this factor when one is
+        shipped for a PSF ratio within 25 % of ``psf_ratio`` (:func:`builtin_axial_model`) and
+        fine-tune it on the stack; ``False`` (or none shipped): train a network from scratch.
+    backend : what runs the XZ/YZ passes: ``"auto"`` (ONNX Runtime on the CPU when installed,
+        as :func:`napari_superres.upscale`), ``"torch"`` or ``"onnxruntime"``.
 
     Returns
     -------
@@ -263,10 +296,15 @@ def upscale_z(
         raise ValueError(f"the model upsamples x{model.factor} but factor={factor} was asked; train a new model")
     if psf_ratio is None:
         psf_ratio = model.psf_ratio if model is not None else float(factor)
+    start = builtin_axial_model(factor, psf_ratio) if model is None and pretrained and not net else None
     if steps is None:
-        steps = 0 if model is not None else DEFAULT_STEPS
+        steps = 0 if model is not None else FINETUNE_STEPS if start is not None else DEFAULT_STEPS
+    if patch_size is None:
+        patch_size = FINETUNE_PATCH if start is not None else DEFAULT_PATCH
+    if learning_rate is None:
+        learning_rate = FINETUNE_LEARNING_RATE if start is not None else DEFAULT_LEARNING_RATE
     steps = int(steps)
-    if steps < 0 or (model is None and steps < 1):
+    if steps < 0 or (model is None and start is None and steps < 1):
         raise ValueError(f"steps must be >= 1 to train a new model (got {steps}); or pass a trained model=")
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
 
@@ -285,7 +323,7 @@ def upscale_z(
 
     torch.manual_seed(seed)
     if model is None:
-        model = AxialModel(net=AxialNet(AxialNetConfig(factor=factor, **(net or {}))), psf_ratio=float(psf_ratio))
+        model = start or AxialModel(net=AxialNet(AxialNetConfig(factor=factor, **(net or {}))), psf_ratio=float(psf_ratio))
     model.net.to(dev)
     losses: list[float] = []
     seconds: dict[str, float] = {}
@@ -320,7 +358,9 @@ def upscale_z(
     t0 = time.perf_counter()
     outs = []
     for s, (lo, hi) in zip(normed, ranges):
-        up = upsample_volume(model.net, s, device=dev, fuse=fuse, progress=report, should_stop=should_stop)
+        up = upsample_volume(
+            model.net, s, device=dev, fuse=fuse, progress=report, should_stop=should_stop, backend=backend
+        )
         outs.append(denormalize(up, lo, hi, arr.dtype))
     seconds["infer"] = time.perf_counter() - t0
     moved_shape = tuple(arr.shape[i] for i in order)
@@ -333,4 +373,5 @@ def upscale_z(
                        losses=losses, seconds=seconds)  # fmt: skip
 
 
-__all__ = ["DEFAULT_STEPS", "AxialResult", "factor_from_scale", "train_axial", "upscale_z"]
+__all__ = ["DEFAULT_STEPS", "FINETUNE_STEPS", "AxialResult", "builtin_axial_model", "factor_from_scale", "train_axial",
+           "upscale_z"]  # fmt: skip

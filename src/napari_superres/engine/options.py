@@ -113,6 +113,8 @@ def tile_or_auto(tile: Any) -> int | None:
         raise InvalidRequestError(f"tile must be a whole number of pixels >= 0 ({AUTO_TILE}: automatic), got {tile!r}")
     return int(tile) if int(tile) != AUTO_TILE else None
 
+#: CPU arithmetic of ``upscale(..., precision=)``: see :mod:`napari_superres.engine.infer.precision`.
+PRECISIONS = ("fp32", "bf16", "int8", "auto")
 
 # --- networks -------------------------------------------------------------------------------------
 #: Upscaling factors an SRNet is built for (x3 in one stage, others in x2 stages).

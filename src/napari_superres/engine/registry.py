@@ -374,6 +374,7 @@ class Engine:
         backend: str | None = None,
         degradation: Any = "auto",
         trust_code: bool = False,
+        precision: str | None = None,
     ) -> np.ndarray:
         """See :func:`napari_superres.upscale`; ``device`` defaults to the engine's."""
         dev = self.resolve(device)
@@ -393,12 +394,14 @@ class Engine:
                 image, resolved, device=dev, scale=scale, axes=axes, rgb=rgb, tile=tile,
                 batch_size=batch_size, normalization=normalization, output_dtype=output_dtype, backend=backend,
                 degradation=degradation,
+                precision=precision,
             )  # fmt: skip
         image = np.asarray(image)
         job = plan_upscale(
             image, resolved, scale=scale, axes=axes, rgb=rgb, tile=tile, device=dev,
             batch_size=batch_size, normalization=normalization, output_dtype=output_dtype, backend=backend,
             degradation=degradation,
+            precision=precision,
         )  # fmt: skip
         try:
             return run_upscale(image, job, progress=progress, should_stop=should_stop)
@@ -491,6 +494,7 @@ def upscale(
     backend: str | None = None,
     degradation: Any = "auto",
     trust_code: bool = False,
+    precision: str | None = None,
 ) -> np.ndarray:
     """Upscale an image with a super-resolution model.
 
@@ -527,6 +531,12 @@ def upscale(
         bioimage.io package whose only weights are ``pytorch_state_dict`` with an architecture
         file); without it such a package raises
         :class:`~napari_superres.engine.errors.UntrustedCodeError`.  Only for files you trust.
+    precision : CPU arithmetic of the network: ``"fp32"`` (default), ``"bf16"`` (oneDNN, CPUs
+        with AVX-512 BF16 or AMX), ``"int8"`` (ONNX Runtime static quantization, CPUs with
+        VNNI; the quantized graph is cached on disk) or ``"auto"``: the fastest whose loss
+        against fp32, measured offline on held-out images for this model
+        (``benchmarks/precision.py``), is within 0.05 dB and this CPU runs, else fp32.
+        An explicit ``"bf16"``/``"int8"`` that cannot run here raises ``ValueError``.
 
     Returns
     -------
@@ -536,6 +546,6 @@ def upscale(
     return engine.upscale(
         image, model, scale=scale, axes=axes, rgb=rgb, tile=tile, batch_size=batch_size,
         normalization=normalization, output_dtype=output_dtype, progress=progress, should_stop=should_stop,
-        device=device, backend=backend, degradation=degradation, trust_code=trust_code,
+        device=device, backend=backend, degradation=degradation, trust_code=trust_code, precision=precision,
     )  # fmt: skip
 

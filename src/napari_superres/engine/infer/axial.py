@@ -50,6 +50,29 @@ def _width_pieces(width: int, halo: int) -> list[tuple[int, int, int, int]]:
     return pieces
 
 
+BACKENDS = ("auto", "torch", "onnxruntime")
+
+
+def slice_forward(net: AxialNet, device: torch.device, backend: str = "auto") -> Callable[[torch.Tensor], torch.Tensor]:
+    """What runs ``net`` on slice batches: ONNX Runtime on the CPU (``"auto"`` when installed, as
+    ``upscale``; exported in memory only, nothing cached on disk: a fine-tuned network is used once),
+    else torch.  ``"onnxruntime"`` raises ``ValueError`` naming the fix when it cannot run."""
+    from .onnx_backend import OnnxRunner, export_onnx, make_session, onnxruntime_available
+
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    wanted = backend == "onnxruntime" or (backend == "auto" and device.type == "cpu" and onnxruntime_available())
+    if wanted:
+        if device.type != "cpu" or not onnxruntime_available():
+            raise ValueError("backend 'onnxruntime' needs device='cpu' and pip install 'napari-superres[onnx]'")
+        try:
+            return OnnxRunner(make_session(export_onnx(net, in_channels=1)), key="axial")
+        except RuntimeError:
+            if backend == "onnxruntime":
+                raise
+    return net
+
+
 @torch.no_grad()
 def upsample_slices(
     net: AxialNet,
@@ -59,13 +82,16 @@ def upsample_slices(
     progress: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     sink: Callable[[int, int, np.ndarray], None] | None = None,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> np.ndarray | None:
     """Upsample ``(N, Z, W)`` float32 slices along Z: ``(N, factor * Z, W)`` float32.
 
     ``progress(n)`` is called with the number of slices just finished.  With ``sink``,
     each finished batch goes to ``sink(i0, i1, block)`` (slices ``i0:i1``, ``block`` of
     shape ``(i1 - i0, factor * Z, W)``) instead of an output array, and ``None`` is returned.
+    ``forward``: what runs the network (default ``net`` itself; see :func:`slice_forward`).
     """
+    forward = forward or net
     n, z, width = slices.shape
     f = net.config.factor
     out = np.empty((n, z * f, width), dtype=np.float32) if sink is None else None
@@ -79,7 +105,7 @@ def upsample_slices(
             if should_stop is not None and should_stop():
                 raise Cancelled("axial upsampling cancelled")
             x = torch.from_numpy(np.ascontiguousarray(slices[i0:i1, :, r0:r1])).to(device)[:, None]
-            y = net(x)[:, 0].float().cpu().numpy()
+            y = forward(x)[:, 0].float().cpu().numpy()
             block[:, :, k0:k1] = y[:, :, k0 - r0 : k1 - r0]
         if sink is not None:
             sink(i0, i1, block)
@@ -96,17 +122,20 @@ def upsample_volume(
     fuse: str = "mean",
     progress: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    backend: str = "auto",
 ) -> np.ndarray:
     """Upsample a normalised ``(Z, Y, X)`` float32 stack along Z: ``(factor * Z, Y, X)`` float32.
 
     ``fuse``: ``"mean"`` of the XZ and YZ passes (default), or ``"xz"`` / ``"yz"`` for one pass.
-    ``progress(n)`` counts finished slices (``Y + X`` in all for ``"mean"``).
+    ``progress(n)`` counts finished slices (``Y + X`` in all for ``"mean"``).  ``backend``: see
+    :func:`slice_forward`.
     """
     if fuse not in ("mean", "xz", "yz"):
         raise ValueError(f"fuse must be 'mean', 'xz' or 'yz', got {fuse!r}")
     vol = np.asarray(volume, dtype=np.float32)
     z, h, w = vol.shape
     net.eval()
+    forward = slice_forward(net, device, backend)
     result = np.zeros((z * net.config.factor, h, w), dtype=np.float32)
     weight = np.float32(0.5 if fuse == "mean" else 1.0)
 
@@ -119,13 +148,15 @@ def upsample_volume(
     # results are accumulated into one volume batch by batch (no second full-size pass in memory)
     if fuse in ("mean", "xz"):
         upsample_slices(
-            net, vol.transpose(1, 0, 2), device=device, progress=progress, should_stop=should_stop, sink=add_xz
-        )
+            net, vol.transpose(1, 0, 2), device=device, progress=progress, should_stop=should_stop, sink=add_xz,
+            forward=forward,
+        )  # fmt: skip
     if fuse in ("mean", "yz"):
         upsample_slices(
-            net, vol.transpose(2, 0, 1), device=device, progress=progress, should_stop=should_stop, sink=add_yz
-        )
+            net, vol.transpose(2, 0, 1), device=device, progress=progress, should_stop=should_stop, sink=add_yz,
+            forward=forward,
+        )  # fmt: skip
     return result
 
 
-__all__ = ["MAX_WIDTH", "upsample_slices", "upsample_volume"]
+__all__ = ["MAX_WIDTH", "slice_forward", "upsample_slices", "upsample_volume"]

@@ -187,6 +187,7 @@ class _BlockSpec:
     #: degradation conditions of a conditioned network, estimated once for the whole array:
     #: (channel index or -1, noise_gain, noise_offset, blur_sigma)
     conditions: tuple[tuple[int, float, float, float], ...] = ()
+    precision: str = "fp32"
 
 
 def _upscale_block(block: np.ndarray, *, payload: ModelPayload, spec: _BlockSpec, block_info=None) -> np.ndarray:
@@ -199,7 +200,7 @@ def _upscale_block(block: np.ndarray, *, payload: ModelPayload, spec: _BlockSpec
         job = plan_upscale(
             block, model, scale=spec.scale, axes=spec.axes, rgb=spec.rgb, tile=spec.tile, device=device,
             batch_size=spec.batch_size, normalization=spec.normalization, output_dtype=np.dtype(spec.out_dtype),
-            backend=spec.backend,
+            backend=spec.backend, precision=spec.precision,
         )  # fmt: skip
         ranges: dict[int, tuple[float, float]] = {c: (lo, hi) for c, lo, hi in spec.ranges}
         c_axis = job.axes.channel
@@ -300,6 +301,7 @@ def upscale_dask(
     value_range: tuple[float, float] | dict[int, tuple[float, float]] | None = None,
     backend: str | None = None,
     degradation: Any = "auto",
+    precision: str | None = None,
 ) -> da.Array:
     """Lazily upscale a dask array chunk by chunk; returns a dask array (nothing computed yet).
 
@@ -316,6 +318,8 @@ def upscale_dask(
         checked here, before any chunk runs.
     degradation : as :func:`napari_superres.upscale`; a conditioned network's estimate is made here,
         once, on the middle plane of the array (per channel along C), so every chunk gets the same.
+    precision : ``"fp32"``, ``"bf16"``, ``"int8"`` or ``"auto"`` (as :func:`napari_superres.upscale`);
+        resolved here, once, for every chunk.
 
     Returns
     -------
@@ -333,6 +337,7 @@ def upscale_dask(
         image, model, scale=scale, axes=axes, rgb=rgb, tile=tile, device=run_device,
         batch_size=batch_size, normalization=normalization, output_dtype=output_dtype, backend=backend,
         degradation=degradation,
+        precision=precision,
     )  # fmt: skip
     info = job.axes
     halo = max(job.model.receptive_field, 2)  # at least the bicubic chroma/alpha kernel
@@ -369,6 +374,7 @@ def upscale_dask(
         ranges=tuple((c, lo, hi) for c, (lo, hi) in sorted(ranges.items())),
         backend=backend,
         conditions=dask_conditions(image, job, ranges),
+        precision=job.precision,
     )
     out_chunks = tuple(
         tuple(c * job.scale for c in chunks) if ax in (info.y, info.x) else chunks

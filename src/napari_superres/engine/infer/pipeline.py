@@ -36,6 +36,7 @@ from ..normalization import (
 from ..options import Normalization, reconcile_scale, tile_or_auto
 from .conditioning import DegradationRequest
 from .onnx_backend import BACKENDS, OnnxRunner, onnx_failure, onnx_runner, onnxruntime_available
+from .precision import bf16_forward, int8_runner, resolve_precision
 from .tiling import (
     MIN_TILE,
     PROBE_TILE,
@@ -81,6 +82,8 @@ class UpscaleJob:
     #: the tile was chosen automatically (``tile`` is then the memory bound; on the CPU a run that
     #: can be cancelled cuts tiles of about ``TILE_SECONDS`` of measured compute, see :meth:`_Runner.size_tiles_by_time`)
     auto_tile: bool = False
+    #: arithmetic of the network on the CPU: ``"fp32"``, ``"bf16"`` or ``"int8"`` (see :mod:`.precision`)
+    precision: str = "fp32"
 
     @property
     def n_planes(self) -> int:
@@ -122,6 +125,7 @@ def plan_upscale(
     compile: bool | None = None,
     backend: str | None = None,
     degradation: Any = "auto",
+    precision: str | None = None,
 ) -> UpscaleJob:
     """Validate everything about a request before any work starts; raise ``ValueError`` with the fix.
 
@@ -133,7 +137,8 @@ def plan_upscale(
     (:func:`~napari_superres.engine.infer.tiling.choose_tile`); ``compile`` (default: the
     ``NAPARI_SUPERRES_COMPILE=1`` environment variable) runs the network through
     ``torch.compile``.  ``backend``: ``"auto"`` (default; ``$NAPARI_SUPERRES_BACKEND``
-    overrides), ``"torch"`` or ``"onnxruntime"``; see :func:`resolve_backend`.
+    overrides), ``"torch"`` or ``"onnxruntime"``; see :func:`resolve_backend`.  ``precision``:
+    ``"fp32"`` (default), ``"bf16"``, ``"int8"`` or ``"auto"``; see :func:`.precision.resolve_precision`.
     """
     check_image(image)
     info = parse_axes(tuple(image.shape), axes, rgb)
@@ -170,6 +175,7 @@ def plan_upscale(
         compile = os.environ.get("NAPARI_SUPERRES_COMPILE", "") == "1"
     chosen, required = resolve_backend(backend, model, device, compile=bool(compile))
     request = DegradationRequest.parse(degradation)
+    precision = resolve_precision(precision, device, model)
     return UpscaleJob(
         model=model,
         scale=scale,
@@ -186,6 +192,7 @@ def plan_upscale(
         backend_required=required,
         degradation=request,
         auto_tile=auto_tile,
+        precision=precision,
     )
 
 
@@ -249,8 +256,14 @@ class _Runner:
         self.condition: torch.Tensor | None = None
         #: the network exported to ONNX Runtime (CPU), or None: torch runs it
         self.onnx: OnnxRunner | None = None
+        in_channels = (job.model.in_channels or 1) + job.model.cond_channels  # image + degradation maps
+        if job.precision != "fp32":  # reduced precision on the CPU: int8 (ONNX Runtime) or bf16 (oneDNN)
+            if job.precision == "int8":
+                self.onnx = int8_runner(net, in_channels=in_channels)
+            else:
+                self.net = bf16_forward(net)
+            return
         if job.backend == "onnxruntime":
-            in_channels = (job.model.in_channels or 1) + job.model.cond_channels
             self.onnx = onnx_runner(net, in_channels=in_channels, device=str(job.device))
             if self.onnx is None and job.backend_required:
                 raise RuntimeError(f"backend 'onnxruntime' cannot run this model: {onnx_failure(net)}")
@@ -320,6 +333,8 @@ class _Runner:
             x = with_condition(x, self.condition)
         if self.onnx is not None:
             y = self.onnx(x, stop=self.should_stop)  # Cancel ends the run inside the tile
+        elif self.job.precision == "bf16":
+            y = self.net(x)
         else:
             with torch.inference_mode(), autocast(self.job.device):
                 x = x.to(self.job.device, non_blocking=True).contiguous(memory_format=torch.channels_last)

@@ -1,0 +1,324 @@
+"""Reduced-precision CPU inference: bf16 through oneDNN (torch) and int8 through ONNX Runtime.
+
+* ``"fp32"``: the network as it is (ONNX Runtime fp32 on the CPU, see :mod:`.onnx_backend`).
+* ``"bf16"``: torch with ``torch.autocast("cpu", dtype=torch.bfloat16)`` on channels_last
+  tensors; oneDNN runs the convolutions on AVX-512 BF16 (or AMX) units.  Needs the CPU flag
+  ``avx512_bf16`` or ``amx_bf16``.
+* ``"int8"``: the ONNX export statically quantized by ONNX Runtime (QDQ format, per-channel
+  int8 weights, uint8 activations calibrated on synthetic fluorescence samples of the kind
+  the built-in models were trained on, :func:`calibration_inputs`); the first and the last
+  convolutions stay in fp32 (:data:`KEEP_FP32`, measured: most of the loss came from them).
+  Needs VNNI (``avx512_vnni``, ``avx_vnni`` or ``amx_int8``) to be faster than fp32.
+  Quantized graphs are cached on disk next to the fp32 exports.
+* ``"auto"``: the fastest precision whose quality loss against fp32, measured offline on
+  held-out images (``benchmarks/precision.py``, a JSON file shipped next to a built-in model:
+  ``<model>.precision.json``), is within :data:`AUTO_MAX_LOSS_DB`, among those this CPU
+  runs; fp32 for any other model or device.
+
+Every reduced-precision path calls the network through :func:`call_network`, so a change of
+the network's call signature is made in one place.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..options import PRECISIONS
+
+log = logging.getLogger(__name__)
+
+#: ``auto`` accepts a reduced precision costing at most this much PSNR (dB) against fp32.
+AUTO_MAX_LOSS_DB = 0.05
+#: Convolutions kept in fp32 in the int8 graph: ``"first"`` and ``"last"``.
+KEEP_FP32 = ("first", "last")
+#: Calibration: synthetic low-res fields (seeds disjoint from training and benchmark seeds).
+CALIBRATION_SEEDS = tuple(range(5000, 5008))
+CALIBRATION_SHAPE = (192, 192)
+#: ONNX Runtime calibration method (``"minmax"``, ``"percentile"`` or ``"entropy"``).
+CALIBRATION_METHOD = "percentile"
+_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+_INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+PRECISION_SUFFIX = ".precision.json"
+
+
+def call_network(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The one place a reduced-precision path calls a super-resolution network: ``net(x)``."""
+    return net(x)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags of ``/proc/cpuinfo`` (empty where there is no such file)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def cpu_support(precision: str) -> tuple[bool, str]:
+    """``(supported, reason)``: whether this CPU runs ``precision`` faster than fp32, and why (not)."""
+    if precision == "fp32":
+        return True, "fp32 runs everywhere"
+    flags = cpu_flags()
+    if precision == "bf16":
+        if not torch.backends.mkldnn.is_available():
+            return False, "torch was built without oneDNN (mkldnn)"
+        found = [f for f in _BF16_FLAGS if f in flags]
+        capability = torch.backends.cpu.get_cpu_capability()
+        if not found:
+            return False, f"the CPU has no bf16 instructions ({' or '.join(_BF16_FLAGS)}); capability {capability}"
+        return True, f"oneDNN bf16 ({', '.join(found)}; capability {capability})"
+    if precision == "int8":
+        from .onnx_backend import onnxruntime_available
+
+        if not onnxruntime_available():
+            return False, "needs onnxruntime and onnx: pip install 'napari-superres[onnx]'"
+        found = [f for f in _INT8_FLAGS if f in flags]
+        if not found:
+            return False, f"the CPU has no int8 dot-product instructions ({' or '.join(_INT8_FLAGS)})"
+        return True, f"ONNX Runtime int8 ({', '.join(found)})"
+    raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+
+
+def check_precision(precision: str | None) -> str:
+    """``precision`` lower-cased (default ``"fp32"``); ``ValueError`` naming the choices otherwise."""
+    name = (precision or "fp32").lower() if isinstance(precision, str) or precision is None else precision
+    if name not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return name
+
+
+def measurement_file(model: Any) -> Path | None:
+    """Where the offline measurement of an :class:`SRModel` would be: ``<model file stem>.precision.json``.
+
+    Built-in models: next to their file in the package; models loaded from a file: next to
+    that file; anything else (session, Python objects): ``None``.
+    """
+    source = str(getattr(model, "source", "") or "")
+    if source == "builtin":
+        path = Path(__file__).resolve().parents[2] / "models" / f"{model.name}.safetensors"
+    elif source.endswith(".safetensors"):
+        path = Path(source)
+    else:
+        return None
+    return path.with_name(path.stem + PRECISION_SUFFIX)
+
+
+@functools.lru_cache(maxsize=16)
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def measured_precisions(model: Any) -> dict[str, Any]:
+    """The offline measurement of ``model`` (``benchmarks/precision.py``), or ``{}`` when none applies.
+
+    Format: ``{"model_sha256": ..., "precisions": {"bf16": {"speedup": 1.4, "loss_db": 0.003}, ...}}``:
+    ``speedup`` against ONNX Runtime fp32 and ``loss_db`` the largest mean PSNR loss of any
+    held-out set.  Ignored unless ``model_sha256`` is the SHA-256 of the model file as it is
+    now (a retrained model is measured again).
+    """
+    path = measurement_file(model)
+    if path is None:
+        return {}
+    weights = path.with_name(path.name[: -len(PRECISION_SUFFIX)] + ".safetensors")
+    try:
+        measured = json.loads(path.read_text())
+        stat = weights.stat()
+        digest = _file_sha256(str(weights), stat.st_mtime_ns, stat.st_size)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(measured, dict) or measured.get("model_sha256") != digest:
+        return {}
+    return measured
+
+
+def choose_auto(measured: dict[str, Any], device: torch.device) -> str:
+    """The fastest precision of ``measured`` within :data:`AUTO_MAX_LOSS_DB` that this CPU runs; else fp32."""
+    if device.type != "cpu":
+        return "fp32"
+    best, best_speed = "fp32", 1.0
+    for name, figures in (measured.get("precisions") or {}).items():
+        if name not in ("bf16", "int8") or not isinstance(figures, dict):
+            continue
+        try:
+            speed, loss = float(figures["speedup"]), float(figures["loss_db"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if loss <= AUTO_MAX_LOSS_DB and speed > best_speed and cpu_support(name)[0]:
+            best, best_speed = name, speed
+    return best
+
+
+def resolve_precision(precision: str | None, device: torch.device, model: Any = None) -> str:
+    """What runs ``model`` (an :class:`SRModel`): ``"fp32"``, ``"bf16"`` or ``"int8"``.
+
+    An explicit reduced precision must be possible: a ``ValueError`` names the fix when the
+    device is not a CPU or the CPU lacks the instructions (``"auto"`` falls back to fp32).
+    Parameter-free networks (bicubic) always run in fp32.
+    """
+    name = check_precision(precision)
+    net = getattr(model, "net", None)
+    if net is not None and next(iter(net.parameters()), None) is None:
+        return "fp32"
+    if name == "auto":
+        return choose_auto(measured_precisions(model), device)
+    if name == "fp32":
+        return name
+    if device.type != "cpu":
+        raise ValueError(f"precision {name!r} is a CPU option; use precision='fp32' (or 'auto') on {device}")
+    ok, reason = cpu_support(name)
+    if not ok:
+        raise ValueError(f"precision {name!r} cannot run here: {reason}; use precision='fp32' or 'auto'")
+    return name
+
+
+# --- bf16 (torch, oneDNN) -----------------------------------------------------------------------
+def bf16_forward(net: nn.Module) -> Any:
+    """``forward(x) -> y``: ``net`` under CPU bf16 autocast on channels_last; float32 in and out."""
+    first4d = next((p for p in net.parameters() if p.dim() == 4), None)
+    if first4d is not None and not first4d.is_contiguous(memory_format=torch.channels_last):
+        net.to(memory_format=torch.channels_last)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            x = x.to("cpu", torch.float32).contiguous(memory_format=torch.channels_last)
+            return call_network(net, x).float()
+
+    return forward
+
+
+# --- int8 (ONNX Runtime static quantization) ----------------------------------------------------
+def calibration_inputs(in_channels: int = 1) -> list[np.ndarray]:
+    """Normalised ``(1, C, H, W)`` float32 calibration inputs: synthetic low-res fields, clean and noisy.
+
+    Percentile-normalised (1, 99.8) as the built-in models' inputs are; RGB models get the
+    same field in every channel.
+    """
+    from ..normalization import intensity_range, normalize
+    from ..samples import synthetic_pair
+
+    spec = {"mode": "percentile", "low": 1.0, "high": 99.8}
+    out = []
+    for i, seed in enumerate(CALIBRATION_SEEDS):
+        low, _ = synthetic_pair(shape=CALIBRATION_SHAPE, scale=2, seed=seed, noise=bool(i % 2))
+        lo, hi = intensity_range(low, spec)
+        x = normalize(low.astype(np.float32), lo, hi)
+        out.append(np.ascontiguousarray(np.repeat(x[None, None], in_channels, axis=1), dtype=np.float32))
+    return out
+
+
+class _Reader:
+    """An ``onnxruntime.quantization.CalibrationDataReader`` over a list of inputs."""
+
+    def __init__(self, name: str, inputs: list[np.ndarray]) -> None:
+        self._it: Iterator[np.ndarray] = iter(inputs)
+        self.name = name
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        x = next(self._it, None)
+        return None if x is None else {self.name: x}
+
+    def rewind(self) -> None:  # pragma: no cover - not used by quantize_static
+        raise NotImplementedError
+
+
+def quantize_int8(
+    fp32_model: bytes,
+    *,
+    in_channels: int = 1,
+    keep_fp32: tuple[str, ...] = KEEP_FP32,
+    method: str = CALIBRATION_METHOD,
+    inputs: list[np.ndarray] | None = None,
+) -> bytes:
+    """Statically quantize an fp32 ONNX graph (:func:`~.onnx_backend.export_onnx`) to int8 QDQ bytes.
+
+    Convolutions only, per-channel int8 weights, uint8 activations calibrated on ``inputs``
+    (default :func:`calibration_inputs`) by ``method``; ``keep_fp32`` names the convolutions
+    left in fp32 (``"first"``, ``"last"``, or node names).
+    """
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from .onnx_backend import INPUT_NAME
+
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="superres-int8-") as tmp:
+        src, pre, dst = (Path(tmp) / n for n in ("fp32.onnx", "pre.onnx", "int8.onnx"))
+        src.write_bytes(fp32_model)
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        graph = onnx.load(str(pre)).graph
+        convs = [n.name for n in graph.node if n.op_type == "Conv"]
+        names = {"first": convs[:1], "last": convs[-1:]}
+        exclude = sorted({c for k in keep_fp32 for c in names.get(k, [k])})
+        quantize_static(
+            str(pre), str(dst), _Reader(INPUT_NAME, inputs or calibration_inputs(in_channels)),
+            quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"], nodes_to_exclude=exclude,
+            calibrate_method=methods[method], extra_options={"CalibTensorRangeSymmetric": False},
+        )  # fmt: skip
+        return dst.read_bytes()
+
+
+_lock = threading.Lock()
+_int8: weakref.WeakKeyDictionary[nn.Module, dict[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+def int8_runner(net: nn.Module, *, in_channels: int = 1) -> Any:
+    """The cached int8 :class:`~.onnx_backend.OnnxRunner` of ``net`` (quantized once, cached on disk).
+
+    Raises ``RuntimeError`` naming the reason when the network cannot be exported or quantized.
+    """
+    from ..nets.model_file import atomic_write_bytes
+    from .onnx_backend import (
+        OnnxRunner,
+        _disk_cache_enabled,
+        _exported_bytes,
+        _fingerprint,
+        cache_dir,
+        make_session,
+    )
+
+    key = (_fingerprint(net), KEEP_FP32, CALIBRATION_METHOD, CALIBRATION_SEEDS)
+    with _lock:
+        per_net = _int8.setdefault(net, {})
+        if key in per_net:
+            return per_net[key]
+        try:
+            data, digest = _exported_bytes(net, in_channels)
+            path = cache_dir() / f"{digest}-int8-{'-'.join(KEEP_FP32) or 'all'}-{CALIBRATION_METHOD}.onnx"
+            if _disk_cache_enabled() and path.is_file():
+                quantized = path.read_bytes()
+            else:
+                quantized = quantize_int8(data, in_channels=in_channels)
+                if _disk_cache_enabled():
+                    try:
+                        atomic_write_bytes(path, quantized)
+                    except OSError:
+                        log.warning("cannot write the int8 cache %s (inference goes on)", path, exc_info=True)
+            runner = OnnxRunner(make_session(quantized), key=f"{digest}-int8")
+        except Exception as exc:
+            raise RuntimeError(f"could not quantize {type(net).__name__} to int8: {type(exc).__name__}: {exc}") from exc
+        per_net.clear()
+        per_net[key] = runner
+        return runner
