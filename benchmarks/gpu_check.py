@@ -269,7 +269,7 @@ def axial(report: Report, device: Any, shape: tuple[int, int, int], steps: int |
 def write_markdown(path: Path, report: Report, device_name: str, args: argparse.Namespace) -> None:
     import torch
 
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"## {stamp}: {device_name}",
         "",

@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     watch = StallWatch(recorder) if args.diagnose else None
     docks = {}
     rows = []
+
     # opening the docks: PyTorch is imported in a worker the first time ("loading PyTorch…")
     def open_docks():
         for name in ("Upscale", "Train", "Feature difference"):

@@ -462,7 +462,9 @@ def _by_source(rows: list[dict[str, Any]], models: list[str]) -> list[str]:
         lines.append(f"- {r['set']}, {r['protocol']} protocol, by source: " + "; ".join(parts))
     if lines and rows and rows[0]["scale"] == 2:
         lit = ", ".join(f"{k} {b:.2f} -> {s:.2f} ({s - b:+.2f})" for k, (b, s) in SRCNN_X2.items())
-        lines.append(f"- for reference, SRCNN x2 as published (bicubic -> SRCNN, Y channel; VDSR paper, Table 3): {lit}")
+        lines.append(
+            f"- for reference, SRCNN x2 as published (bicubic -> SRCNN, Y channel; VDSR paper, Table 3): {lit}"
+        )
     return lines + ([""] if lines else [])
 
 
@@ -625,7 +627,9 @@ def your_data_benchmark(
                 scores["paired"].append(score(engine.upscale(lr, trained)))
             log(
                 f"[{time.perf_counter() - t_start:6.0f}s] {kind} {image.name}: bicubic {scores['bicubic'][-1]:.2f} dB, "
-                + ", ".join(f"{k} {v[-1] - scores['bicubic'][-1]:+.2f}" for k, v in scores.items() if k != "bicubic" and v)
+                + ", ".join(
+                    f"{k} {v[-1] - scores['bicubic'][-1]:+.2f}" for k, v in scores.items() if k != "bicubic" and v
+                )
             )
         bic = np.array(scores["bicubic"])
         rows.append(

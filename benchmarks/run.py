@@ -148,7 +148,11 @@ def flops_per_input_px(net: Any, in_channels: int = 1, probe: int = 32) -> float
         elif isinstance(module, nn.Upsample):
             total += 8 * output[0].numel()
 
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Upsample)]
+    handles = [
+        m.register_forward_hook(hook)
+        for m in net.modules()
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Upsample)
+    ]
     try:
         with torch.inference_mode():
             dev = next(iter(net.parameters()), torch.empty(0)).device
@@ -367,11 +371,15 @@ def _load() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES}, a {QUICK_STACK_PLANES}-plane stack")
     p.add_argument("--sizes", type=int, nargs="+", default=None, help="square 2D input edges (px)")
     p.add_argument("--scales", type=int, nargs="+", default=list(SCALES))
-    p.add_argument("--stack-planes", type=int, default=None, help=f"planes of the (N, {STACK_EDGE}, {STACK_EDGE}) stack; 0: none")
+    p.add_argument(
+        "--stack-planes", type=int, default=None, help=f"planes of the (N, {STACK_EDGE}, {STACK_EDGE}) stack; 0: none"
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--model", default="builtin",
                    help="'builtin' (the shipped superres-x<scale>), 'default' (SRNet(scale=s) defaults, random weights), "
@@ -404,7 +412,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
-    planes = args.stack_planes if args.stack_planes is not None else (QUICK_STACK_PLANES if args.quick else FULL_STACK_PLANES)
+    planes = (
+        args.stack_planes
+        if args.stack_planes is not None
+        else (QUICK_STACK_PLANES if args.quick else FULL_STACK_PLANES)
+    )
     budget = args.budget_s or (300.0 if args.quick else 1800.0)
     device = args.device
     notes = list(args.note)
@@ -444,7 +456,9 @@ def main(argv: list[str] | None = None) -> int:
         "started": started,
         "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "device": str(_resolve(device)),
-        "device_name": torch.cuda.get_device_name() if _resolve(device).type == "cuda" else platform.processor() or platform.machine(),
+        "device_name": torch.cuda.get_device_name()
+        if _resolve(device).type == "cuda"
+        else platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "model": args.model,
@@ -484,7 +498,9 @@ def _appended(machine: str, report: dict[str, Any]) -> dict[str, Any]:
     merged["skipped"] = [s for s in old["skipped"] if key(s) not in new_keys] + report["skipped"]
     merged["notes"] = list(dict.fromkeys(old.get("notes", []) + report["notes"]))
     merged["started"] = old.get("started", report["started"])
-    merged["load_average_before"] = f"{old.get('load_average_before')} (first run), {report['load_average_before']} (appended)"
+    merged["load_average_before"] = (
+        f"{old.get('load_average_before')} (first run), {report['load_average_before']} (appended)"
+    )
     merged["quick"] = old.get("quick", False) and report["quick"]
     return merged
 
@@ -519,9 +535,12 @@ def _summary_line(r: dict[str, Any]) -> str:
         f"upscale/torch {_fmt(r, 'tiled_vs_untiled', '.0%')} wall",
         f"tiles/plane {r['tiles_per_plane']}",
         *(
-            [f"{r['forced_tiles']['tiles_per_plane']} forced tiles / one tile {_fmt(r, 'forced_vs_one_tile', '.0%')} wall, "
-             f"{_fmt(r, 'forced_vs_one_tile_cpu_time', '.0%')} CPU"]
-            if "forced_tiles" in r else []
+            [
+                f"{r['forced_tiles']['tiles_per_plane']} forced tiles / one tile {_fmt(r, 'forced_vs_one_tile', '.0%')} wall, "
+                f"{_fmt(r, 'forced_vs_one_tile_cpu_time', '.0%')} CPU"
+            ]
+            if "forced_tiles" in r
+            else []
         ),
         f"RSS +{t['rss_increase_mb']:.0f} MB",
     ]
@@ -547,7 +566,11 @@ def _forced_cell(r: dict[str, Any]) -> str:
         return "–"
     n = r["forced_tiles"]["tiles_per_plane"]
     one = f"{r['forced_vs_one_tile']:.0%}/{r['forced_vs_one_tile_cpu_time']:.0%}"
-    ort = f"{r['forced_vs_ort_untiled']:.0%}/{r['forced_vs_ort_untiled_cpu_time']:.0%}" if "forced_vs_ort_untiled" in r else "–"
+    ort = (
+        f"{r['forced_vs_ort_untiled']:.0%}/{r['forced_vs_ort_untiled_cpu_time']:.0%}"
+        if "forced_vs_ort_untiled" in r
+        else "–"
+    )
     return f"{n}, {one}, {ort}"
 
 

@@ -46,9 +46,8 @@ def synthetic_plane(k: int, edge: int = EDGE) -> Any:
     y, x = np.ogrid[0:edge, 0:edge]
     y, x = y.astype(np.float32) / edge, x.astype(np.float32) / edge
     phase = 0.37 * k
-    v = (
-        np.sin(2 * np.pi * (3 * x + 2 * y) + phase) * np.cos(2 * np.pi * (5 * y - x) - phase)
-        + 0.5 * np.sin(2 * np.pi * 17 * (x + 0.3 * np.sin(2 * np.pi * y + phase)))
+    v = np.sin(2 * np.pi * (3 * x + 2 * y) + phase) * np.cos(2 * np.pi * (5 * y - x) - phase) + 0.5 * np.sin(
+        2 * np.pi * 17 * (x + 0.3 * np.sin(2 * np.pi * y + phase))
     )
     return (20000 + 15000 * v).astype(np.uint16)
 
@@ -112,7 +111,9 @@ def check_planes(src: Path, out: Path, model_arg: str, planes: list[int]) -> dic
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--planes", type=int, default=200)
-    p.add_argument("--model", default="bicubic", help="'bicubic', 'default' (SRNet(scale=2), random weights), a name or file")
+    p.add_argument(
+        "--model", default="bicubic", help="'bicubic', 'default' (SRNet(scale=2), random weights), a name or file"
+    )
     p.add_argument("--workdir", default=None, help="where the zarr stores go (default: a temporary folder, removed)")
     p.add_argument("--machine", default=None)
     p.add_argument("--note", action="append", default=[])

@@ -297,8 +297,11 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{r['hr_mpx_per_s']:.3f} | {r['sampling_share']:.1%} | {r['generator_gflop_s']:.1f} | {r['threads']} | – |"
         )  # fmt: skip
     if any(r.get("vgg") == "random" for r in report["runs"]):
-        lines += ["", "VGG weights *random*: timed with a randomly initialised VGG-16 (no ImageNet weights offline); "
-                  "the speed is representative, nothing else is."]
+        lines += [
+            "",
+            "VGG weights *random*: timed with a randomly initialised VGG-16 (no ImageNet weights offline); "
+            "the speed is representative, nothing else is.",
+        ]
     if report["skipped"]:
         lines += ["", "Skipped:", ""] + [f"- {s['device']} {s['preset']}: {s['reason']}" for s in report["skipped"]]
     return "\n".join(lines)

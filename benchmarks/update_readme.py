@@ -46,7 +46,12 @@ def performance_block(machines: list[str]) -> str:
         parts.append(text.strip())
         candidates = RESULTS / f"candidates-{machine}.md"
         if candidates.is_file():  # benchmarks/candidates.py: the CPU runtimes measured before choosing one
-            text = re.sub(r"^# .*\n", "##### CPU inference candidates (benchmarks/candidates.py)\n", candidates.read_text(), count=1)
+            text = re.sub(
+                r"^# .*\n",
+                "##### CPU inference candidates (benchmarks/candidates.py)\n",
+                candidates.read_text(),
+                count=1,
+            )
             parts.append(text.strip())
     return "\n\n".join(parts)
 

@@ -65,8 +65,14 @@ def _figures(result: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     a, b = result.astype(np.float64), reference.astype(np.float64)
     return {
         "psnr_db": round(float(peak_signal_noise_ratio(b, a, data_range=rng)), 3),
-        "ssim": round(float(structural_similarity(b, a, data_range=rng, gaussian_weights=True, sigma=1.5,
-                                                  use_sample_covariance=False)), 4),  # fmt: skip
+        "ssim": round(
+            float(
+                structural_similarity(
+                    b, a, data_range=rng, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+                )
+            ),
+            4,
+        ),  # fmt: skip
     }
 
 
@@ -120,8 +126,13 @@ def main(argv: list[str] | None = None) -> int:
         tifffile.imwrite(args.out / "bicubic.tif", bicubic, imagej=True, resolution=(1 / pixel, 1 / pixel))
         summary = {
             "source": {"layer": low.name, "shape": list(low.data.shape), "scale": list(map(float, low.scale))},
-            "result": {"layer": up.name, "shape": list(up.data.shape), "scale": list(map(float, up.scale)),
-                       "translate": list(map(float, up.translate)), "seconds": round(seconds, 2)},  # fmt: skip
+            "result": {
+                "layer": up.name,
+                "shape": list(up.data.shape),
+                "scale": list(map(float, up.scale)),
+                "translate": list(map(float, up.translate)),
+                "seconds": round(seconds, 2),
+            },  # fmt: skip
             "overlay_edges_equal": bool(np.allclose(_world_edges(up), _world_edges(low))),
             "model": {"name": model, **_figures(up.data, high.data)},
             "bicubic": _figures(bicubic, high.data),

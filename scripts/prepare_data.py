@@ -156,8 +156,11 @@ def synthetic_images(split: str, shape: tuple[int, int] | None = None) -> list[I
 def training_images(data: Path) -> list[Image]:
     """Every training image (nothing held out), in a fixed order."""
     data = Path(data)
-    return natural_images(data, "train") + em_images(data, "train") + fluorescence_images(data, "train") + (
-        synthetic_images("train")
+    return (
+        natural_images(data, "train")
+        + em_images(data, "train")
+        + fluorescence_images(data, "train")
+        + (synthetic_images("train"))
     )
 
 

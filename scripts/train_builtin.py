@@ -60,10 +60,23 @@ from prepare_data import (  # noqa: E402
 #: ``cond_channels``: the network reads the image's noise and blur maps (SRMD-style conditioning,
 #: ``engine/nets/conditioning.py``), estimated from the image at inference.
 NET_BY_SCALE = {
-    2: {"channels": 48, "blocks": 8, "upsampling": "bilinear", "upsample_channels": [24], "activation": "leaky_relu",
-        "global_skip": True, "cond_channels": 2},
-    4: {"channels": 32, "blocks": 4, "upsampling": "bilinear", "upsample_channels": [32, 32], "global_skip": True,
-        "cond_channels": 2},
+    2: {
+        "channels": 48,
+        "blocks": 8,
+        "upsampling": "bilinear",
+        "upsample_channels": [24],
+        "activation": "leaky_relu",
+        "global_skip": True,
+        "cond_channels": 2,
+    },
+    4: {
+        "channels": 32,
+        "blocks": 4,
+        "upsampling": "bilinear",
+        "upsample_channels": [32, 32],
+        "global_skip": True,
+        "cond_channels": 2,
+    },
 }
 #: High-res patch edge per scale (px) and patches per step.
 PATCH_SIZE = {2: 64, 4: 96}
@@ -236,7 +249,9 @@ def initial_net(config: Any, init: Path | None = None) -> Any:
         if net.config.cond_channels and not start.config.cond_channels:
             start = conditioned_copy(start, net.config.cond_channels)
         if start.config.to_dict() != net.config.to_dict():
-            raise SystemExit(f"--init {init}: its network {start.config.to_dict()} is not the recipe's {net.config.to_dict()}")
+            raise SystemExit(
+                f"--init {init}: its network {start.config.to_dict()} is not the recipe's {net.config.to_dict()}"
+            )
         net.load_state_dict(start.state_dict())
     return net.to(memory_format=torch.channels_last)
 
@@ -297,7 +312,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     config, source, summary = build(args.data, args.scale, args.steps, args.seed, args.device)
     config.checkpoint_path = str(args.checkpoint) if args.checkpoint else None
     config.checkpoint_every = args.checkpoint_every if args.checkpoint else 0
-    print(f"data: {source.n_planes} planes, {json.dumps(summary['kinds'])}; prepared in {time.perf_counter() - t0:.0f}s")
+    print(
+        f"data: {source.n_planes} planes, {json.dumps(summary['kinds'])}; prepared in {time.perf_counter() - t0:.0f}s"
+    )
     if args.resume and args.checkpoint and Path(args.checkpoint).is_file():
         trainer = Trainer.resume(args.checkpoint, source, steps=args.steps)
         print(f"resumed from {args.checkpoint} at step {trainer.step}")
@@ -367,9 +384,7 @@ def results_markdown(path: Path, model_name: str, scale: int) -> str:
     return quality.markdown({**results, "results": rows})
 
 
-def write_card(
-    model: Path, scale: int, data: Path, info: dict[str, Any], bench_md: str | None, note: str = ""
-) -> Path:
+def write_card(model: Path, scale: int, data: Path, info: dict[str, Any], bench_md: str | None, note: str = "") -> Path:
     """Write ``<model>.md``: what the model is for, its data (credited), recipe, cost and benchmark."""
     from napari_superres.engine.nets.model_file import atomic_write_bytes, load_model
 
@@ -379,9 +394,7 @@ def write_card(
     hw = info.get("hardware", {})
     credits = source_credits(data)
     kinds = info.get("data", {}).get("kinds", {})
-    mix = "\n".join(
-        f"| {kind} | {v['images']} | {v['planes']} | {v['megapixels']} |" for kind, v in kinds.items()
-    )
+    mix = "\n".join(f"| {kind} | {v['images']} | {v['planes']} | {v['megapixels']} |" for kind, v in kinds.items())
     held = "\n".join(f"- `{folder}`: {', '.join(names)}" for folder, names in HELD_OUT.items())
     skipped = info.get("data", {}).get("skipped", [])
     steps = info.get("steps_done", meta.get("steps"))
@@ -398,7 +411,7 @@ def write_card(
         "reads a noise-level map and a blur map, estimated once per image at inference "
         "(`upscale(..., degradation=...)` shows and overrides them), so one model serves clean and noisy, sharp "
         "and blurred data. Intensities are normalised per image by percentiles "
-        "(`{\"mode\": \"percentile\", \"low\": 1.0, \"high\": 99.8}`, as CSBDeep/CARE) in training and "
+        '(`{"mode": "percentile", "low": 1.0, "high": 99.8}`, as CSBDeep/CARE) in training and '
         "at inference, so dim 16-bit data is treated like bright 8-bit data.",
         "",
         "## Status and honesty note",
@@ -446,8 +459,7 @@ def write_card(
         "global bicubic skip: the network learns a residual over bicubic)",
         f"- loss: L1 (preset `psnr`); Adam (betas 0.9/0.99), learning rate {cfg.get('lr')}, "
         f"{cfg.get('schedule')} schedule, gradient clipping {cfg.get('grad_clip')}, EMA {cfg.get('ema')}",
-        f"- patches: {cfg.get('batch_size')} x {cfg.get('patch_size')} px (high-res) per step, random "
-        "flips/rotations",
+        f"- patches: {cfg.get('batch_size')} x {cfg.get('patch_size')} px (high-res) per step, random flips/rotations",
         f"- degradation (per patch, from high-res only): `{json.dumps(cfg.get('degradation'))}`",
         *degradation_ranges(cfg.get("degradation") or degradation_config(scale), scale),
         f"- intensity: each plane normalised by `{json.dumps(NORMALIZATION)}`; repeats per kind {REPEATS}",
@@ -456,8 +468,7 @@ def write_card(
         "",
         "## Benchmark (held-out images)",
         "",
-        bench_md
-        or "Not run for this file (`--no-benchmark`); see `benchmarks/results/quality.md` for the figures.",
+        bench_md or "Not run for this file (`--no-benchmark`); see `benchmarks/results/quality.md` for the figures.",
         "",
         "Protocols and metrics: see `benchmarks/quality.py` (bicubic = the SR literature's antialiased "
         "bicubic downsampling; microscope = blur + area + Poisson-Gaussian noise). Perceptual distance: "
@@ -520,9 +531,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-benchmark", action="store_true", help="skip the held-out benchmark in the card")
     parser.add_argument("--card-only", action="store_true", help="only (re)write the card of an existing --out")
     parser.add_argument("--note", default="", help="extra sentence for the card's status section")
-    parser.add_argument("--init", type=Path, help="warm start: a model file of the recipe's network whose weights start the run")
     parser.add_argument(
-        "--results", type=Path, help="take the card's benchmark from this benchmarks/quality.py JSON instead of running it"
+        "--init", type=Path, help="warm start: a model file of the recipe's network whose weights start the run"
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help="take the card's benchmark from this benchmarks/quality.py JSON instead of running it",
     )
     args = parser.parse_args(argv)
 

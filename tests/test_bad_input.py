@@ -252,19 +252,42 @@ MODEL_FILES = {
     "nan weights": (lambda tmp, good: _nan_model(tmp, float("nan")), "NaN or Inf"),
     "inf weights": (lambda tmp, good: _nan_model(tmp, float("inf")), "NaN or Inf"),
     "truncated": (_truncated, "damaged or truncated|not a readable"),
-    "wrong header": (lambda tmp, good: (tmp / "x.safetensors").write_bytes(os.urandom(256)) and tmp / "x.safetensors",
-                     "not a readable safetensors"),
-    "empty file": (lambda tmp, good: (tmp / "e.safetensors").write_bytes(b"") or tmp / "e.safetensors", "not a readable"),
+    "wrong header": (
+        lambda tmp, good: (tmp / "x.safetensors").write_bytes(os.urandom(256)) and tmp / "x.safetensors",
+        "not a readable safetensors",
+    ),
+    "empty file": (
+        lambda tmp, good: (tmp / "e.safetensors").write_bytes(b"") or tmp / "e.safetensors",
+        "not a readable",
+    ),
     "other safetensors": (lambda tmp, good: _other_safetensors(tmp), "not a napari-superres model"),
     "pickle renamed": (lambda tmp, good: _pickle_payload(tmp), "not a readable safetensors"),
     "torch.save renamed": (lambda tmp, good: _torch_saved(tmp), "not a readable safetensors"),
-    "absurd channels": (lambda tmp, good: _model_with_metadata(tmp / "c.safetensors", {"channels": 10**6}), "at most 1024 channels"),
+    "absurd channels": (
+        lambda tmp, good: _model_with_metadata(tmp / "c.safetensors", {"channels": 10**6}),
+        "at most 1024 channels",
+    ),
     "absurd blocks": (lambda tmp, good: _model_with_metadata(tmp / "b.safetensors", {"blocks": 10**7}), "at most"),
-    "absurd upsample": (lambda tmp, good: _model_with_metadata(tmp / "u.safetensors", {"upsample_channels": [10**5]}), "at most"),
-    "negative channels": (lambda tmp, good: _model_with_metadata(tmp / "n.safetensors", {"channels": -3}), "invalid network config"),
-    "string channels": (lambda tmp, good: _model_with_metadata(tmp / "s.safetensors", {"channels": "32"}), "invalid network config"),
-    "bad scale": (lambda tmp, good: _model_with_metadata(tmp / "sc.safetensors", {"scale": 5}), "invalid network config"),
-    "weights mismatch": (lambda tmp, good: _model_with_metadata(tmp / "w.safetensors", {"channels": 8}), "do not match"),
+    "absurd upsample": (
+        lambda tmp, good: _model_with_metadata(tmp / "u.safetensors", {"upsample_channels": [10**5]}),
+        "at most",
+    ),
+    "negative channels": (
+        lambda tmp, good: _model_with_metadata(tmp / "n.safetensors", {"channels": -3}),
+        "invalid network config",
+    ),
+    "string channels": (
+        lambda tmp, good: _model_with_metadata(tmp / "s.safetensors", {"channels": "32"}),
+        "invalid network config",
+    ),
+    "bad scale": (
+        lambda tmp, good: _model_with_metadata(tmp / "sc.safetensors", {"scale": 5}),
+        "invalid network config",
+    ),
+    "weights mismatch": (
+        lambda tmp, good: _model_with_metadata(tmp / "w.safetensors", {"channels": 8}),
+        "do not match",
+    ),
     "folder": (lambda tmp, good: tmp, "is a folder"),
     "missing": (lambda tmp, good: tmp / "nope.safetensors", "not found"),
 }
@@ -359,9 +382,16 @@ OUTPUT_CLASHES = [
     ("output is the input", lambda tmp, src: (src, src), "is the input"),
     ("symlink to the input", lambda tmp, src: (src, _symlink(tmp / "link.tif", src)), "is the input"),
     ("hard link to the input", lambda tmp, src: (src, _hardlink(tmp / "hard.tif", src)), "is the input"),
-    ("output inside the input", lambda tmp, src: (_zarr_copy(tmp, src), tmp / "in.zarr" / "out.zarr"), "inside the input"),
-    ("output contains the input", lambda tmp, src: (_zarr_group_input(tmp, tifffile.imread(src)), tmp / "data.zarr"),
-     "contains the input"),
+    (
+        "output inside the input",
+        lambda tmp, src: (_zarr_copy(tmp, src), tmp / "in.zarr" / "out.zarr"),
+        "inside the input",
+    ),
+    (
+        "output contains the input",
+        lambda tmp, src: (_zarr_group_input(tmp, tifffile.imread(src)), tmp / "data.zarr"),
+        "contains the input",
+    ),
     ("reserved temp name", lambda tmp, src: (src, temp_path_for(tmp / "x.tif")), "reserved for temporary"),
 ]
 
@@ -382,7 +412,9 @@ def _zarr_copy(tmp: Path, src: Path) -> Path:
     return tmp / "in.zarr"
 
 
-@pytest.mark.parametrize(("make", "words"), [(m, w) for _, m, w in OUTPUT_CLASHES], ids=[n for n, _, _ in OUTPUT_CLASHES])
+@pytest.mark.parametrize(
+    ("make", "words"), [(m, w) for _, m, w in OUTPUT_CLASHES], ids=[n for n, _, _ in OUTPUT_CLASHES]
+)
 def test_cli_never_writes_over_its_input(tmp_path, capsys, in_tif, image, make, words):
     src, out = make(tmp_path, in_tif)
     before = np.asarray(zarr.open_array(str(src), mode="r")[:]) if src.name != "in.tif" else tifffile.imread(src)
@@ -508,10 +540,17 @@ def hr_tif(tmp_path, rng) -> Path:
 FAST_TRAIN = ["--steps", "2", "--batch-size", "2", "--patch-size", "32", "--channels", "4", "--blocks", "1",
               "--device", "cpu", "--val-every", "0", "--quiet"]  # fmt: skip
 TRAIN_CLASHES = [
-    ("checkpoint is the training image", lambda t, hr: ["--checkpoint", hr, "--out", t / "m.safetensors"], "is the --hr input"),
+    (
+        "checkpoint is the training image",
+        lambda t, hr: ["--checkpoint", hr, "--out", t / "m.safetensors"],
+        "is the --hr input",
+    ),
     ("log is the training image", lambda t, hr: ["--log", hr, "--out", t / "m.safetensors"], "is the --hr input"),
-    ("out is the checkpoint", lambda t, hr: ["--checkpoint", t / "m.safetensors", "--out", t / "m.safetensors"],
-     "same file"),
+    (
+        "out is the checkpoint",
+        lambda t, hr: ["--checkpoint", t / "m.safetensors", "--out", t / "m.safetensors"],
+        "same file",
+    ),
     ("log is the out", lambda t, hr: ["--log", t / "m.safetensors", "--out", t / "m.safetensors"], "same file"),
     ("out is a folder", lambda t, hr: ["--out", _mkdir(t / "dir.safetensors"), "--overwrite"], "is a folder"),
     ("missing resume", lambda t, hr: ["--resume", t / "none.ckpt", "--out", t / "m.safetensors"], "not found"),
@@ -881,7 +920,9 @@ def test_integer_outputs_saturate_at_their_limits_never_wrap(engine, dtype):
         out = engine.upscale(image, "bicubic", normalization="dtype")
         assert out.dtype == np.dtype(dtype)
         assert (out[:, 20:] == limit).all()  # the limit's side: exactly the limit
-        wrapped = out.min() <= info.min + (info.max // 4) if limit == info.max else out.max() >= info.max - info.max // 4
+        wrapped = (
+            out.min() <= info.min + (info.max // 4) if limit == info.max else out.max() >= info.max - info.max // 4
+        )
         assert not (wrapped and other != 0), (limit, out.min(), out.max())
 
 

@@ -30,8 +30,16 @@ ARCH_CONFIGS = [
     dict(scale=4, channels=8, blocks=1),
     dict(scale=3, upsampling="pixelshuffle", channels=8, blocks=1, activation="prelu"),
     dict(scale=2, upsampling="transposed", channels=8, blocks=2, norm="batch", activation="leaky_relu"),
-    dict(scale=2, channels=8, blocks=1, upsample_blocks=1, block_post_activation=True, final_activation=True,
-         global_skip=False, activation="gelu"),
+    dict(
+        scale=2,
+        channels=8,
+        blocks=1,
+        upsample_blocks=1,
+        block_post_activation=True,
+        final_activation=True,
+        global_skip=False,
+        activation="gelu",
+    ),
     dict(scale=2, in_channels=3, out_channels=3, channels=8, blocks=1, activation="silu"),
     dict(scale=4, channels=8, blocks=1, upsample_channels=(12, 6)),
 ]
@@ -84,6 +92,7 @@ def test_a_package_is_a_zip(tmp_path):
 
 # --- the round trip on a built-in model (exports once: about 20 s on 2 loaded cores) ------------------
 
+
 @pytest.fixture(scope="module")
 def x2_package(tmp_path_factory):
     from napari_superres.cli import main
@@ -112,8 +121,14 @@ def test_package_holds_documentation_cover_test_tensors_and_citations(x2_package
         readme = z.read("README.md").decode()
         test_in = np.load(z.open("test_input.npy"))
         test_out = np.load(z.open("test_output.npy"))
-    assert {"weights.pt", "weights_torchscript.pt", "weights.onnx", "srnet_architecture.py", "cover.png",
-            "model.safetensors"} <= names
+    assert {
+        "weights.pt",
+        "weights_torchscript.pt",
+        "weights.onnx",
+        "srnet_architecture.py",
+        "cover.png",
+        "model.safetensors",
+    } <= names
     assert rdf["format_version"].startswith("0.5") and rdf["license"] == "BSD-3-Clause"
     x, y = rdf["inputs"][0]["axes"][2], rdf["outputs"][0]["axes"][2]
     assert x["size"]["step"] > 0 and y["size"] == {"tensor_id": "input", "axis_id": "y"} and y["scale"] == 0.5
@@ -182,7 +197,8 @@ def _edited_package(package: Path, folder: Path, edit) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("scale", "message"), [(1.0, "keeps the image size"), (0.4, "not an integer")],
+    ("scale", "message"),
+    [(1.0, "keeps the image size"), (0.4, "not an integer")],
 )
 def test_packages_that_are_not_upscalers_are_refused_with_the_reason(x2_package, tmp_path, scale, message):
     def set_output_scale(rdf):
@@ -210,8 +226,9 @@ def test_a_file_that_is_no_package_is_refused(tmp_path):
 def test_percentile_normalised_model_exports_and_passes_test_model(tmp_path):
     torch.manual_seed(1)
     engine = Engine(device="cpu", builtins=False)
-    name = engine.register(SRNet(scale=2, channels=8, blocks=1), "tiny", normalization={"mode": "percentile",
-                                                                                      "low": 1.0, "high": 99.8})
+    name = engine.register(
+        SRNet(scale=2, channels=8, blocks=1), "tiny", normalization={"mode": "percentile", "low": 1.0, "high": 99.8}
+    )
     out = export_bioimageio(engine.get(name), tmp_path / "tiny.zip", weight_formats=["pytorch_state_dict"])
     summary = test_bioimageio_package(out)
     assert summary.status == "passed", summary.format()

@@ -38,7 +38,9 @@ def assert_close_uint(result: np.ndarray, expected: np.ndarray) -> None:
 
 def test_imagej_tiff_to_tiff_keeps_scaled_pixel_size(tmp_path, stack, model_file):
     src, out = tmp_path / "in.tif", tmp_path / "out.tif"
-    tifffile.imwrite(src, stack, imagej=True, resolution=(2.0, 2.0), metadata={"axes": "ZYX", "unit": "um", "spacing": 3.0})
+    tifffile.imwrite(
+        src, stack, imagej=True, resolution=(2.0, 2.0), metadata={"axes": "ZYX", "unit": "um", "spacing": 3.0}
+    )
 
     assert main(["upscale", str(src), str(out), "--model", str(model_file), "-q"]) == 0
 
@@ -58,7 +60,9 @@ def test_ome_tiff_to_zarr_streams_chunks(tmp_path, stack, model_file):
         "axes": "ZYX", "PhysicalSizeX": 0.4, "PhysicalSizeY": 0.4, "PhysicalSizeXUnit": "µm", "PhysicalSizeZ": 1.0,
     })  # fmt: skip
 
-    code = main(["upscale", str(src), str(out), "-m", str(model_file), "--chunk-size", "24", "--chunk-planes", "2", "-q"])
+    code = main(
+        ["upscale", str(src), str(out), "-m", str(model_file), "--chunk-size", "24", "--chunk-planes", "2", "-q"]
+    )
 
     assert code == 0
     z = zarr.open_array(str(out), mode="r")

@@ -207,7 +207,9 @@ def test_cli_reports_and_overrides_the_estimate(tmp_path, capsys):
     assert auto["peak_photons"] > 0
     assert main(["upscale", str(src), str(tmp_path / "set.zarr"), "--model", str(model), "--blur", "1.5", "-q"]) == 0
     fixed = zarr.open(str(tmp_path / "set.zarr"), mode="r").attrs["napari_superres"]["degradation"]
-    assert fixed["blur_sigma"] == 1.5 and fixed["noise_gain"] == pytest.approx(auto["noise_gain"])  # noise still estimated
+    assert fixed["blur_sigma"] == 1.5 and fixed["noise_gain"] == pytest.approx(
+        auto["noise_gain"]
+    )  # noise still estimated
     assert main(["upscale", str(src), str(tmp_path / "bad.zarr"), "--model", str(model), "--noise", "-3"]) != 0
     assert "--noise must be a number > 0" in capsys.readouterr().err
     assert not (tmp_path / "bad.zarr").exists()

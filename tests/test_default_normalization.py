@@ -67,7 +67,10 @@ def test_default_training_on_a_dim_uint16_pair_beats_bicubic_on_a_held_out_image
     data_range = float(ref.max() - ref.min())
     gain = psnr(out.astype(np.float64), ref, data_range=data_range) - psnr(bicubic(test_lq), ref, data_range=data_range)
     assert gain > 2.0, gain  # measured +3.8 dB
-    assert ssim(out.astype(np.float64), ref, data_range=data_range) > ssim(bicubic(test_lq), ref, data_range=data_range) + 0.2
+    assert (
+        ssim(out.astype(np.float64), ref, data_range=data_range)
+        > ssim(bicubic(test_lq), ref, data_range=data_range) + 0.2
+    )
 
 
 def test_validation_figures_are_on_the_data_range_not_the_dtype_range():

@@ -92,6 +92,8 @@ def test_percentile_normalised_training_keeps_bright_structures_above_one():
 
 def test_shot_noise_keeps_values_below_the_percentile_range():
     below = torch.full((4, 1, 16, 16), -0.05)
-    cfg = DegradationConfig(scale=2, methods=("area",), blur_sigma=None, noise_poisson=(100, 100), noise_prob=1, clip=False)
+    cfg = DegradationConfig(
+        scale=2, methods=("area",), blur_sigma=None, noise_poisson=(100, 100), noise_prob=1, clip=False
+    )
     lr = degrade(below, cfg, torch.Generator().manual_seed(0))
     assert torch.allclose(lr, torch.full_like(lr, -0.05))  # no photons to count: no shot noise, offset kept

@@ -40,7 +40,9 @@ def test_api_on_a_cluster_equals_in_process(cluster, net):
         lazy = engine.upscale(da.from_array(image, chunks=(1, 20, 24)), net)  # range pass runs on the cluster
         result = client.compute(lazy).result()
         # every chunk ran in a worker process, not here
-        workers = client.run(lambda: __import__("napari_superres.engine.infer.lazy").engine.infer.lazy._worker_cache.copy())
+        workers = client.run(
+            lambda: __import__("napari_superres.engine.infer.lazy").engine.infer.lazy._worker_cache.copy()
+        )
 
     assert sum(len(cache) for cache in workers.values()) >= 1
     np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-4)

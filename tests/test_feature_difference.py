@@ -77,27 +77,21 @@ def test_map_is_symmetric_in_a_and_b(engine, pair):
 def test_weighted_per_layer_maps_sum_to_the_combined_map(engine, pair):
     a, b = pair
     weights = {"relu1_2": 3.0, "relu2_2": 1.0, "relu3_3": 0.0}
-    fmap, per = feature_difference(
-        a, b, layers=SHALLOW, weights=weights, per_layer=True, engine=engine
-    )
+    fmap, per = feature_difference(a, b, layers=SHALLOW, weights=weights, per_layer=True, engine=engine)
     assert list(per) == list(SHALLOW)
     assert all(m.shape == b.shape and m.dtype == np.float32 for m in per.values())
     np.testing.assert_allclose(fmap, 0.75 * per["relu1_2"] + 0.25 * per["relu2_2"], atol=1e-6)
     assert per["relu3_3"].max() > 0  # computed even with weight 0
 
 
-@pytest.mark.parametrize(
-    ("layers", "size", "tile"), [(("relu1_2", "relu2_2"), (56, 64), 8), (SHALLOW, (96, 100), 32)]
-)
+@pytest.mark.parametrize(("layers", "size", "tile"), [(("relu1_2", "relu2_2"), (56, 64), 8), (SHALLOW, (96, 100), 32)])
 def test_tiled_map_equals_untiled_map(engine, layers, size, tile):
     rng = np.random.default_rng(2)
     b = rng.random(size, dtype=np.float32)
     a = np.clip(b + rng.normal(0, 0.1, size).astype(np.float32), 0, 1)
     calls = []
     whole = feature_difference(a, b, layers=layers, engine=engine)
-    tiled = feature_difference(
-        a, b, layers=layers, engine=engine, tile=tile, progress=lambda d, t: calls.append(t)
-    )
+    tiled = feature_difference(a, b, layers=layers, engine=engine, tile=tile, progress=lambda d, t: calls.append(t))
     assert calls[-1] > 1 and len(calls) == calls[-1]  # really tiled, one progress report per tile
     np.testing.assert_allclose(tiled, whole, atol=1e-6)
 
@@ -114,9 +108,7 @@ def test_stacks_are_mapped_plane_by_plane_and_rgb_gives_one_map(engine, pair):
     stack_a, stack_b = np.stack([a, b, a]), np.stack([b, b, b])
     maps = feature_difference(stack_a, stack_b, layers=SHALLOW, engine=engine)
     assert maps.shape == (3, *b.shape)
-    np.testing.assert_allclose(
-        maps[0], feature_difference(a, b, layers=SHALLOW, engine=engine), atol=1e-6
-    )
+    np.testing.assert_allclose(maps[0], feature_difference(a, b, layers=SHALLOW, engine=engine), atol=1e-6)
     assert np.abs(maps[1]).max() <= 1e-6
     rgb_a = np.stack([a, a // 2, b], axis=-1)
     rgb_b = np.stack([b, b // 2, b], axis=-1)

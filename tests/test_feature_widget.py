@@ -41,9 +41,7 @@ def table(widget) -> list[str]:
     return [widget.table.item(row, 0).text() for row in range(widget.table.rowCount())]
 
 
-def test_maps_overlay_the_reference_and_rerun_replaces_them(
-    make_napari_viewer, qtbot, fake_vgg_cache
-):
+def test_maps_overlay_the_reference_and_rerun_replaces_them(make_napari_viewer, qtbot, fake_vgg_cache):
     viewer = make_napari_viewer()
     sr, hr = reference_and_result()
     b = viewer.add_image(hr, name="HR", scale=(0.5, 0.25), translate=(3.0, -2.0))
@@ -141,7 +139,5 @@ def test_torchvision_imports_after_the_canvas_exists():
         "import torchvision.models\n"
         "print('imported')\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=300
-    )
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "imported" in done.stdout, done.stderr[-2000:]

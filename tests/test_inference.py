@@ -44,7 +44,9 @@ def test_tiled_equals_untiled_for_every_upsampler_at_x4(mode, engine):
     torch.manual_seed(0)
     net = SRNet(scale=4, upsampling=mode, channels=4, blocks=1).eval()
     image = np.random.default_rng(3).random((150, 170), dtype=np.float32)
-    assert np.abs(upscale(image, net, tile=512, engine=engine) - upscale(image, net, tile=64, engine=engine)).max() <= 1e-4
+    assert (
+        np.abs(upscale(image, net, tile=512, engine=engine) - upscale(image, net, tile=64, engine=engine)).max() <= 1e-4
+    )
 
 
 def test_bicubic_baseline_equals_torch_interpolate(engine):
@@ -108,7 +110,9 @@ def test_axes_can_put_y_and_x_anywhere(net, engine):
     image = np.random.default_rng(9).random((12, 3, 14), dtype=np.float32)  # Y, Z, X
     out = upscale(image, net, axes="YZX", engine=engine)
     assert out.shape == (24, 3, 28)
-    np.testing.assert_allclose(out[:, 1, :], upscale(np.ascontiguousarray(image[:, 1, :]), net, engine=engine), atol=1e-6)
+    np.testing.assert_allclose(
+        out[:, 1, :], upscale(np.ascontiguousarray(image[:, 1, :]), net, engine=engine), atol=1e-6
+    )
 
 
 def test_progress_is_reported_and_cancel_stops(net, engine):

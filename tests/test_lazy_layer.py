@@ -52,4 +52,4 @@ def test_viewing_an_upscaled_stack_computes_only_displayed_planes(make_napari_vi
     viewer.dims.set_current_step(0, other)
     qtbot.waitUntil(lambda: other in counter.planes, timeout=10_000)
     qtbot.wait(200)  # let any further slicing finish before counting
-    assert counter.planes[len(first):] == [other]  # moving one plane computes exactly that plane
+    assert counter.planes[len(first) :] == [other]  # moving one plane computes exactly that plane

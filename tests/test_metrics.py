@@ -30,9 +30,7 @@ def noisy_pair(rng, shape=(48, 56), dtype=np.uint16, noise=0.05):
     """A smooth reference ``b`` plus mild noise and a noisier ``a``; Y, X first, any trailing axes."""
     top = np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else 1.0
     yy, xx = np.mgrid[: shape[0], : shape[1]]
-    base = (0.5 + 0.3 * np.sin(yy / 5.0) * np.cos(xx / 7.0)).reshape(
-        shape[:2] + (1,) * (len(shape) - 2)
-    )
+    base = (0.5 + 0.3 * np.sin(yy / 5.0) * np.cos(xx / 7.0)).reshape(shape[:2] + (1,) * (len(shape) - 2))
     b = np.broadcast_to(base, shape) + rng.normal(0, 0.02, shape)
     a = b + rng.normal(0, noise, shape)
     return (np.clip(a, 0, 1) * top).astype(dtype), (np.clip(b, 0, 1) * top).astype(dtype)
@@ -47,9 +45,7 @@ def test_psnr_equals_scikit_image_with_dtype_range(rng, dtype):
 def test_psnr_float_with_explicit_data_range_equals_scikit_image(rng):
     a, b = noisy_pair(rng, dtype=np.float32)
     a, b = a * 300 + 20, b * 300 + 20  # float in arbitrary units: pass the range
-    assert psnr(a, b, data_range=300) == pytest.approx(
-        peak_signal_noise_ratio(b, a, data_range=300), abs=1e-3
-    )
+    assert psnr(a, b, data_range=300) == pytest.approx(peak_signal_noise_ratio(b, a, data_range=300), abs=1e-3)
 
 
 def test_psnr_is_symmetric_and_infinite_for_identical_images(rng):
@@ -74,9 +70,7 @@ def test_psnr_y_is_the_literature_y_channel_with_border_crop(rng):
 
 def test_ssim_equals_scikit_image_for_uint16(rng):
     a, b = noisy_pair(rng)
-    assert ssim(a, b) == pytest.approx(
-        structural_similarity(a, b, data_range=65535, **WANG), abs=1e-3
-    )
+    assert ssim(a, b) == pytest.approx(structural_similarity(a, b, data_range=65535, **WANG), abs=1e-3)
 
 
 def test_ssim_equals_scikit_image_for_float_with_offset(rng):
@@ -117,9 +111,7 @@ def test_rgb_maps_drop_the_colour_axis_and_stacks_keep_leading_axes(rng):
     a, b = noisy_pair(rng, shape=(24, 28, 3), dtype=np.uint8)
     assert absolute_error_map(a, b).shape == (24, 28)
     assert ssim_map(a, b).shape == (24, 28)
-    stack_a, stack_b = noisy_pair(
-        rng, shape=(24, 28, 3), dtype=np.uint16
-    )  # read as a Z stack below
+    stack_a, stack_b = noisy_pair(rng, shape=(24, 28, 3), dtype=np.uint16)  # read as a Z stack below
     zyx_a, zyx_b = np.moveaxis(stack_a, -1, 0), np.moveaxis(stack_b, -1, 0)
     maps = ssim_map(zyx_a, zyx_b)
     assert maps.shape == (3, 24, 28)
@@ -151,9 +143,7 @@ def test_compare_gives_every_figure_and_no_perceptual_offline(rng, no_vgg_cache,
     a, b = noisy_pair(rng)
     figures = compare(a, b, engine=Engine(device="cpu", builtins=False))
     assert figures["psnr"] == pytest.approx(peak_signal_noise_ratio(b, a), abs=1e-3)
-    assert figures["ssim"] == pytest.approx(
-        structural_similarity(a, b, data_range=65535, **WANG), abs=1e-3
-    )
+    assert figures["ssim"] == pytest.approx(structural_similarity(a, b, data_range=65535, **WANG), abs=1e-3)
     assert figures["psnr_y"] is None  # grayscale
     assert figures["perceptual"] is None
     assert "vgg16-397923af.pth" in figures["perceptual_note"]
@@ -165,6 +155,4 @@ def test_compare_perceptual_with_random_vgg_is_a_non_negative_mean(rng, fake_vgg
     engine = Engine(device="cpu", builtins=False)
     figures = compare(a, b, engine=engine, layers=("relu1_2", "relu2_2"))
     assert figures["perceptual"] > 0
-    assert compare(b, b, engine=engine, layers=("relu1_2", "relu2_2"))[
-        "perceptual"
-    ] == pytest.approx(0, abs=1e-7)
+    assert compare(b, b, engine=engine, layers=("relu1_2", "relu2_2"))["perceptual"] == pytest.approx(0, abs=1e-7)

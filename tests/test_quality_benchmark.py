@@ -47,9 +47,7 @@ def tiny_model(tmp_path):
 
 def test_benchmark_writes_json_and_markdown(hr_folder, tiny_model, tmp_path):
     out = tmp_path / "results" / "quality"
-    results = quality.main(
-        ["--folder", str(hr_folder), "--scales", "2", "--model", str(tiny_model), "--out", str(out)]
-    )
+    results = quality.main(["--folder", str(hr_folder), "--scales", "2", "--model", str(tiny_model), "--out", str(out)])
 
     data = json.loads(out.with_suffix(".json").read_text())
     assert data["sets"] == {"hr": ["color.png", "gray.tif"]}

@@ -184,7 +184,9 @@ def test_a_model_file_named_by_path_loads_once_until_it_changes(tmp_path, monkey
 
     loads: list[str] = []
     real_load = registry.load_model_file
-    monkeypatch.setattr(registry, "load_model_file", lambda path, **kw: loads.append(str(path)) or real_load(path, **kw))
+    monkeypatch.setattr(
+        registry, "load_model_file", lambda path, **kw: loads.append(str(path)) or real_load(path, **kw)
+    )
     path = tmp_path / "mine.safetensors"
     save_model(path, SRNet(scale=2, channels=4, blocks=1))
     engine = Engine(device="cpu", builtins=False)

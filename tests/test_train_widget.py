@@ -66,9 +66,7 @@ def wait_for_end(widget, worker, qtbot):
     qtbot.waitUntil(lambda: bool(finished) or not worker.is_running, timeout=WAIT_MS)
 
 
-def test_train_on_the_sample_pair_and_upscale_with_the_model(
-    viewer, widget, sample_pair, qtbot, errors
-):
+def test_train_on_the_sample_pair_and_upscale_with_the_model(viewer, widget, sample_pair, qtbot, errors):
     hr_layer, _ = sample_pair
     assert widget.pair_label.value.startswith("×2")
     widget.name_edit.value = "my x2"
@@ -97,9 +95,7 @@ def test_train_on_the_sample_pair_and_upscale_with_the_model(
     assert np.all(np.isfinite(val["psnr"])) and np.all(np.isfinite(val["bicubic_psnr"]))
     assert "PSNR" in widget.validation_label.value and "bicubic" in widget.validation_label.value
     assert "finished at step 20/20" in widget.status.value
-    assert (
-        widget.save_button.enabled and widget.resume_button.enabled and widget.start_button.enabled
-    )
+    assert widget.save_button.enabled and widget.resume_button.enabled and widget.start_button.enabled
     # the preview layer: added once at the first validation, then updated in place
     preview = viewer.layers[PREVIEW_LAYER]
     assert added == [preview] and len(updates) == 3
@@ -115,9 +111,7 @@ def test_train_on_the_sample_pair_and_upscale_with_the_model(
     lo, hi = (float(v) for v in data.planes[0].hr_range)
     under = (hr_layer.data[y0 : y0 + preview.data.shape[0], x0 : x0 + preview.data.shape[1]] - lo) / (hi - lo)
     np.testing.assert_allclose(hr_crop[0], under, atol=1e-5)
-    assert (
-        preview.data.dtype == np.float32 and 0.0 <= preview.data.min() <= preview.data.max() <= 1.0
-    )
+    assert preview.data.dtype == np.float32 and 0.0 <= preview.data.min() <= preview.data.max() <= 1.0
 
     # the model is in the viewer's engine and listed by the Upscale widget
     assert "my x2" in get_engine(viewer).names()
@@ -127,9 +121,7 @@ def test_train_on_the_sample_pair_and_upscale_with_the_model(
     assert model.scale == 2 and model.metadata["steps"] == 20
 
 
-def test_stop_keeps_a_checkpoint_and_resume_continues(
-    viewer, widget, sample_pair, qtbot, errors, tmp_path
-):
+def test_stop_keeps_a_checkpoint_and_resume_continues(viewer, widget, sample_pair, qtbot, errors, tmp_path):
     widget.steps_spin.value = 400
     widget.name_edit.value = "stopped"
     worker = widget.start()
@@ -161,9 +153,7 @@ def test_stop_keeps_a_checkpoint_and_resume_continues(
     assert load_model(saved).metadata["steps"] == stopped_at + 5
 
 
-def test_synthesized_low_res_from_a_dask_layer_with_a_chosen_checkpoint(
-    viewer, widget, qtbot, errors, tmp_path, rng
-):
+def test_synthesized_low_res_from_a_dask_layer_with_a_chosen_checkpoint(viewer, widget, qtbot, errors, tmp_path, rng):
     # a lazy (dask) layer is read in the worker, not on the GUI thread
     image = da.from_array(rng.random((96, 96)).astype(np.float32), chunks=48)
     hr = viewer.add_image(image, name="hr only", scale=(0.5, 0.5))
@@ -187,9 +177,7 @@ def test_synthesized_low_res_from_a_dask_layer_with_a_chosen_checkpoint(
 def test_preset_fills_the_weights(widget):
     widget.preset_combo.value = "gan"
     weights = {k: s.value for k, s in widget.weight_spins.items()}
-    assert weights == pytest.approx(
-        {"l1": 0.01, "l2": 0.0, "ssim": 0.0, "perceptual": 1.0, "gan": 0.005}
-    )
+    assert weights == pytest.approx({"l1": 0.01, "l2": 0.0, "ssim": 0.0, "perceptual": 1.0, "gan": 0.005})
     widget.preset_combo.value = "psnr"
     assert widget.weight_spins["l1"].value == 1.0 and widget.weight_spins["gan"].value == 0.0
 
@@ -219,9 +207,7 @@ def test_preset_fills_the_weights(widget):
         "same-layer",
     ],
 )
-def test_bad_settings_are_refused_with_a_notification(
-    viewer, widget, sample_pair, errors, setup, expected
-):
+def test_bad_settings_are_refused_with_a_notification(viewer, widget, sample_pair, errors, setup, expected):
     setup(viewer, widget)
     assert widget.start() is None
     assert len(errors) == 1 and expected in errors[0], errors
@@ -244,9 +230,7 @@ def test_nan_and_labels_layers_are_refused(viewer, widget, errors):
         widget._layer_data(labels, "high-res")
 
 
-def test_missing_vgg_weights_offline_become_a_notification(
-    viewer, widget, sample_pair, qtbot, errors, no_vgg_cache
-):
+def test_missing_vgg_weights_offline_become_a_notification(viewer, widget, sample_pair, qtbot, errors, no_vgg_cache):
     widget.preset_combo.value = "perceptual"
     # warned as soon as the preset is chosen (a file check, no download), refused before Start
     assert widget.vgg_label.isVisibleTo(widget) and "VGG-16" in widget.vgg_label.value
@@ -260,9 +244,7 @@ def test_missing_vgg_weights_offline_become_a_notification(
 
 def test_gan_run_plots_discriminator_accuracy(viewer, widget, sample_pair, qtbot, errors):
     widget.preset_combo.value = "gan"
-    widget.weight_spins[
-        "perceptual"
-    ].value = 0.0  # edited weights override the preset (no VGG needed)
+    widget.weight_spins["perceptual"].value = 0.0  # edited weights override the preset (no VGG needed)
     widget.steps_spin.value = 6
     widget.val_spin.value = 0
     wait_for_end(widget, widget.start(), qtbot)
@@ -270,9 +252,7 @@ def test_gan_run_plots_discriminator_accuracy(viewer, widget, sample_pair, qtbot
     names = widget.loss_plot.names()
     assert {"gan", "d", "D acc (real)", "D acc (fake)"} <= set(names) and "perceptual" not in names
     acc_steps, acc = widget.loss_plot.series("D acc (real)")
-    np.testing.assert_array_equal(
-        acc_steps, [2, 3, 4, 5, 6]
-    )  # after 6 // 4 = 1 pixel pre-training step
+    np.testing.assert_array_equal(acc_steps, [2, 3, 4, 5, 6])  # after 6 // 4 = 1 pixel pre-training step
     assert np.all((acc >= 0) & (acc <= 1))
 
 

@@ -55,8 +55,12 @@ if TYPE_CHECKING:
 
     from ..engine import Engine
 
-FEATURE_MODULES = (*ENGINE_MODULES, "napari_superres.engine.metrics.pixel", "napari_superres.engine.nets.vgg",
-                   "torchvision.models")  # VGG16_Weights: the weights file name
+FEATURE_MODULES = (
+    *ENGINE_MODULES,
+    "napari_superres.engine.metrics.pixel",
+    "napari_superres.engine.nets.vgg",
+    "torchvision.models",
+)  # VGG16_Weights: the weights file name
 
 #: VGG-16 layers offered as check boxes, and which are ticked by default (the engine's defaults).
 OFFERED_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
@@ -175,9 +179,7 @@ class FeatureDifferenceWidget(QWidget):
 
         self.a_combo = ComboBox(label="image A", choices=self._image_choices, nullable=False)
         self.b_combo = ComboBox(label="reference B", choices=self._image_choices, nullable=False)
-        self.layer_checks = {
-            name: CheckBox(text=name, value=name in DEFAULT_CHECKED) for name in OFFERED_LAYERS
-        }
+        self.layer_checks = {name: CheckBox(text=name, value=name in DEFAULT_CHECKED) for name in OFFERED_LAYERS}
         layer_box = Container(widgets=list(self.layer_checks.values()), layout="vertical", labels=False)
         layer_box.margins = (0, 0, 0, 0)
         self.per_layer_check = CheckBox(text="one map per VGG layer", value=False)
@@ -270,11 +272,7 @@ class FeatureDifferenceWidget(QWidget):
 
     def _select_defaults(self) -> None:
         """A: the selected image (else the top one); B: the bottom-most other image; skip our outputs."""
-        images = [
-            ly
-            for ly in self.viewer.layers
-            if isinstance(ly, Image) and not _is_output_name(ly.name)
-        ]
+        images = [ly for ly in self.viewer.layers if isinstance(ly, Image) and not _is_output_name(ly.name)]
         if not images:
             return
         active = self.viewer.layers.selection.active
@@ -326,13 +324,9 @@ class FeatureDifferenceWidget(QWidget):
 
     def _prepare(self, a: Any, b: Any) -> _Request:
         if not isinstance(a, Image) or not isinstance(b, Image):
-            raise TypeError(
-                "Choose two image layers: A (e.g. a super-resolved result) and the reference B."
-            )
+            raise TypeError("Choose two image layers: A (e.g. a super-resolved result) and the reference B.")
         if a is b:
-            raise ValueError(
-                f"A and B are the same layer {a.name!r}; choose a reference B to compare with."
-            )
+            raise ValueError(f"A and B are the same layer {a.name!r}; choose a reference B to compare with.")
         if bool(a.rgb) != bool(b.rgb):
             raise ValueError(
                 f"{a.name!r} is {'RGB' if a.rgb else 'grayscale'} but {b.name!r} is "
@@ -365,21 +359,15 @@ class FeatureDifferenceWidget(QWidget):
                 f"(cubic spline, ×{1 / match.ratio[0]:g} in Y, ×{1 / match.ratio[1]:g} in X) before comparing."
             )
         elif not (np.allclose(a.scale, b.scale) and np.allclose(a.translate, b.translate)):
-            notes.append(
-                "A and B have the same shape but different scale/translate: compared pixel for pixel."
-            )
+            notes.append("A and B have the same shape but different scale/translate: compared pixel for pixel.")
         if np.dtype(a_data.dtype) != np.dtype(b_data.dtype):
-            notes.append(
-                f"A is {a_data.dtype}, B is {b_data.dtype}: values are compared in B's units and data range."
-            )
+            notes.append(f"A is {a_data.dtype}, B is {b_data.dtype}: values are compared in B's units and data range.")
         from ..engine.device import resolve_device
 
         self._device = str(resolve_device(self.device_combo.value))  # RuntimeError when unavailable
         layers = self.chosen_layers
         if not layers and not self.pixel_check.value and not self.ssim_check.value:
-            raise ValueError(
-                "Nothing to compute: tick at least one VGG-16 layer, the |A−B| map or the SSIM map."
-            )
+            raise ValueError("Nothing to compute: tick at least one VGG-16 layer, the |A−B| map or the SSIM map.")
         return _Request(a, b, a_data, b_data, axes, layers, bool(self.per_layer_check.value),
                         bool(self.pixel_check.value), bool(self.ssim_check.value), match, notes)  # fmt: skip
 
@@ -408,18 +396,12 @@ class FeatureDifferenceWidget(QWidget):
             a = np.asarray(a)
             for name, img in (("A", a), ("B", b)):
                 if img.dtype.kind == "f" and not np.isfinite(img).all():
-                    raise ValueError(
-                        f"image {name} contains NaN or Inf values; replace them (e.g. np.nan_to_num)"
-                    )
+                    raise ValueError(f"image {name} contains NaN or Inf values; replace them (e.g. np.nan_to_num)")
             ctx.check()
             ctx.status("PSNR and SSIM…")
             figures: dict[str, Any] = {"psnr": psnr(a, b)}
             y, x = _yx_axes(request.b_layer)
-            figures["ssim"] = (
-                ssim(a, b, axes=request.axes)
-                if min(b.shape[y], b.shape[x]) >= SSIM_WINDOW
-                else None
-            )
+            figures["ssim"] = ssim(a, b, axes=request.axes) if min(b.shape[y], b.shape[x]) >= SSIM_WINDOW else None
             figures["psnr_y"] = psnr_y(a, b) if request.b_layer.rgb else None
             maps: dict[str, np.ndarray] = {}
             ctx.check()
@@ -478,9 +460,7 @@ class FeatureDifferenceWidget(QWidget):
         self.figures = {**figures, "perceptual": figures.get("perceptual")}
         if kind == "pixel":
             if "pixel" in payload:
-                self._write(
-                    pixel_layer_name(a_name, b_name), payload["pixel"], PIXEL_COLORMAP, "|A−B|"
-                )
+                self._write(pixel_layer_name(a_name, b_name), payload["pixel"], PIXEL_COLORMAP, "|A−B|")
             if "ssim" in payload:
                 self._write(ssim_layer_name(a_name, b_name), payload["ssim"], SSIM_COLORMAP, "ssim")
             stage = "pixel maps done; VGG-16 features…" if request.layers else "done"
@@ -488,9 +468,7 @@ class FeatureDifferenceWidget(QWidget):
             fmap, per = payload
             self._write(feature_layer_name(a_name, b_name), fmap, FEATURE_COLORMAP, "features")
             for layer_name, m in per.items():
-                self._write(
-                    vgg_layer_name(layer_name, a_name, b_name), m, FEATURE_COLORMAP, "features"
-                )
+                self._write(vgg_layer_name(layer_name, a_name, b_name), m, FEATURE_COLORMAP, "features")
             stage = "done"
         elif kind == "offline":
             self.figures["perceptual_note"] = payload

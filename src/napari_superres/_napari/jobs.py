@@ -454,7 +454,10 @@ def modules_loaded(modules: Sequence[str]) -> bool:
 
 
 def import_modules_then(
-    runner: JobRunner, modules: Sequence[str], ready: Callable[[], None], what: str = "loading PyTorch",
+    runner: JobRunner,
+    modules: Sequence[str],
+    ready: Callable[[], None],
+    what: str = "loading PyTorch",
     warm: Callable[[], Any] | None = None,
 ) -> bool:
     """Import ``modules`` off the GUI thread (status ``what…``), then call ``ready()`` on the GUI thread.

@@ -58,7 +58,7 @@ class LogAxis(pg.AxisItem):
         return ticks
 
     def logTickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph's API
-        return [f"{10 ** v * scale:.3g}" for v in values]
+        return [f"{10**v * scale:.3g}" for v in values]
 
 
 def _plain_axis(axis: pg.AxisItem) -> None:

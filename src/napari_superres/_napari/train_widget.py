@@ -188,7 +188,9 @@ class TrainWidget(TrainGuards, QWidget):
         self.lr_spin.native.setDecimals(6)
         self.lr_spin.value = d.learning_rate
         self.val_spin = SpinBox(label="validate every", min=0, max=1_000_000, step=10, value=d.val_every)
-        self.norm_combo = ComboBox(label="normalization", choices=list(NORMALIZATIONS), value=TRAINING_NORMALIZATION.mode)
+        self.norm_combo = ComboBox(
+            label="normalization", choices=list(NORMALIZATIONS), value=TRAINING_NORMALIZATION.mode
+        )
         self.device_combo = ComboBox(label="device", choices=available_devices(), value=DEFAULT_DEVICE)
         opt_box = Container(widgets=[self.batch_spin, self.patch_spin, self.lr_spin, self.val_spin,
                                      self.norm_combo, self.device_combo])  # fmt: skip
@@ -673,7 +675,11 @@ class TrainWidget(TrainGuards, QWidget):
         self.status.value = "stopped before the first step"
 
     def _apply_errored(self, exc: BaseException) -> None:
-        detail = str(exc) if isinstance(exc, (ValueError, TypeError, RuntimeError, OSError)) else f"{type(exc).__name__}: {exc}"
+        detail = (
+            str(exc)
+            if isinstance(exc, (ValueError, TypeError, RuntimeError, OSError))
+            else f"{type(exc).__name__}: {exc}"
+        )
         self._refuse(f"Training could not run: {detail}")
 
     def _apply_finished(self) -> None:

@@ -195,7 +195,8 @@ class UpscaleWidget(QWidget):
         self.precision_combo = ComboBox(label="precision (CPU)", choices=list(PRECISIONS), value="fp32")
         self.precision_combo.tooltip = (
             "CPU arithmetic of the network: fp32 (exact), bf16 (AVX-512 BF16/AMX), int8 (VNNI; quantized once, "
-            "cached), auto (the fastest measured within 0.05 dB of fp32 for this model on this CPU, else fp32).")
+            "cached), auto (the fastest measured within 0.05 dB of fp32 for this model on this CPU, else fp32)."
+        )
         self._advanced.insert(self._advanced.index(self.device_combo) + 1, self.precision_combo)
         for c in (self._basic, self._advanced):
             c.margins = (0, 0, 0, 0)
@@ -324,7 +325,10 @@ class UpscaleWidget(QWidget):
 
     def _on_load_clicked(self, *_: Any) -> None:
         path, _filter = QFileDialog.getOpenFileName(
-            self, "Load a super-resolution model", "", "Model files (*.safetensors *.zip rdf.yaml bioimageio.yaml);;All files (*)"
+            self,
+            "Load a super-resolution model",
+            "",
+            "Model files (*.safetensors *.zip rdf.yaml bioimageio.yaml);;All files (*)",
         )
         if path:
             self.load_model_file(path)
@@ -426,7 +430,9 @@ class UpscaleWidget(QWidget):
             raise ValueError("Choose an image layer to upscale.")
         if not isinstance(layer, Image):
             kind = type(layer).__name__
-            raise TypeError(f"Layer {getattr(layer, 'name', layer)!r} is a {kind} layer; only Image layers can be upscaled.")
+            raise TypeError(
+                f"Layer {getattr(layer, 'name', layer)!r} is a {kind} layer; only Image layers can be upscaled."
+            )
         data = layer.data
         if layer.multiscale:
             show_warning(f"{layer.name!r} is multiscale: upscaling its full-resolution level only.")
@@ -565,7 +571,9 @@ class UpscaleWidget(QWidget):
             scale = list(kwargs["scale"])
             scale[0] = float(layer.scale[0]) / result.factor  # input plane k is result plane k * factor
             kwargs.update(name=f"{layer.name} Z×{result.factor} (axial)", scale=tuple(scale))
-            kwargs["metadata"]["napari_superres"].update(axial_factor=result.factor, model="axial (trained on the stack)")
+            kwargs["metadata"]["napari_superres"].update(
+                axial_factor=result.factor, model="axial (trained on the stack)"
+            )
             added = self.viewer.add_image(result.volume, **kwargs)
             self.status.value = f"added {added.name!r} {tuple(result.volume.shape)}"
 
@@ -603,7 +611,9 @@ class UpscaleWidget(QWidget):
 
             info = {**kwargs["metadata"][METADATA_KEY], "consistency": check.summary(),
                     "rms": float(check.rms), "inconsistent_fraction": float(check.inconsistent_fraction)}  # fmt: skip
-            map_kwargs = {key: kwargs[key] for key in ("scale", "translate", "rotate", "shear", "affine") if key in kwargs}
+            map_kwargs = {
+                key: kwargs[key] for key in ("scale", "translate", "rotate", "shear", "affine") if key in kwargs
+            }
             self.viewer.add_image(
                 check.map, name=f"{layer.name} {CONSISTENCY_SUFFIX}", colormap="inferno", blending="additive",
                 contrast_limits=(0.0, max(3.0, float(np.percentile(check.map, 99.5)))),

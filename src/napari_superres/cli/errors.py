@@ -78,7 +78,10 @@ def describe_failure(exc: BaseException, command: str | None) -> tuple[str, int]
         return one_line(exc.args[0] if exc.args else exc), 2
     if isinstance(exc, ValueError):  # the engine's and io's checks: the message names the fix
         return one_line(exc), 2
-    return f"unexpected {type(exc).__name__}: {one_line(exc)} (run with --debug for the traceback and please report it)", 1
+    return (
+        f"unexpected {type(exc).__name__}: {one_line(exc)} (run with --debug for the traceback and please report it)",
+        1,
+    )
 
 
 __all__ = ["MEMORY_ADVICE", "CLIError", "describe_failure", "is_out_of_memory", "one_line"]

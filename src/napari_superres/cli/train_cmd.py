@@ -69,7 +69,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     io.add_argument("--hr", nargs="+", required=True, metavar="PATH", help="high-res image files or folders")
     io.add_argument("--lr", nargs="+", default=None, metavar="PATH",
                     help="matching low-res image files or folders (paired by sorted order); omit to synthesise")  # fmt: skip
-    io.add_argument("--axes", default=None, help="axis letters of every image, e.g. YX, ZYX, YXS (default: from the file)")
+    io.add_argument(
+        "--axes", default=None, help="axis letters of every image, e.g. YX, ZYX, YXS (default: from the file)"
+    )
     io.add_argument("--in-channels", type=int, choices=(1, 3), default=None,
                     help="1: grayscale / RGB luminance; 3: RGB network (default 1)")  # fmt: skip
     io.add_argument("--normalization", choices=NORMALIZATION_MODES, default=None,
@@ -94,7 +96,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     out.add_argument("--overwrite", action="store_true", help="replace --out, --checkpoint and --log if they exist")
     out.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     t = p.add_argument_group("training")
-    t.add_argument("--scale", type=int, default=None, choices=SUPPORTED_SCALES, help=f"upscaling factor (default {d['scale']})")
+    t.add_argument(
+        "--scale", type=int, default=None, choices=SUPPORTED_SCALES, help=f"upscaling factor (default {d['scale']})"
+    )
     t.add_argument("--preset", choices=LOSS_PRESET_NAMES, default=None,
                    help=f"loss recipe (default {d['preset']})")  # fmt: skip
     t.add_argument("--weight", action="append", default=[], metavar="TERM=W",
@@ -106,8 +110,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="time budget in seconds (validation included): stop at --steps or S, whichever comes "
                    "first (without --steps: when the time is up); the learning-rate schedule stretches over it")  # fmt: skip
     t.add_argument("--batch-size", type=int, default=None, help=f"patches per step (default {d['batch_size']})")
-    t.add_argument("--patch-size", type=int, default=None, help=f"high-res patch edge in px (default {d['patch_size']})")
-    t.add_argument("--learning-rate", type=float, default=None, help=f"Adam learning rate (default {d['learning_rate']})")
+    t.add_argument(
+        "--patch-size", type=int, default=None, help=f"high-res patch edge in px (default {d['patch_size']})"
+    )
+    t.add_argument(
+        "--learning-rate", type=float, default=None, help=f"Adam learning rate (default {d['learning_rate']})"
+    )
     t.add_argument("--schedule", choices=SCHEDULES, default=None)
     t.add_argument("--ema", type=float, default=None, help=f"EMA decay of the weights (0 = off; default {d['ema']})")
     t.add_argument("--val-every", type=int, default=None, help=f"validate every N steps (default {d['val_every']})")
@@ -242,7 +250,7 @@ def build_config(args: argparse.Namespace) -> Any:
         except json.JSONDecodeError as e:
             raise CLIError(f"--degradation is not valid JSON ({e}): {args.degradation!r}") from None
         if not isinstance(degradation, dict):
-            raise CLIError('--degradation must be a JSON object, e.g. \'{"blur_sigma": [0, 1]}\'')
+            raise CLIError("--degradation must be a JSON object, e.g. '{\"blur_sigma\": [0, 1]}'")
         kwargs["degradation"] = degradation
     return TrainConfig(**kwargs)
 
@@ -335,7 +343,9 @@ def check_output_paths(args: argparse.Namespace, out: Path) -> None:
     for i, (path, flag) in enumerate(outputs):
         for src, src_flag in inputs:
             if same_file(path, src) and not (flag == "--checkpoint" and src_flag == "--resume"):
-                raise CLIError(f"{flag} {path} is the {src_flag} input {src}; choose another file (inputs are never overwritten)")
+                raise CLIError(
+                    f"{flag} {path} is the {src_flag} input {src}; choose another file (inputs are never overwritten)"
+                )
         for other, other_flag in outputs[:i]:
             if same_file(path, other):
                 raise CLIError(f"{flag} and {other_flag} are the same file {path}; give each its own file")
@@ -394,7 +404,9 @@ def run(args: argparse.Namespace) -> int:
     for name in ("steps", "batch_size", "patch_size", "checkpoint_every", "val_every"):
         value = getattr(args, name)
         if value is not None and value < (0 if name in ("checkpoint_every", "val_every") else 1):
-            raise CLIError(f"--{name.replace('_', '-')} must be {'>= 0' if 'every' in name else 'at least 1'}, got {value}")
+            raise CLIError(
+                f"--{name.replace('_', '-')} must be {'>= 0' if 'every' in name else 'at least 1'}, got {value}"
+            )
     if args.checkpoint_every and not (args.checkpoint or args.resume):
         raise CLIError("--checkpoint-every needs --checkpoint CKPT (where to write)")
     check_output_paths(args, out)
@@ -458,7 +470,13 @@ def run(args: argparse.Namespace) -> int:
     if main and not args.quiet:
         from tqdm import tqdm
 
-        bar = tqdm(total=trainer.budget.estimate_total(trainer.step, total), initial=trainer.step, unit="step", dynamic_ncols=True, file=sys.stderr)
+        bar = tqdm(
+            total=trainer.budget.estimate_total(trainer.step, total),
+            initial=trainer.step,
+            unit="step",
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
 
     def log_payload(result_stopped: bool | None = None) -> dict[str, Any]:
         return {

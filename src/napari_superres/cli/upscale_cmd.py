@@ -45,7 +45,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=None,
                    help=f"tile edge in input pixels ({AUTO_TILE} or unset: automatic, from free memory)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=None, help="tiles per network call (default: automatic)")
-    p.add_argument("--axes", default=None, help="axis letters of the input, e.g. ZYX, TCYX, YXS (default: from the file)")
+    p.add_argument(
+        "--axes", default=None, help="axis letters of the input, e.g. ZYX, TCYX, YXS (default: from the file)"
+    )
     p.add_argument("--device", default=DEFAULT_DEVICE, choices=DEVICE_CHOICES,
                    help=f"where the network runs (default: {DEFAULT_DEVICE})")  # fmt: skip
     p.add_argument("--normalization", choices=NORMALIZATION_MODES, default=None,

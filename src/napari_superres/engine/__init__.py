@@ -23,13 +23,24 @@ from typing import TYPE_CHECKING, Any
 
 #: public name -> submodule that defines it
 _EXPORTS: dict[str, str] = {
-    **dict.fromkeys(["PRESETS", "Bicubic", "SRNet", "SRNetConfig", "build_preset", "receptive_field_radius"], "nets.srnet"),
+    **dict.fromkeys(
+        ["PRESETS", "Bicubic", "SRNet", "SRNetConfig", "build_preset", "receptive_field_radius"], "nets.srnet"
+    ),
     "resolve_device": "device",
     **dict.fromkeys(["BICUBIC", "Engine", "default_engine", "upscale"], "registry"),
     **dict.fromkeys(["SRModel", "load_model", "read_model_metadata", "save_model"], "nets.model_file"),
     **dict.fromkeys(
-        ["Cancelled", "DeviceError", "DeviceUnavailableError", "ImageFileError", "InvalidRequestError",
-         "MissingResourceError", "ModelFileError", "SuperresError", "VGGWeightsUnavailable"],
+        [
+            "Cancelled",
+            "DeviceError",
+            "DeviceUnavailableError",
+            "ImageFileError",
+            "InvalidRequestError",
+            "MissingResourceError",
+            "ModelFileError",
+            "SuperresError",
+            "VGGWeightsUnavailable",
+        ],
         "errors",
     ),  # fmt: skip
     "VGGFeatures": "nets.vgg",

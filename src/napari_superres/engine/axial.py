@@ -323,7 +323,9 @@ def upscale_z(
 
     torch.manual_seed(seed)
     if model is None:
-        model = start or AxialModel(net=AxialNet(AxialNetConfig(factor=factor, **(net or {}))), psf_ratio=float(psf_ratio))
+        model = start or AxialModel(
+            net=AxialNet(AxialNetConfig(factor=factor, **(net or {}))), psf_ratio=float(psf_ratio)
+        )
     model.net.to(dev)
     losses: list[float] = []
     seconds: dict[str, float] = {}

@@ -40,7 +40,9 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         if index >= torch.cuda.device_count():
             raise DeviceUnavailableError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise DeviceUnavailableError("device 'mps' was asked for but Apple MPS is not available; use device='auto' or 'cpu'")
+        raise DeviceUnavailableError(
+            "device 'mps' was asked for but Apple MPS is not available; use device='auto' or 'cpu'"
+        )
     return torch.device(name)
 
 

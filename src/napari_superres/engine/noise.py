@@ -157,8 +157,6 @@ def estimate_noise(image: Any) -> NoiseModel:
     return NoiseModel(gain=float(gain), offset=float(offset), sigma_global=sigma_global, floor=float(floor))
 
 
-
-
 # --- blur --------------------------------------------------------------------------------------
 #: Largest blur sigma (px) the spectrum fit reports.
 MAX_BLUR_SIGMA = 6.0

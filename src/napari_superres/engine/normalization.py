@@ -45,7 +45,9 @@ NormalizationLike = str | Mapping[str, Any] | Normalization | None
 _PERCENTILE_SAMPLE = 4_000_000
 
 
-def normalization_spec(mode: str = "dtype", low: float = DEFAULT_PERCENTILES[0], high: float = DEFAULT_PERCENTILES[1]) -> dict[str, Any]:
+def normalization_spec(
+    mode: str = "dtype", low: float = DEFAULT_PERCENTILES[0], high: float = DEFAULT_PERCENTILES[1]
+) -> dict[str, Any]:
     """The spec dict of ``mode`` (``"dtype"`` or ``"percentile"`` with ``low`` / ``high`` percentiles)."""
     return Normalization(mode, low, high).to_dict()
 
@@ -290,9 +292,7 @@ def round_into(values: np.ndarray, dtype: Any) -> np.ndarray:
 #: ITU-R BT.601 luma weights of R, G, B: the one luminance of the engine (inference, training data,
 #: and the studio-range "PSNR (Y)" of the metrics, which is ``(16 + 219 * luma) / 255``).
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
-_RGB_TO_YCBCR = np.array(
-    [LUMA_WEIGHTS, [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], dtype=np.float32
-)
+_RGB_TO_YCBCR = np.array([LUMA_WEIGHTS, [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], dtype=np.float32)
 _YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR).astype(np.float32)
 
 

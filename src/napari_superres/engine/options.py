@@ -113,6 +113,7 @@ def tile_or_auto(tile: Any) -> int | None:
         raise InvalidRequestError(f"tile must be a whole number of pixels >= 0 ({AUTO_TILE}: automatic), got {tile!r}")
     return int(tile) if int(tile) != AUTO_TILE else None
 
+
 #: CPU arithmetic of ``upscale(..., precision=)``: see :mod:`napari_superres.engine.infer.precision`.
 PRECISIONS = ("fp32", "bf16", "int8", "auto")
 
@@ -165,7 +166,9 @@ class Normalization:
         object.__setattr__(self, "high", high)
 
     @classmethod
-    def parse(cls, value: str | Mapping[str, Any] | Normalization | None, default: Normalization | None = None) -> Normalization:
+    def parse(
+        cls, value: str | Mapping[str, Any] | Normalization | None, default: Normalization | None = None
+    ) -> Normalization:
         """A mode name, a spec dict (``{"mode": ..., "low": ..., "high": ...}``; no ``"mode"``:
         ``"dtype"``) or a :class:`Normalization`; ``None`` gives ``default`` (itself by default
         ``Normalization()``, the ``"dtype"`` mode: what a model that records none uses).

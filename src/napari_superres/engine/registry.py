@@ -216,9 +216,7 @@ class Engine:
                 self._default = self.builtin_default() or BICUBIC
         self._notify()
 
-    def get(
-        self, model: str | os.PathLike | SRModel | nn.Module | None = None, *, trust_code: bool = False
-    ) -> SRModel:
+    def get(self, model: str | os.PathLike | SRModel | nn.Module | None = None, *, trust_code: bool = False) -> SRModel:
         """Resolve a name, a model-file path, an ``SRNet``/``SRModel`` or ``None`` (the default).
 
         ``trust_code``: for a path, consent to the file running code it brings (see :meth:`load`).
@@ -410,11 +408,11 @@ class Engine:
                 raise
             out_mb = int(np.prod(job.out_shape, dtype=np.int64)) * job.out_dtype.itemsize / 2**20
             raise out_of_memory_error(
-                e, f"the output alone is {out_mb:,.0f} MB; pass a smaller tile (now {job.tile}) or batch_size "
+                e,
+                f"the output alone is {out_mb:,.0f} MB; pass a smaller tile (now {job.tile}) or batch_size "
                 f"(now {job.batch_size}), upscale a smaller image or fewer planes at a time, or pass a dask "
                 "array to upscale lazily",
             ) from e
-
 
     def estimate_degradation(
         self,
@@ -548,4 +546,3 @@ def upscale(
         normalization=normalization, output_dtype=output_dtype, progress=progress, should_stop=should_stop,
         device=device, backend=backend, degradation=degradation, trust_code=trust_code, precision=precision,
     )  # fmt: skip
-

@@ -52,13 +52,17 @@ def check_output(
     for raw in inputs:
         src = Path(raw)
         if same_file(out, src):
-            raise ImageFileError(f"{what} {out} is the input {src}; choose another {what} name (inputs are never overwritten)")
+            raise ImageFileError(
+                f"{what} {out} is the input {src}; choose another {what} name (inputs are never overwritten)"
+            )
         if is_within(out, src):
             raise ImageFileError(f"{what} {out} lies inside the input {src}; choose a path outside it")
         if is_within(src, out):
             raise ImageFileError(f"{what} {out} contains the input {src}; replacing it would delete the input")
     if is_temp_name(out.name):
-        raise ImageFileError(f"{what} name {out.name} is reserved for temporary files ({TEMP_PREFIX}.*); choose another")
+        raise ImageFileError(
+            f"{what} name {out.name} is reserved for temporary files ({TEMP_PREFIX}.*); choose another"
+        )
     if os.path.lexists(out) and not overwrite:
         raise ImageFileError(f"{what} {out} exists; pass --overwrite to replace it")
     if overwrite and out.is_dir() and not out.is_symlink() and not is_zarr_store(out):

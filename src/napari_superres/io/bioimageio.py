@@ -103,6 +103,7 @@ def input_min_size(receptive_field: int) -> int:
 
 # --- compatibility ---------------------------------------------------------------------------
 
+
 def require_bioimageio() -> None:
     """Raise :class:`BioimageioExportError` naming the extra to install when bioimageio.core is missing."""
     import importlib.util
@@ -114,6 +115,7 @@ def require_bioimageio() -> None:
 
 
 # --- pre/post-processing -----------------------------------------------------------------------
+
 
 def processing_for(normalization: dict[str, Any], dtype: np.dtype, channels: int) -> tuple[list, list, str]:
     """bioimage.io pre- and post-processing equal to our ``normalization`` for inputs of ``dtype``.
@@ -146,10 +148,16 @@ def processing_for(normalization: dict[str, Any], dtype: np.dtype, channels: int
     dtype = np.dtype(dtype)
     if mode == "percentile":
         low, high = float(normalization.get("low", 1.0)), float(normalization.get("high", 99.8))
-        pre = [to_float, ScaleRangeDescr(kwargs=ScaleRangeKwargs(
-            axes=axes, min_percentile=low, max_percentile=high, eps=SCALE_RANGE_EPS))]
-        note = (f"normalised units: 0 and 1 are the input's {low:g} and {high:g} percentiles "
-                "(multiply by (p_high - p_low) and add p_low for the input's units)")
+        pre = [
+            to_float,
+            ScaleRangeDescr(
+                kwargs=ScaleRangeKwargs(axes=axes, min_percentile=low, max_percentile=high, eps=SCALE_RANGE_EPS)
+            ),
+        ]
+        note = (
+            f"normalised units: 0 and 1 are the input's {low:g} and {high:g} percentiles "
+            "(multiply by (p_high - p_low) and add p_low for the input's units)"
+        )
         return pre, [], note
     if mode != "dtype":
         raise BioimageioExportError(f"normalization mode {mode!r} has no bioimage.io equivalent")
@@ -160,8 +168,12 @@ def processing_for(normalization: dict[str, Any], dtype: np.dtype, channels: int
         pre = [to_float, ScaleLinearDescr(kwargs=ScaleLinearKwargs(gain=1.0 / span, offset=-lo / span))]
         post = [ScaleLinearDescr(kwargs=ScaleLinearKwargs(gain=span, offset=lo))]
         return pre, post, f"the input's units ({dtype.name} range, values not clipped or rounded)"
-    pre = [to_float, ScaleRangeDescr(kwargs=ScaleRangeKwargs(
-        axes=axes, min_percentile=0.0, max_percentile=100.0, eps=SCALE_RANGE_EPS))]
+    pre = [
+        to_float,
+        ScaleRangeDescr(
+            kwargs=ScaleRangeKwargs(axes=axes, min_percentile=0.0, max_percentile=100.0, eps=SCALE_RANGE_EPS)
+        ),
+    ]
     return pre, [], "normalised units: 0 and 1 are the input's minimum and maximum"
 
 
@@ -179,6 +191,7 @@ def apply_processing(image: np.ndarray, normalization: dict[str, Any]) -> tuple[
 
 
 # --- the package -------------------------------------------------------------------------------
+
 
 def _resolve(model: Any) -> SRModel:
     from ..engine.nets.model_file import SRModel
@@ -395,7 +408,10 @@ def _write_package_files(
     # the same pair as TIFF for people (and imageio): sample_tensor, without the batch axis
     import tifffile
 
-    for role, array, file in (("sample_input", test_image, SAMPLE_INPUT_FILE), ("sample_output", y[0], SAMPLE_OUTPUT_FILE)):
+    for role, array, file in (
+        ("sample_input", test_image, SAMPLE_INPUT_FILE),
+        ("sample_output", y[0], SAMPLE_OUTPUT_FILE),
+    ):
         image = array.astype(np.float32)
         tifffile.imwrite(tmp / file, image[0] if image.shape[0] == 1 else image)
         files[role] = tmp / file
@@ -467,7 +483,7 @@ def _documentation(model: SRModel, card: str | None, normalization: dict[str, An
         "Normalisation (`inputs[0].preprocessing`) is what the model was trained with "
         f"(`{normalization}`). Tiles of `min + 8n` px (see `inputs[0].axes`) work; consumers crop the declared output halo so tiles join without seams.\n\n"
         "In napari: `pip install napari-deep-superres`, then *Plugins > Super-resolution > Upscale*, "
-        "*Load model file...* and pick this .zip (or `upscale(image, model=\"this.zip\")` in Python).\n\n"
+        '*Load model file...* and pick this .zip (or `upscale(image, model="this.zip")` in Python).\n\n'
     )
     head += (
         "## Validation\n\n"

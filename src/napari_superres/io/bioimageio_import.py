@@ -286,7 +286,9 @@ def untrusted_code_error(path: Path, descr: Any, weights_format: str, code: tupl
         f"Python code it brings: {'; '.join(code)}. Such code can do anything your account can, so it is not "
         "run unless you trust where the file comes from: pass trust_code=True (Python), --trust-code (command "
         "line) or confirm in napari; or ask its authors for onnx or torchscript weights, which run no Python.",
-        path=str(path), sha256=sha, code=code,
+        path=str(path),
+        sha256=sha,
+        code=code,
     )
 
 
@@ -313,6 +315,7 @@ def _load_ours(path: Path, descr: Any, ours: dict[str, Any], *, name: str | None
 
 
 # --- foreign packages ---------------------------------------------------------------------------
+
 
 def _axis_kinds(tensor: Any) -> list[str]:
     return [str(a.type) for a in tensor.axes]
@@ -353,13 +356,17 @@ def upscaler_scale(descr: Any) -> int:
         ref = in_axes[str(a.size.axis_id)]
         factor = float(ref.scale) / float(a.scale)
         if a.size.offset:
-            raise BioimageioImportError(f"{name!r}: output axis {a.id} has a size offset {a.size.offset}; not an upscaler")
+            raise BioimageioImportError(
+                f"{name!r}: output axis {a.id} has a size offset {a.size.offset}; not an upscaler"
+            )
         factors.append(factor)
     if not factors or any(abs(f - factors[0]) > 1e-6 for f in factors):
         raise BioimageioImportError(f"{name!r} scales Y and X differently ({factors}); only isotropic upscalers")
     factor = factors[0]
     if abs(factor - round(factor)) > 1e-6:
-        raise BioimageioImportError(f"{name!r} scales by {factor:g}, not an integer; napari-superres needs x2, x3, x4...")
+        raise BioimageioImportError(
+            f"{name!r} scales by {factor:g}, not an integer; napari-superres needs x2, x3, x4..."
+        )
     if round(factor) < 2:
         raise BioimageioImportError(
             f"{name!r} keeps the image size (scale {factor:g}): a same-size model (segmentation, denoising...), "
@@ -426,9 +433,7 @@ class BioimageioSRModel(SRModel):
     runs_code: tuple[str, ...] = ()
 
     @classmethod
-    def from_description(
-        cls, descr: Any, *, name: str, source: str, trust_code: bool = False
-    ) -> BioimageioSRModel:
+    def from_description(cls, descr: Any, *, name: str, source: str, trust_code: bool = False) -> BioimageioSRModel:
         """Wrap a loaded ``ModelDescr``; :class:`UntrustedCodeError` if it needs its own code and
         ``trust_code`` is false (``source``: the user's file, named in that message)."""
         scale = upscaler_scale(descr)
@@ -491,8 +496,7 @@ class BioimageioSRModel(SRModel):
         sample = Sample(members={inp.id: Tensor(np.ascontiguousarray(shaped), dims=dims)}, stat={}, id="plane")
         wanted = blocksize if blocksize is not None else DEFAULT_BLOCKSIZE_PARAMETER
         ns = {
-            (inp.id, AxisId(k)): _largest_n(sizes[k], n, wanted)
-            for k, n in (("y", arr.shape[1]), ("x", arr.shape[2]))
+            (inp.id, AxisId(k)): _largest_n(sizes[k], n, wanted) for k, n in (("y", arr.shape[1]), ("x", arr.shape[2]))
         }
         result = self._pipeline(device).predict_sample_with_blocking(sample, ns=ns)
         y = result.members[out.id]
@@ -576,7 +580,9 @@ class BioimageioSRModel(SRModel):
                 done += 1
             else:  # a 1-channel package on RGB: each sample on its own
                 for c in range(n_rgb):
-                    out_view[index][..., c] = self.predict_plane(raw[None, ..., c], device=device, blocksize=blocksize)[0]
+                    out_view[index][..., c] = self.predict_plane(raw[None, ..., c], device=device, blocksize=blocksize)[
+                        0
+                    ]
                     done += 1
             if progress is not None:
                 progress(done, total)

@@ -56,6 +56,7 @@ def pixel_size_from_tiff(tif: Any) -> PixelSize:
             root = None
         pixels = next((el for el in root.iter() if el.tag.endswith("Pixels")), None) if root is not None else None
         if pixels is not None:
+
             def num(name: str) -> float | None:
                 v = pixels.get(name)
                 try:

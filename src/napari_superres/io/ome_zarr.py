@@ -108,8 +108,10 @@ def source_transforms(attrs: dict[str, Any]) -> dict[str, tuple[float, float, st
         units = [a.get("unit") if isinstance(a, dict) else None for a in ms["axes"]]
         scale = [1.0] * len(names)
         shift = [0.0] * len(names)
-        for transforms in (ms["datasets"][0].get("coordinateTransformations", []),
-                           ms.get("coordinateTransformations", [])):  # dataset first, then the whole image
+        for transforms in (
+            ms["datasets"][0].get("coordinateTransformations", []),
+            ms.get("coordinateTransformations", []),
+        ):  # dataset first, then the whole image
             for t in transforms:
                 if t.get("type") == "scale":
                     shift = [sh * s for sh, s in zip(shift, t["scale"])]
@@ -186,7 +188,9 @@ class OmeZarrWriter(ArrayWriter):
 
     def __init__(self, ngff_version: str = NGFF_VERSION) -> None:
         if ngff_version not in NGFF_VERSIONS:
-            raise ValueError(f"OME-NGFF version {ngff_version!r} cannot be written; choose {' or '.join(NGFF_VERSIONS)}")
+            raise ValueError(
+                f"OME-NGFF version {ngff_version!r} cannot be written; choose {' or '.join(NGFF_VERSIONS)}"
+            )
         self.ngff_version = ngff_version
 
     def write(self, result: Any, out: Path, info: OutputInfo, runner: ComputeRunner) -> None:
@@ -225,7 +229,9 @@ class OmeZarrWriter(ArrayWriter):
                 )  # fmt: skip
             runner.compute_stores(stores)
             extra = output_attrs(info)  # reopened: the metadata may have been written by a dask task
-            zarr.open_group(str(tmp), mode="r+").attrs.update({"napari_superres": extra.get("napari_superres", {}), "pixel_size": extra["pixel_size"]})
+            zarr.open_group(str(tmp), mode="r+").attrs.update(
+                {"napari_superres": extra.get("napari_superres", {}), "pixel_size": extra["pixel_size"]}
+            )
 
 
 def pyramid_of(level0: Any, y: int, x: int, n_levels: int) -> list[Any]:

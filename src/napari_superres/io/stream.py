@@ -123,4 +123,12 @@ def open_source(path: Path, *, scale: int, halo: int, chunk_planes: int = 1, chu
     return Source(array, axes or file_axes, pixel, imagej=imagej)
 
 
-__all__ = ["LOCAL_WORKERS", "OUTPUT_CHUNK_EDGE", "ComputeRunner", "Source", "chunk_edges", "input_chunks", "open_source"]
+__all__ = [
+    "LOCAL_WORKERS",
+    "OUTPUT_CHUNK_EDGE",
+    "ComputeRunner",
+    "Source",
+    "chunk_edges",
+    "input_chunks",
+    "open_source",
+]

@@ -394,4 +394,3 @@ def upscale_dask(
         meta=np.empty((0,) * image.ndim, dtype=job.out_dtype),
         name=f"superres-upscale-{token}",
     )
-

@@ -135,7 +135,9 @@ def export_onnx(
                 )  # fmt: skip
                 program.save(buffer)
     except Exception as exc:
-        raise RuntimeError(f"could not export {type(net).__name__} to ONNX with the {exporter} exporter: {exc}") from exc
+        raise RuntimeError(
+            f"could not export {type(net).__name__} to ONNX with the {exporter} exporter: {exc}"
+        ) from exc
     data = buffer.getvalue()
     if path is not None:
         from ..nets.model_file import atomic_write_bytes

@@ -373,9 +373,7 @@ class _Runner:
                 try:
                     plan_overlap(halo, smaller)
                 except ValueError:
-                    raise MemoryError(
-                        f"out of GPU memory even with {self.tile}-px tiles; use device='cpu'"
-                    ) from None
+                    raise MemoryError(f"out of GPU memory even with {self.tile}-px tiles; use device='cpu'") from None
                 self.tile, self.batch_size = smaller, max(1, self.batch_size // 2)
                 self.done = done_before
                 self.total = self.job.n_planes * count_tiles(

@@ -209,9 +209,7 @@ class Throughput:
 THROUGHPUT = Throughput()
 
 
-def timed_tile(
-    height: int, width: int, px_per_s: float, halo: int, seconds: float = TILE_SECONDS
-) -> int:
+def timed_tile(height: int, width: int, px_per_s: float, halo: int, seconds: float = TILE_SECONDS) -> int:
     """Tile edge (input px) whose compute takes about ``seconds`` at ``px_per_s`` (input px/s, overlaps included).
 
     A plane computed within ``seconds`` is one tile (``max(height, width)``); otherwise the

@@ -56,9 +56,7 @@ def compare(
     result: dict[str, Any] = {
         "psnr": psnr(a, b, dr),
         "ssim": ssim(a, b, dr, axes=axes, rgb=rgb) if min(layout.yx) >= SSIM_WINDOW else None,
-        "psnr_y": psnr_y(a, b, crop_border, dr)
-        if layout.is_rgb and layout.info.rgb == len(b.shape) - 1
-        else None,
+        "psnr_y": psnr_y(a, b, crop_border, dr) if layout.is_rgb and layout.info.rgb == len(b.shape) - 1 else None,
         "perceptual": None,
         "perceptual_note": None,
         "lpips": None,

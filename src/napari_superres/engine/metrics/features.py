@@ -181,9 +181,7 @@ class _FeatureMapper:
             for name in self.layers:
                 f = _unit(feats[name].float())
                 d = ((f[0] - f[1]) ** 2).sum(dim=0)[None, None]
-                up = F.interpolate(
-                    d, size=(ty1 - ty0, tx1 - tx0), mode="bilinear", align_corners=False
-                )
+                up = F.interpolate(d, size=(ty1 - ty0, tx1 - tx0), mode="bilinear", align_corners=False)
                 core = up[0, 0, y0 - ty0 : y1 - ty0, x0 - tx0 : x1 - tx0]
                 maps[name][y0:y1, x0:x1] = core.cpu().numpy()
             del feats

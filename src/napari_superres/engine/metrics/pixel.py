@@ -118,9 +118,7 @@ def psnr_y(a: Any, b: Any, crop_border: int = 0, data_range: float | None = None
     dr = resolve_data_range(b, data_range)
     crop_border = int(crop_border)
     if crop_border < 0 or 2 * crop_border >= min(b.shape[-3], b.shape[-2]):
-        raise ValueError(
-            f"crop_border {crop_border} is negative or leaves nothing of a {b.shape[-3:-1]} image"
-        )
+        raise ValueError(f"crop_border {crop_border} is negative or leaves nothing of a {b.shape[-3:-1]} image")
     ya, yb = rgb_to_y(a, dr), rgb_to_y(b, dr)
     if crop_border:
         crop = (..., slice(crop_border, -crop_border), slice(crop_border, -crop_border))
@@ -129,9 +127,7 @@ def psnr_y(a: Any, b: Any, crop_border: int = 0, data_range: float | None = None
 
 
 # --- SSIM ----------------------------------------------------------------------------------------
-def _ssim_layout(
-    shape: tuple[int, ...], channel_axis: int | None, axes: str | None, rgb: bool | None
-):
+def _ssim_layout(shape: tuple[int, ...], channel_axis: int | None, axes: str | None, rgb: bool | None):
     """Layout for SSIM: an explicit ``channel_axis`` means "average over every channel of that axis"."""
     if channel_axis is None:
         return PlaneLayout.of(shape, axes, rgb), None
@@ -147,9 +143,7 @@ def _planes_for_ssim(a: Any, b: Any, channel_axis: int | None, axes: str | None,
         return
     a_m, b_m = np.moveaxis(np.asarray(a), ch, 0), np.moveaxis(np.asarray(b), ch, 0)
     if a_m.ndim != 3:
-        raise ValueError(
-            f"with channel_axis, images must be (Y, X) plus that channel axis, got {tuple(b.shape)}"
-        )
+        raise ValueError(f"with channel_axis, images must be (Y, X) plus that channel axis, got {tuple(b.shape)}")
     yield a_m, b_m
 
 
@@ -203,12 +197,8 @@ def ssim_map(
     out = layout.empty_maps()
     pad = ((0, 0), (SSIM_PAD, SSIM_PAD), (SSIM_PAD, SSIM_PAD))
     for i, (pa, pb) in enumerate(zip(layout.planes(a), layout.planes(b))):
-        ta = torch.from_numpy(
-            np.pad(np.asarray(pa, np.float32) / np.float32(dr), pad, mode="symmetric")
-        )
-        tb = torch.from_numpy(
-            np.pad(np.asarray(pb, np.float32) / np.float32(dr), pad, mode="symmetric")
-        )
+        ta = torch.from_numpy(np.pad(np.asarray(pa, np.float32) / np.float32(dr), pad, mode="symmetric"))
+        tb = torch.from_numpy(np.pad(np.asarray(pb, np.float32) / np.float32(dr), pad, mode="symmetric"))
         out[i] = _ssim_valid_map(ta[None], tb[None], data_range=1.0)[0].mean(dim=0).numpy()
     return layout.assemble(out)
 
@@ -225,16 +215,12 @@ def _error_map(a: Any, b: Any, squared: bool, axes: str | None, rgb: bool | None
     return layout.assemble(out)
 
 
-def absolute_error_map(
-    a: Any, b: Any, *, axes: str | None = None, rgb: bool | None = None
-) -> np.ndarray:
+def absolute_error_map(a: Any, b: Any, *, axes: str | None = None, rgb: bool | None = None) -> np.ndarray:
     """``|a - b|`` in the images' intensity units, float32, input shape without RGB axis (RGB: mean of R, G, B)."""
     return _error_map(a, b, False, axes, rgb)
 
 
-def squared_error_map(
-    a: Any, b: Any, *, axes: str | None = None, rgb: bool | None = None
-) -> np.ndarray:
+def squared_error_map(a: Any, b: Any, *, axes: str | None = None, rgb: bool | None = None) -> np.ndarray:
     """``(a - b)**2`` in squared intensity units, float32; its mean over all pixels is the MSE (grayscale)."""
     return _error_map(a, b, True, axes, rgb)
 

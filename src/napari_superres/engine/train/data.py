@@ -167,13 +167,17 @@ class PairSource:
         else:
             if isinstance(degradation, DegradationConfig):
                 if degradation.scale != self.scale:
-                    raise ValueError(f"degradation scale {degradation.scale} differs from the training scale {self.scale}")
+                    raise ValueError(
+                        f"degradation scale {degradation.scale} differs from the training scale {self.scale}"
+                    )
                 self.degradation = degradation
             else:
                 kwargs = dict(degradation or {})
                 kwargs.setdefault("scale", self.scale)
                 if int(kwargs["scale"]) != self.scale:
-                    raise ValueError(f"degradation scale {kwargs['scale']} differs from the training scale {self.scale}")
+                    raise ValueError(
+                        f"degradation scale {kwargs['scale']} differs from the training scale {self.scale}"
+                    )
                 self.degradation = DegradationConfig.from_dict(kwargs)
             self.degradation = self.degradation.for_normalization(self.normalization)
         self.augment = bool(augment)

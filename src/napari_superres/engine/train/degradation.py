@@ -75,7 +75,9 @@ class DegradationConfig:
         self.methods = tuple(self.methods)
         bad = [m for m in self.methods if m not in DOWNSAMPLING_METHODS]
         if bad or not self.methods:
-            raise ValueError(f"unknown downsampling methods {bad or '(none)'}; choose from {list(DOWNSAMPLING_METHODS)}")
+            raise ValueError(
+                f"unknown downsampling methods {bad or '(none)'}; choose from {list(DOWNSAMPLING_METHODS)}"
+            )
         self.blur_sigma = _range("blur_sigma", self.blur_sigma, minimum=0.0)
         self.noise_poisson = _range("noise_poisson", self.noise_poisson, minimum=1e-6)
         self.noise_gaussian = _range("noise_gaussian", self.noise_gaussian, minimum=0.0)

@@ -77,6 +77,7 @@ class EngineLike(Protocol):
 
     def vgg(self, layers: Sequence[str] | None = None, device: Any = None) -> nn.Module: ...
 
+
 CHECKPOINT_FORMAT = "napari-superres-checkpoint"
 CHECKPOINT_VERSION = 1
 #: Adam betas (as ESRGAN / Real-ESRGAN).
@@ -211,7 +212,10 @@ class TrainConfig:
         if "ssim" in weights:
             need(int(self.patch_size) >= 11, f"the SSIM loss needs patches of at least 11 px, got {self.patch_size}")
         if "gan" in weights:
-            need(int(self.patch_size) >= 16, f"adversarial training needs patches of at least 16 px, got {self.patch_size}")
+            need(
+                int(self.patch_size) >= 16,
+                f"adversarial training needs patches of at least 16 px, got {self.patch_size}",
+            )
         SRNetConfig.from_dict({"scale": int(self.scale), **(self.net or {})})  # raises for bad net overrides
         if self.degradation is not None:
             DegradationConfig.from_dict({"scale": int(self.scale), **self.degradation})
@@ -434,7 +438,9 @@ class Trainer:
     @staticmethod
     def _check_data(config: TrainConfig, data: PairSource) -> None:
         if data.scale != int(config.scale):
-            raise ValueError(f"the data was prepared for x{data.scale} but the config trains x{config.scale}; use the same scale")
+            raise ValueError(
+                f"the data was prepared for x{data.scale} but the config trains x{config.scale}; use the same scale"
+            )
         if data.patch_size != int(config.patch_size):
             raise ValueError(
                 f"the data samples {data.patch_size}-px patches but the config says patch_size={config.patch_size}; "
@@ -553,7 +559,8 @@ class Trainer:
                 if not is_out_of_memory(e):
                     raise
                 raise out_of_memory_error(
-                    e, f"training step {self.step + 1} with batch {cfg.batch_size} of {cfg.patch_size}-px patches: "
+                    e,
+                    f"training step {self.step + 1} with batch {cfg.batch_size} of {cfg.patch_size}-px patches: "
                     "use a smaller batch_size or patch_size, or a smaller network (channels, blocks)",
                 ) from e
             self.step += 1
