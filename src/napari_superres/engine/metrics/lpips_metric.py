@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..device import resolve_device
+from ..errors import MissingResourceError
 from ..layout import PlaneLayout, check_pair
 from ..nets.vgg import VGGFeatures
 from ..normalization import intensity_range, normalization_spec, normalize
@@ -46,7 +47,7 @@ LPIPS_WEIGHTS_FILE = ("weights", "v0.1", "vgg.pth")
 NORM_EPS = 1e-10
 
 
-class LPIPSWeightsUnavailable(RuntimeError):
+class LPIPSWeightsUnavailable(MissingResourceError):
     """LPIPS's calibrated linear-layer weights are not installed (the ``lpips`` package)."""
 
 
