@@ -543,12 +543,9 @@ def _weights_descr(net: Any, files: dict[str, Path]) -> Any:
     return WeightsDescr(**weights)
 
 
-def _tensor_descrs(
-    net: Any, files: dict[str, Path], pre: Any, post: Any, unit_note: str
-) -> tuple[list[Any], list[Any]]:
-    """The spec-0.5 input and output tensor descriptions of ``net``: ``(batch, channel, y, x)`` float32,
-    any input size in steps of :data:`INPUT_SIZE_STEP` above the minimum, the output ``scale`` times the
-    input with a halo of the receptive field; pre/postprocessing ``pre`` / ``post``."""
+def _tensor_descrs(net: Any, files: dict[str, Path], pre: Any, post: Any, unit_note: str) -> tuple[list, list]:
+    """Spec-0.5 ``(inputs, outputs)`` of ``net``: ``(batch, channel, y, x)`` float32, input sizes in steps of
+    :data:`INPUT_SIZE_STEP`, output ``scale`` x the input with the receptive field as halo; ``pre`` / ``post``."""
     from bioimageio.spec.model.v0_5 import (
         AxisId,
         BatchAxis,
