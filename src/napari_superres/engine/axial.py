@@ -341,6 +341,24 @@ def _upsample_stacks(
     return out
 
 
+def _progress_counter(progress: ProgressCallback | None, total: int) -> Callable[[int], None]:
+    """A ``report(n)`` that counts ``n`` more units done (steps or slices) and calls ``progress(done, total)``."""
+    done = 0
+
+    def report(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    return report
+
+
+def _output_scale(scale: Sequence[float], axes: str, factor: int) -> tuple[float, ...]:
+    """The voxel size of the result: ``scale`` (per axis of ``axes``) with Z divided by ``factor``."""
+    return tuple(float(v) / factor if a == "Z" else float(v) for a, v in zip(axes, scale))
+
+
 def upscale_z(
     volume: Any,
     factor: int | None = None,
@@ -414,14 +432,7 @@ def upscale_z(
     ranges = [intensity_range(s, default_normalization()) for s in stacks]
     normed = [normalize(s, lo, hi) for s, (lo, hi) in zip(stacks, ranges)]
     n_slices = sum(s.shape[1] + s.shape[2] if fuse == "mean" else s.shape[1 if fuse == "xz" else 2] for s in stacks)
-    total = steps + n_slices
-    done = 0
-
-    def report(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress is not None:
-            progress(done, total)
+    report = _progress_counter(progress, steps + n_slices)
 
     torch.manual_seed(seed)
     if model is None:
@@ -442,9 +453,7 @@ def upscale_z(
     out = _upsample_stacks(model, normed, ranges, arr, order, device=dev, fuse=fuse, backend=backend,
                            report=report, should_stop=should_stop)  # fmt: skip
     seconds["infer"] = time.perf_counter() - t0
-    out_scale = None
-    if scale is not None:
-        out_scale = tuple(float(v) / factor if a == "Z" else float(v) for a, v in zip(axes, scale))
+    out_scale = None if scale is None else _output_scale(scale, axes, factor)
     return AxialResult(volume=np.ascontiguousarray(out), model=model, factor=factor, scale=out_scale,
                        losses=losses, seconds=seconds)  # fmt: skip
 
