@@ -67,6 +67,8 @@ from .train_plan import (
     run_plan,
     safe_file_stem,
 )
+from .train_preview import PREVIEW_LAYER, TrainPreview  # noqa: F401  (PREVIEW_LAYER: re-exported)
+from .train_tips import TRAIN_TIPS, WEIGHT_TIP
 from .ui import SETTINGS_MIN_HEIGHT, JobPanel, StatusLine, button_row, folded, scrolled, set_tips
 
 if TYPE_CHECKING:
@@ -78,8 +80,6 @@ if TYPE_CHECKING:
 
 #: "start from" choices (TrainConfig.init; a model file is the CLI's --init FILE).
 INIT_CHOICES = ("builtin", "none")
-#: Name of the layer showing the model's output on the preview crop at validation steps.
-PREVIEW_LAYER = "training preview"
 #: How long ``stop(wait=True)`` waits by default for the worker to finish its step and checkpoint.
 CLOSE_WAIT_S = 30.0
 #: File name of the checkpoint in the widget's temporary folder.
@@ -95,7 +95,7 @@ TRAIN_MODULES = (
 SAMPLE_MENU = "File ▸ Open Sample ▸ Synthetic fluorescence pair (low-res, high-res) (Super-resolution)"
 
 
-class TrainWidget(TrainGuards, QWidget):
+class TrainWidget(TrainGuards, TrainPreview, QWidget):
     """Train a super-resolution network on image layers of ``napari_viewer``.
 
     Programmatic use (and tests)::
@@ -148,12 +148,20 @@ class TrainWidget(TrainGuards, QWidget):
 
     # --- building (after PyTorch is loaded) ----------------------------------------------------
     def _build(self) -> None:
+        self.engine = get_engine(self.viewer)
+        boxes = self._make_controls()
+        self._tooltips()
+        self._lay_out(*boxes)
+        self._connect_controls()
+
+    def _make_controls(self) -> tuple[Container, Container, Container, Container, Container]:
+        """Create the settings and control widgets; return the (basic, loss weights, optimisation,
+        network, checkpoint) containers of the settings."""
         from ..engine.nets.srnet import SUPPORTED_SCALES, UPSAMPLING_MODES
         from ..engine.train.losses import LOSS_PRESETS, LOSS_TERMS
         from .loss_plot import LossPlot
         from .upscale_widget import available_devices
 
-        self.engine = get_engine(self.viewer)
         self._presets = LOSS_PRESETS
         self._supported_scales = tuple(SUPPORTED_SCALES)
         # --- basic ---
@@ -210,8 +218,13 @@ class TrainWidget(TrainGuards, QWidget):
         self.save_button = PushButton(text="Save model…", enabled=False)
         self.validation_label = StatusLine(lines=2)
         self.loss_plot = LossPlot()
-        self._tooltips()
+        return basic, loss_box, opt_box, net_box, ckpt_box
 
+    def _lay_out(
+        self, basic: Container, loss_box: Container, opt_box: Container, net_box: Container, ckpt_box: Container
+    ) -> None:
+        """Place the settings (scrolled, advanced ones folded), the buttons, the validation line and the
+        loss plot in the dock."""
         self._containers = (basic, loss_box, opt_box, net_box, ckpt_box)
         for c in self._containers:
             c.margins = (0, 0, 0, 0)
@@ -243,6 +256,8 @@ class TrainWidget(TrainGuards, QWidget):
         self._layout.addWidget(self.plot_fold, 0)
         self.loss_plot.set_planned_steps(int(self.steps_spin.value))
 
+    def _connect_controls(self) -> None:
+        """Apply the theme, fill the defaults that depend on the viewer and connect the controls' signals."""
         self._apply_theme()
         self.viewer.events.theme.connect(self._apply_theme)
         self._fill_weights()
@@ -263,50 +278,8 @@ class TrainWidget(TrainGuards, QWidget):
 
     def _tooltips(self) -> None:
         set_tips({
-            self.hr_combo: "High-resolution image layer (the target the network learns to produce).",
-            self.synth_check: "Train on high-res alone: each patch's low-res input is made by a randomized "
-                              "degradation (down-sampling, blur, noise).",
-            self.lr_combo: "Low-resolution acquisition of the same field (its size must divide the high-res "
-                           "size by the scale exactly).",
-            self.scale_combo: "Upscaling factor of the model when low-res is synthesized.",
-            self.example_combo: "Optional: a low-res acquisition (another field of view is fine) whose blur and noise "
-                                "the synthesized low-res should match (fitted when training starts). Empty: the "
-                                "generic randomized degradation.",
-            self.preset_combo: "psnr: L1 only (best PSNR, slightly smooth); perceptual: + L2, SSIM and VGG-16 "
-                               "features (sharper; needs the VGG-16 weights); gan: + adversarial loss after "
-                               "pixel pre-training.",
-            self.steps_spin: "Training steps (one batch each). Resume continues up to this number. "
-                             "0 with a time budget: train until the time is up.",
-            self.seconds_spin: "Time budget in seconds (validation included; 0: none): training stops at 'steps' "
-                               "or this time, whichever comes first, and the learning rate decays over it.",
-            self.init_combo: "builtin: fine-tune the built-in model of the scale (much further in the same time "
-                             "on a small set); none: a new network of the channels and blocks below (setting "
-                             "them chooses none).",
-            self.name_edit: "Name under which the model is registered (listed in the Upscale widget). Empty: "
-                            "'<high-res layer> x<scale>', numbered (2), (3)... when taken; a taken name you type "
-                            "asks before replacing that model.",
-            self.batch_spin: "Patches per step.",
-            self.patch_spin: "Edge of a high-res training patch in pixels (a multiple of the scale).",
-            self.lr_spin: "Adam learning rate (cosine schedule).",
-            self.val_spin: "Validate (PSNR/SSIM vs bicubic on a held-out region, preview layer) every N steps; "
-                           "0: never.",
-            self.norm_combo: "Intensity normalization stored in the model: dtype range, or per-image "
-                             "percentiles 1-99.8 (for images using a small part of their dtype range).",
-            self.device_combo: "Where this widget trains (auto: CUDA, MPS, else CPU). Affects this widget only.",
-            self.channels_spin: "Feature channels of the network (capacity and cost).",
-            self.blocks_spin: "Residual blocks of the network (depth).",
-            self.upsampling_combo: "How the network upsamples: bilinear + conv (no checkerboard), pixelshuffle, "
-                                   "transposed conv.",
-            self.checkpoint_edit: "Checkpoint file written during training and on Stop (empty: a temporary "
-                                  "file kept while this widget is open).",
-            self.start_button: "Start a new run with these settings.",
-            self.stop_button: "Stop after the current step; a checkpoint is written and the model registered.",
-            self.resume_button: "Continue the checkpointed run up to 'steps'.",
-            self.save_button: "Write the last trained model to a .safetensors file.",
-            self.pair_label: "The training pair and its factor.",
-            self.validation_label: "Latest validation: PSNR/SSIM of the model and of bicubic on the held-out region.",
-            **{spin: f"Weight of the {term} loss term (0: off); the preset fills these."
-               for term, spin in self.weight_spins.items()},
+            **{getattr(self, name): tip for name, tip in TRAIN_TIPS.items()},
+            **{spin: WEIGHT_TIP.format(term=term) for term, spin in self.weight_spins.items()},
         })  # fmt: skip
 
     # --- public state --------------------------------------------------------------------------
@@ -624,40 +597,6 @@ class TrainWidget(TrainGuards, QWidget):
         )
         if v.preview is not None and self._plan is not None:
             self._update_preview(np.asarray(v.preview), self._plan)
-
-    def preview_transform(self, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
-        """``(scale, translate)`` (Y, X) of the preview layer: on the high-res layer's grid, at its source region."""
-        scale = np.asarray(plan.hr_scale[-2:], float)
-        translate = np.asarray(plan.hr_translate[-2:], float)
-        if plan.preview_origin is None:
-            raise ValueError("the training data did not say where its preview crop lies")
-        y, x = plan.preview_origin[-2:]
-        return scale, translate + np.asarray((y, x), float) * scale
-
-    def _update_preview(self, image: np.ndarray, plan: Plan) -> None:
-        """Show the model's output on the preview crop, in place, over the region it comes from."""
-        rgb = image.ndim == 3
-        scale, translate = self.preview_transform(plan)
-        layer = self.preview_layer
-        if layer is not None and layer in self.viewer.layers and layer.rgb == rgb:
-            layer.data = image
-            if not (np.allclose(layer.scale, scale) and np.allclose(layer.translate, translate)):
-                layer.scale, layer.translate = scale, translate  # a new run on another layer
-            return
-        if layer is not None and layer in self.viewer.layers:
-            self.viewer.layers.remove(layer)
-        kwargs: dict[str, Any] = {
-            "name": PREVIEW_LAYER,
-            "scale": tuple(scale),
-            "translate": tuple(translate),
-            "rgb": rgb,
-            "metadata": {"napari_superres": "training preview (model output on a validation crop)"},
-        }
-        if not rgb:
-            kwargs["contrast_limits"] = (0.0, 1.0)
-            if plan.colormap is not None:
-                kwargs["colormap"] = plan.colormap
-        self.preview_layer = self.viewer.add_image(image, **kwargs)
 
     def _apply_returned(self, outcome: Outcome) -> None:
         plan = self._plan

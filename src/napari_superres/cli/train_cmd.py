@@ -31,7 +31,7 @@ import sys
 import threading
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..engine.options import (
     DEFAULT_NORMALIZATION,
@@ -47,6 +47,9 @@ from ..engine.options import (
     UPSAMPLING_MODES,
 )
 from . import CLIError
+
+if TYPE_CHECKING:
+    from ..engine.train.trainer import TrainConfig, Trainer
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -393,7 +396,9 @@ def save_or_keep(trainer: Any, out: Path, checkpoint: str | None) -> Path:
         raise
 
 
-def run(args: argparse.Namespace) -> int:
+def _checked_out(args: argparse.Namespace) -> Path:
+    """The model file to write (``.safetensors`` added); raises :class:`CLIError` for settings that
+    cannot work (an existing ``--out`` without ``--overwrite``, bad counts, unusable output paths)."""
     out = Path(args.out)
     if out.suffix != ".safetensors":
         out = out.with_name(out.name + ".safetensors")
@@ -410,10 +415,13 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint_every and not (args.checkpoint or args.resume):
         raise CLIError("--checkpoint-every needs --checkpoint CKPT (where to write)")
     check_output_paths(args, out)
+    return out
 
-    from ..engine.train.data import make_pair_source
-    from ..engine.train.trainer import Trainer
 
+def _run_settings(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, Any], float, int]:
+    """``(config, overrides, val_fraction, in_channels)``: a resumed run's settings from its checkpoint
+    (with the ``overrides`` it may change), or a new run's config, checked (network size included)."""
+    overrides: dict[str, Any] = {}
     if args.resume:
         config, described, overrides = _resume_settings(args)
         val_fraction = described.get("val_fraction", _DEFAULTS["val_fraction"])
@@ -426,9 +434,16 @@ def run(args: argparse.Namespace) -> int:
         check_config_size({"scale": config.scale, **(config.net or {})}, "--channels/--blocks", "use a smaller network")
         val_fraction = args.val_fraction if args.val_fraction is not None else _DEFAULTS["val_fraction"]
         in_channels = args.in_channels
+    return config, overrides, val_fraction, in_channels
 
+
+def _read_training_images(
+    args: argparse.Namespace,
+) -> tuple[list[Any], list[Any] | None, list[Any], list[Path], list[Path]]:
+    """``(hr, lr, axes, hr_files, lr_files)`` read from ``--hr`` / ``--lr`` (``lr`` ``None`` without
+    ``--lr``); raises :class:`CLIError` when the two do not pair up one to one."""
     hr, hr_axes, hr_files = read_images(args.hr, "--hr")
-    lr = None
+    lr, lr_files = None, []
     if args.lr:
         lr, _, lr_files = read_images(args.lr, "--lr")
         if len(lr_files) != len(hr_files):
@@ -437,6 +452,42 @@ def run(args: argparse.Namespace) -> int:
                 f"per high-res image (matched by sorted file name)"
             )
     axes = [args.axes] * len(hr) if args.axes else hr_axes
+    return hr, lr, axes, hr_files, lr_files
+
+
+def _announce(trainer: Trainer, config: TrainConfig, data: Any, n_files: int, until: str) -> None:
+    """One line on stderr: what is trained on what, the network, the device and the steps."""
+    net = trainer.generator
+    print(
+        f"training x{config.scale} {config.preset}: {data.n_planes} plane(s) from {n_files} image(s), "
+        f"{'pairs' if data.paired else 'high-res only (synthetic low-res)'}, net {net.num_parameters():,} "
+        f"parameters (from {Path(trainer.started_from).name if trainer.started_from else 'scratch'}), device {trainer.device}, steps {until}",
+        file=sys.stderr,
+    )
+
+
+def _progress_bar(trainer: Trainer, total: int) -> Any:
+    """A tqdm bar on stderr over the steps the trainer expects to reach (``total`` or the time budget)."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=trainer.budget.estimate_total(trainer.step, total),
+        initial=trainer.step,
+        unit="step",
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    out = _checked_out(args)
+
+    from ..engine.train.data import make_pair_source
+    from ..engine.train.trainer import Trainer
+
+    config, overrides, val_fraction, in_channels = _run_settings(args)
+
+    hr, lr, axes, hr_files, lr_files = _read_training_images(args)
     if args.degradation_from:
         config.degradation = _fitted_degradation(args, config, hr)
     data = make_pair_source(
@@ -454,29 +505,13 @@ def run(args: argparse.Namespace) -> int:
     until = f"{trainer.step}->{total}" if total < TIME_BUDGET_STEP_CAP else f"{trainer.step}->"
     until += f" or {budget:g} s" if budget else ""
     if main and not args.quiet:
-        net = trainer.generator
-        print(
-            f"training x{config.scale} {config.preset}: {data.n_planes} plane(s) from {len(hr_files)} image(s), "
-            f"{'pairs' if data.paired else 'high-res only (synthetic low-res)'}, net {net.num_parameters():,} "
-            f"parameters (from {Path(trainer.started_from).name if trainer.started_from else 'scratch'}), device {trainer.device}, steps {until}",
-            file=sys.stderr,
-        )
+        _announce(trainer, config, data, len(hr_files), until)
 
     stop = threading.Event()
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
-    bar = None
-    if main and not args.quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(
-            total=trainer.budget.estimate_total(trainer.step, total),
-            initial=trainer.step,
-            unit="step",
-            dynamic_ncols=True,
-            file=sys.stderr,
-        )
+    bar = _progress_bar(trainer, total) if main and not args.quiet else None
 
     def log_payload(result_stopped: bool | None = None) -> dict[str, Any]:
         return {

@@ -211,6 +211,154 @@ def train_axial(
     return losses
 
 
+def _model_and_factor(
+    model: AxialModel | str | Any | None, factor: int | None, scale: Sequence[float] | None, axes: str
+) -> tuple[AxialModel | None, int]:
+    """The model to reuse (loaded when given as a path; ``None`` to train one) and the checked integer
+    axial factor (from ``factor``, else the model's, else ``scale``); raises ``ValueError`` / ``TypeError``
+    naming the fix."""
+    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        model = load_axial_model(model)  # type: ignore[arg-type]
+    if model is not None and not isinstance(model, AxialModel):
+        raise TypeError(f"model must be an AxialModel or the path of a saved one, got {type(model).__name__}")
+    if factor is None:
+        if model is not None:
+            factor = model.factor
+        elif scale is not None:
+            factor = factor_from_scale(scale, axes)
+        else:
+            raise ValueError(
+                "upscale_z needs the axial factor: pass factor= (e.g. 4 for Z steps 4x the pixel size) "
+                "or scale= (the voxel size per axis, e.g. layer.scale)"
+            )
+    if isinstance(factor, float) and not float(factor).is_integer():
+        raise ValueError(f"factor must be an integer, got {factor}; round it (the result has factor x as many planes)")
+    factor = int(factor)
+    if not 2 <= factor <= MAX_FACTOR:
+        raise ValueError(f"factor must be an integer in [2, {MAX_FACTOR}], got {factor}")
+    if model is not None and model.factor != factor:
+        raise ValueError(f"the model upsamples x{model.factor} but factor={factor} was asked; train a new model")
+    return model, factor
+
+
+def _training_settings(
+    model: AxialModel | None,
+    start: AxialModel | None,
+    steps: int | None,
+    patch_size: int | None,
+    learning_rate: float | None,
+) -> tuple[int, int, float]:
+    """``(steps, patch_size, learning_rate)`` with their defaults filled in: reuse a given model as is
+    (0 steps), fine-tune a built-in ``start``, or train from scratch; checks the steps."""
+    if steps is None:
+        steps = 0 if model is not None else FINETUNE_STEPS if start is not None else DEFAULT_STEPS
+    if patch_size is None:
+        patch_size = FINETUNE_PATCH if start is not None else DEFAULT_PATCH
+    if learning_rate is None:
+        learning_rate = FINETUNE_LEARNING_RATE if start is not None else DEFAULT_LEARNING_RATE
+    steps = int(steps)
+    if steps < 0 or (model is None and start is None and steps < 1):
+        raise ValueError(f"steps must be >= 1 to train a new model (got {steps}); or pass a trained model=")
+    return steps, patch_size, learning_rate
+
+
+def _train_on_stacks(
+    model: AxialModel,
+    normed: list[np.ndarray],
+    steps: int,
+    *,
+    factor: int,
+    psf_ratio: float,
+    lateral_sigma: float,
+    noise: bool,
+    patch_size: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    device: torch.device,
+    report: Callable[[int], None],
+    should_stop: Callable[[], bool] | None,
+    source: tuple[list[int], str],
+    seconds: dict[str, float],
+) -> list[float]:
+    """Train ``model.net`` for ``steps`` on the lateral planes of the normalised ``(Z, Y, X)`` stacks,
+    degraded as the Z axis is (blur of ``psf_ratio``, optional noise); record the run in the model's
+    metadata (``source``: the input's shape and axes) and its time in ``seconds["train"]``; return the
+    per-step L1 losses."""
+    blur = axial_blur_sigma(psf_ratio, lateral_sigma)
+    noise_model = estimate_noise(np.concatenate([n.reshape(-1, *n.shape[-2:]) for n in normed])) if noise else None
+    degradation = AxialDegradation(factor=factor, blur_sigma=blur, noise=noise_model)
+    sampler = AxialPairSampler(normed, degradation, patch_size=patch_size, seed=seed)
+    t0 = time.perf_counter()
+    losses = train_axial(
+        model.net, sampler, steps, device=device, batch_size=batch_size, learning_rate=learning_rate,
+        progress=lambda step, loss: report(1), should_stop=should_stop,
+    )  # fmt: skip
+    seconds["train"] = time.perf_counter() - t0
+    log.info("axial x%d: %d steps in %.1f s, final L1 %.4f", factor, steps, seconds["train"], np.mean(losses[-20:]))
+    model.psf_ratio = psf_ratio
+    model.source = "session"
+    model.metadata = {
+        **model.metadata,
+        "steps": int(model.metadata.get("steps", 0)) + steps,
+        "psf_ratio": psf_ratio,
+        "lateral_sigma": float(lateral_sigma),
+        "blur_sigma": blur,
+        "noise": noise_model.to_dict() if noise_model else None,
+        "patch_size": sampler.patch,
+        "batch_size": batch_size,
+        "final_l1": float(np.mean(losses[-20:])),
+        "source_shape": source[0],
+        "source_axes": source[1],
+    }
+    return losses
+
+
+def _upsample_stacks(
+    model: AxialModel,
+    normed: list[np.ndarray],
+    ranges: list[tuple[float, float]],
+    arr: np.ndarray,
+    order: tuple[int, ...],
+    *,
+    device: torch.device,
+    fuse: str,
+    backend: str,
+    report: Callable[[int], None],
+    should_stop: Callable[[], bool] | None,
+) -> np.ndarray:
+    """Upsample each normalised stack along Z, back to ``arr``'s intensities and dtype, and reassemble
+    them in ``arr``'s axis order (``order``: how :func:`_stacks` moved the axes)."""
+    outs = []
+    for s, (lo, hi) in zip(normed, ranges):
+        up = upsample_volume(
+            model.net, s, device=device, fuse=fuse, progress=report, should_stop=should_stop, backend=backend
+        )
+        outs.append(denormalize(up, lo, hi, arr.dtype))
+    moved_shape = tuple(arr.shape[i] for i in order)
+    out = np.stack(outs).reshape(*moved_shape[:-3], *outs[0].shape)
+    out = out.transpose(np.argsort(order))
+    return out
+
+
+def _progress_counter(progress: ProgressCallback | None, total: int) -> Callable[[int], None]:
+    """A ``report(n)`` that counts ``n`` more units done (steps or slices) and calls ``progress(done, total)``."""
+    done = 0
+
+    def report(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    return report
+
+
+def _output_scale(scale: Sequence[float], axes: str, factor: int) -> tuple[float, ...]:
+    """The voxel size of the result: ``scale`` (per axis of ``axes``) with Z divided by ``factor``."""
+    return tuple(float(v) / factor if a == "Z" else float(v) for a, v in zip(axes, scale))
+
+
 def upscale_z(
     volume: Any,
     factor: int | None = None,
@@ -273,53 +421,18 @@ def upscale_z(
     unpacks as ``volume, model``.
     """
     arr, axes = _check_volume(volume, axes)
-    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
-        model = load_axial_model(model)  # type: ignore[arg-type]
-    if model is not None and not isinstance(model, AxialModel):
-        raise TypeError(f"model must be an AxialModel or the path of a saved one, got {type(model).__name__}")
-    if factor is None:
-        if model is not None:
-            factor = model.factor
-        elif scale is not None:
-            factor = factor_from_scale(scale, axes)
-        else:
-            raise ValueError(
-                "upscale_z needs the axial factor: pass factor= (e.g. 4 for Z steps 4x the pixel size) "
-                "or scale= (the voxel size per axis, e.g. layer.scale)"
-            )
-    if isinstance(factor, float) and not float(factor).is_integer():
-        raise ValueError(f"factor must be an integer, got {factor}; round it (the result has factor x as many planes)")
-    factor = int(factor)
-    if not 2 <= factor <= MAX_FACTOR:
-        raise ValueError(f"factor must be an integer in [2, {MAX_FACTOR}], got {factor}")
-    if model is not None and model.factor != factor:
-        raise ValueError(f"the model upsamples x{model.factor} but factor={factor} was asked; train a new model")
+    model, factor = _model_and_factor(model, factor, scale, axes)
     if psf_ratio is None:
         psf_ratio = model.psf_ratio if model is not None else float(factor)
     start = builtin_axial_model(factor, psf_ratio) if model is None and pretrained and not net else None
-    if steps is None:
-        steps = 0 if model is not None else FINETUNE_STEPS if start is not None else DEFAULT_STEPS
-    if patch_size is None:
-        patch_size = FINETUNE_PATCH if start is not None else DEFAULT_PATCH
-    if learning_rate is None:
-        learning_rate = FINETUNE_LEARNING_RATE if start is not None else DEFAULT_LEARNING_RATE
-    steps = int(steps)
-    if steps < 0 or (model is None and start is None and steps < 1):
-        raise ValueError(f"steps must be >= 1 to train a new model (got {steps}); or pass a trained model=")
+    steps, patch_size, learning_rate = _training_settings(model, start, steps, patch_size, learning_rate)
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
 
     stacks, order = _stacks(arr, axes)
     ranges = [intensity_range(s, default_normalization()) for s in stacks]
     normed = [normalize(s, lo, hi) for s, (lo, hi) in zip(stacks, ranges)]
     n_slices = sum(s.shape[1] + s.shape[2] if fuse == "mean" else s.shape[1 if fuse == "xz" else 2] for s in stacks)
-    total = steps + n_slices
-    done = 0
-
-    def report(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress is not None:
-            progress(done, total)
+    report = _progress_counter(progress, steps + n_slices)
 
     torch.manual_seed(seed)
     if model is None:
@@ -327,50 +440,20 @@ def upscale_z(
             net=AxialNet(AxialNetConfig(factor=factor, **(net or {}))), psf_ratio=float(psf_ratio)
         )
     model.net.to(dev)
-    losses: list[float] = []
     seconds: dict[str, float] = {}
+    losses: list[float] = []
     if steps:
-        blur = axial_blur_sigma(float(psf_ratio), lateral_sigma)
-        noise_model = estimate_noise(np.concatenate([n.reshape(-1, *n.shape[-2:]) for n in normed])) if noise else None
-        degradation = AxialDegradation(factor=factor, blur_sigma=blur, noise=noise_model)
-        sampler = AxialPairSampler(normed, degradation, patch_size=patch_size, seed=seed)
-        t0 = time.perf_counter()
-        losses = train_axial(
-            model.net, sampler, steps, device=dev, batch_size=batch_size, learning_rate=learning_rate,
-            progress=lambda step, loss: report(1), should_stop=should_stop,
+        losses = _train_on_stacks(
+            model, normed, steps, factor=factor, psf_ratio=float(psf_ratio), lateral_sigma=lateral_sigma,
+            noise=noise, patch_size=patch_size, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+            device=dev, report=report, should_stop=should_stop, source=(list(arr.shape), axes), seconds=seconds,
         )  # fmt: skip
-        seconds["train"] = time.perf_counter() - t0
-        log.info("axial x%d: %d steps in %.1f s, final L1 %.4f", factor, steps, seconds["train"], np.mean(losses[-20:]))
-        model.psf_ratio = float(psf_ratio)
-        model.source = "session"
-        model.metadata = {
-            **model.metadata,
-            "steps": int(model.metadata.get("steps", 0)) + steps,
-            "psf_ratio": float(psf_ratio),
-            "lateral_sigma": float(lateral_sigma),
-            "blur_sigma": blur,
-            "noise": noise_model.to_dict() if noise_model else None,
-            "patch_size": sampler.patch,
-            "batch_size": batch_size,
-            "final_l1": float(np.mean(losses[-20:])),
-            "source_shape": list(arr.shape),
-            "source_axes": axes,
-        }
 
     t0 = time.perf_counter()
-    outs = []
-    for s, (lo, hi) in zip(normed, ranges):
-        up = upsample_volume(
-            model.net, s, device=dev, fuse=fuse, progress=report, should_stop=should_stop, backend=backend
-        )
-        outs.append(denormalize(up, lo, hi, arr.dtype))
+    out = _upsample_stacks(model, normed, ranges, arr, order, device=dev, fuse=fuse, backend=backend,
+                           report=report, should_stop=should_stop)  # fmt: skip
     seconds["infer"] = time.perf_counter() - t0
-    moved_shape = tuple(arr.shape[i] for i in order)
-    out = np.stack(outs).reshape(*moved_shape[:-3], *outs[0].shape)
-    out = out.transpose(np.argsort(order))
-    out_scale = None
-    if scale is not None:
-        out_scale = tuple(float(v) / factor if a == "Z" else float(v) for a, v in zip(axes, scale))
+    out_scale = None if scale is None else _output_scale(scale, axes, factor)
     return AxialResult(volume=np.ascontiguousarray(out), model=model, factor=factor, scale=out_scale,
                        losses=losses, seconds=seconds)  # fmt: skip
 

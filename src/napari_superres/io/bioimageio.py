@@ -543,50 +543,27 @@ def _weights_descr(net: Any, files: dict[str, Path]) -> Any:
     return WeightsDescr(**weights)
 
 
-def _describe(
-    model: SRModel,
-    tmp: Path,
-    files: dict[str, Path],
-    *,
-    test_image: np.ndarray,
-    normalization: dict[str, Any],
-    card: str | None,
-    name: str | None,
-    description: str | None,
-    people: tuple[list[Any], list[Any]],
-    version: str,
-    training_data: Any,
-    git_repo: str | None,
-) -> Any:
-    """The spec-0.5 :class:`ModelDescr` (validated on construction) for the files in ``tmp``."""
+def _tensor_descrs(net: Any, files: dict[str, Path], pre: Any, post: Any, unit_note: str) -> tuple[list, list]:
+    """Spec-0.5 ``(inputs, outputs)`` of ``net``: ``(batch, channel, y, x)`` float32, input sizes in steps of
+    :data:`INPUT_SIZE_STEP`, output ``scale`` x the input with the receptive field as halo; ``pre`` / ``post``."""
     from bioimageio.spec.model.v0_5 import (
         AxisId,
         BatchAxis,
-        BioimageioConfig,
         ChannelAxis,
-        CiteEntry,
-        Config,
         FileDescr,
-        HttpUrl,
         Identifier,
         InputTensorDescr,
         IntervalOrRatioDataDescr,
-        LicenseId,
-        ModelDescr,
         OutputTensorDescr,
         ParameterizedSize,
-        ReproducibilityTolerance,
         SizeReference,
         SpaceInputAxis,
         SpaceOutputAxisWithHalo,
         TensorId,
-        Version,
     )
 
-    net = model.net
     scale, c_in, c_out = net.config.scale, net.config.in_channels, net.config.out_channels
     halo = int(net.receptive_field()) * scale  # in output pixels
-    pre, post, unit_note = processing_for(normalization, test_image.dtype, c_in)
 
     def channel_names(n: int) -> list[Identifier]:
         return [Identifier("intensity")] if n == 1 else [Identifier(c) for c in ("red", "green", "blue")[:n]]
@@ -626,6 +603,43 @@ def _describe(
         data=IntervalOrRatioDataDescr(type="float32"),
         postprocessing=post,
     )]  # fmt: skip
+    return inputs, outputs
+
+
+def _describe(
+    model: SRModel,
+    tmp: Path,
+    files: dict[str, Path],
+    *,
+    test_image: np.ndarray,
+    normalization: dict[str, Any],
+    card: str | None,
+    name: str | None,
+    description: str | None,
+    people: tuple[list[Any], list[Any]],
+    version: str,
+    training_data: Any,
+    git_repo: str | None,
+) -> Any:
+    """The spec-0.5 :class:`ModelDescr` (validated on construction) for the files in ``tmp``."""
+    from bioimageio.spec.model.v0_5 import (
+        BioimageioConfig,
+        CiteEntry,
+        Config,
+        FileDescr,
+        HttpUrl,
+        LicenseId,
+        ModelDescr,
+        ReproducibilityTolerance,
+        TensorId,
+        Version,
+    )
+
+    net = model.net
+    scale, c_in = net.config.scale, net.config.in_channels
+    pre, post, unit_note = processing_for(normalization, test_image.dtype, c_in)
+
+    inputs, outputs = _tensor_descrs(net, files, pre, post, unit_note)
     weights = _weights_descr(net, files)
     cites = [CiteEntry(text=t, doi=d, url=u) for t, d, u in METHOD_CITATIONS]
     for source in data_sources_in(card or ""):

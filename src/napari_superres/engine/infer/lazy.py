@@ -51,6 +51,8 @@ from .pipeline import UpscaleJob, plan_upscale, run_upscale
 if TYPE_CHECKING:  # pragma: no cover
     import dask.array as da
 
+    from ..layout import AxesInfo
+
 #: How many rebuilt networks a worker process keeps (keyed by weights digest and device).
 _WORKER_CACHE_SIZE = 4
 _worker_cache: OrderedDict[tuple[str, str], SRModel] = OrderedDict()
@@ -286,6 +288,39 @@ def _dask_intensity_range(image: da.Array, spec: dict[str, Any]) -> tuple[float,
     return intensity_range(np.asarray(flat.compute()), spec)
 
 
+def _rechunk_for_halo(image: da.Array, info: AxesInfo, halo: int) -> da.Array:
+    """``image`` rechunked (only where needed) so that RGB samples share one chunk and no Y/X chunk is
+    narrower than ``halo`` px (the overlap a chunk borrows from its neighbours)."""
+    from dask.array.overlap import ensure_minimum_chunksize
+
+    new_chunks: dict[int, Any] = {}
+    if info.rgb is not None and len(image.chunks[info.rgb]) > 1:
+        new_chunks[info.rgb] = -1
+    for ax in (info.y, info.x):
+        size = image.shape[ax]
+        if size <= halo:
+            new_chunks[ax] = -1
+        elif min(image.chunks[ax]) < halo:
+            new_chunks[ax] = ensure_minimum_chunksize(halo, image.chunks[ax])
+    return image.rechunk(new_chunks) if new_chunks else image
+
+
+def _known_or_global_ranges(
+    image: da.Array,
+    value_range: tuple[float, float] | dict[int, tuple[float, float]] | None,
+    normalization: dict[str, Any],
+    channel: int | None,
+) -> dict[int, tuple[float, float]]:
+    """The normalisation ranges ``{channel or -1: (lo, hi)}``: ``value_range`` when given, else computed
+    once over the whole array (:func:`global_value_ranges`)."""
+    if value_range is None:
+        return global_value_ranges(image, normalization, channel)
+    elif isinstance(value_range, dict):
+        return {int(k): (float(v[0]), float(v[1])) for k, v in value_range.items()}
+    else:
+        return {-1: (float(value_range[0]), float(value_range[1]))}
+
+
 def upscale_dask(
     image: da.Array,
     model: SRModel,
@@ -330,7 +365,7 @@ def upscale_dask(
     """
     import dask
     import dask.array as da
-    from dask.array.overlap import ensure_minimum_chunksize, overlap
+    from dask.array.overlap import overlap
 
     run_device = resolve_device(device)
     job = plan_upscale(
@@ -342,25 +377,8 @@ def upscale_dask(
     info = job.axes
     halo = max(job.model.receptive_field, 2)  # at least the bicubic chroma/alpha kernel
 
-    # chunking: RGB samples in one chunk; Y/X chunks at least one halo wide
-    new_chunks: dict[int, Any] = {}
-    if info.rgb is not None and len(image.chunks[info.rgb]) > 1:
-        new_chunks[info.rgb] = -1
-    for ax in (info.y, info.x):
-        size = image.shape[ax]
-        if size <= halo:
-            new_chunks[ax] = -1
-        elif min(image.chunks[ax]) < halo:
-            new_chunks[ax] = ensure_minimum_chunksize(halo, image.chunks[ax])
-    if new_chunks:
-        image = image.rechunk(new_chunks)
-
-    if value_range is None:
-        ranges = global_value_ranges(image, job.normalization, info.channel)
-    elif isinstance(value_range, dict):
-        ranges = {int(k): (float(v[0]), float(v[1])) for k, v in value_range.items()}
-    else:
-        ranges = {-1: (float(value_range[0]), float(value_range[1]))}
+    image = _rechunk_for_halo(image, info, halo)
+    ranges = _known_or_global_ranges(image, value_range, job.normalization, info.channel)
 
     spec = _BlockSpec(
         axes=axes.upper() if axes else None,

@@ -55,7 +55,7 @@ from .conditions import jittered
 from .data import PairSource
 from .degradation import degrade
 from .estimate import ImageEstimate, degradation_for, estimate_image, same_optics_source
-from .trainer import TrainConfig, Trainer
+from .trainer import TrainConfig, Trainer, TrainResult
 
 if TYPE_CHECKING:
     from ..registry import Engine
@@ -183,6 +183,50 @@ def _patch_size(image: np.ndarray, axes: str | None, scale: int) -> int:
     return patch
 
 
+def _checked_args(image: Any, steps: int | None, seconds: float | None, mix: float) -> tuple[Any, int]:
+    """``(image, steps)``: the image as an array (array-likes kept) and the step limit with its default;
+    raises ``ValueError`` for a bad step count, ``mix``, ``seconds`` or image dtype."""
+    if steps is None:
+        steps = ADAPT_MAX_STEPS if seconds is not None else ADAPT_STEPS
+    if int(steps) < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    if not 0.0 <= float(mix) <= 1.0:
+        raise ValueError(f"mix must be between 0 and 1, got {mix}")
+    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"seconds must be a positive number or None, got {seconds}")
+    image = image if hasattr(image, "shape") and hasattr(image, "dtype") else np.asarray(image)
+    if np.dtype(image.dtype).kind not in "uifb":
+        raise ValueError(f"image has dtype {image.dtype}; adapt needs an integer, float or bool image")
+    return image, steps
+
+
+def _run_until(
+    trainer: Trainer,
+    deadline: float | None,
+    should_stop: Callable[[], bool] | None,
+    progress: Callable[[int, int], None] | None,
+) -> TrainResult:
+    """Run ``trainer`` until its steps are done or ``time.perf_counter()`` reaches ``deadline``, reporting
+    ``progress(step, total)``; raises :class:`Cancelled` when ``should_stop()`` said so."""
+    cancelled = False
+
+    def stop() -> bool:
+        nonlocal cancelled
+        if should_stop is not None and should_stop():
+            cancelled = True
+            return True
+        return deadline is not None and time.perf_counter() >= deadline
+
+    def report(r: Any) -> None:
+        if progress is not None:
+            progress(int(r.step), int(r.total_steps))
+
+    result = trainer.run(callback=report, should_stop=stop)
+    if cancelled:
+        raise Cancelled("adaptation cancelled")
+    return result
+
+
 def adapt(
     image: Any,
     model: Any = None,
@@ -224,17 +268,7 @@ def adapt(
     :class:`SRModel` named ``"<start> adapted"`` (source ``"session"``), same normalisation as
     the starting model; ``metadata["adapt"]`` records the estimates, degradation and steps.
     """
-    if steps is None:
-        steps = ADAPT_MAX_STEPS if seconds is not None else ADAPT_STEPS
-    if int(steps) < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
-    if not 0.0 <= float(mix) <= 1.0:
-        raise ValueError(f"mix must be between 0 and 1, got {mix}")
-    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
-        raise ValueError(f"seconds must be a positive number or None, got {seconds}")
-    image = image if hasattr(image, "shape") and hasattr(image, "dtype") else np.asarray(image)
-    if np.dtype(image.dtype).kind not in "uifb":
-        raise ValueError(f"image has dtype {image.dtype}; adapt needs an integer, float or bool image")
+    image, steps = _checked_args(image, steps, seconds, mix)
     base = _base_model(model, scale, engine)
     scale = int(base.scale)  # type: ignore[arg-type]
     patch = _patch_size(image, axes, scale)
@@ -262,22 +296,7 @@ def adapt(
     )  # fmt: skip
     trainer = Trainer(config, data, net=net)
     deadline = None if seconds is None else t0 + float(seconds)
-    cancelled = False
-
-    def stop() -> bool:
-        nonlocal cancelled
-        if should_stop is not None and should_stop():
-            cancelled = True
-            return True
-        return deadline is not None and time.perf_counter() >= deadline
-
-    def report(r: Any) -> None:
-        if progress is not None:
-            progress(int(r.step), int(r.total_steps))
-
-    result = trainer.run(callback=report, should_stop=stop)
-    if cancelled:
-        raise Cancelled("adaptation cancelled")
+    result = _run_until(trainer, deadline, should_stop, progress)
     adapted = mix_weights(base.net, copy.deepcopy(trainer.trained_net()), float(mix)).eval()
     metadata = {
         "adapt": {

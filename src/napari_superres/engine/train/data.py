@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..layout import parse_axes
+from ..layout import AxesInfo, parse_axes
 from ..nets.conditioning import COND_CHANNELS, DegradationCondition, with_condition
 from ..normalization import (
     intensity_range,
@@ -95,6 +95,46 @@ def _check_finite(plane: np.ndarray, what: str) -> None:
     if plane.dtype.kind == "f" and not np.isfinite(plane).all():
         raise ValueError(
             f"{what} contains NaN or Inf values; replace them (e.g. numpy.nan_to_num) or crop them away before training"
+        )
+
+
+def _check_pair(label: str, hr: Any, lr: Any, info: AxesInfo, s: int) -> None:
+    """Raise a ``ValueError`` naming the fix unless low-res ``lr`` is high-res ``hr`` (axes ``info``,
+    from :func:`parse_axes`) downsampled by the training scale ``s`` in Y and X, and only there."""
+    if lr.ndim != hr.ndim:
+        raise ValueError(
+            f"{label}: low-res shape {tuple(lr.shape)} and high-res shape {tuple(hr.shape)} have different "
+            f"numbers of dimensions; pairs need the same layout"
+        )
+    parse_axes(tuple(lr.shape), info.axes)
+    for ax in range(hr.ndim):
+        if ax in (info.y, info.x):
+            continue
+        if lr.shape[ax] != hr.shape[ax]:
+            raise ValueError(
+                f"{label}: low-res shape {tuple(lr.shape)} and high-res shape {tuple(hr.shape)} differ along "
+                f"non-spatial axis {info.axes[ax]!r}; only Y and X may differ"
+            )
+    factors = []
+    for ax in (info.y, info.x):
+        ratio = hr.shape[ax] / lr.shape[ax]
+        factors.append(ratio)
+    fy, fx = factors
+    if not (float(fy).is_integer() and float(fx).is_integer()):
+        raise ValueError(
+            f"{label}: high-res shape {tuple(hr.shape)} is not an integer multiple of low-res shape "
+            f"{tuple(lr.shape)} in Y and X (factors {fy:.4g} x {fx:.4g}); crop the images so that "
+            f"high-res = {s} x low-res exactly"
+        )
+    if fy != fx:
+        raise ValueError(
+            f"{label}: high-res shape {tuple(hr.shape)} / low-res shape {tuple(lr.shape)} gives factor "
+            f"{int(fy)} in Y but {int(fx)} in X; the factor must be the same on both axes"
+        )
+    if int(fy) != s:
+        raise ValueError(
+            f"{label}: high-res shape {tuple(hr.shape)} / low-res shape {tuple(lr.shape)} gives factor "
+            f"{int(fy)}, but the training scale is {s}; set scale={int(fy)} or use matching images"
         )
 
 
@@ -214,6 +254,25 @@ class PairSource:
             return 0
         return max(math.ceil(w_lr * self.val_fraction), math.ceil(MIN_VAL_PX / self.scale))
 
+    def _refuse_small(self, label: str, shape: tuple[int, ...], w_lr: int, h_lr: int, val_w: int, train_w: int) -> None:
+        """Raise the ``ValueError`` for an image (high-res ``shape``, ``h_lr`` x ``w_lr`` low-res px, of which
+        ``val_w`` columns are held out) whose training region cannot hold a patch: what size would do."""
+        s = self.scale
+        held = f" after holding out the last {val_w} low-res columns for validation" if val_w else ""
+        if min(h_lr, train_w) < 2:  # not even the smallest patch (2 low-res px) fits: say what would
+            need_w = next(w for w in range(w_lr, w_lr + 4 * MIN_VAL_PX + 8) if w - self._val_columns(w) >= 2)
+            val_need = self._val_columns(need_w) * s
+            of_which = f", of which the last {val_need} columns are held out for validation" if val_need else ""
+            raise ValueError(
+                f"{label}: high-res shape {shape} is too small to train on: training needs at least "
+                f"{2 * s} x {need_w * s} high-res px (Y x X){of_which}; use a larger image"
+            )
+        raise ValueError(
+            f"{label}: patch size {self.patch_size} px (high-res) is larger than the image: high-res shape "
+            f"{shape} leaves a training region of {h_lr * s} x {max(train_w, 0) * s} px{held}; use a "
+            f"patch size of at most {max(min(h_lr, train_w), 0) * s} px, a smaller validation fraction or larger images"
+        )
+
     def _add_image(self, i: int, hr: Any, lr: Any, axes: str | None, rgb: bool | None) -> list[_Plane]:
         s = self.scale
         label = f"image {i}"
@@ -223,41 +282,7 @@ class PairSource:
         if lr is not None:
             lr = lr if hasattr(lr, "shape") and hasattr(lr, "dtype") else np.asarray(lr)
             _check_dtype(lr, f"low-res {label}")
-            if lr.ndim != hr.ndim:
-                raise ValueError(
-                    f"{label}: low-res shape {tuple(lr.shape)} and high-res shape {tuple(hr.shape)} have different "
-                    f"numbers of dimensions; pairs need the same layout"
-                )
-            parse_axes(tuple(lr.shape), info.axes)
-            for ax in range(hr.ndim):
-                if ax in (info.y, info.x):
-                    continue
-                if lr.shape[ax] != hr.shape[ax]:
-                    raise ValueError(
-                        f"{label}: low-res shape {tuple(lr.shape)} and high-res shape {tuple(hr.shape)} differ along "
-                        f"non-spatial axis {info.axes[ax]!r}; only Y and X may differ"
-                    )
-            factors = []
-            for ax in (info.y, info.x):
-                ratio = hr.shape[ax] / lr.shape[ax]
-                factors.append(ratio)
-            fy, fx = factors
-            if not (float(fy).is_integer() and float(fx).is_integer()):
-                raise ValueError(
-                    f"{label}: high-res shape {tuple(hr.shape)} is not an integer multiple of low-res shape "
-                    f"{tuple(lr.shape)} in Y and X (factors {fy:.4g} x {fx:.4g}); crop the images so that "
-                    f"high-res = {s} x low-res exactly"
-                )
-            if fy != fx:
-                raise ValueError(
-                    f"{label}: high-res shape {tuple(hr.shape)} / low-res shape {tuple(lr.shape)} gives factor "
-                    f"{int(fy)} in Y but {int(fx)} in X; the factor must be the same on both axes"
-                )
-            if int(fy) != s:
-                raise ValueError(
-                    f"{label}: high-res shape {tuple(hr.shape)} / low-res shape {tuple(lr.shape)} gives factor "
-                    f"{int(fy)}, but the training scale is {s}; set scale={int(fy)} or use matching images"
-                )
+            _check_pair(label, hr, lr, info, s)
         is_rgb = info.rgb is not None
         if is_rgb and hr.shape[info.rgb] < 3:
             raise ValueError(f"{label}: the RGB axis has {hr.shape[info.rgb]} samples; need 3 or 4")
@@ -295,20 +320,7 @@ class PairSource:
         train_w = w_lr - val_w
         p_lr = self.patch_size // s
         if p_lr > h_lr or p_lr > train_w:
-            held = f" after holding out the last {val_w} low-res columns for validation" if val_w else ""
-            if min(h_lr, train_w) < 2:  # not even the smallest patch (2 low-res px) fits: say what would
-                need_w = next(w for w in range(w_lr, w_lr + 4 * MIN_VAL_PX + 8) if w - self._val_columns(w) >= 2)
-                val_need = self._val_columns(need_w) * s
-                of_which = f", of which the last {val_need} columns are held out for validation" if val_need else ""
-                raise ValueError(
-                    f"{label}: high-res shape {tuple(hr.shape)} is too small to train on: training needs at least "
-                    f"{2 * s} x {need_w * s} high-res px (Y x X){of_which}; use a larger image"
-                )
-            raise ValueError(
-                f"{label}: patch size {self.patch_size} px (high-res) is larger than the image: high-res shape "
-                f"{tuple(hr.shape)} leaves a training region of {h_lr * s} x {max(train_w, 0) * s} px{held}; use a "
-                f"patch size of at most {max(min(h_lr, train_w), 0) * s} px, a smaller validation fraction or larger images"
-            )
+            self._refuse_small(label, tuple(hr.shape), w_lr, h_lr, val_w, train_w)
         self.shapes.append({"hr": list(hr.shape), "lr": list(lr.shape) if lr is not None else None, "axes": info.axes})
 
         out = []

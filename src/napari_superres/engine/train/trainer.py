@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,30 +39,29 @@ from ..device import autocast, is_out_of_memory, out_of_memory_error, resolve_de
 from ..errors import CheckpointError
 from ..metrics.pixel import psnr_from_mse
 from ..metrics.ssim import ssim as ssim_value
-from ..nets.discriminator import DISCRIMINATORS, build_discriminator
+from ..nets.discriminator import build_discriminator
 from ..nets.model_file import SRModel, atomic_write_bytes, save_model
 from ..nets.srnet import SRNet, SRNetConfig
-from ..nets.vgg import DEFAULT_LAYERS, VGGFeatures
+from ..nets.vgg import VGGFeatures
 from ..normalization import default_normalization
-from ..options import SCHEDULES, TRAIN_DEFAULTS, known_settings
+from ..options import SCHEDULES
 from .checkpoint_file import checkpoint_bytes, load_checkpoint_file
+from .config import TrainConfig
 from .data import PairSource, make_pair_source
 from .degradation import DegradationConfig
 from .distributed import DistributedContext, any_rank, init_from_env, process_device, unwrap, wrap_ddp
 from .losses import (
-    GAN_LOSSES,
-    LOSS_PRESETS,
     PIXEL_TERMS,
     PerceptualLoss,
     discriminator_accuracy,
     discriminator_loss,
     generator_loss,
     pixel_losses,
-    resolve_weights,
     weighted_sum,
 )
+from .reports import VALIDATION_RANGE, StepReport, TrainResult, ValidationReport
 from .schedule import TimeBudget, retarget, scheduler
-from .warm_start import check_init, initial_network
+from .warm_start import initial_network
 
 if TYPE_CHECKING:
     from torch import device as _Device
@@ -86,252 +84,6 @@ ADAM_BETAS = (0.9, 0.99)
 RESUME_OVERRIDES = ("device", "checkpoint_path", "checkpoint_every", "val_every", "seconds")
 #: Steps over which it/s is averaged.
 SPEED_WINDOW = 20
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (stored in checkpoints and model files).
-
-    Attributes
-    ----------
-    scale : upscaling factor (2, 3, 4 or 8); must match the data.
-    preset : loss recipe: ``"psnr"`` (L1), ``"perceptual"`` (L1 + L2 + SSIM + VGG) or
-        ``"gan"`` (ESRGAN-like: L1 1e-2 + VGG 1 + adversarial 5e-3 after pixel pre-training).
-    weights : overrides of the preset's weights, keys ``l1``, ``l2``, ``ssim``, ``perceptual``, ``gan``.
-    gan_loss : ``"vanilla"``, ``"lsgan"``, ``"hinge"`` or ``"ragan"`` (relativistic average).
-    d_steps : discriminator updates per generator update.
-    pretrain_steps : pixel-only steps before the perceptual and adversarial terms switch on;
-        ``None``: ``steps // 4`` for the ``gan`` preset, else 0.
-    steps, batch_size : optimisation steps and patches per step.
-    seconds : time budget in wall-clock seconds (validation included) or ``None``: training stops at
-        ``steps`` or ``seconds``, whichever comes first; the schedule stretches over the budget.
-    init : start from ``"builtin"`` (the built-in model of the scale, unless ``net`` is given),
-        ``"none"`` (a new network) or a model file (:mod:`~napari_superres.engine.train.warm_start`).
-    patch_size : high-res patch edge in px (a multiple of ``scale``); must match the data.
-    lr : initial Adam learning rate (generator; the discriminator uses ``d_lr`` or this).
-    schedule : ``"cosine"`` (to 1 % of ``lr``), ``"step"`` (halved at 50 % and 75 %) or ``"constant"``.
-    grad_clip : maximum gradient norm, or ``None``.
-    ema : decay of the exponential moving average of the generator weights (``None`` = off);
-        the EMA weights are validated and saved.  Warm-up: ``min(ema, (1+t)/(10+t))``.
-    seed : seeds network initialisation and patch sampling.
-    device : ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``.
-    val_every : validate every N steps (and at the end); 0 = only at the end.
-    checkpoint_every : write a checkpoint every N steps (0 = only at the end / on stop).
-    checkpoint_path : where checkpoints go (``None`` = no checkpoints).
-    net : :class:`SRNetConfig` overrides (``channels``, ``blocks``, ``upsampling``...).
-    normalization : intensity normalisation spec; must match the data's.  Default: per-image
-        percentiles 1 / 99.8 (CSBDeep-style), stored in the model file and repeated at inference.
-    degradation : :class:`DegradationConfig` kwargs for high-res-only data (must match the data's).
-    discriminator : ``{"kind": "patchgan" | "unet", "channels": 64}``.
-    d_lr : discriminator learning rate (default ``lr``).
-    perceptual_layers, perceptual_criterion : VGG-16 layers and ``"l1"``/``"l2"`` distance.
-    mixed_precision : bf16 autocast on CUDA.
-    cpu_bf16 : bf16 autocast of the training step on the CPU too (CPUs with native bf16, e.g.
-        AVX-512 BF16 / AMX: ~1.3x the steps per CPU-second with channels_last; see
-        ``benchmarks/training_speed.py --compare-precision``); validation stays float32.
-    channels_last : NHWC memory format for the networks and batches (faster convolutions on
-        CUDA tensor cores and, modestly, on CPU; the weights are the same).
-    """
-
-    # defaults written once, in engine/options.py (the CLI's --help reads them there without torch)
-    scale: int = TRAIN_DEFAULTS.scale
-    preset: str = TRAIN_DEFAULTS.preset
-    weights: dict[str, float] | None = None
-    gan_loss: str = TRAIN_DEFAULTS.gan_loss
-    d_steps: int = TRAIN_DEFAULTS.d_steps
-    pretrain_steps: int | None = None
-    steps: int = TRAIN_DEFAULTS.steps
-    seconds: float | None = TRAIN_DEFAULTS.seconds
-    init: str | None = TRAIN_DEFAULTS.init
-    batch_size: int = TRAIN_DEFAULTS.batch_size
-    patch_size: int = TRAIN_DEFAULTS.patch_size
-    lr: float = TRAIN_DEFAULTS.learning_rate
-    schedule: str = TRAIN_DEFAULTS.schedule
-    grad_clip: float | None = TRAIN_DEFAULTS.grad_clip
-    ema: float | None = TRAIN_DEFAULTS.ema
-    seed: int = TRAIN_DEFAULTS.seed
-    device: str = TRAIN_DEFAULTS.device
-    val_every: int = TRAIN_DEFAULTS.val_every
-    checkpoint_every: int = TRAIN_DEFAULTS.checkpoint_every
-    checkpoint_path: str | None = None
-    net: dict[str, Any] = field(default_factory=dict)
-    normalization: dict[str, Any] = field(default_factory=default_normalization)
-    degradation: dict[str, Any] | None = None
-    discriminator: dict[str, Any] = field(default_factory=lambda: {"kind": "patchgan", "channels": 64})
-    d_lr: float | None = None
-    perceptual_layers: tuple[str, ...] = DEFAULT_LAYERS
-    perceptual_criterion: str = "l1"
-    mixed_precision: bool = True
-    channels_last: bool = True
-    cpu_bf16: bool = False
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` with the fix for any inconsistent setting."""
-
-        def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise ValueError(msg)
-
-        need(int(self.steps) >= 1, f"steps must be at least 1 (got {self.steps}); train for e.g. steps=1000")
-        need(self.seconds is None or (math.isfinite(self.seconds) and self.seconds > 0),
-             f"seconds must be a positive number or None (no time limit), got {self.seconds}")  # fmt: skip
-        check_init(self.init)
-        need(int(self.batch_size) >= 1, f"batch_size must be at least 1 (got {self.batch_size})")
-        need(self.preset in LOSS_PRESETS, f"unknown preset {self.preset!r}; choose one of {sorted(LOSS_PRESETS)}")
-        need(self.gan_loss in GAN_LOSSES, f"unknown gan_loss {self.gan_loss!r}; choose one of {list(GAN_LOSSES)}")
-        need(self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of {list(SCHEDULES)}")
-        need(
-            math.isfinite(self.lr) and self.lr > 0,
-            f"learning rate must be a positive number (got {self.lr}); 2e-4 is a good start",
-        )
-        need(self.d_lr is None or (math.isfinite(self.d_lr) and self.d_lr > 0), f"d_lr must be > 0, got {self.d_lr}")
-        need(int(self.d_steps) >= 1, f"d_steps must be at least 1, got {self.d_steps}")
-        need(
-            self.grad_clip is None or self.grad_clip > 0,
-            f"grad_clip must be > 0 or None (no clipping), got {self.grad_clip}",
-        )
-        need(self.ema is None or 0.0 <= self.ema < 1.0, f"ema must be in [0, 1) or None (off), got {self.ema}")
-        need(int(self.val_every) >= 0, f"val_every must be >= 0 (0 = only at the end), got {self.val_every}")
-        need(int(self.checkpoint_every) >= 0, f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
-        need(
-            int(self.patch_size) >= 2 * int(self.scale) and int(self.patch_size) % int(self.scale) == 0,
-            f"patch_size {self.patch_size} must be a multiple of the scale {self.scale} (and at least {2 * self.scale})",
-        )
-        need(self.perceptual_criterion in ("l1", "l2"), "perceptual_criterion must be 'l1' or 'l2'")
-        kind = (self.discriminator or {}).get("kind", "patchgan")
-        need(kind in DISCRIMINATORS, f"unknown discriminator {kind!r}; choose one of {list(DISCRIMINATORS)}")
-        weights = resolve_weights(self.preset, self.weights)
-        pre = self.resolved_pretrain_steps()
-        need(pre >= 0, f"pretrain_steps must be >= 0, got {pre}")
-        if "gan" in weights or "perceptual" in weights:
-            need(
-                pre < int(self.steps),
-                f"pretrain_steps ({pre}) must be smaller than steps ({self.steps}), or the perceptual/adversarial "
-                f"terms never switch on",
-            )
-        if "ssim" in weights:
-            need(int(self.patch_size) >= 11, f"the SSIM loss needs patches of at least 11 px, got {self.patch_size}")
-        if "gan" in weights:
-            need(
-                int(self.patch_size) >= 16,
-                f"adversarial training needs patches of at least 16 px, got {self.patch_size}",
-            )
-        SRNetConfig.from_dict({"scale": int(self.scale), **(self.net or {})})  # raises for bad net overrides
-        if self.degradation is not None:
-            DegradationConfig.from_dict({"scale": int(self.scale), **self.degradation})
-
-    def resolved_weights(self) -> dict[str, float]:
-        return resolve_weights(self.preset, self.weights)
-
-    def resolved_pretrain_steps(self) -> int:
-        if self.pretrain_steps is not None:
-            return int(self.pretrain_steps)
-        return int(self.steps) // 4 if "gan" in resolve_weights(self.preset, self.weights) else 0
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["perceptual_layers"] = list(self.perceptual_layers)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        d = known_settings(cls, d, "training config keys")
-        if "perceptual_layers" in d:
-            d["perceptual_layers"] = tuple(d["perceptual_layers"])
-        return cls(**d)
-
-
-#: How validation PSNR / SSIM are computed (stored in logs next to the figures).
-VALIDATION_RANGE = (
-    "on the data's own range: data_range = max - min of the high-res validation region (per region, "
-    "as the quality benchmark); no clipping of predictions; bicubic = torch bicubic upsampling of the low-res region"
-)
-
-
-@dataclass
-class ValidationReport:
-    """Scores on the validation region, on the data's own intensity range.
-
-    PSNR and SSIM use ``data_range = max - min`` of the high-res (ground-truth) region
-    (:data:`VALIDATION_RANGE`).  Both are invariant to the affine intensity normalisation,
-    so the figures are those of the raw data in its own units: a uint16 image whose
-    signal spans 3000 counts is scored on 3000, not 65535 (which would give ~56 dB for
-    anything).  ``bicubic_*`` score torch bicubic upsampling of the same low-res region:
-    the number to beat.
-
-    ``preview`` is the super-resolved fixed crop, ``(H, W)`` float32 in [0, 1] for
-    1-channel models (``(H, W, 3)`` for RGB models); ``preview_lr`` / ``preview_hr`` the
-    matching low-res and ground-truth crops.
-    """
-
-    step: int
-    psnr: float
-    ssim: float
-    bicubic_psnr: float
-    bicubic_ssim: float
-    preview: np.ndarray | None = None
-    preview_lr: np.ndarray | None = None
-    preview_hr: np.ndarray | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Scores only (no arrays), for JSON logs."""
-        return {
-            "step": self.step,
-            "psnr": self.psnr,
-            "ssim": self.ssim,
-            "bicubic_psnr": self.bicubic_psnr,
-            "bicubic_ssim": self.bicubic_ssim,
-            "data_range": VALIDATION_RANGE,
-        }
-
-
-@dataclass
-class StepReport:
-    """What the callback gets after every step.
-
-    ``losses`` holds every active term (unweighted), ``"total"`` (the weighted sum the
-    generator minimised) and ``"d"`` (discriminator loss) once adversarial training runs.
-    ``d_acc_real`` / ``d_acc_fake``: fractions of real / fake patches the discriminator
-    classified correctly this step (``None`` without a discriminator).
-    """
-
-    step: int
-    total_steps: int
-    losses: dict[str, float]
-    d_acc_real: float | None
-    d_acc_fake: float | None
-    lr: float
-    it_per_s: float
-    eta_s: float
-    validation: ValidationReport | None = None
-    phase: str = "train"  # "pretrain" (pixel losses only) or "train"
-    checkpoint: str | None = None  # path of the checkpoint written after this step, if any
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "total_steps": self.total_steps,
-            "losses": dict(self.losses),
-            "d_acc_real": self.d_acc_real,
-            "d_acc_fake": self.d_acc_fake,
-            "lr": self.lr,
-            "it_per_s": self.it_per_s,
-            "eta_s": self.eta_s,
-            "phase": self.phase,
-            "checkpoint": self.checkpoint,
-            "validation": self.validation.to_dict() if self.validation else None,
-        }
-
-
-@dataclass
-class TrainResult:
-    """Outcome of :meth:`Trainer.run`; ``steps_done`` counts all steps so far (resumed ones included)."""
-
-    steps_done: int
-    stopped: bool
-    history: list[dict[str, Any]]
-    final_validation: ValidationReport | None
-    net: SRNet
 
 
 class Trainer:
