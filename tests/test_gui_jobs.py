@@ -46,7 +46,10 @@ def gated_dask(image: np.ndarray, entered: threading.Event, release: threading.E
         release.wait(30)
         return block
 
-    return da.from_array(image, chunks=image.shape).map_blocks(read, dtype=image.dtype)
+    # meta given: dask would otherwise call ``read`` on an empty block at build time (setting ``entered``
+    # and waiting for ``release`` before the job even starts)
+    meta = np.empty((0,) * image.ndim, dtype=image.dtype)
+    return da.from_array(image, chunks=image.shape).map_blocks(read, dtype=image.dtype, meta=meta)
 
 
 def assert_idle(widget, run_button):
