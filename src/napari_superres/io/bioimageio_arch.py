@@ -140,7 +140,7 @@ class SRNet(nn.Module):
 
     def _with_maps(self, x: torch.Tensor) -> torch.Tensor:
         gain, offset, blur = (self.condition[i].to(x.dtype) for i in range(3))
-        signal = x.mean(dim=1, keepdim=True).clamp(min=0.0)
+        signal = (x if x.shape[1] == 1 else x.mean(dim=1, keepdim=True)).clamp(min=0.0)
         noise = torch.sqrt((gain * signal + offset).clamp(min=0.0)) * 10.0  # conditioning.NOISE_MAP_GAIN
         return torch.cat([x, noise, (blur * 0.5).expand_as(noise)], dim=1)  # conditioning.BLUR_MAP_GAIN
 

@@ -102,7 +102,9 @@ def condition_maps(image: torch.Tensor, condition: torch.Tensor) -> torch.Tensor
     if cond.ndim == 1:
         cond = cond.expand(image.shape[0], -1)
     gain, offset, blur = (cond[:, i].view(-1, 1, 1, 1) for i in range(3))
-    signal = image.mean(dim=1, keepdim=True).clamp(min=0.0)
+    # one channel (the built-ins): no reduction, so the exported graph has no ReduceMean (whose keepdims
+    # attribute the lowest supported onnxscript cannot serialise)
+    signal = (image if image.shape[1] == 1 else image.mean(dim=1, keepdim=True)).clamp(min=0.0)
     noise = torch.sqrt((gain * signal + offset).clamp(min=0.0)) * NOISE_MAP_GAIN
     return torch.cat([noise, (blur * BLUR_MAP_GAIN).expand_as(noise)], dim=1)
 
