@@ -42,11 +42,11 @@ import numpy as np
 import torch
 
 from ..device import copy_module_to, on_device, resolve_device
-from ..nets.conditioning import ESTIMATE_CROP, DegradationCondition
+from ..nets.conditioning import DegradationCondition
 from ..nets.model_file import SRModel
 from ..nets.srnet import Bicubic, SRNet, SRNetConfig
-from ..normalization import _PERCENTILE_SAMPLE, intensity_range, normalize, range_needs_data, rgb_to_ycbcr
-from .pipeline import UpscaleJob, plan_upscale, run_upscale
+from ..normalization import _PERCENTILE_SAMPLE, intensity_range, range_needs_data
+from .pipeline import UpscaleJob, condition_for, plan_upscale, run_upscale
 
 if TYPE_CHECKING:  # pragma: no cover
     import dask.array as da
@@ -234,29 +234,14 @@ def _device_lock(device: torch.device) -> Any:
 def dask_conditions(
     image: da.Array, job: UpscaleJob, ranges: dict[int, tuple[float, float]]
 ) -> tuple[tuple[int, float, float, float], ...]:
-    """A conditioned network's condition per channel (or -1), from the array's middle plane."""
+    """A conditioned network's condition per channel (or -1), estimated once for the whole array as
+    :func:`~napari_superres.engine.infer.pipeline.run_upscale` estimates it (the same planes, centre
+    crops read alone); ``()`` for a blind network."""
     if not job.model.cond_channels:
         return ()
-    info = job.axes
-    out = []
-    for key, (lo, hi) in sorted(ranges.items()):
-        where: list[Any] = [slice(None)] * image.ndim
-        for ax in info.plane_axes:
-            where[ax] = key if ax == info.channel else image.shape[ax] // 2
-        for ax in (info.y, info.x):  # the centre crop the estimate looks at, read alone
-            start = max((image.shape[ax] - ESTIMATE_CROP) // 2, 0)
-            where[ax] = slice(start, start + ESTIMATE_CROP)
-
-        def planes(where: list[Any] = where, lo: float = lo, hi: float = hi) -> list[np.ndarray]:
-            plane = normalize(np.asarray(image[tuple(where)]), lo, hi)
-            if info.rgb is not None:
-                rgb_axis = sum(1 for ax in range(info.rgb) if not isinstance(where[ax], int))
-                plane = rgb_to_ycbcr(np.moveaxis(plane, rgb_axis, 0)[:3])[0]
-            return [plane]
-
-        c = job.degradation.resolve(planes)
-        out.append((key, c.noise_gain, c.noise_offset, c.blur_sigma))
-    return tuple(out)
+    in_view = image.transpose(job.axes.order)
+    conditions = {key: condition_for(key, job, in_view, lo, hi) for key, (lo, hi) in sorted(ranges.items())}
+    return tuple((key, c.noise_gain, c.noise_offset, c.blur_sigma) for key, c in conditions.items())
 
 
 def global_value_ranges(

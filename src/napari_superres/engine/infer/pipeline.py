@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ..device import autocast
 from ..errors import NonFiniteOutputError
 from ..layout import AxesInfo, parse_axes
-from ..nets.conditioning import CLEAN, DegradationCondition, with_condition
+from ..nets.conditioning import CLEAN, ESTIMATE_CROP, DegradationCondition, with_condition
 from ..nets.model_file import SRModel
 from ..normalization import (
     FLOAT32_SAFE_RANGE,
@@ -475,7 +475,7 @@ def run_upscale(
                 ranges[key] = intensity_range(image[tuple(sel)], job.normalization)
             lo, hi = ranges[key]
             if model.cond_channels:
-                runner.condition = _condition_for(key, job, in_view, index, c_pos, lo, hi).as_tensor()
+                runner.condition = condition_for(key, job, in_view, lo, hi).as_tensor()
             raw = np.asarray(in_view[index])
             if raw.dtype.kind == "f" and not np.isfinite(raw).all():
                 raise ValueError(
@@ -515,34 +515,36 @@ def run_upscale(
 ESTIMATE_PLANES = 3
 
 
-def _condition_for(
-    key: int, job: UpscaleJob, in_view: Any, index: tuple[int, ...], c_pos: int | None, lo: float, hi: float
-) -> DegradationCondition:
+def condition_for(key: int, job: UpscaleJob, in_view: Any, lo: float, hi: float) -> DegradationCondition:
     """The condition of channel ``key`` (-1: the image), resolved once and kept in ``job.conditions``.
 
-    The estimate looks at up to :data:`ESTIMATE_PLANES` planes of that channel, normalised as the
+    ``in_view``: the image transposed to ``job.axes.order`` (numpy or dask).  The estimate reads the
+    centre crop (:data:`~napari_superres.engine.nets.conditioning.ESTIMATE_CROP` px per side) of up to
+    :data:`ESTIMATE_PLANES` planes of that channel, evenly spread, normalised by ``(lo, hi)`` as the
     network sees them (RGB: luminance).
     """
     if key not in job.conditions:
-
-        def planes() -> list[np.ndarray]:
-            shape = in_view.shape[: len(index)]
-            picks = []
-            for flat in np.linspace(0, int(np.prod(shape)) - 1, min(ESTIMATE_PLANES, int(np.prod(shape)))):
-                where = np.unravel_index(int(round(flat)), shape) if shape else ()
-                if c_pos is not None:
-                    where = (*where[:c_pos], key, *where[c_pos + 1 :])
-                picks.append(tuple(where))
-            out = []
-            for where in dict.fromkeys(picks):
-                plane = normalize(np.asarray(in_view[where]), lo, hi)
-                if job.axes.rgb is not None:
-                    plane = rgb_to_ycbcr(plane[:3])[0]  # (S, Y, X) in the view: luminance
-                out.append(plane)
-            return out
-
-        job.conditions[key] = job.degradation.resolve(planes)
+        job.conditions[key] = job.degradation.resolve(lambda: _estimate_planes(key, job, in_view, lo, hi))
     return job.conditions[key]
+
+
+def _estimate_planes(key: int, job: UpscaleJob, in_view: Any, lo: float, hi: float) -> list[np.ndarray]:
+    info = job.axes
+    shape = tuple(job.in_shape[a] for a in info.plane_axes)
+    c_pos = info.plane_axes.index(info.channel) if info.channel is not None else None
+    if c_pos is not None:  # the other plane axes, at channel ``key``
+        shape = shape[:c_pos] + shape[c_pos + 1 :]
+    n = int(np.prod(shape))
+    starts = [max((job.in_shape[ax] - ESTIMATE_CROP) // 2, 0) for ax in (info.y, info.x)]
+    crop = tuple(slice(start, start + ESTIMATE_CROP) for start in starts)  # read alone (dask: one region)
+    out = []
+    for flat in dict.fromkeys(int(round(f)) for f in np.linspace(0, n - 1, min(ESTIMATE_PLANES, n))):
+        where = tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else ()
+        if c_pos is not None:
+            where = (*where[:c_pos], key, *where[c_pos:])
+        plane = normalize(np.asarray(in_view[(*where, Ellipsis, *crop)]), lo, hi)
+        out.append(rgb_to_ycbcr(plane[:3])[0] if info.rgb is not None else plane)  # (S, Y, X): luminance
+    return out
 
 
 def job_condition(image: Any, job: UpscaleJob) -> DegradationCondition | None:
@@ -552,15 +554,11 @@ def job_condition(image: Any, job: UpscaleJob) -> DegradationCondition | None:
     if not job.model.cond_channels:
         return None
     info = job.axes
-    in_view = image.transpose(info.order)
-    c_pos = info.plane_axes.index(info.channel) if info.channel is not None else None
     key, sub = -1, image
-    if c_pos is not None:
-        key = 0
-        sub = np.take(image, 0, axis=info.channel)
+    if info.channel is not None:
+        key, sub = 0, np.take(image, 0, axis=info.channel)
     lo, hi = intensity_range(sub, job.normalization)
-    index = tuple(0 for _ in info.plane_axes)
-    return _condition_for(key, job, in_view, index, c_pos, lo, hi)
+    return condition_for(key, job, image.transpose(info.order), lo, hi)
 
 
 def _upscale_plane(plane: np.ndarray, model: SRModel, scale: int, runner: _Runner) -> np.ndarray:
