@@ -331,23 +331,32 @@ def _disk_cache_enabled() -> bool:
     return os.environ.get(_DISK_CACHE_ENV, "1") != "0"
 
 
-def _exported_bytes(net: nn.Module, in_channels: int | None) -> tuple[bytes, str]:
-    """The network's ONNX bytes, from the disk cache when there (else exported and stored)."""
-    digest = weights_digest(net)
-    path = cache_dir() / f"{digest}.onnx"
+def cached_bytes(path: Path, make: Callable[[], bytes], what: str) -> bytes:
+    """``path``'s bytes when the disk cache holds them, else ``make()``'s, stored there atomically.
+
+    A cache that cannot be read or written only logs a warning (inference goes on); the cache is
+    off with ``NAPARI_SUPERRES_ONNX_DISK_CACHE=0``.
+    """
     if _disk_cache_enabled() and path.is_file():
         try:
-            return path.read_bytes(), digest
+            return path.read_bytes()
         except OSError:
-            log.warning("cannot read the cached ONNX graph %s; exporting again", path, exc_info=True)
-    data = export_onnx(net, in_channels=in_channels)
+            log.warning("cannot read the cached %s %s; making it again", what, path, exc_info=True)
+    data = make()
     if _disk_cache_enabled():
         try:
             from ..nets.model_file import atomic_write_bytes
 
             atomic_write_bytes(path, data)
         except OSError:
-            log.warning("cannot write the ONNX cache %s (inference goes on)", path, exc_info=True)
+            log.warning("cannot write the %s cache %s (inference goes on)", what, path, exc_info=True)
+    return data
+
+
+def _exported_bytes(net: nn.Module, in_channels: int | None) -> tuple[bytes, str]:
+    """The network's ONNX bytes, from the disk cache when there (else exported and stored)."""
+    digest = weights_digest(net)
+    data = cached_bytes(cache_dir() / f"{digest}.onnx", lambda: export_onnx(net, in_channels=in_channels), "ONNX graph")
     return data, digest
 
 

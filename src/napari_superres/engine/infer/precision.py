@@ -289,13 +289,12 @@ def int8_runner(net: nn.Module, *, in_channels: int = 1) -> Any:
 
     Raises ``RuntimeError`` naming the reason when the network cannot be exported or quantized.
     """
-    from ..nets.model_file import atomic_write_bytes
     from .onnx_backend import (
         OnnxRunner,
-        _disk_cache_enabled,
         _exported_bytes,
         _fingerprint,
         cache_dir,
+        cached_bytes,
         make_session,
     )
 
@@ -307,15 +306,7 @@ def int8_runner(net: nn.Module, *, in_channels: int = 1) -> Any:
         try:
             data, digest = _exported_bytes(net, in_channels)
             path = cache_dir() / f"{digest}-int8-{'-'.join(KEEP_FP32) or 'all'}-{CALIBRATION_METHOD}.onnx"
-            if _disk_cache_enabled() and path.is_file():
-                quantized = path.read_bytes()
-            else:
-                quantized = quantize_int8(data, in_channels=in_channels)
-                if _disk_cache_enabled():
-                    try:
-                        atomic_write_bytes(path, quantized)
-                    except OSError:
-                        log.warning("cannot write the int8 cache %s (inference goes on)", path, exc_info=True)
+            quantized = cached_bytes(path, lambda: quantize_int8(data, in_channels=in_channels), "int8 graph")
             runner = OnnxRunner(make_session(quantized), key=f"{digest}-int8")
         except Exception as exc:
             raise RuntimeError(f"could not quantize {type(net).__name__} to int8: {type(exc).__name__}: {exc}") from exc
