@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import threading
 import weakref
 from collections.abc import Iterator
@@ -35,8 +34,6 @@ import torch
 from torch import nn
 
 from ..options import PRECISIONS
-
-log = logging.getLogger(__name__)
 
 #: ``auto`` accepts a reduced precision costing at most this much PSNR (dB) against fp32.
 AUTO_MAX_LOSS_DB = 0.05
