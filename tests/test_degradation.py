@@ -97,3 +97,21 @@ def test_shot_noise_keeps_values_below_the_percentile_range():
     )
     lr = degrade(below, cfg, torch.Generator().manual_seed(0))
     assert torch.allclose(lr, torch.full_like(lr, -0.05))  # no photons to count: no shot noise, offset kept
+
+
+def test_target_blur_gives_blurred_patches_a_finer_optics_target(hr):
+    """``target_blur``: a patch blurred by sigma gets a target blurred by ``target_blur * sigma``;
+    unblurred patches keep the sharp high-res patch."""
+    from napari_superres.engine.train.degradation import blurred_target, gaussian_blur
+
+    cfg = DegradationConfig(scale=2, blur_sigma=(1.0, 3.0), blur_prob=0.5, target_blur=0.5)
+    _, params = degrade(hr, cfg, torch.Generator().manual_seed(3), return_params=True)
+    assert {"blur_sigma" in p for p in params} == {True, False}  # both kinds in this batch
+    target = blurred_target(hr, params, cfg)
+    for i, p in enumerate(params):
+        expected = gaussian_blur(hr[i : i + 1], 0.5 * p["blur_sigma"])[0] if "blur_sigma" in p else hr[i]
+        assert torch.allclose(target[i], expected)
+    # the default (0) trains towards the sharp patch
+    assert blurred_target(hr, params, DegradationConfig(scale=2)) is hr
+    with pytest.raises(ValueError, match="target_blur"):
+        DegradationConfig(target_blur=1.5)

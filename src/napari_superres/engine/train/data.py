@@ -49,7 +49,7 @@ from ..normalization import (
 )
 from ..options import TRAIN_DEFAULTS, TRAINING_NORMALIZATION, Normalization
 from .conditions import estimate_condition, jittered, low_res_condition, stacked
-from .degradation import DegradationConfig, degrade
+from .degradation import DegradationConfig, blurred_target, degrade
 
 #: Smallest validation region width / height in high-res px (the SSIM window is 11).
 MIN_VAL_PX = 16
@@ -420,6 +420,7 @@ class PairSource:
             lr_t, params = degrade(  # type: ignore[misc]
                 self._degradation_input(hr_t), self.degradation, self._torch_gen, return_params=True
             )
+            hr_t = blurred_target(hr_t, params, self.degradation)
         if self.cond_channels:
             conditions = [self._patch_condition(int(k), p) for k, p in zip(which, params)]
             lr_t = with_condition(lr_t, jittered(conditions, rng))
@@ -477,6 +478,7 @@ class PairSource:
                         self._degradation_input(torch.from_numpy(hr[None])), self.degradation, gen, return_params=True
                     )
                     lr, params = lr_b[0].numpy(), drawn[0]
+                    hr = blurred_target(torch.from_numpy(hr[None]), drawn, self.degradation)[0].numpy()
                 if self.cond_channels:
                     cond = stacked([self._patch_condition(k, params)])
                     lr = with_condition(torch.from_numpy(lr)[None], cond)[0].numpy()

@@ -49,6 +49,11 @@ class DegradationConfig:
     noise_gaussian : ``(min, max)`` Gaussian read-noise sigma in normalised units
         (e.g. ``(0.0, 0.02)``), or ``None``.
     noise_prob : probability that a patch gets noise (each enabled kind).
+    target_blur : fraction of a patch's drawn blur that its training *target* keeps
+        (:func:`blurred_target`): ``0`` (the default) trains towards the sharp high-res patch;
+        ``1 / scale`` towards the same field seen through optics ``scale`` times finer (the
+        high-res reference of a microscope: a narrower PSF, not none), so the network does not
+        deconvolve an optical blur further than a finer acquisition would resolve.
     clip : clip the high-res input and the result to ``[0, 1]`` (a camera's full scale).  ``None``
         (the default) decides from the data's normalisation (:meth:`for_normalization`): clip for
         ``dtype`` normalisation, where ``[0, 1]`` is the dtype's range, and not for percentile
@@ -64,6 +69,7 @@ class DegradationConfig:
     noise_poisson: tuple[float, float] | None = None
     noise_gaussian: tuple[float, float] | None = None
     noise_prob: float = 0.5
+    target_blur: float = 0.0
     clip: bool | None = None
 
     def __post_init__(self) -> None:
@@ -86,6 +92,9 @@ class DegradationConfig:
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
             setattr(self, name, p)
+        self.target_blur = float(self.target_blur)
+        if not 0.0 <= self.target_blur <= 1.0:
+            raise ValueError(f"target_blur must be in [0, 1], got {self.target_blur}")
         if self.clip is not None:
             self.clip = bool(self.clip)
 
@@ -217,4 +226,25 @@ def degrade(
     return (lq, params) if return_params else lq
 
 
-__all__ = ["DOWNSAMPLING_METHODS", "DegradationConfig", "degrade", "downsample", "gaussian_blur", "gaussian_kernel1d"]
+def blurred_target(hr: torch.Tensor, params: list[dict[str, Any]], cfg: DegradationConfig) -> torch.Tensor:
+    """The training targets of a degraded batch: ``hr`` ``(N, C, H, W)`` with each patch blurred by
+    ``cfg.target_blur`` times the blur :func:`degrade` drew for it (``params``); ``hr`` itself when
+    ``target_blur`` is 0 or no patch was blurred."""
+    if cfg.target_blur <= 0 or not any("blur_sigma" in p for p in params):
+        return hr
+    out = [
+        gaussian_blur(hr[i : i + 1], cfg.target_blur * p["blur_sigma"]) if "blur_sigma" in p else hr[i : i + 1]
+        for i, p in enumerate(params)
+    ]
+    return torch.cat(out)
+
+
+__all__ = [
+    "DOWNSAMPLING_METHODS",
+    "DegradationConfig",
+    "blurred_target",
+    "degrade",
+    "downsample",
+    "gaussian_blur",
+    "gaussian_kernel1d",
+]
