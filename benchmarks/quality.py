@@ -31,6 +31,12 @@ The perceptual (VGG-16 feature) distance needs the ImageNet VGG-16 weights, whic
 cannot be downloaded offline: when they are not in the torch hub cache it is reported
 as ``n/a (no VGG weights offline)``.
 
+The held-out sets (``scripts/prepare_data.py`` ``heldout_sets``): natural, EM and fluorescence images
+of the data folder, then two generated sets: "synthetic" (filaments and puncta,
+``engine.samples``) and "cells" (nuclei + membranes + vesicles, nuclei alone, membranes +
+vesicles, and an EM-like tissue, ``engine.samples_cells``), each a noise-free, PSF-blurred uint16
+high-res field of held-out seeds.
+
 Usage::
 
     python benchmarks/quality.py --data ../shared/data            # the held-out sets, built-in models
@@ -506,10 +512,12 @@ YOUR_DATA_TRAIN_STEPS = 200
 
 
 def _training_images_of(kind: str, data: Path | None) -> list[Image]:
-    from prepare_data import em_images, fluorescence_images, synthetic_images
+    from prepare_data import cell_images, em_images, fluorescence_images, synthetic_images
 
     if kind == "synthetic":
         return synthetic_images("train")
+    if kind == "cells":
+        return cell_images("train")
     if data is None:
         return []
     return em_images(Path(data), "train") if kind == "EM" else fluorescence_images(Path(data), "train")
@@ -560,7 +568,7 @@ def your_data_benchmark(
     builtin = builtin or next((n for n in engine.names() if n.startswith("superres-") and f"x{scale}" in n), None)
     if builtin is None:
         raise SystemExit(f"no built-in x{scale} model to compare with")
-    sets = heldout_sets(data, synthetic="synthetic" in kinds)
+    sets = heldout_sets(data, synthetic="synthetic" in kinds or "cells" in kinds)
     t_start = time.perf_counter()
     rows: list[dict[str, Any]] = []
 
@@ -694,7 +702,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description="PSNR/SSIM of built-in models vs bicubic/Lanczos")
     parser.add_argument("--data", type=Path, help="data folder with the held-out sets (../shared/data layout)")
     parser.add_argument("--folder", type=Path, action="append", default=[], help="a folder of high-res images")
-    parser.add_argument("--no-synthetic", action="store_true", help="skip the synthetic fluorescence set")
+    parser.add_argument("--no-synthetic", action="store_true", help="skip the synthetic sets (fluorescence fields, cells)")
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
     parser.add_argument(

@@ -9,8 +9,8 @@ The data folder has the layout of ``../shared/data`` (see its README)::
 
 A fixed list of images of every kind is HELD OUT: the built-in models never train on
 them and ``benchmarks/quality.py`` measures on them.  Synthetic fluorescence
-(``napari_superres.engine.samples``) uses disjoint seed ranges for training and
-benchmarking.
+(``napari_superres.engine.samples``) and synthetic cell scenes (``napari_superres.engine.samples_cells``)
+use disjoint seed ranges for training and benchmarking.
 
 Run as a script to copy a data folder into the git-ignored ``.data/`` of the project::
 
@@ -60,6 +60,14 @@ SYNTHETIC_TRAIN_SEEDS = tuple(range(16))
 SYNTHETIC_BENCH_SEEDS = tuple(range(1000, 1004))
 SYNTHETIC_TRAIN_SHAPE = (256, 256)
 SYNTHETIC_BENCH_SHAPE = (256, 256)
+#: Synthetic cell scenes (nuclei, membranes, vesicles; EM-like tissue): training seeds and held-out
+#: benchmark seeds, disjoint from each other and from the synthetic fluorescence seeds.  Seed number
+#: ``i`` of a list draws the kinds ``CELL_SCENES[i % len(CELL_SCENES)]``, so the four held-out scenes
+#: are one of each.
+CELL_TRAIN_SEEDS = tuple(range(2000, 2016))
+CELL_BENCHMARK_SEEDS = tuple(range(3000, 3004))
+CELL_SCENES = (("nuclei", "membranes", "vesicles"), ("nuclei",), ("membranes", "vesicles"), ("em",))
+CELL_BENCH_SHAPE = (512, 512)
 
 
 @dataclass
@@ -67,7 +75,7 @@ class Image:
     """One image of a data set: ``array`` is ``(H, W)`` (any dtype) or ``(H, W, 3)`` uint8 RGB."""
 
     name: str
-    kind: str  # "natural", "em", "fluorescence", "synthetic"
+    kind: str  # "natural", "em", "fluorescence", "synthetic", "cells"
     array: np.ndarray
 
 
@@ -153,6 +161,22 @@ def synthetic_images(split: str, shape: tuple[int, int] | None = None) -> list[I
     return out
 
 
+def cell_image(index: int, seed: int, shape: tuple[int, int]) -> Image:
+    """The ``index``-th synthetic cell scene of a seed list: noise-free, PSF-blurred high-res field on
+    the uint16 camera scale of the synthetic fluorescence fields (kinds ``CELL_SCENES[index % 4]``)."""
+    from napari_superres.engine.samples_cells import synthetic_cells_pair
+
+    kinds = CELL_SCENES[index % len(CELL_SCENES)]
+    _, hr = synthetic_cells_pair(shape=shape, scale=4, seed=seed, noise=False, kinds=kinds)
+    return Image(f"cells/seed{seed}-{'+'.join(kinds)}", "cells", hr)
+
+
+def cell_images(split: str, shape: tuple[int, int] | None = None) -> list[Image]:
+    """Synthetic cell scenes (:func:`cell_image`) of ``split`` (``"train"`` or ``"heldout"``)."""
+    seeds = CELL_BENCHMARK_SEEDS if split == "heldout" else CELL_TRAIN_SEEDS
+    return [cell_image(i, seed, shape or CELL_BENCH_SHAPE) for i, seed in enumerate(seeds)]
+
+
 def training_images(data: Path) -> list[Image]:
     """Every training image (nothing held out), in a fixed order."""
     data = Path(data)
@@ -161,11 +185,13 @@ def training_images(data: Path) -> list[Image]:
         + em_images(data, "train")
         + fluorescence_images(data, "train")
         + (synthetic_images("train"))
+        + cell_images("train")
     )
 
 
 def heldout_sets(data: Path | None, *, synthetic: bool = True) -> dict[str, list[Image]]:
-    """The benchmark sets: ``{"natural": [...], "EM": [...], "fluorescence": [...], "synthetic": [...]}``."""
+    """The benchmark sets: ``{"natural": [...], "EM": [...], "fluorescence": [...], "synthetic": [...],
+    "cells": [...]}`` (the two synthetic sets with ``synthetic``)."""
     sets: dict[str, list[Image]] = {}
     if data is not None:
         data = Path(data)
@@ -174,6 +200,7 @@ def heldout_sets(data: Path | None, *, synthetic: bool = True) -> dict[str, list
         sets["fluorescence"] = fluorescence_images(data, "heldout")
     if synthetic:
         sets["synthetic"] = synthetic_images("heldout")
+        sets["cells"] = cell_images("heldout")
     return sets
 
 

@@ -10,7 +10,7 @@ same recipe for longer.  What the script does:
 1. loads every training image of the data folder (``scripts/prepare_data.py`` holds the
    fixed held-out lists: they are never trained on), as 2-D planes in ``[0, 1]``:
    natural RGB -> luminance (BT.601 Y, as inference feeds a 1-channel model), EM and
-   fluorescence planes -> min/max, synthetic fluorescence (seeded) -> its uint16 scale;
+   fluorescence planes -> min/max, synthetic fluorescence and cell scenes (seeded) -> their uint16 scale;
    microscopy planes are repeated to balance the mix; each plane is then normalised by its own
    1st/99.8th percentiles (as inference normalises every image), so dim 12-bit data in a 16-bit
    container and bright 8-bit data reach the network alike;
@@ -44,9 +44,12 @@ for sub in ("scripts", "benchmarks"):
         sys.path.insert(0, str(ROOT / sub))
 
 from prepare_data import (  # noqa: E402
+    CELL_BENCHMARK_SEEDS,
+    CELL_TRAIN_SEEDS,
     HELD_OUT,
     SYNTHETIC_TRAIN_SEEDS,
     Image,
+    cell_image,
     em_images,
     fluorescence_images,
     natural_images,
@@ -118,8 +121,11 @@ NORMALIZATION = {"mode": "percentile", "low": 1.0, "high": 99.8}
 #: kept (blind models): natural images twice (about 60 % of patches) for a fourth x2 stage of 24 000
 #: steps; BSD images gained only +0.03 dB under the bicubic protocol while HeLa channel 1 fell from
 #: -0.34 to -1.61 dB.
-REPEATS = {"natural": 2, "em": 2, "fluorescence": 4, "synthetic": 3}
+REPEATS = {"natural": 2, "em": 2, "fluorescence": 4, "synthetic": 3, "cells": 3}
 SYNTHETIC_SHAPE = (512, 512)
+#: Whether the synthetic cell scenes (``engine.samples_cells``: nuclei, membranes, vesicles, EM-like
+#: tissue; kind "cells", ``SYNTHETIC_SHAPE``) join the training planes.
+INCLUDE_CELLS = True
 
 
 def ema_decay(steps: int) -> float:
@@ -161,7 +167,7 @@ def to_training_plane(image: Image) -> np.ndarray:
     a = image.array
     if a.ndim == 3:
         return rgb_luminance(np.moveaxis(a[..., :3], -1, 0).astype(np.float32) / 255.0)
-    if image.kind == "synthetic":
+    if image.kind in ("synthetic", "cells"):
         return a.astype(np.float32) / float(np.iinfo(a.dtype).max)
     return _unit_range(a)
 
@@ -174,6 +180,11 @@ def synthetic_training_images(shape: tuple[int, int]) -> list[Image]:
         _, hr = synthetic_pair(shape=shape, scale=4, seed=seed, noise=False)
         out.append(Image(f"synthetic/seed{seed}", "synthetic", hr))
     return out
+
+
+def cell_training_images(shape: tuple[int, int]) -> list[Image]:
+    """The synthetic cell scenes of ``CELL_TRAIN_SEEDS`` (kind "cells", uint16 high-res fields of ``shape``)."""
+    return [cell_image(i, seed, shape) for i, seed in enumerate(CELL_TRAIN_SEEDS)]
 
 
 def fits(shape: tuple[int, ...], scale: int, patch: int) -> bool:
@@ -196,6 +207,7 @@ def training_planes(
         + em_images(data, "train")
         + fluorescence_images(data, "train")
         + synthetic_training_images(synthetic_shape or SYNTHETIC_SHAPE)
+        + (cell_training_images(synthetic_shape or SYNTHETIC_SHAPE) if INCLUDE_CELLS else [])
     )
     planes: list[np.ndarray] = []
     summary: dict[str, Any] = {"kinds": {}, "skipped": []}
@@ -453,6 +465,9 @@ def write_card(model: Path, scale: int, data: Path, info: dict[str, Any], bench_
         held,
         "- synthetic fluorescence: training seeds "
         f"{SYNTHETIC_TRAIN_SEEDS[0]}-{SYNTHETIC_TRAIN_SEEDS[-1]}, benchmark seeds 1000-1003",
+        "- synthetic cell scenes: training seeds "
+        f"{CELL_TRAIN_SEEDS[0]}-{CELL_TRAIN_SEEDS[-1]}{'' if INCLUDE_CELLS else ' (not used by this recipe)'}, "
+        f"benchmark seeds {CELL_BENCHMARK_SEEDS[0]}-{CELL_BENCHMARK_SEEDS[-1]}",
         "",
     ]
     if skipped:
@@ -461,7 +476,8 @@ def write_card(model: Path, scale: int, data: Path, info: dict[str, Any], bench_
     for folder, text in credits.items():
         lines += [f"**{folder}**", "", "```", text, "```", ""]
     lines += [
-        "Synthetic fluorescence: `napari_superres.engine.samples` (generated, no licence restrictions).",
+        "Synthetic fluorescence: `napari_superres.engine.samples`; synthetic cell scenes (nuclei, membranes, "
+        "vesicles, EM-like tissue): `napari_superres.engine.samples_cells` (generated, no licence restrictions).",
         "",
         "## Recipe",
         "",
