@@ -702,7 +702,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description="PSNR/SSIM of built-in models vs bicubic/Lanczos")
     parser.add_argument("--data", type=Path, help="data folder with the held-out sets (../shared/data layout)")
     parser.add_argument("--folder", type=Path, action="append", default=[], help="a folder of high-res images")
-    parser.add_argument("--no-synthetic", action="store_true", help="skip the synthetic sets (fluorescence fields, cells)")
+    parser.add_argument("--no-synthetic", action="store_true", help="skip the generated synthetic and cells sets")
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
     parser.add_argument(

@@ -66,8 +66,9 @@ def data_folder(tmp_path):
 
 @pytest.fixture(autouse=True)
 def few_synthetic_fields(monkeypatch):
-    """Two small synthetic fields instead of the recipe's sixteen 512 x 512 ones."""
+    """Two small synthetic fields and cell scenes instead of the recipe's sixteen 512 x 512 ones."""
     monkeypatch.setattr(train_builtin, "SYNTHETIC_TRAIN_SEEDS", (0, 1))
+    monkeypatch.setattr(train_builtin, "CELL_TRAIN_SEEDS", (2000, 2001))
     monkeypatch.setattr(train_builtin, "SYNTHETIC_SHAPE", (96, 96))
 
 
@@ -84,8 +85,32 @@ def test_training_planes_are_unit_range_and_reproducible(data_folder):
     b, _ = train_builtin.training_planes(data_folder, seed=0, scale=2, patch=64)
     assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
     assert all(p.ndim == 2 and p.dtype == np.float32 and 0.0 <= p.min() and p.max() <= 1.0 for p in a)
-    assert set(summary["kinds"]) == {"natural", "em", "fluorescence", "synthetic"}
+    assert set(summary["kinds"]) == {"natural", "em", "fluorescence", "synthetic", "cells"}
     assert summary["kinds"]["fluorescence"]["planes"] == train_builtin.REPEATS["fluorescence"] * (3 + 3 + 2 + 1)
+    assert summary["kinds"]["cells"]["planes"] == train_builtin.REPEATS["cells"] * 2
+
+
+def test_cell_scenes_are_optional_in_the_mix(data_folder, monkeypatch):
+    monkeypatch.setattr(train_builtin, "INCLUDE_CELLS", False)
+    _, summary = train_builtin.training_planes(data_folder, seed=0, scale=2, patch=64)
+    assert "cells" not in summary["kinds"]
+
+
+def test_synthetic_seed_sets_are_disjoint_and_the_held_out_cells_are_benchmarked(monkeypatch):
+    seed_sets = [prepare_data.SYNTHETIC_TRAIN_SEEDS, prepare_data.SYNTHETIC_BENCH_SEEDS,
+                 prepare_data.CELL_TRAIN_SEEDS, prepare_data.CELL_BENCHMARK_SEEDS]  # fmt: skip
+    assert len(set().union(*seed_sets)) == sum(len(s) for s in seed_sets)
+    monkeypatch.setattr(prepare_data, "CELL_BENCH_SHAPE", (64, 64))
+    sets = prepare_data.heldout_sets(None)
+    assert list(sets) == ["synthetic", "cells"]  # after the data folder's sets, in this order
+    cells = sets["cells"]
+    assert [im.name for im in cells] == [
+        "cells/seed3000-nuclei+membranes+vesicles", "cells/seed3001-nuclei", "cells/seed3002-membranes+vesicles",
+        "cells/seed3003-em",
+    ]  # fmt: skip
+    assert all(im.kind == "cells" and im.array.shape == (64, 64) and im.array.dtype == np.uint16 for im in cells)
+    train_names = {im.name for im in train_builtin.cell_training_images((64, 64))}
+    assert train_names.isdisjoint(im.name for im in cells)
 
 
 def test_recipe_writes_a_loadable_model_and_card(data_folder, tmp_path, monkeypatch):
@@ -111,3 +136,5 @@ def test_recipe_writes_a_loadable_model_and_card(data_folder, tmp_path, monkeypa
     assert "**2 steps**" in card
     assert "fake natural/T91 for tests" in card  # the SOURCE.txt credits
     assert "tt5.bmp" in card  # the held-out list
+    assert "| cells | 2 |" in card  # the mix
+    assert "synthetic cell scenes: training seeds 2000-2001, benchmark seeds 3000-3003" in card
