@@ -6,6 +6,7 @@ from scipy.ndimage import binary_erosion, label
 
 from napari_superres.engine.samples import PSF_SIGMA, bin_image, gaussian_blur
 from napari_superres.engine.samples_cells import (
+    EM_PSF_SIGMA,
     FLUORESCENCE_KINDS,
     CellLayout,
     cell_object,
@@ -91,6 +92,9 @@ def test_em_texture_is_thin_dark_membranes_on_mid_grey():
     regions, _ = label(dark, np.ones((3, 3)))
     assert np.bincount(regions.ravel())[1:].max() > 0.25 * dark.sum()
     assert binary_erosion(dark, np.ones((3, 3))).sum() < 0.1 * dark.sum()
+    # an electron microscope resolves about a pixel: its default blur is narrower than the optical PSF
+    blurred = synthetic_cells((128, 128), seed=1, kinds=("em",))
+    np.testing.assert_array_equal(blurred, gaussian_blur(em, EM_PSF_SIGMA))
 
 
 def test_pair_is_the_area_binned_field_acquired_like_synthetic_pair():

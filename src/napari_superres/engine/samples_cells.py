@@ -48,6 +48,9 @@ NUCLEUS_EDGE_PX = 1.5
 #: Vesicles per cell and their radius range (px).
 VESICLES_PER_CELL = 4
 VESICLE_RADIUS = (2.5, 7.0)
+#: Default blur (Gaussian sigma, high-res px) of the EM-like scene: an electron microscope resolves
+#: about a pixel, so its grain survives (fluorescence scenes use the optical ``samples.PSF_SIGMA``).
+EM_PSF_SIGMA = 0.7
 #: Faint cytoplasm level (object units) inside cells of a membrane scene.
 CYTOPLASM = 0.06
 #: Step (px) between points drawn along a ring.
@@ -322,11 +325,14 @@ def synthetic_cells(
     seed: int = 0,
     kinds: Sequence[str] = FLUORESCENCE_KINDS,
     *,
-    psf_sigma: float = PSF_SIGMA,
+    psf_sigma: float | None = None,
 ) -> np.ndarray:
     """A cell scene seen through the microscope: float32 ``shape``, the object of ``kinds`` (a subset
     of :data:`FLUORESCENCE_KINDS`, or ``("em",)``) blurred by a Gaussian PSF of ``psf_sigma`` high-res
-    px (``0``: the object itself).  Values in object units (``[0, 1]``); same arguments, same image."""
+    px (``0``: the object itself; default :data:`.samples.PSF_SIGMA`, or :data:`EM_PSF_SIGMA` for
+    ``("em",)``).  Values in object units (``[0, 1]``); same arguments, same image."""
+    if psf_sigma is None:
+        psf_sigma = EM_PSF_SIGMA if _check_kinds(kinds) == ("em",) else PSF_SIGMA
     return gaussian_blur(cell_object(shape, seed, kinds), psf_sigma)
 
 
@@ -337,7 +343,7 @@ def synthetic_cells_pair(
     noise: bool = True,
     kinds: Sequence[str] = FLUORESCENCE_KINDS,
     *,
-    psf_sigma: float = PSF_SIGMA,
+    psf_sigma: float | None = None,
     peak_photons: float = 60.0,
     hr_photons: float = 1000.0,
     background: float = 0.05,
@@ -345,7 +351,8 @@ def synthetic_cells_pair(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(low_res (H/s, W/s), high_res (H, W))`` ``uint16`` of a :func:`synthetic_cells` scene, acquired
     exactly as :func:`.samples.synthetic_pair` acquires its fields (same arguments and noise model:
-    low-res = the blurred object area-binned over ``scale x scale`` blocks)."""
+    low-res = the blurred object area-binned over ``scale x scale`` blocks; ``psf_sigma`` as
+    :func:`synthetic_cells`)."""
     h, w = _check_shape(shape)
     scale = _check_scale((h, w), scale)
     blurred = synthetic_cells((h, w), seed, kinds, psf_sigma=psf_sigma)
