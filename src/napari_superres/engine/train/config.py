@@ -72,10 +72,14 @@ class TrainConfig:
     val_every : validate every N steps (and at the end); 0 = only at the end.
     checkpoint_every : write a checkpoint every N steps (0 = only at the end / on stop).
     checkpoint_path : where checkpoints go (``None`` = no checkpoints).
-    net : :class:`SRNetConfig` overrides (``channels``, ``blocks``, ``upsampling``...).
+    net : :class:`SRNetConfig` overrides (``channels``, ``blocks``, ``upsampling``...): a dict of the
+        settings given, or an :class:`SRNetConfig` (stored as its settings);
+        :meth:`net_config` gives the typed network config.
     normalization : intensity normalisation spec; must match the data's.  Default: per-image
         percentiles 1 / 99.8 (CSBDeep-style), stored in the model file and repeated at inference.
-    degradation : :class:`DegradationConfig` kwargs for high-res-only data (must match the data's).
+    degradation : :class:`DegradationConfig` kwargs for high-res-only data (must match the data's),
+        or a :class:`DegradationConfig` (stored as its settings, its scale being this config's);
+        :meth:`degradation_config` gives the typed degradation.
     discriminator : ``{"kind": "patchgan" | "unet", "channels": 64}``.
     d_lr : discriminator learning rate (default ``lr``).
     perceptual_layers, perceptual_criterion : VGG-16 layers and ``"l1"``/``"l2"`` distance.
@@ -118,6 +122,25 @@ class TrainConfig:
     mixed_precision: bool = True
     channels_last: bool = True
     cpu_bf16: bool = False
+
+    def __post_init__(self) -> None:
+        # typed sub-configs are held as their JSON-able settings (what checkpoints and model files store)
+        if isinstance(self.net, SRNetConfig):
+            self.net = self.net.to_dict()
+        if isinstance(self.degradation, DegradationConfig):
+            self.degradation = {k: v for k, v in self.degradation.to_dict().items() if k != "scale"}
+
+    def net_config(self, **fixed: Any) -> SRNetConfig:
+        """The network to train as an :class:`SRNetConfig`: ``net`` over the defaults at this config's
+        scale, ``fixed`` (e.g. the data's ``in_channels``) on top; ``ValueError`` for bad settings."""
+        return SRNetConfig.from_dict({"scale": int(self.scale), **(self.net or {}), **fixed})
+
+    def degradation_config(self, scale: int | None = None) -> DegradationConfig | None:
+        """The synthetic degradation as a :class:`DegradationConfig` (at ``scale``, default this config's),
+        or ``None``; ``ValueError`` for bad settings."""
+        if self.degradation is None:
+            return None
+        return DegradationConfig.from_dict({"scale": int(scale or self.scale), **self.degradation})
 
     def validate(self) -> None:
         """Raise :class:`TrainSettingError` (a ``ValueError``) naming the setting and the fix for the first
@@ -222,9 +245,8 @@ _CHECKS: tuple[tuple[str, Callable[[TrainConfig], str]], ...] = (
     ("weights", _delegated(lambda c: resolve_weights(c.preset, c.weights))),
     ("pretrain_steps", _pretrain_problem),
     ("patch_size", _patch_problem),
-    ("net", _delegated(lambda c: SRNetConfig.from_dict({"scale": int(c.scale), **(c.net or {})}))),
-    ("degradation", _delegated(lambda c: c.degradation is None
-        or DegradationConfig.from_dict({"scale": int(c.scale), **c.degradation}))),
+    ("net", _delegated(TrainConfig.net_config)),
+    ("degradation", _delegated(TrainConfig.degradation_config)),
 )  # fmt: skip
 
 

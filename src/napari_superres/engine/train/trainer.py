@@ -47,7 +47,6 @@ from ..options import SCHEDULES
 from .checkpoint_file import checkpoint_bytes, load_checkpoint_file
 from .config import TrainConfig
 from .data import PairSource, make_pair_source
-from .degradation import DegradationConfig
 from .distributed import DistributedContext, any_rank, init_from_env, process_device, unwrap, wrap_ddp
 from .loop import EMA, FitLoop
 from .losses import PerceptualLoss
@@ -187,7 +186,8 @@ class Trainer:
             if data.paired:
                 warnings.warn("config.degradation is ignored: the data has low-res images", stacklevel=3)
             else:
-                wanted_config = DegradationConfig.from_dict({"scale": data.scale, **config.degradation})
+                wanted_config = config.degradation_config(data.scale)
+                assert wanted_config is not None
                 wanted = wanted_config.for_normalization(data.normalization).to_dict()
                 if data.degradation is None or data.degradation.to_dict() != wanted:
                     raise ValueError(
@@ -206,11 +206,9 @@ class Trainer:
                     f"net {key}={overrides[key]} but the data gives {data.in_channels}-channel patches; "
                     f"a network's in_channels and out_channels must match the data (1, or 3 for RGB images)"
                 )
-        overrides.update(
-            scale=int(config.scale), in_channels=data.in_channels, out_channels=data.in_channels,
-            cond_channels=data.cond_channels,
-        )  # fmt: skip
-        return SRNetConfig.from_dict(overrides)
+        return config.net_config(
+            in_channels=data.in_channels, out_channels=data.in_channels, cond_channels=data.cond_channels
+        )
 
     @staticmethod
     def _check_net(net: nn.Module, config: TrainConfig, data: PairSource) -> None:
