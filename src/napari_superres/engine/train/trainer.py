@@ -5,12 +5,15 @@
 >>> result = trainer.run(callback=print)                                      # doctest: +SKIP
 >>> trainer.save_model("my_x2.safetensors")                                   # doctest: +SKIP
 
-What a step does: sample a batch of aligned patches -> generator forward (bf16 autocast
-on CUDA) -> weighted loss terms (pixel, perceptual, adversarial once pixel
-pre-training is over) -> Adam step with gradient clipping -> learning-rate schedule ->
-EMA of the generator weights -> discriminator step(s) (adversarial recipe).  Every
-``val_every`` steps the EMA generator and bicubic are scored (PSNR, SSIM) on the
-validation region of the data, with a preview crop.
+The trainer puts together the network(s), the data and the training method's step
+strategy (:mod:`~napari_superres.engine.train.steps`: :class:`PixelStep` for the pixel and
+perceptual recipes, :class:`GANStep` for the adversarial one), and runs them in the shared
+fit loop (:mod:`~napari_superres.engine.train.loop`).  A step: sample a batch of aligned
+patches -> generator forward (bf16 autocast on CUDA) -> weighted loss terms (pixel,
+perceptual, adversarial once pixel pre-training is over) -> Adam step with gradient
+clipping -> learning-rate schedule -> discriminator step(s) (adversarial recipe); then the
+loop updates the EMA of the generator weights.  Every ``val_every`` steps the EMA generator
+and bicubic are scored (PSNR, SSIM) on the validation region of the data, with a preview crop.
 
 Everything random comes from seeded generators, and a checkpoint holds all of it
 (weights, EMA, discriminator, optimizers, schedules, sampler state), so training
