@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..device import autocast, resolve_device
-from ..errors import CheckpointError
+from ..errors import InvalidRequestError
 from ..metrics.pixel import psnr_from_mse
 from ..metrics.ssim import ssim as ssim_value
 from ..nets.discriminator import build_discriminator
@@ -47,7 +47,8 @@ from ..nets.srnet import SRNet, SRNetConfig
 from ..nets.vgg import VGGFeatures
 from ..normalization import default_normalization
 from ..options import SCHEDULES
-from .checkpoint_file import checkpoint_bytes, load_checkpoint_file
+from .checkpoint_file import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, checkpoint_bytes
+from .checkpoint_file import read_checkpoint as read_checkpoint_file
 from .config import TrainConfig
 from .data import PairSource, make_pair_source
 from .distributed import DistributedContext, any_rank, init_from_env, process_device, unwrap, wrap_ddp
@@ -71,8 +72,6 @@ class EngineLike(Protocol):
     def vgg(self, layers: Sequence[str] | None = None, device: Any = None) -> nn.Module: ...
 
 
-CHECKPOINT_FORMAT = "napari-superres-checkpoint"
-CHECKPOINT_VERSION = 1
 #: Settings a resumed run may change (they do not change what is learned).
 RESUME_OVERRIDES = ("device", "checkpoint_path", "checkpoint_every", "val_every", "seconds")
 
@@ -82,7 +81,8 @@ class Trainer:
 
     Parameters
     ----------
-    config : :class:`TrainConfig` (validated here: ``ValueError`` with the fix).
+    config : :class:`TrainConfig` (validated here: :class:`~napari_superres.engine.errors.InvalidRequestError`,
+        a ``ValueError``, with the fix).
     data : the training data; its ``scale``, ``patch_size`` and ``normalization`` must match ``config``.
         Its patch sampler is reseeded from ``config.seed`` (and the process rank).
     engine : an :class:`~napari_superres.engine.Engine`, for its device and its shared VGG-16
@@ -172,16 +172,16 @@ class Trainer:
     @staticmethod
     def _check_data(config: TrainConfig, data: PairSource) -> None:
         if data.scale != int(config.scale):
-            raise ValueError(
+            raise InvalidRequestError(
                 f"the data was prepared for x{data.scale} but the config trains x{config.scale}; use the same scale"
             )
         if data.patch_size != int(config.patch_size):
-            raise ValueError(
+            raise InvalidRequestError(
                 f"the data samples {data.patch_size}-px patches but the config says patch_size={config.patch_size}; "
                 f"build the data with make_pair_source(..., patch_size={config.patch_size})"
             )
         if dict(data.normalization) != dict(config.normalization or default_normalization()):
-            raise ValueError(
+            raise InvalidRequestError(
                 f"the data is normalised with {data.normalization} but the config says {config.normalization}; "
                 f"build the data with make_pair_source(..., normalization=config.normalization)"
             )
@@ -193,7 +193,7 @@ class Trainer:
                 assert wanted_config is not None
                 wanted = wanted_config.for_normalization(data.normalization).to_dict()
                 if data.degradation is None or data.degradation.to_dict() != wanted:
-                    raise ValueError(
+                    raise InvalidRequestError(
                         "config.degradation differs from the data's degradation; build the data with "
                         "make_pair_source(..., degradation=config.degradation)"
                     )
@@ -202,10 +202,10 @@ class Trainer:
     def _net_config(config: TrainConfig, data: PairSource) -> SRNetConfig:
         overrides = dict(config.net or {})
         if "scale" in overrides and int(overrides["scale"]) != int(config.scale):
-            raise ValueError(f"net scale {overrides['scale']} differs from the training scale {config.scale}")
+            raise InvalidRequestError(f"net scale {overrides['scale']} differs from the training scale {config.scale}")
         for key in ("in_channels", "out_channels"):
             if key in overrides and int(overrides[key]) != data.in_channels:
-                raise ValueError(
+                raise InvalidRequestError(
                     f"net {key}={overrides[key]} but the data gives {data.in_channels}-channel patches; "
                     f"a network's in_channels and out_channels must match the data (1, or 3 for RGB images)"
                 )
@@ -218,13 +218,13 @@ class Trainer:
         if not isinstance(net, SRNet):
             raise TypeError(f"Trainer trains an SRNet, got {type(net).__name__}")
         if net.scale != int(config.scale):
-            raise ValueError(f"the network upscales x{net.scale} but the config trains x{config.scale}")
+            raise InvalidRequestError(f"the network upscales x{net.scale} but the config trains x{config.scale}")
         if net.in_channels != data.in_channels:
-            raise ValueError(
+            raise InvalidRequestError(
                 f"the network takes {net.in_channels}-channel input but the data gives {data.in_channels} channel(s)"
             )
         if net.cond_channels != data.cond_channels:
-            raise ValueError(
+            raise InvalidRequestError(
                 f"the network reads {net.cond_channels} degradation maps but the data gives {data.cond_channels}: "
                 "build the data with condition=True for a conditioned network (and False for a blind one)"
             )
@@ -318,7 +318,7 @@ class Trainer:
         """Change the run's length (e.g. train longer after :meth:`run` returned); the schedule stretches to it."""
         steps = int(steps)
         if steps < max(1, self.step):
-            raise ValueError(f"steps must be at least {max(1, self.step)} (steps already done), got {steps}")
+            raise InvalidRequestError(f"steps must be at least {max(1, self.step)} (steps already done), got {steps}")
         self.config.steps = steps
         self.strategy.retarget(steps)
 
@@ -480,7 +480,7 @@ class Trainer:
         """Write a checkpoint atomically (main process only) and return its path."""
         path = Path(path or self.config.checkpoint_path or "")
         if not str(path):
-            raise ValueError("no checkpoint path: pass one or set config.checkpoint_path")
+            raise InvalidRequestError("no checkpoint path: pass one or set config.checkpoint_path")
         if not self.is_main:
             return path
         atomic_write_bytes(path, checkpoint_bytes(self.checkpoint_state()))  # with its SHA-256
@@ -492,15 +492,7 @@ class Trainer:
 
         :class:`~napari_superres.engine.errors.CheckpointError` (a ``ValueError``) names a damaged file.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {path}")
-        state = load_checkpoint_file(path)
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{path} is not a napari-superres training checkpoint")
-        if int(state.get("version", 0)) > CHECKPOINT_VERSION:
-            raise ValueError(f"{path} was written by a newer napari-superres (checkpoint version {state['version']})")
-        return state
+        return read_checkpoint_file(path)
 
     @classmethod
     def resume(
@@ -524,12 +516,12 @@ class Trainer:
         config = TrainConfig.from_dict(json.loads(state["config"]))
         bad = sorted(set(overrides) - set(RESUME_OVERRIDES))
         if bad:
-            raise ValueError(f"cannot change {bad} when resuming; only {list(RESUME_OVERRIDES)} (and steps)")
+            raise InvalidRequestError(f"cannot change {bad} when resuming; only {list(RESUME_OVERRIDES)} (and steps)")
         for key, value in overrides.items():
             setattr(config, key, value)
         if steps is not None:
             if int(steps) < int(state["step"]):
-                raise ValueError(f"the checkpoint is already at step {state['step']}; steps must be >= that")
+                raise InvalidRequestError(f"the checkpoint is already at step {state['step']}; steps must be >= that")
             config.steps = int(steps)
         net = SRNet(SRNetConfig.from_dict(json.loads(state["net_config"])))
         trainer = cls(config, data, engine=engine, net=net)
