@@ -162,7 +162,9 @@ class FitLoop:
                 validation=validation, phase=outcome.phase,
             )  # fmt: skip
             self.history.append(report.to_dict())
-            if checkpoint is not None and ((checkpoint_every and self.step % checkpoint_every == 0) or self.step >= total):
+            if checkpoint is not None and (
+                (checkpoint_every and self.step % checkpoint_every == 0) or self.step >= total
+            ):
                 report.checkpoint = str(checkpoint())
                 self.history[-1]["checkpoint"] = report.checkpoint
             if callback is not None:
