@@ -29,7 +29,7 @@ from torch import nn
 from ..device import is_out_of_memory, out_of_memory_error
 from .reports import StepReport, ValidationReport
 from .schedule import TimeBudget
-from .steps import StepStrategy
+from .steps import StepOutcome, StepStrategy
 
 #: Steps over which it/s is averaged.
 SPEED_WINDOW = 20
@@ -74,6 +74,8 @@ class FitLoop:
     ema : weight averaging updated after every step, or ``None``.
     agree : turns this process's stop flag into the decision of all processes (DDP); identity by default.
     memory_hint : ``memory_hint(step)``: what ran out of memory and what to reduce, for the error raised.
+    train_step : the whole step, batch included (default: ``strategy.step(*batches(), step)``), for a
+        trainer that runs its strategy its own way.
     """
 
     def __init__(
@@ -85,11 +87,13 @@ class FitLoop:
         ema: EMA | None = None,
         agree: Callable[[bool], bool] = bool,
         memory_hint: Callable[[int], str] | None = None,
+        train_step: Callable[[], StepOutcome] | None = None,
     ) -> None:
         self.strategy = strategy
         self.batches = batches
         self.ema = ema
         self.agree = agree
+        self.train_step = train_step or (lambda: self.strategy.step(*self.batches(), self.step))
         self.memory_hint = memory_hint or (lambda step: f"training step {step}: use a smaller batch or patch size")
         self.step = 0
         self.history: list[dict[str, Any]] = []
@@ -97,11 +101,10 @@ class FitLoop:
         self._durations: deque[float] = deque(maxlen=SPEED_WINDOW)
         self._val_seconds = 0.0
 
-    def _one_step(self) -> Any:
+    def _one_step(self) -> StepOutcome:
         """Draw a batch and run the strategy's step; out-of-memory becomes the error naming what to reduce."""
         try:
-            lq, gt = self.batches()
-            outcome = self.strategy.step(lq, gt, self.step)
+            outcome = self.train_step()
         except (MemoryError, RuntimeError) as e:
             if not is_out_of_memory(e):
                 raise

@@ -56,7 +56,7 @@ from .loop import EMA, FitLoop
 from .losses import PerceptualLoss
 from .reports import VALIDATION_RANGE, StepReport, TrainResult, ValidationReport
 from .schedule import Schedule, TimeBudget
-from .steps import GANStep, PixelStep, StepStrategy
+from .steps import GANStep, PixelStep, StepOutcome, StepStrategy
 from .warm_start import initial_network
 
 if TYPE_CHECKING:
@@ -164,6 +164,7 @@ class Trainer:
         self.loop = FitLoop(
             self.strategy, self._batch, seconds=config.seconds, ema=ema,
             agree=lambda stop: any_rank(stop, self.ctx, self.device), memory_hint=self._memory_hint,
+            train_step=lambda: self._train_step(),
         )  # fmt: skip
         self.last_validation: ValidationReport | None = None
         self._stop_requested = False
@@ -250,6 +251,10 @@ class Trainer:
         lq_b = lq_b.to(self.device, non_blocking=True).contiguous(memory_format=self._memory_format)
         gt_b = gt_b.to(self.device, non_blocking=True).contiguous(memory_format=self._memory_format)
         return lq_b, gt_b
+
+    def _train_step(self) -> StepOutcome:
+        """The fit loop's step: the strategy's step on the next batch."""
+        return self.strategy.step(*self._batch(), self.step)
 
     def _memory_hint(self, step: int) -> str:
         cfg = self.config
