@@ -300,6 +300,19 @@ class Trainer:
     def opt_d(self) -> torch.optim.Optimizer | None:
         return getattr(self.strategy, "opt_d", None)
 
+    @property
+    def sched_g(self) -> torch.optim.lr_scheduler.LambdaLR:
+        return self.strategy.sched_g  # type: ignore[attr-defined]
+
+    @property
+    def sched_d(self) -> torch.optim.lr_scheduler.LambdaLR | None:
+        return getattr(self.strategy, "sched_d", None)
+
+    @property
+    def pretrain_weights(self) -> dict[str, float]:
+        """The loss weights of the pre-training steps (the pixel terms)."""
+        return self.strategy.pretrain_weights  # type: ignore[attr-defined]
+
     # --- public API ----------------------------------------------------------------------------
     @property
     def is_main(self) -> bool:
