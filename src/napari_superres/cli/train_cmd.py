@@ -29,7 +29,7 @@ import json
 import signal
 import sys
 import threading
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -397,25 +397,37 @@ def save_or_keep(trainer: Any, out: Path, checkpoint: str | None) -> Path:
 
 
 def _checked_out(args: argparse.Namespace) -> Path:
-    """The model file to write (``.safetensors`` added); raises :class:`CLIError` for settings that
-    cannot work (an existing ``--out`` without ``--overwrite``, bad counts, unusable output paths)."""
+    """The model file to write (``.safetensors`` added); raises :class:`CLIError` for outputs that
+    cannot work (an existing ``--out`` without ``--overwrite``, unusable output paths)."""
     out = Path(args.out)
     if out.suffix != ".safetensors":
         out = out.with_name(out.name + ".safetensors")
     if out.exists() and not args.overwrite:  # resuming too: the model file is not the checkpoint
         raise CLIError(f"--out {out} exists; pass --overwrite to replace it")
-    if args.seconds is not None and not args.seconds > 0:
-        raise CLIError(f"--seconds must be a positive number of seconds, got {args.seconds}")
-    for name in ("steps", "batch_size", "patch_size", "checkpoint_every", "val_every"):
-        value = getattr(args, name)
-        if value is not None and value < (0 if name in ("checkpoint_every", "val_every") else 1):
-            raise CLIError(
-                f"--{name.replace('_', '-')} must be {'>= 0' if 'every' in name else 'at least 1'}, got {value}"
-            )
     if args.checkpoint_every and not (args.checkpoint or args.resume):
         raise CLIError("--checkpoint-every needs --checkpoint CKPT (where to write)")
     check_output_paths(args, out)
     return out
+
+
+#: TrainConfig settings spelt otherwise on the command line (the others: ``--`` + the name with dashes).
+_FLAGS = {"lr": "--learning-rate", "weights": "--weight", "net": "--channels/--blocks/--upsampling",
+          "checkpoint_path": "--checkpoint"}  # fmt: skip
+#: TrainConfig settings with no flag (a resumed run's checkpoint may hold them).
+_NO_FLAG = ("d_lr", "d_steps", "grad_clip", "perceptual_criterion", "discriminator")
+
+
+def _validated(config: TrainConfig) -> TrainConfig:
+    """``config`` once :meth:`TrainConfig.validate` accepts it; its error calls the setting by its flag."""
+    from ..engine.train.config import TrainSettingError
+
+    try:
+        config.validate()
+    except TrainSettingError as e:
+        if e.setting in _NO_FLAG:
+            raise
+        raise e.named(_FLAGS.get(e.setting, "--" + e.setting.replace("_", "-"))) from e
+    return config
 
 
 def _run_settings(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, Any], float, int]:
@@ -424,11 +436,11 @@ def _run_settings(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, Any]
     overrides: dict[str, Any] = {}
     if args.resume:
         config, described, overrides = _resume_settings(args)
+        _validated(replace(config, **overrides))  # the overrides are checked before the images are read
         val_fraction = described.get("val_fraction", _DEFAULTS["val_fraction"])
         in_channels = described.get("in_channels", args.in_channels)
     else:
-        config = build_config(args)
-        config.validate()
+        config = _validated(build_config(args))
         from ..engine.nets.model_file import check_config_size
 
         check_config_size({"scale": config.scale, **(config.net or {})}, "--channels/--blocks", "use a smaller network")

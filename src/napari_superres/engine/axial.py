@@ -15,8 +15,10 @@ Why not the 2D :class:`~napari_superres.engine.train.trainer.Trainer`: it trains
 :class:`SRNet` (same scale on both axes, factors 2/3/4/8) on image pairs with a 2D
 degradation and validates against 2D bicubic; here the scale is along one axis only, the
 factor is any integer, the degradation is a 1-D PSF elongation and the data are the
-stack's own planes.  The loop below is the Trainer's core (Adam, cosine schedule,
-gradient clipping, L1 loss from :mod:`~napari_superres.engine.train.losses`) in 40 lines.
+stack's own planes.  The training itself is the Trainer's: :func:`train_axial` runs the
+shared fit loop (:class:`~napari_superres.engine.train.loop.FitLoop`) with a pixel step
+(:class:`~napari_superres.engine.train.steps.PixelStep`: L1 loss, Adam, cosine schedule,
+gradient clipping) on the stack's own patches.
 
 Assumptions: the stack's axes are Z, Y, X with Y and X sampled alike and finely (about
 Nyquist); the axial PSF is about ``psf_ratio`` times wider than the lateral one (default
@@ -45,7 +47,10 @@ from .nets.axial_net import MAX_FACTOR, AxialModel, AxialNet, AxialNetConfig, lo
 from .noise import estimate_noise
 from .normalization import default_normalization, denormalize, intensity_range, normalize
 from .train.axial_data import DEFAULT_LATERAL_SIGMA, AxialDegradation, AxialPairSampler, axial_blur_sigma
-from .train.losses import l1_loss
+from .train.loop import FitLoop
+from .train.reports import StepReport
+from .train.schedule import Schedule
+from .train.steps import PixelStep
 
 log = logging.getLogger(__name__)
 
@@ -169,10 +174,6 @@ def builtin_axial_model(factor: int, psf_ratio: float | None = None) -> AxialMod
     return model
 
 
-def _cosine(step: int, total: int) -> float:
-    return _COSINE_MIN + (1.0 - _COSINE_MIN) * 0.5 * (1.0 + math.cos(math.pi * step / max(total, 1)))
-
-
 def train_axial(
     net: AxialNet,
     sampler: AxialPairSampler,
@@ -190,23 +191,21 @@ def train_axial(
     (:class:`~napari_superres.engine.errors.Cancelled` when it returns True).
     """
     net.to(device).train()
-    opt = torch.optim.Adam(net.parameters(), lr=learning_rate, betas=(0.9, 0.99))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: _cosine(t, steps))
+    step = PixelStep(net, lr=learning_rate, schedule=Schedule("cosine", steps, floor=_COSINE_MIN),
+                     weights={"l1": 1.0}, grad_clip=_GRAD_CLIP)  # fmt: skip
     losses: list[float] = []
-    for step in range(steps):
-        if should_stop is not None and should_stop():
-            raise Cancelled("axial training cancelled")
+
+    def batch() -> tuple[torch.Tensor, torch.Tensor]:
         x, y = sampler.sample(batch_size)
-        x, y = x.to(device), y.to(device)
-        loss = l1_loss(net(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), _GRAD_CLIP)
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
+        return x.to(device), y.to(device)
+
+    def record(report: StepReport) -> None:
+        losses.append(report.losses["l1"])
         if progress is not None:
-            progress(step + 1, losses[-1])
+            progress(report.step, losses[-1])
+
+    if FitLoop(step, batch).run(steps, callback=record, should_stop=should_stop):
+        raise Cancelled("axial training cancelled")
     net.eval()
     return losses
 

@@ -21,6 +21,9 @@ import torch
 
 from ..errors import CheckpointError
 
+#: ``state["format"]`` and the newest ``state["version"]`` of a training checkpoint's state dict.
+CHECKPOINT_FORMAT = "napari-superres-checkpoint"
+CHECKPOINT_VERSION = 1
 #: First bytes of a checksummed checkpoint; the hex digest and a newline follow.
 HEADER_PREFIX = b"napari-superres-checkpoint sha256:"
 _HEADER = re.compile(rb"napari-superres-checkpoint sha256:([0-9a-f]{64})\n")
@@ -63,4 +66,22 @@ def load_checkpoint_file(path: str | Path) -> Any:
         raise CheckpointError(f"{path} is not a readable napari-superres checkpoint ({e})") from e
 
 
-__all__ = ["HEADER_PREFIX", "checkpoint_bytes", "load_checkpoint_file"]
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint's state dict, checksum, format and version checked.
+
+    ``FileNotFoundError`` for a missing file; :class:`~napari_superres.engine.errors.CheckpointError`
+    (a ``ValueError``) names a damaged file, another format or a newer version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    state = load_checkpoint_file(path)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a napari-superres training checkpoint")
+    if int(state.get("version", 0)) > CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer napari-superres (checkpoint version {state['version']})")
+    return state
+
+
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "HEADER_PREFIX", "checkpoint_bytes", "load_checkpoint_file",
+           "read_checkpoint"]  # fmt: skip

@@ -6,9 +6,11 @@ Split out of :mod:`~napari_superres.engine.train.trainer`, which re-exports it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import InvalidRequestError
 from ..nets.discriminator import DISCRIMINATORS
 from ..nets.srnet import SRNetConfig
 from ..nets.vgg import DEFAULT_LAYERS
@@ -17,6 +19,27 @@ from ..options import SCHEDULES, TRAIN_DEFAULTS, known_settings
 from .degradation import DegradationConfig
 from .losses import GAN_LOSSES, LOSS_PRESETS, resolve_weights
 from .warm_start import check_init
+
+
+class TrainSettingError(InvalidRequestError):
+    """A :class:`TrainConfig` setting that cannot work; ``setting`` is the field's name.
+
+    The message names the setting (usually first: ``"steps must be at least 1 ..."``) and the
+    fix; a front end may call the setting by its own name (a command-line flag) with :meth:`named`.
+    """
+
+    def __init__(self, message: str, setting: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+    def named(self, name: str) -> TrainSettingError:
+        """The same error with the setting called ``name`` (e.g. ``"--batch-size"`` for ``batch_size``)."""
+        text = str(self)
+        if text.startswith(self.setting + " "):
+            text = name + text[len(self.setting) :]
+        else:
+            text = f"{name}: {text}"
+        return TrainSettingError(text, self.setting)
 
 
 @dataclass
@@ -49,10 +72,14 @@ class TrainConfig:
     val_every : validate every N steps (and at the end); 0 = only at the end.
     checkpoint_every : write a checkpoint every N steps (0 = only at the end / on stop).
     checkpoint_path : where checkpoints go (``None`` = no checkpoints).
-    net : :class:`SRNetConfig` overrides (``channels``, ``blocks``, ``upsampling``...).
+    net : :class:`SRNetConfig` overrides (``channels``, ``blocks``, ``upsampling``...): a dict of the
+        settings given, or an :class:`SRNetConfig` (stored as its settings);
+        :meth:`net_config` gives the typed network config.
     normalization : intensity normalisation spec; must match the data's.  Default: per-image
         percentiles 1 / 99.8 (CSBDeep-style), stored in the model file and repeated at inference.
-    degradation : :class:`DegradationConfig` kwargs for high-res-only data (must match the data's).
+    degradation : :class:`DegradationConfig` kwargs for high-res-only data (must match the data's),
+        or a :class:`DegradationConfig` (stored as its settings, its scale being this config's);
+        :meth:`degradation_config` gives the typed degradation.
     discriminator : ``{"kind": "patchgan" | "unet", "channels": 64}``.
     d_lr : discriminator learning rate (default ``lr``).
     perceptual_layers, perceptual_criterion : VGG-16 layers and ``"l1"``/``"l2"`` distance.
@@ -96,60 +123,35 @@ class TrainConfig:
     channels_last: bool = True
     cpu_bf16: bool = False
 
+    def __post_init__(self) -> None:
+        # typed sub-configs are held as their JSON-able settings (what checkpoints and model files store)
+        if isinstance(self.net, SRNetConfig):
+            self.net = self.net.to_dict()
+        if isinstance(self.degradation, DegradationConfig):
+            self.degradation = {k: v for k, v in self.degradation.to_dict().items() if k != "scale"}
+
+    def net_config(self, **fixed: Any) -> SRNetConfig:
+        """The network to train as an :class:`SRNetConfig`: ``net`` over the defaults at this config's
+        scale, ``fixed`` (e.g. the data's ``in_channels``) on top; ``ValueError`` for bad settings."""
+        return SRNetConfig.from_dict({"scale": int(self.scale), **(self.net or {}), **fixed})
+
+    def degradation_config(self, scale: int | None = None) -> DegradationConfig | None:
+        """The synthetic degradation as a :class:`DegradationConfig` (at ``scale``, default this config's),
+        or ``None``; ``ValueError`` for bad settings."""
+        if self.degradation is None:
+            return None
+        return DegradationConfig.from_dict({"scale": int(scale or self.scale), **self.degradation})
+
     def validate(self) -> None:
-        """Raise ``ValueError`` with the fix for any inconsistent setting."""
-
-        def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise ValueError(msg)
-
-        need(int(self.steps) >= 1, f"steps must be at least 1 (got {self.steps}); train for e.g. steps=1000")
-        need(self.seconds is None or (math.isfinite(self.seconds) and self.seconds > 0),
-             f"seconds must be a positive number or None (no time limit), got {self.seconds}")  # fmt: skip
-        check_init(self.init)
-        need(int(self.batch_size) >= 1, f"batch_size must be at least 1 (got {self.batch_size})")
-        need(self.preset in LOSS_PRESETS, f"unknown preset {self.preset!r}; choose one of {sorted(LOSS_PRESETS)}")
-        need(self.gan_loss in GAN_LOSSES, f"unknown gan_loss {self.gan_loss!r}; choose one of {list(GAN_LOSSES)}")
-        need(self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of {list(SCHEDULES)}")
-        need(
-            math.isfinite(self.lr) and self.lr > 0,
-            f"learning rate must be a positive number (got {self.lr}); 2e-4 is a good start",
-        )
-        need(self.d_lr is None or (math.isfinite(self.d_lr) and self.d_lr > 0), f"d_lr must be > 0, got {self.d_lr}")
-        need(int(self.d_steps) >= 1, f"d_steps must be at least 1, got {self.d_steps}")
-        need(
-            self.grad_clip is None or self.grad_clip > 0,
-            f"grad_clip must be > 0 or None (no clipping), got {self.grad_clip}",
-        )
-        need(self.ema is None or 0.0 <= self.ema < 1.0, f"ema must be in [0, 1) or None (off), got {self.ema}")
-        need(int(self.val_every) >= 0, f"val_every must be >= 0 (0 = only at the end), got {self.val_every}")
-        need(int(self.checkpoint_every) >= 0, f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
-        need(
-            int(self.patch_size) >= 2 * int(self.scale) and int(self.patch_size) % int(self.scale) == 0,
-            f"patch_size {self.patch_size} must be a multiple of the scale {self.scale} (and at least {2 * self.scale})",
-        )
-        need(self.perceptual_criterion in ("l1", "l2"), "perceptual_criterion must be 'l1' or 'l2'")
-        kind = (self.discriminator or {}).get("kind", "patchgan")
-        need(kind in DISCRIMINATORS, f"unknown discriminator {kind!r}; choose one of {list(DISCRIMINATORS)}")
-        weights = resolve_weights(self.preset, self.weights)
-        pre = self.resolved_pretrain_steps()
-        need(pre >= 0, f"pretrain_steps must be >= 0, got {pre}")
-        if "gan" in weights or "perceptual" in weights:
-            need(
-                pre < int(self.steps),
-                f"pretrain_steps ({pre}) must be smaller than steps ({self.steps}), or the perceptual/adversarial "
-                f"terms never switch on",
-            )
-        if "ssim" in weights:
-            need(int(self.patch_size) >= 11, f"the SSIM loss needs patches of at least 11 px, got {self.patch_size}")
-        if "gan" in weights:
-            need(
-                int(self.patch_size) >= 16,
-                f"adversarial training needs patches of at least 16 px, got {self.patch_size}",
-            )
-        SRNetConfig.from_dict({"scale": int(self.scale), **(self.net or {})})  # raises for bad net overrides
-        if self.degradation is not None:
-            DegradationConfig.from_dict({"scale": int(self.scale), **self.degradation})
+        """Raise :class:`TrainSettingError` (a ``ValueError``) naming the setting and the fix for the first
+        setting that cannot work (checks in :data:`_CHECKS` order)."""
+        for setting, check in _CHECKS:
+            try:
+                problem = check(self)
+            except ValueError as e:  # the checks of other modules (losses, networks, degradations)
+                raise TrainSettingError(str(e), setting) from e
+            if problem:
+                raise TrainSettingError(problem, setting)
 
     def resolved_weights(self) -> dict[str, float]:
         return resolve_weights(self.preset, self.weights)
@@ -172,4 +174,80 @@ class TrainConfig:
         return cls(**d)
 
 
-__all__ = ["TrainConfig"]
+def _positive_or_none(value: float | None) -> bool:
+    return value is None or (math.isfinite(value) and value > 0)
+
+
+def _pretrain_problem(c: TrainConfig) -> str:
+    pre = c.resolved_pretrain_steps()
+    if pre < 0:
+        return f"pretrain_steps must be >= 0, got {pre}"
+    weights = resolve_weights(c.preset, c.weights)
+    if ("gan" in weights or "perceptual" in weights) and pre >= int(c.steps):
+        return (
+            f"pretrain_steps ({pre}) must be smaller than steps ({c.steps}), or the perceptual/adversarial "
+            "terms never switch on"
+        )
+    return ""
+
+
+def _patch_problem(c: TrainConfig) -> str:
+    weights = resolve_weights(c.preset, c.weights)
+    p, s = int(c.patch_size), int(c.scale)
+    if p < 2 * s or p % s:
+        return f"patch_size {c.patch_size} must be a multiple of the scale {c.scale} (and at least {2 * s})"
+    if "ssim" in weights and p < 11:
+        return f"the SSIM loss needs patches of at least 11 px, got {p}"
+    if "gan" in weights and p < 16:
+        return f"adversarial training needs patches of at least 16 px, got {p}"
+    return ""
+
+
+def _delegated(check: Callable[[TrainConfig], Any]) -> Callable[[TrainConfig], str]:
+    """A check of another module (raising ``ValueError`` naming the fix) as a check returning no problem."""
+
+    def run(c: TrainConfig) -> str:
+        check(c)
+        return ""
+
+    return run
+
+
+#: ``(setting, check)`` in the order they run: a check returns the problem (the message, naming the
+#: setting and the fix) or "", or raises ``ValueError`` (the checks of other modules).
+_CHECKS: tuple[tuple[str, Callable[[TrainConfig], str]], ...] = (
+    ("steps", lambda c: "" if int(c.steps) >= 1 else f"steps must be at least 1 (got {c.steps}); e.g. 1000"),
+    ("seconds", lambda c: "" if _positive_or_none(c.seconds)
+        else f"seconds must be a positive number (or None: no time limit), got {c.seconds}"),
+    ("init", _delegated(lambda c: check_init(c.init))),
+    ("batch_size", lambda c: "" if int(c.batch_size) >= 1 else f"batch_size must be at least 1 (got {c.batch_size})"),
+    ("preset", lambda c: "" if c.preset in LOSS_PRESETS
+        else f"unknown preset {c.preset!r}; choose one of {sorted(LOSS_PRESETS)}"),
+    ("gan_loss", lambda c: "" if c.gan_loss in GAN_LOSSES
+        else f"unknown gan_loss {c.gan_loss!r}; choose one of {list(GAN_LOSSES)}"),
+    ("schedule", lambda c: "" if c.schedule in SCHEDULES
+        else f"unknown schedule {c.schedule!r}; choose one of {list(SCHEDULES)}"),
+    ("lr", lambda c: "" if c.lr is not None and _positive_or_none(c.lr)
+        else f"learning rate must be a positive number (got {c.lr}); 2e-4 is a good start"),
+    ("d_lr", lambda c: "" if _positive_or_none(c.d_lr) else f"d_lr must be > 0, got {c.d_lr}"),
+    ("d_steps", lambda c: "" if int(c.d_steps) >= 1 else f"d_steps must be at least 1, got {c.d_steps}"),
+    ("grad_clip", lambda c: "" if c.grad_clip is None or c.grad_clip > 0
+        else f"grad_clip must be > 0 or None (no clipping), got {c.grad_clip}"),
+    ("ema", lambda c: "" if c.ema is None or 0.0 <= c.ema < 1.0 else f"ema must be in [0, 1) or None (off), got {c.ema}"),
+    ("val_every", lambda c: "" if int(c.val_every) >= 0
+        else f"val_every must be >= 0 (0 = only at the end), got {c.val_every}"),
+    ("checkpoint_every", lambda c: "" if int(c.checkpoint_every) >= 0
+        else f"checkpoint_every must be >= 0, got {c.checkpoint_every}"),
+    ("perceptual_criterion", lambda c: "" if c.perceptual_criterion in ("l1", "l2")
+        else "perceptual_criterion must be 'l1' or 'l2'"),
+    ("discriminator", lambda c: "" if (c.discriminator or {}).get("kind", "patchgan") in DISCRIMINATORS
+        else f"unknown discriminator {(c.discriminator or {}).get('kind')!r}; choose one of {list(DISCRIMINATORS)}"),
+    ("weights", _delegated(lambda c: resolve_weights(c.preset, c.weights))),
+    ("pretrain_steps", _pretrain_problem),
+    ("patch_size", _patch_problem),
+    ("net", _delegated(TrainConfig.net_config)),
+    ("degradation", _delegated(TrainConfig.degradation_config)),
+)  # fmt: skip
+
+
+__all__ = ["TrainConfig", "TrainSettingError"]

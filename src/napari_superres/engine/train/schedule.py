@@ -23,16 +23,20 @@ STEP_GAMMA = 0.5
 
 
 class Schedule:
-    """Learning-rate factor of step ``t`` (no pickling needed: its ``__dict__`` is its state)."""
+    """Learning-rate factor of step ``t`` (no pickling needed: its ``__dict__`` is its state).
 
-    def __init__(self, kind: str, total: int) -> None:
+    ``floor``: the cosine schedule's final factor (default :data:`COSINE_MIN_FACTOR`).
+    """
+
+    def __init__(self, kind: str, total: int, floor: float = COSINE_MIN_FACTOR) -> None:
         self.kind = kind
         self.total = max(1, int(total))
+        self.floor = float(floor)
 
     def __call__(self, t: int) -> float:
         if self.kind == "cosine":
             frac = min(1.0, t / self.total)
-            return COSINE_MIN_FACTOR + (1.0 - COSINE_MIN_FACTOR) * 0.5 * (1.0 + math.cos(math.pi * frac))
+            return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * frac))
         if self.kind == "step":
             return STEP_GAMMA ** sum(t >= int(m * self.total) for m in STEP_MILESTONES)
         return 1.0

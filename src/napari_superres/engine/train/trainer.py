@@ -5,12 +5,15 @@
 >>> result = trainer.run(callback=print)                                      # doctest: +SKIP
 >>> trainer.save_model("my_x2.safetensors")                                   # doctest: +SKIP
 
-What a step does: sample a batch of aligned patches -> generator forward (bf16 autocast
-on CUDA) -> weighted loss terms (pixel, perceptual, adversarial once pixel
-pre-training is over) -> Adam step with gradient clipping -> learning-rate schedule ->
-EMA of the generator weights -> discriminator step(s) (adversarial recipe).  Every
-``val_every`` steps the EMA generator and bicubic are scored (PSNR, SSIM) on the
-validation region of the data, with a preview crop.
+The trainer puts together the network(s), the data and the training method's step
+strategy (:mod:`~napari_superres.engine.train.steps`: :class:`PixelStep` for the pixel and
+perceptual recipes, :class:`GANStep` for the adversarial one), and runs them in the shared
+fit loop (:mod:`~napari_superres.engine.train.loop`).  A step: sample a batch of aligned
+patches -> generator forward (bf16 autocast on CUDA) -> weighted loss terms (pixel,
+perceptual, adversarial once pixel pre-training is over) -> Adam step with gradient
+clipping -> learning-rate schedule -> discriminator step(s) (adversarial recipe); then the
+loop updates the EMA of the generator weights.  Every ``val_every`` steps the EMA generator
+and bicubic are scored (PSNR, SSIM) on the validation region of the data, with a preview crop.
 
 Everything random comes from seeded generators, and a checkpoint holds all of it
 (weights, EMA, discriminator, optimizers, schedules, sampler state), so training
@@ -24,7 +27,6 @@ import copy
 import json
 import time
 import warnings
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -35,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..device import autocast, is_out_of_memory, out_of_memory_error, resolve_device
-from ..errors import CheckpointError
+from ..device import autocast, resolve_device
+from ..errors import InvalidRequestError
 from ..metrics.pixel import psnr_from_mse
 from ..metrics.ssim import ssim as ssim_value
 from ..nets.discriminator import build_discriminator
@@ -45,22 +47,16 @@ from ..nets.srnet import SRNet, SRNetConfig
 from ..nets.vgg import VGGFeatures
 from ..normalization import default_normalization
 from ..options import SCHEDULES
-from .checkpoint_file import checkpoint_bytes, load_checkpoint_file
+from .checkpoint_file import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, checkpoint_bytes
+from .checkpoint_file import read_checkpoint as read_checkpoint_file
 from .config import TrainConfig
 from .data import PairSource, make_pair_source
-from .degradation import DegradationConfig
 from .distributed import DistributedContext, any_rank, init_from_env, process_device, unwrap, wrap_ddp
-from .losses import (
-    PIXEL_TERMS,
-    PerceptualLoss,
-    discriminator_accuracy,
-    discriminator_loss,
-    generator_loss,
-    pixel_losses,
-    weighted_sum,
-)
+from .loop import EMA, FitLoop
+from .losses import PerceptualLoss
 from .reports import VALIDATION_RANGE, StepReport, TrainResult, ValidationReport
-from .schedule import TimeBudget, retarget, scheduler
+from .schedule import Schedule, TimeBudget
+from .steps import GANStep, PixelStep, StepOutcome, StepStrategy
 from .warm_start import initial_network
 
 if TYPE_CHECKING:
@@ -76,14 +72,8 @@ class EngineLike(Protocol):
     def vgg(self, layers: Sequence[str] | None = None, device: Any = None) -> nn.Module: ...
 
 
-CHECKPOINT_FORMAT = "napari-superres-checkpoint"
-CHECKPOINT_VERSION = 1
-#: Adam betas (as ESRGAN / Real-ESRGAN).
-ADAM_BETAS = (0.9, 0.99)
 #: Settings a resumed run may change (they do not change what is learned).
 RESUME_OVERRIDES = ("device", "checkpoint_path", "checkpoint_every", "val_every", "seconds")
-#: Steps over which it/s is averaged.
-SPEED_WINDOW = 20
 
 
 class Trainer:
@@ -91,7 +81,8 @@ class Trainer:
 
     Parameters
     ----------
-    config : :class:`TrainConfig` (validated here: ``ValueError`` with the fix).
+    config : :class:`TrainConfig` (validated here: :class:`~napari_superres.engine.errors.InvalidRequestError`,
+        a ``ValueError``, with the fix).
     data : the training data; its ``scale``, ``patch_size`` and ``normalization`` must match ``config``.
         Its patch sampler is reseeded from ``config.seed`` (and the process rank).
     engine : an :class:`~napari_superres.engine.Engine`, for its device and its shared VGG-16
@@ -121,8 +112,6 @@ class Trainer:
             data.set_in_channels(int(wanted))  # RGB images: luminance for 1-channel nets, RGB for 3-channel ones
         self.weights = config.resolved_weights()
         self.pretrain_steps = config.resolved_pretrain_steps()
-        pixel = {k: v for k, v in self.weights.items() if k in PIXEL_TERMS}
-        self.pretrain_weights = pixel or {"l1": 1.0}
         self.adversarial = "gan" in self.weights
 
         if config.device == "auto" and engine is not None:
@@ -169,37 +158,31 @@ class Trainer:
         if config.ema is not None:
             self.ema_net = copy.deepcopy(net).requires_grad_(False).eval()
         self.net = wrap_ddp(net, self.device, self.ctx)
-        self.disc = wrap_ddp(disc.to(self.device), self.device, self.ctx) if disc is not None else None
-
-        self.opt_g = torch.optim.Adam(unwrap(self.net).parameters(), lr=config.lr, betas=ADAM_BETAS)
-        self.sched_g = scheduler(self.opt_g, config.schedule, config.steps)
-        self.opt_d = self.sched_d = None
-        if self.disc is not None:
-            self.opt_d = torch.optim.Adam(unwrap(self.disc).parameters(), lr=config.d_lr or config.lr, betas=ADAM_BETAS)
-            self.sched_d = scheduler(self.opt_d, config.schedule, config.steps - self.pretrain_steps)
-
-        self.step = 0
-        self.history: list[dict[str, Any]] = []
+        disc = wrap_ddp(disc.to(self.device), self.device, self.ctx) if disc is not None else None
+        self.strategy: StepStrategy = self._step_strategy(disc)
+        ema = EMA(self.ema_net, lambda: self.generator, config.ema) if self.ema_net is not None else None
+        self.loop = FitLoop(
+            self.strategy, self._batch, seconds=config.seconds, ema=ema,
+            agree=lambda stop: any_rank(stop, self.ctx, self.device), memory_hint=self._memory_hint,
+            train_step=lambda: self._train_step(),
+        )  # fmt: skip
         self.last_validation: ValidationReport | None = None
         self._stop_requested = False
-        self._durations: deque[float] = deque(maxlen=SPEED_WINDOW)
-        self._val_seconds = 0.0
-        self.budget = TimeBudget(config.seconds)
 
     # --- construction helpers ----------------------------------------------------------------
     @staticmethod
     def _check_data(config: TrainConfig, data: PairSource) -> None:
         if data.scale != int(config.scale):
-            raise ValueError(
+            raise InvalidRequestError(
                 f"the data was prepared for x{data.scale} but the config trains x{config.scale}; use the same scale"
             )
         if data.patch_size != int(config.patch_size):
-            raise ValueError(
+            raise InvalidRequestError(
                 f"the data samples {data.patch_size}-px patches but the config says patch_size={config.patch_size}; "
                 f"build the data with make_pair_source(..., patch_size={config.patch_size})"
             )
         if dict(data.normalization) != dict(config.normalization or default_normalization()):
-            raise ValueError(
+            raise InvalidRequestError(
                 f"the data is normalised with {data.normalization} but the config says {config.normalization}; "
                 f"build the data with make_pair_source(..., normalization=config.normalization)"
             )
@@ -207,10 +190,11 @@ class Trainer:
             if data.paired:
                 warnings.warn("config.degradation is ignored: the data has low-res images", stacklevel=3)
             else:
-                wanted_config = DegradationConfig.from_dict({"scale": data.scale, **config.degradation})
+                wanted_config = config.degradation_config(data.scale)
+                assert wanted_config is not None
                 wanted = wanted_config.for_normalization(data.normalization).to_dict()
                 if data.degradation is None or data.degradation.to_dict() != wanted:
-                    raise ValueError(
+                    raise InvalidRequestError(
                         "config.degradation differs from the data's degradation; build the data with "
                         "make_pair_source(..., degradation=config.degradation)"
                     )
@@ -219,34 +203,115 @@ class Trainer:
     def _net_config(config: TrainConfig, data: PairSource) -> SRNetConfig:
         overrides = dict(config.net or {})
         if "scale" in overrides and int(overrides["scale"]) != int(config.scale):
-            raise ValueError(f"net scale {overrides['scale']} differs from the training scale {config.scale}")
+            raise InvalidRequestError(f"net scale {overrides['scale']} differs from the training scale {config.scale}")
         for key in ("in_channels", "out_channels"):
             if key in overrides and int(overrides[key]) != data.in_channels:
-                raise ValueError(
+                raise InvalidRequestError(
                     f"net {key}={overrides[key]} but the data gives {data.in_channels}-channel patches; "
                     f"a network's in_channels and out_channels must match the data (1, or 3 for RGB images)"
                 )
-        overrides.update(
-            scale=int(config.scale), in_channels=data.in_channels, out_channels=data.in_channels,
-            cond_channels=data.cond_channels,
-        )  # fmt: skip
-        return SRNetConfig.from_dict(overrides)
+        return config.net_config(
+            in_channels=data.in_channels, out_channels=data.in_channels, cond_channels=data.cond_channels
+        )
 
     @staticmethod
     def _check_net(net: nn.Module, config: TrainConfig, data: PairSource) -> None:
         if not isinstance(net, SRNet):
             raise TypeError(f"Trainer trains an SRNet, got {type(net).__name__}")
         if net.scale != int(config.scale):
-            raise ValueError(f"the network upscales x{net.scale} but the config trains x{config.scale}")
+            raise InvalidRequestError(f"the network upscales x{net.scale} but the config trains x{config.scale}")
         if net.in_channels != data.in_channels:
-            raise ValueError(
+            raise InvalidRequestError(
                 f"the network takes {net.in_channels}-channel input but the data gives {data.in_channels} channel(s)"
             )
         if net.cond_channels != data.cond_channels:
-            raise ValueError(
+            raise InvalidRequestError(
                 f"the network reads {net.cond_channels} degradation maps but the data gives {data.cond_channels}: "
                 "build the data with condition=True for a conditioned network (and False for a blind one)"
             )
+
+    def _step_strategy(self, disc: nn.Module | None) -> StepStrategy:
+        """The training method's step: pixel (and perceptual) losses, or adversarial with ``disc``."""
+        cfg = self.config
+        pixel: dict[str, Any] = dict(
+            lr=cfg.lr, schedule=Schedule(cfg.schedule, cfg.steps), weights=self.weights,
+            pretrain_steps=self.pretrain_steps, perceptual=self.perceptual, grad_clip=cfg.grad_clip,
+            autocast=self._autocast,
+        )  # fmt: skip
+        if disc is None:
+            return PixelStep(self.net, **pixel)
+        return GANStep(
+            self.net, disc, d_lr=cfg.d_lr or cfg.lr, d_schedule=Schedule(cfg.schedule, cfg.steps - self.pretrain_steps),
+            gan_loss=cfg.gan_loss, d_steps=cfg.d_steps, **pixel,
+        )  # fmt: skip
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch of patches on the device, in the networks' memory format."""
+        lq_b, gt_b = self.data.sample(self.config.batch_size)
+        lq_b = lq_b.to(self.device, non_blocking=True).contiguous(memory_format=self._memory_format)
+        gt_b = gt_b.to(self.device, non_blocking=True).contiguous(memory_format=self._memory_format)
+        return lq_b, gt_b
+
+    def _train_step(self) -> StepOutcome:
+        """The fit loop's step: the strategy's step on the next batch."""
+        return self.strategy.step(*self._batch(), self.step)
+
+    def _memory_hint(self, step: int) -> str:
+        cfg = self.config
+        return (
+            f"training step {step} with batch {cfg.batch_size} of {cfg.patch_size}-px patches: "
+            "use a smaller batch_size or patch_size, or a smaller network (channels, blocks)"
+        )
+
+    # --- the fit loop's state --------------------------------------------------------------------
+    @property
+    def step(self) -> int:
+        """Steps done (resumed ones included)."""
+        return self.loop.step
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self.loop.step = int(value)
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """One :meth:`StepReport.to_dict` per step done."""
+        return self.loop.history
+
+    @history.setter
+    def history(self, value: list[dict[str, Any]]) -> None:
+        self.loop.history = value
+
+    @property
+    def budget(self) -> TimeBudget:
+        """Seconds of training spent, against ``config.seconds``."""
+        return self.loop.budget
+
+    @property
+    def disc(self) -> nn.Module | None:
+        """The discriminator (adversarial recipe), else ``None``."""
+        return getattr(self.strategy, "disc", None)
+
+    @property
+    def opt_g(self) -> torch.optim.Optimizer:
+        return self.strategy.opt_g  # type: ignore[attr-defined]
+
+    @property
+    def opt_d(self) -> torch.optim.Optimizer | None:
+        return getattr(self.strategy, "opt_d", None)
+
+    @property
+    def sched_g(self) -> torch.optim.lr_scheduler.LambdaLR:
+        return self.strategy.sched_g  # type: ignore[attr-defined]
+
+    @property
+    def sched_d(self) -> torch.optim.lr_scheduler.LambdaLR | None:
+        return getattr(self.strategy, "sched_d", None)
+
+    @property
+    def pretrain_weights(self) -> dict[str, float]:
+        """The loss weights of the pre-training steps (the pixel terms)."""
+        return self.strategy.pretrain_weights  # type: ignore[attr-defined]
 
     # --- public API ----------------------------------------------------------------------------
     @property
@@ -271,18 +336,12 @@ class Trainer:
         """Change the run's length (e.g. train longer after :meth:`run` returned); the schedule stretches to it."""
         steps = int(steps)
         if steps < max(1, self.step):
-            raise ValueError(f"steps must be at least {max(1, self.step)} (steps already done), got {steps}")
+            raise InvalidRequestError(f"steps must be at least {max(1, self.step)} (steps already done), got {steps}")
         self.config.steps = steps
-        self._retarget(steps)
-
-    def _retarget(self, total: int) -> None:
-        """Stretch the learning-rate schedules to ``total`` steps."""
-        retarget(self.sched_g, self.opt_g, max(1, total))
-        if self.sched_d is not None and self.opt_d is not None:
-            retarget(self.sched_d, self.opt_d, max(1, total - self.pretrain_steps))
+        self.strategy.retarget(steps)
 
     def current_lr(self) -> float:
-        return float(self.opt_g.param_groups[0]["lr"])
+        return self.strategy.lr()
 
     def run(
         self,
@@ -296,64 +355,16 @@ class Trainer:
         (when ``checkpoint_path`` is set) and the result has ``stopped=True``.
         """
         cfg = self.config
-        stopped = False
         self._stop_requested = False
-        self.budget.start()
-        while self.step < cfg.steps and not self.budget.spent:
-            stop = self._stop_requested or bool(should_stop is not None and should_stop())
-            if any_rank(stop, self.ctx, self.device):
-                stopped = True
-                break
-            t0 = time.perf_counter()
-            try:
-                losses, acc, phase = self._train_step()
-            except (MemoryError, RuntimeError) as e:
-                if not is_out_of_memory(e):
-                    raise
-                raise out_of_memory_error(
-                    e,
-                    f"training step {self.step + 1} with batch {cfg.batch_size} of {cfg.patch_size}-px patches: "
-                    "use a smaller batch_size or patch_size, or a smaller network (channels, blocks)",
-                ) from e
-            self.step += 1
-            self._durations.append(time.perf_counter() - t0)
-            self.budget.tick()
-            total = self.budget.estimate_total(self.step, int(cfg.steps))  # fewer when time runs out
-            if cfg.seconds is not None:
-                self._retarget(total)  # the schedule follows the budget
-            validation = None
-            if (cfg.val_every and self.step % cfg.val_every == 0) or self.step >= total:
-                v0 = time.perf_counter()
-                validation = self.validate()
-                self._val_seconds = time.perf_counter() - v0
-                self.budget.tick()
-            it_s = len(self._durations) / max(sum(self._durations), 1e-9)
-            remaining = max(0, total - self.step)
-            n_val = remaining // cfg.val_every if cfg.val_every else 0
-            eta = remaining / it_s + (n_val + (1 if remaining else 0)) * self._val_seconds
-            eta = eta if self.budget.remaining is None else min(eta, self.budget.remaining)
-            report = StepReport(
-                step=self.step,
-                total_steps=total,
-                losses=losses,
-                d_acc_real=acc[0] if acc else None,
-                d_acc_fake=acc[1] if acc else None,
-                lr=self.current_lr(),
-                it_per_s=it_s,
-                eta_s=eta,
-                validation=validation,
-                phase=phase,
-            )
-            self.history.append(report.to_dict())
-            if cfg.checkpoint_path and (
-                (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or self.step >= total
-            ):
-                report.checkpoint = str(self.save_checkpoint(cfg.checkpoint_path))
-                self.history[-1]["checkpoint"] = report.checkpoint
-            if callback is not None and self.is_main:
-                callback(report)
-        if stopped and cfg.checkpoint_path:
-            self.save_checkpoint(cfg.checkpoint_path)
+        stopped = self.loop.run(
+            int(cfg.steps),
+            val_every=cfg.val_every,
+            validate=self.validate,
+            checkpoint_every=cfg.checkpoint_every,
+            checkpoint=self.save_checkpoint if cfg.checkpoint_path else None,
+            callback=callback if self.is_main else None,
+            should_stop=lambda: self._stop_requested or bool(should_stop is not None and should_stop()),
+        )
         return TrainResult(
             steps_done=self.step,
             stopped=stopped,
@@ -368,80 +379,6 @@ class Trainer:
         if self.device.type == "cpu" and self.config.cpu_bf16:
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return autocast(self.device, self.config.mixed_precision)
-
-    def _train_step(self) -> tuple[dict[str, float], tuple[float, float] | None, str]:
-        cfg = self.config
-        dev = self.device
-        lq_b, gt_b = self.data.sample(cfg.batch_size)
-        lq_b = lq_b.to(dev, non_blocking=True).contiguous(memory_format=self._memory_format)
-        gt_b = gt_b.to(dev, non_blocking=True).contiguous(memory_format=self._memory_format)
-        pretraining = self.step < self.pretrain_steps
-        weights = self.pretrain_weights if pretraining else self.weights
-        adversarial = self.disc is not None and not pretraining
-
-        self.net.train()
-        with self._autocast():
-            sr = self.net(lq_b)
-        sr = sr.float()
-        terms = pixel_losses(sr, gt_b, [k for k in weights if k in PIXEL_TERMS])
-        if "perceptual" in weights and self.perceptual is not None:
-            with self._autocast():
-                terms["perceptual"] = self.perceptual(sr, gt_b)
-        if adversarial:
-            d_plain = unwrap(self.disc)  # type: ignore[arg-type]
-            d_plain.eval().requires_grad_(False)  # frozen, no power-iteration update, no DDP hooks
-            with self._autocast():
-                fake_out = d_plain(sr)
-                real_out = d_plain(gt_b).detach() if cfg.gan_loss == "ragan" else None
-            terms["gan"] = generator_loss(cfg.gan_loss, fake_out, real_out)
-            d_plain.train().requires_grad_(True)
-        total = weighted_sum(terms, weights)
-        if not torch.isfinite(total):
-            raise FloatingPointError(
-                f"training diverged at step {self.step + 1} (loss is {float(total)}); lower the learning rate "
-                f"(now {self.current_lr():.3g}) or enable gradient clipping"
-            )
-        self.opt_g.zero_grad(set_to_none=True)
-        total.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.generator.parameters(), cfg.grad_clip)
-        self.opt_g.step()
-        self.sched_g.step()
-        self._update_ema()
-
-        losses = {k: float(v.detach()) for k, v in terms.items()}
-        losses["total"] = float(total.detach())
-        acc = None
-        if adversarial:
-            assert self.disc is not None and self.opt_d is not None and self.sched_d is not None
-            n = gt_b.shape[0]
-            fake_in = sr.detach()
-            for _ in range(cfg.d_steps):
-                with self._autocast():
-                    out = self.disc(torch.cat([gt_b, fake_in]))  # one forward: real and fake together
-                real_out, fake_out = out[:n].float(), out[n:].float()
-                d_loss = discriminator_loss(cfg.gan_loss, real_out, fake_out)
-                self.opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(unwrap(self.disc).parameters(), cfg.grad_clip)
-                self.opt_d.step()
-            self.sched_d.step()
-            acc = discriminator_accuracy(cfg.gan_loss, real_out, fake_out)
-            losses["d"] = float(d_loss.detach())
-        return losses, acc, "pretrain" if pretraining and self.pretrain_steps else "train"
-
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        if self.ema_net is None:
-            return
-        t = self.step  # steps done before this one
-        decay = min(float(self.config.ema), (1.0 + t) / (10.0 + t))  # type: ignore[arg-type]
-        src = self.generator
-        for e, p in zip(self.ema_net.parameters(), src.parameters()):
-            e.lerp_(p.detach(), 1.0 - decay)
-        for e, b in zip(self.ema_net.buffers(), src.buffers()):
-            e.copy_(b)
 
     # --- validation --------------------------------------------------------------------------
     @torch.no_grad()
@@ -545,11 +482,10 @@ class Trainer:
             "elapsed_s": float(self.budget.elapsed),
             "generator": _cpu_state(self.generator.state_dict()),
             "ema": _cpu_state(self.ema_net.state_dict()) if self.ema_net is not None else None,
-            "discriminator": _cpu_state(unwrap(self.disc).state_dict()) if self.disc is not None else None,
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
-            "sched_g": self.sched_g.state_dict(),
-            "sched_d": self.sched_d.state_dict() if self.sched_d is not None else None,
+            "discriminator": None,
+            "opt_d": None,
+            "sched_d": None,
+            **self.strategy.state_dict(),  # optimisers, schedules (and the discriminator)
             "data_rng": json.dumps(numpy_state["numpy"]),
             "data_torch_rng": numpy_state["torch"],
             "history": json.dumps(self.history),
@@ -562,7 +498,7 @@ class Trainer:
         """Write a checkpoint atomically (main process only) and return its path."""
         path = Path(path or self.config.checkpoint_path or "")
         if not str(path):
-            raise ValueError("no checkpoint path: pass one or set config.checkpoint_path")
+            raise InvalidRequestError("no checkpoint path: pass one or set config.checkpoint_path")
         if not self.is_main:
             return path
         atomic_write_bytes(path, checkpoint_bytes(self.checkpoint_state()))  # with its SHA-256
@@ -574,15 +510,7 @@ class Trainer:
 
         :class:`~napari_superres.engine.errors.CheckpointError` (a ``ValueError``) names a damaged file.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {path}")
-        state = load_checkpoint_file(path)
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{path} is not a napari-superres training checkpoint")
-        if int(state.get("version", 0)) > CHECKPOINT_VERSION:
-            raise ValueError(f"{path} was written by a newer napari-superres (checkpoint version {state['version']})")
-        return state
+        return read_checkpoint_file(path)
 
     @classmethod
     def resume(
@@ -606,12 +534,12 @@ class Trainer:
         config = TrainConfig.from_dict(json.loads(state["config"]))
         bad = sorted(set(overrides) - set(RESUME_OVERRIDES))
         if bad:
-            raise ValueError(f"cannot change {bad} when resuming; only {list(RESUME_OVERRIDES)} (and steps)")
+            raise InvalidRequestError(f"cannot change {bad} when resuming; only {list(RESUME_OVERRIDES)} (and steps)")
         for key, value in overrides.items():
             setattr(config, key, value)
         if steps is not None:
             if int(steps) < int(state["step"]):
-                raise ValueError(f"the checkpoint is already at step {state['step']}; steps must be >= that")
+                raise InvalidRequestError(f"the checkpoint is already at step {state['step']}; steps must be >= that")
             config.steps = int(steps)
         net = SRNet(SRNetConfig.from_dict(json.loads(state["net_config"])))
         trainer = cls(config, data, engine=engine, net=net)
@@ -629,13 +557,7 @@ class Trainer:
         self.generator.load_state_dict(state["generator"])
         if self.ema_net is not None and state.get("ema") is not None:
             self.ema_net.load_state_dict(state["ema"])
-        if self.disc is not None and state.get("discriminator") is not None:
-            unwrap(self.disc).load_state_dict(state["discriminator"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.sched_g.load_state_dict(state["sched_g"])
-        if self.opt_d is not None and state.get("opt_d") is not None:
-            self.opt_d.load_state_dict(state["opt_d"])
-            self.sched_d.load_state_dict(state["sched_d"])  # type: ignore[union-attr]
+        self.strategy.load_state_dict(state)
         self.step = int(state["step"])
         self.budget.elapsed = float(state.get("elapsed_s", 0.0))
         self.history = json.loads(state["history"])
