@@ -176,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
         writer = OmeZarrWriter(ngff_version=args.ngff)
     check_output(out, [src_path], overwrite=args.overwrite)
 
+    from ..engine.infer.lazy import global_value_ranges, with_one_condition
     from ..engine.registry import Engine
     from ..engine.request import UpscaleRequest
     from ..io.runner import ComputeRunner
@@ -196,17 +197,18 @@ def run(args: argparse.Namespace) -> int:
     if args.adapt:
         request = request.replace(model=_adapted(args, model, source, scale, engine))
     job = engine.plan(source.array, request.replace(axes=source.axes))  # every check, once, before any work
+    provenance: dict[str, Any] = {"model": job.model.name, "scale": job.scale, "source": str(src_path)}
+    ranges = global_value_ranges(source.array, job.normalization, job.axes.channel)  # one pass, if any
+    job, condition = with_one_condition(source.array, job, ranges)
+    if condition is not None:  # a conditioned model: estimated once, reported, used for every chunk
+        from ..engine.infer.conditioning import describe_condition
+
+        provenance["degradation"] = condition.to_dict()
+        if not args.quiet:
+            print(f"degradation: {describe_condition(condition)}", file=sys.stderr)
     client = _connect(args.scheduler) if args.scheduler else None
     try:
-        result = engine.run_lazy(source.array, job)  # a conditioned model's degradation: estimated here, once
-        provenance: dict[str, Any] = {"model": job.model.name, "scale": job.scale, "source": str(src_path)}
-        if job.conditions:  # reported, and used for every chunk
-            from ..engine.infer.conditioning import describe_condition
-
-            condition = job.conditions[min(job.conditions)]  # the image's, or its first channel's
-            provenance["degradation"] = condition.to_dict()
-            if not args.quiet:
-                print(f"degradation: {describe_condition(condition)}", file=sys.stderr)
+        result = engine.run_lazy(source.array, job, value_range=ranges)
         info = job.axes
         workers = args.workers or LOCAL_WORKERS.get(engine.device.type, 2)
         runner = ComputeRunner(client, quiet=args.quiet, workers=workers)

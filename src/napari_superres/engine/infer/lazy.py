@@ -48,6 +48,7 @@ from ..nets.model_file import SRModel
 from ..nets.srnet import Bicubic, SRNet, SRNetConfig
 from ..normalization import _PERCENTILE_SAMPLE, intensity_range, range_needs_data
 from ..request import UpscaleRequest
+from .conditioning import DegradationRequest
 from .job import UpscaleJob
 from .pipeline import condition_for, run_upscale
 from .planning import plan, plan_upscale
@@ -247,6 +248,20 @@ def dask_conditions(
     in_view = image.transpose(job.axes.order)
     conditions = {key: condition_for(key, job, in_view, lo, hi) for key, (lo, hi) in sorted(ranges.items())}
     return tuple((key, c.noise_gain, c.noise_offset, c.blur_sigma) for key, c in conditions.items())
+
+
+def with_one_condition(
+    image: da.Array, job: UpscaleJob, ranges: dict[int, tuple[float, float]]
+) -> tuple[UpscaleJob, DegradationCondition | None]:
+    """``(job, condition)``: a conditioned network's condition estimated once (the image's, or its first
+    channel's along C, as ``Engine.estimate_degradation`` gives it) and fixed in the job for every chunk and
+    channel; ``(job, None)`` for a blind network or a job whose degradation is fixed already.
+    ``ranges``: :func:`global_value_ranges` of the image."""
+    if not job.model.cond_channels:
+        return job, None
+    key = min(ranges)
+    condition = condition_for(key, job, image.transpose(job.axes.order), *ranges[key])
+    return replace(job, degradation=DegradationRequest.parse(condition)), condition
 
 
 def global_value_ranges(
