@@ -45,6 +45,7 @@ from .device import (
 from .infer.job import ProgressCallback, UpscaleJob
 from .infer.pipeline import job_condition, run
 from .infer.planning import plan
+from .infer.predictor import Predictor
 from .loaders import load_model_file
 from .nets.conditioning import DegradationCondition
 from .nets.model_file import BUILTIN_MODEL_DIR, MODEL_SUFFIX, SRModel, builtin_model_files, load_model  # noqa: F401 - BUILTIN_MODEL_DIR re-exported
@@ -220,13 +221,13 @@ class Engine:
         self._notify()
 
     def get(self, model: str | os.PathLike | SRModel | nn.Module | None = None, *, trust_code: bool = False) -> SRModel:
-        """Resolve a name, a model-file path, an ``SRNet``/``SRModel`` or ``None`` (the default).
+        """Resolve a name, a model-file path, an ``SRNet``/``SRModel``/:class:`~.infer.predictor.Predictor` or ``None`` (the default).
 
         ``trust_code``: for a path, consent to the file running code it brings (see :meth:`load`).
         """
         if model is None:
             model = self._default
-        if isinstance(model, SRModel):
+        if isinstance(model, SRModel | Predictor):  # ours, or a model bringing its own pipeline
             return model
         if isinstance(model, SRNet):
             return SRModel("custom", model, model.scale, model.in_channels, source="python")

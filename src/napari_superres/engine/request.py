@@ -154,7 +154,9 @@ def _batch_size(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value).is_integer():
-        raise InvalidRequestError(f"batch_size must be a whole number of tiles >= 1 (or None: automatic), got {value!r}")
+        raise InvalidRequestError(
+            f"batch_size must be a whole number of tiles >= 1 (or None: automatic), got {value!r}"
+        )
     return max(1, int(value))
 
 
@@ -164,7 +166,9 @@ def _output_dtype(value: Any) -> np.dtype | None:
     try:
         dtype = np.dtype(value)
     except TypeError:
-        raise InvalidRequestError(f"output_dtype must be a numpy dtype such as 'uint16' or 'float32', got {value!r}") from None
+        raise InvalidRequestError(
+            f"output_dtype must be a numpy dtype such as 'uint16' or 'float32', got {value!r}"
+        ) from None
     if dtype.kind not in "uifb":
         raise InvalidRequestError(f"output_dtype must be an integer, float or bool dtype, got {dtype}")
     return dtype

@@ -139,9 +139,7 @@ def _tiled_job(job: UpscaleJob, image: Any) -> UpscaleJob:
     return job
 
 
-def plan_upscale(
-    image: Any, model: Any, *, device: torch.device | str | None = None, **options: Any
-) -> UpscaleJob:
+def plan_upscale(image: Any, model: Any, *, device: torch.device | str | None = None, **options: Any) -> UpscaleJob:
     """:func:`plan` for a model at hand: ``plan(image, UpscaleRequest.from_kwargs(device=device, **options), model)``.
 
     ``options``: the keywords of :class:`~napari_superres.engine.request.UpscaleRequest`
