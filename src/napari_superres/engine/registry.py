@@ -490,6 +490,12 @@ def upscale(
 ) -> Any:
     """Upscale an image with a super-resolution model.
 
+    The keyword options (``scale`` ... ``precision``) are the fields of
+    :class:`~napari_superres.engine.request.UpscaleRequest`: an unknown one raises
+    :class:`~napari_superres.engine.errors.InvalidRequestError` naming the known ones, and the
+    whole request is checked against the image and the model before any work
+    (``engine.plan(image, request)``, then ``engine.run(image, job)``).
+
     Parameters
     ----------
     image : array ``(..., Y, X)`` or RGB(A) ``(..., Y, X, 3|4)``; uint8/uint16/int/float/bool.
