@@ -51,8 +51,6 @@ def _width_pieces(width: int, halo: int) -> list[tuple[int, int, int, int]]:
     return pieces
 
 
-
-
 def slice_forward(net: AxialNet, device: torch.device, backend: str = "auto") -> Callable[[torch.Tensor], torch.Tensor]:
     """What runs ``net`` on slice batches: ONNX Runtime on the CPU (``"auto"`` when installed, as
     ``upscale``; exported in memory only, nothing cached on disk: a fine-tuned network is used once),

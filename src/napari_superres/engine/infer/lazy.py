@@ -409,7 +409,9 @@ def _job_for(image: da.Array, model: UpscaleJob | UpscaleRequest | SRModel, opti
     """The job :func:`upscale_dask` streams: ``model`` itself, or planned here from a request or a model."""
     if isinstance(model, UpscaleJob):
         if options:
-            raise InvalidRequestError(f"upscale_dask(image, job) takes no options (the job has them), got {sorted(options)}")
+            raise InvalidRequestError(
+                f"upscale_dask(image, job) takes no options (the job has them), got {sorted(options)}"
+            )
         job = model
     elif isinstance(model, UpscaleRequest):
         if not isinstance(model.model, Predictor):
