@@ -403,6 +403,8 @@ class Engine:
         (:func:`~.infer.lazy.upscale_dask`); ``value_range``: the normalisation's ``(lo, hi)`` when known."""
         from .infer.lazy import upscale_dask
 
+        if not job.model.own_pipeline:  # the engine's copy on the job's device, as run() uses (never moved)
+            job = replace(job, model=self.prepare(job.model, job.device))
         return upscale_dask(image, job, value_range=value_range)
 
     def upscale(
