@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import time
 import weakref
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,7 +35,7 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QFileDialog, QWidget
 
 from ..engine.errors import SuperresError
-from ..engine.options import BASIC_DEVICES, DEFAULT_DEVICE, reconcile_scale, tile_or_auto
+from ..engine.options import BASIC_DEVICES, DEFAULT_DEVICE
 from .engine_access import get_engine
 from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then, when_layer_removed
 from .layers import layer_axes, output_layer_kwargs
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
     from superqt.utils import FunctionWorker
 
     from ..engine import Engine
+    from ..engine.infer.job import UpscaleJob
+    from ..engine.request import UpscaleRequest
 
 #: Factors offered for the bicubic baseline (learned models have a fixed scale).
 BICUBIC_SCALES = (2, 3, 4, 8)
@@ -85,26 +88,45 @@ def _is_dask(data: Any) -> bool:
 
 
 class _Request:
-    """Everything a run needs, gathered and validated on the GUI thread."""
+    """A run: the layer and GUI state, next to the upscaling request and its job (planned once, on the GUI thread)."""
 
-    def __init__(self, layer: Image, data: Any, model: str, scale: int, axes: str, tile: int | None,
-                 lazy: bool, total: int, model_info: dict[str, Any], device: str, adapt_seconds: int = 0,
-                 consistency: bool = False, degradation: dict[str, float] | None = None) -> None:  # fmt: skip
+    def __init__(self, layer: Image, data: Any, upscale: UpscaleRequest, job: UpscaleJob, lazy: bool,
+                 model_info: dict[str, Any], adapt_seconds: int = 0, consistency: bool = False) -> None:  # fmt: skip
         self.layer = layer
         self.data = data
-        self.model = model
-        self.scale = scale
-        self.axes = axes
-        self.tile = tile
+        #: what to upscale with and how (the model becomes the adapted one's name after 'adapt')
+        self.upscale = upscale
+        #: ``upscale`` checked against ``data`` and the model: what the worker runs
+        self.job = job
         self.lazy = lazy
-        self.total = total
         self.model_info = model_info
-        self.device = device
         self.adapt_seconds = adapt_seconds
         self.consistency = consistency
-        #: overrides of the degradation estimate (``upscale(..., degradation=...)``): blur, photons
-        self.degradation = dict(degradation or {})
-        self.precision = "fp32"
+
+    @property
+    def model(self) -> str:
+        return str(self.upscale.model)
+
+    @property
+    def scale(self) -> int:
+        return self.job.scale
+
+    @property
+    def axes(self) -> str:
+        return str(self.upscale.axes)
+
+    @property
+    def device(self) -> str:
+        return str(self.job.device)
+
+    @property
+    def total(self) -> int:
+        return 0 if self.lazy else self.job.total_tiles()
+
+    @property
+    def degradation(self) -> dict[str, float]:
+        """Overrides of the degradation estimate (``upscale(..., degradation=...)``): blur, photons."""
+        return dict(self.upscale.degradation)
 
 
 class UpscaleWidget(QWidget):
@@ -421,9 +443,8 @@ class UpscaleWidget(QWidget):
         return True
 
     def _prepare(self, layer: Any) -> _Request:
-        """All checks before starting: raises ``ValueError`` (etc.) with the fix."""
-        from ..engine.device import resolve_device
-        from ..engine.infer.pipeline import plan_upscale
+        """All checks before starting, the request planned once: raises ``ValueError`` (etc.) with the fix."""
+        from ..engine.request import UpscaleRequest
 
         assert self.engine is not None
         if layer is None:
@@ -437,14 +458,9 @@ class UpscaleWidget(QWidget):
         if layer.multiscale:
             show_warning(f"{layer.name!r} is multiscale: upscaling its full-resolution level only.")
             data = data[0]
-        device = resolve_device(self.device_combo.value)  # RuntimeError when unavailable
         name = self.model_combo.value
         if name is None:
             raise ValueError("Choose a model.")
-        model = self.engine.get(name)
-        scale = reconcile_scale(self.scale_combo.value, model.scale, model.name)  # (the combo shows a model's own)
-        axes = layer_axes(layer)
-        tile = tile_or_auto(self.tile_spin.value)
         lazy = _is_dask(data) and not self.compute_check.value
         if not _is_dask(data):
             data = np.asarray(data)
@@ -453,8 +469,17 @@ class UpscaleWidget(QWidget):
                     f"Layer {layer.name!r} contains NaN or Inf values; replace them "
                     "(e.g. np.nan_to_num) before upscaling."
                 )
-        precision = str(self.precision_combo.value)  # checked here: refused before the job starts
-        job = plan_upscale(data, model, scale=scale, axes=axes, tile=tile, device=device, precision=precision)
+        degradation = {}
+        if self.blur_spin.value > 0:
+            degradation["blur_sigma"] = float(self.blur_spin.value)
+        if self.photons_spin.value > 0:
+            degradation["peak_photons"] = float(self.photons_spin.value)
+        upscale = UpscaleRequest(  # (the scale combo shows a model's own scale)
+            model=name, scale=self.scale_combo.value, axes=layer_axes(layer), tile=self.tile_spin.value,
+            device=str(self.device_combo.value), precision=str(self.precision_combo.value), degradation=degradation,
+        )  # fmt: skip
+        job = self.engine.plan(data, upscale)  # every check, once: refused here, before the job starts
+        model = job.model
         info = {"model_source": str(model.source), "normalization": dict(job.normalization)}
         if model.metadata:
             info["model_metadata"] = dict(model.metadata)
@@ -466,26 +491,20 @@ class UpscaleWidget(QWidget):
             raise ValueError("The consistency map is for grayscale images; untick it for RGB layers.")
         if adapt_seconds and model.scale is None:
             raise ValueError("Adapting needs a learned model (not bicubic); choose one or untick 'adapt'.")
-        degradation = {}
-        if self.blur_spin.value > 0:
-            degradation["blur_sigma"] = float(self.blur_spin.value)
-        if self.photons_spin.value > 0:
-            degradation["peak_photons"] = float(self.photons_spin.value)
-        request = _Request(layer, data, name, job.scale, axes, tile, lazy, 0 if lazy else job.total_tiles(), info,
-                           str(device), adapt_seconds, consistency, degradation)  # fmt: skip
-        request.precision = precision
-        return request
+        return _Request(layer, data, upscale, job, lazy, info, adapt_seconds, consistency)
 
     def _start(self, request: _Request) -> FunctionWorker:
         engine = self.engine
         assert engine is not None
 
         def work(ctx: JobContext) -> Any:
+            from ..engine.infer.pipeline import job_condition
+
             data = request.data
             if _is_dask(data) and not request.lazy:
                 ctx.status(f"reading {request.layer.name!r}…")
                 data = np.asarray(data)  # "compute now": read it all, then upscale with progress
-            model: Any = request.model
+            job = request.job
             if request.adapt_seconds:
                 from ..engine.train.adapt import adapt
 
@@ -497,23 +516,21 @@ class UpscaleWidget(QWidget):
                     ctx.progress(min(1000, int(1000 * share)), 1000,
                                  f"adapting to the image: step {done}, {elapsed:.0f}/{budget:.0f} s")  # fmt: skip
 
-                adapted = adapt(data, model=model, scale=request.scale, seconds=budget, engine=engine,
+                adapted = adapt(data, model=request.model, scale=request.scale, seconds=budget, engine=engine,
                                 progress=adapting, should_stop=ctx.should_stop)  # fmt: skip
                 engine.register(adapted, adapted.name)  # selectable in the list, and kept for the next run
-                model = request.model = adapted.name
+                request.upscale = request.upscale.replace(model=adapted.name)
+                job = request.job = engine.plan(data, request.upscale)  # another model: its own job
                 request.model_info["adapted_from"] = adapted.metadata.get("adapt", {}) if adapted.metadata else {}
-            degradation: Any = request.degradation
-            condition = engine.estimate_degradation(data, model, axes=request.axes, degradation=degradation)
-            if condition is not None:  # a conditioned model: the estimate, once, shown and kept
-                from ..engine.infer.conditioning import describe_condition
+            condition = job_condition(data, job)  # a conditioned model's estimate (the heavy part: here)
+            if condition is not None:  # estimated once, shown, kept, and used for every channel
+                from ..engine.infer.conditioning import DegradationRequest, describe_condition
 
                 ctx.status(f"estimated: {describe_condition(condition)}")
-                request.model_info["degradation"] = {**condition.to_dict(), "overrides": dict(request.degradation)}
-                degradation = condition
-            result = engine.upscale(  # device per call: this widget's choice changes no one else's
-                data, model, device=request.device, scale=request.scale,
-                axes=request.axes, tile=request.tile, degradation=degradation, precision=request.precision,
-                progress=lambda done, total: ctx.progress(done, total, f"tile {done}/{total}"),
+                request.model_info["degradation"] = {**condition.to_dict(), "overrides": request.degradation}
+                job = replace(job, degradation=DegradationRequest.parse(condition))
+            result = engine.run(  # device per call: this widget's choice changes no one else's
+                data, job, progress=lambda done, total: ctx.progress(done, total, f"tile {done}/{total}"),
                 should_stop=ctx.should_stop,
             )  # fmt: skip
             if not request.consistency:
@@ -632,9 +649,8 @@ class UpscaleWidget(QWidget):
         plane_axes = request.axes[n_lead:]
 
         def upscale_plane(plane: np.ndarray, progress: Any, should_stop: Any) -> np.ndarray:
-            return engine.upscale(plane, request.model, device=request.device, scale=request.scale,
-                           axes=plane_axes, tile=request.tile, progress=progress, should_stop=should_stop,
-                           precision=request.precision)  # fmt: skip
+            job = engine.plan(plane, request.upscale.replace(axes=plane_axes))  # one plane of the planned stack
+            return engine.run(plane, job, progress=progress, should_stop=should_stop)
 
         shape = list(request.data.shape)
         y = n_lead

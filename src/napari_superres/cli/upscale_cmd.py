@@ -1,7 +1,8 @@
 """``napari-superres upscale IN OUT``: upscale a TIFF or zarr image, streaming it chunk by chunk.
 
-The input is opened lazily and upscaled with
-:func:`napari_superres.engine.infer.lazy.upscale_dask`; the output's writer
+The input is opened lazily, the request planned once by the engine (``Engine.plan``: every
+check before any work) and upscaled with ``Engine.run_lazy``
+(:func:`napari_superres.engine.infer.lazy.upscale_dask`); the output's writer
 (:func:`napari_superres.io.writers.writer_for`: ``.zarr`` folder, ``.tif``/``.ome.tif``
 file) pulls it chunk by chunk (zarr) or plane by plane (TIFF), so host memory stays flat.
 Outputs are written under a hidden temporary name beside OUT and renamed when complete
@@ -175,50 +176,45 @@ def run(args: argparse.Namespace) -> int:
         writer = OmeZarrWriter(ngff_version=args.ngff)
     check_output(out, [src_path], overwrite=args.overwrite)
 
-    from ..engine.infer.lazy import upscale_dask
-    from ..engine.layout import parse_axes
-    from ..engine.normalization import normalization_spec
+    from ..engine.infer.lazy import global_value_ranges, with_one_condition
     from ..engine.registry import Engine
+    from ..engine.request import UpscaleRequest
     from ..io.runner import ComputeRunner
     from ..io.stream import LOCAL_WORKERS, open_source
 
     engine = Engine(device=args.device)  # --device cuda without a GPU: DeviceUnavailableError, one line
-    model = engine.prepare(args.model, trust_code=args.trust_code)
-    scale = reconcile_scale(args.scale, model.scale, model.name)
+    request = UpscaleRequest(
+        model=args.model, scale=args.scale, tile=args.tile, batch_size=args.batch_size, device=args.device,
+        normalization=args.normalization, precision=args.precision, degradation=_degradation(args),
+        trust_code=args.trust_code,
+    )  # fmt: skip
+    model = engine.get(request.model, trust_code=request.trust_code)
+    scale = reconcile_scale(args.scale, model.scale, model.name)  # the output's chunks are sized by it
     source = open_source(
         src_path, scale=scale, halo=max(model.receptive_field, 2), chunk_planes=args.chunk_planes,
         chunk_size=args.chunk_size, axes=args.axes,
     )  # fmt: skip
-
     if args.adapt:
-        model = _adapted(args, model, source, scale, engine)
-    normalization = normalization_spec(args.normalization) if args.normalization else None
-    degradation: Any = _degradation(args)
-    condition = engine.estimate_degradation(
-        source.array, model, axes=source.axes, normalization=normalization, degradation=degradation
-    )
-    provenance: dict[str, Any] = {"model": model.name, "scale": scale, "source": str(src_path)}
+        request = request.replace(model=_adapted(args, model, source, scale, engine))
+    job = engine.plan(source.array, request.replace(axes=source.axes))  # every check, once, before any work
+    provenance: dict[str, Any] = {"model": job.model.name, "scale": job.scale, "source": str(src_path)}
+    ranges = global_value_ranges(source.array, job.normalization, job.axes.channel)  # one pass, if any
+    job, condition = with_one_condition(source.array, job, ranges)
     if condition is not None:  # a conditioned model: estimated once, reported, used for every chunk
         from ..engine.infer.conditioning import describe_condition
 
-        degradation = condition
         provenance["degradation"] = condition.to_dict()
         if not args.quiet:
             print(f"degradation: {describe_condition(condition)}", file=sys.stderr)
     client = _connect(args.scheduler) if args.scheduler else None
     try:
-        result = upscale_dask(
-            source.array, model, scale=args.scale, axes=source.axes, tile=args.tile,
-            batch_size=args.batch_size, normalization=normalization,
-            device=args.device if client is not None else engine.device, degradation=degradation,
-            precision=args.precision,
-        )  # fmt: skip
-        info = parse_axes(source.array.shape, source.axes)
+        result = engine.run_lazy(source.array, job, value_range=ranges)
+        info = job.axes
         workers = args.workers or LOCAL_WORKERS.get(engine.device.type, 2)
         runner = ComputeRunner(client, quiet=args.quiet, workers=workers)
         if not args.quiet:
             print(f"{src_path} {source.array.shape} {source.array.dtype} axes {info.axes} -> {out} "
-                  f"{result.shape}, model {model.describe()}, {result.npartitions} chunks", file=sys.stderr)  # fmt: skip
+                  f"{result.shape}, model {job.model.describe()}, {result.npartitions} chunks", file=sys.stderr)  # fmt: skip
         letters = info.axes
         if writer.planes_first:  # plane axes first, then Y, X (, S)
             order = info.plane_axes + (info.y, info.x) + ((info.rgb,) if info.rgb is not None else ())

@@ -3,9 +3,10 @@
 Sub-packages by concern, lowest layer first (each imports only from layers below it)::
 
     options, errors   torch-free choices, defaults and exception types (the CLI's --help reads these)
+    request           UpscaleRequest: every choice of one upscale, typed (torch-free)
     layout, device, normalization, filters, files, samples, ...   base modules (numpy / torch only)
     nets/      SRNet (srnet), discriminators, VGG-16 features, safetensors model files (model_file)
-    infer/     tiling, the upscale pipeline, lazy (dask) upscaling
+    infer/     plan (request -> job, the one validation), Predictor, tiling, the upscale pipeline, lazy (dask)
     metrics/   SSIM, pixel metrics (PSNR, SSIM maps), VGG feature-difference maps (features), compare
     train/     losses, degradation, training data, Trainer + checkpoints, distributed (DDP)
     registry   Engine: the model registry shared by a viewer's widgets, and upscale()
@@ -55,6 +56,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["AxialModel", "load_axial_model", "save_axial_model"], "nets.axial_net"),
     **dict.fromkeys(["ConsistencyResult", "consistency"], "metrics.consistency"),
     "NoiseModel": "noise",
+    "UpscaleRequest": "request",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -83,6 +85,7 @@ if TYPE_CHECKING:
     from .nets.vgg import VGGFeatures
     from .noise import NoiseModel
     from .registry import BICUBIC, Engine, default_engine, upscale
+    from .request import UpscaleRequest
     from .train.adapt import adapt
     from .train.data import make_pair_source
     from .train.estimate import estimate_degradation

@@ -116,6 +116,11 @@ def tile_or_auto(tile: Any) -> int | None:
 
 #: CPU arithmetic of ``upscale(..., precision=)``: see :mod:`napari_superres.engine.infer.precision`.
 PRECISIONS = ("fp32", "bf16", "int8", "auto")
+#: What runs a network (``upscale(..., backend=)``): see :func:`napari_superres.engine.infer.planning.resolve_backend`.
+BACKENDS = ("auto", "torch", "onnxruntime")
+#: ``upscale(..., degradation=)`` when none is given: a conditioned model's blur and noise are estimated
+#: from the image (see :mod:`napari_superres.engine.infer.conditioning`).
+DEFAULT_DEGRADATION = "auto"
 
 # --- networks -------------------------------------------------------------------------------------
 #: Upscaling factors an SRNet is built for (x3 in one stage, others in x2 stages).
@@ -261,7 +266,9 @@ TIME_BUDGET_STEP_CAP = 100_000_000
 __all__ = [
     "ACTIVATIONS",
     "AUTO_TILE",
+    "BACKENDS",
     "BASIC_DEVICES",
+    "DEFAULT_DEGRADATION",
     "DEFAULT_DEVICE",
     "DEFAULT_NORMALIZATION",
     "DEFAULT_PERCENTILES",
@@ -273,6 +280,7 @@ __all__ = [
     "LOSS_TERMS",
     "NORMALIZATION_MODES",
     "NORM_LAYERS",
+    "PRECISIONS",
     "SCHEDULES",
     "SUPPORTED_SCALES",
     "TIME_BUDGET_STEP_CAP",

@@ -42,12 +42,16 @@ from .device import (
     out_of_memory_error,
     resolve_device,
 )
-from .infer.pipeline import ProgressCallback, plan_upscale, run_upscale
+from .infer.job import ProgressCallback, UpscaleJob
+from .infer.pipeline import job_condition, run
+from .infer.planning import plan
+from .infer.predictor import Predictor
 from .loaders import load_model_file
 from .nets.conditioning import DegradationCondition
 from .nets.model_file import BUILTIN_MODEL_DIR, MODEL_SUFFIX, SRModel, builtin_model_files, load_model  # noqa: F401 - BUILTIN_MODEL_DIR re-exported
 from .nets.srnet import Bicubic, SRNet
-from .options import Normalization
+from .options import DEFAULT_DEGRADATION, Normalization
+from .request import UpscaleRequest
 
 DeviceLike = str | torch.device | None
 
@@ -217,13 +221,13 @@ class Engine:
         self._notify()
 
     def get(self, model: str | os.PathLike | SRModel | nn.Module | None = None, *, trust_code: bool = False) -> SRModel:
-        """Resolve a name, a model-file path, an ``SRNet``/``SRModel`` or ``None`` (the default).
+        """Resolve a name, a model-file path, an ``SRNet``/``SRModel``/:class:`~.infer.predictor.Predictor` or ``None`` (the default).
 
         ``trust_code``: for a path, consent to the file running code it brings (see :meth:`load`).
         """
         if model is None:
             model = self._default
-        if isinstance(model, SRModel):
+        if isinstance(model, SRModel | Predictor):  # ours, or a model bringing its own pipeline
             return model
         if isinstance(model, SRNet):
             return SRModel("custom", model, model.scale, model.in_channels, source="python")
@@ -354,55 +358,35 @@ class Engine:
             return resolved
         return replace(resolved, net=net.eval())
 
-    def upscale(
+    def plan(self, image: Any, request: UpscaleRequest) -> UpscaleJob:
+        """Check ``request`` against ``image`` once, before any work (see :func:`~.infer.planning.plan`).
+
+        ``request.model`` is resolved by this registry (names, paths, networks; ``None``: the
+        default model) and ``request.device`` defaults to this engine's device.  Cheap enough for
+        a GUI thread: the model file is loaded (once), nothing runs and nothing moves to a device.
+        """
+        return plan(image, request, self)
+
+    def run(
         self,
         image: Any,
-        model: str | os.PathLike | SRModel | nn.Module | None = None,
+        job: UpscaleJob,
         *,
-        scale: int | None = None,
-        axes: str | None = None,
-        rgb: bool | None = None,
-        tile: int | None = None,
-        batch_size: int | None = None,
-        normalization: str | dict[str, Any] | None = None,
-        output_dtype: Any = None,
         progress: ProgressCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
-        device: DeviceLike = None,
-        backend: str | None = None,
-        degradation: Any = "auto",
-        trust_code: bool = False,
-        precision: str | None = None,
     ) -> np.ndarray:
-        """See :func:`napari_superres.upscale`; ``device`` defaults to the engine's."""
-        dev = self.resolve(device)
-        resolved = self.prepare(model, dev, trust_code=trust_code)
-        if normalization is not None:  # a mode name, a spec dict: checked once, passed on as a spec dict
-            normalization = Normalization.parse(normalization).to_dict()
-        own_pipeline = getattr(resolved, "upscale_image", None)  # e.g. a bioimage.io package (engine.loaders)
-        if own_pipeline is not None:
-            return own_pipeline(
-                image, device=dev, scale=scale, axes=axes, rgb=rgb, tile=tile, normalization=normalization,
-                output_dtype=output_dtype, progress=progress, should_stop=should_stop,
-            )  # fmt: skip
-        if _is_dask(image):
-            from .infer.lazy import upscale_dask
+        """Execute a planned job on ``image`` (numpy; a dask array is read into memory first) and return the result.
 
-            return upscale_dask(
-                image, resolved, device=dev, scale=scale, axes=axes, rgb=rgb, tile=tile,
-                batch_size=batch_size, normalization=normalization, output_dtype=output_dtype, backend=backend,
-                degradation=degradation,
-                precision=precision,
-            )  # fmt: skip
+        The job's network runs on the job's device (a copy made once when it lives elsewhere, see
+        :meth:`on`); a conditioned model's degradation is estimated unless the job already holds it
+        (:func:`~.infer.pipeline.job_condition`).  Out of memory raises a ``MemoryError`` naming
+        smaller tiles, batches or the lazy path.
+        """
+        if not job.model.own_pipeline:
+            job = replace(job, model=self.prepare(job.model, job.device))  # (conditions: the same dict)
         image = np.asarray(image)
-        job = plan_upscale(
-            image, resolved, scale=scale, axes=axes, rgb=rgb, tile=tile, device=dev,
-            batch_size=batch_size, normalization=normalization, output_dtype=output_dtype, backend=backend,
-            degradation=degradation,
-            precision=precision,
-        )  # fmt: skip
         try:
-            return run_upscale(image, job, progress=progress, should_stop=should_stop)
+            return run(image, job, progress=progress, should_stop=should_stop)
         except (MemoryError, RuntimeError) as e:
             if not is_out_of_memory(e):
                 raise
@@ -414,6 +398,37 @@ class Engine:
                 "array to upscale lazily",
             ) from e
 
+    def run_lazy(self, image: Any, job: UpscaleJob, *, value_range: Any = None) -> Any:
+        """A planned job on a dask array: a dask array, each chunk upscaled when computed
+        (:func:`~.infer.lazy.upscale_dask`); ``value_range``: the normalisation's ``(lo, hi)`` when known."""
+        from .infer.lazy import upscale_dask
+
+        if not job.model.own_pipeline:  # the engine's copy on the job's device, as run() uses (never moved)
+            job = replace(job, model=self.prepare(job.model, job.device))
+        return upscale_dask(image, job, value_range=value_range)
+
+    def upscale(
+        self,
+        image: Any,
+        model: str | os.PathLike | SRModel | nn.Module | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        **options: Any,
+    ) -> Any:
+        """See :func:`napari_superres.upscale`; ``device`` defaults to the engine's.
+
+        ``options``: the fields of :class:`~napari_superres.engine.request.UpscaleRequest`
+        (``scale``, ``axes``, ``rgb``, ``tile``, ``batch_size``, ``device``, ``normalization``,
+        ``output_dtype``, ``backend``, ``precision``, ``degradation``, ``trust_code``).  The same as
+        ``engine.run(image, engine.plan(image, UpscaleRequest(model=model, **options)))`` (or
+        :meth:`run_lazy` for a dask array).
+        """
+        job = self.plan(image, UpscaleRequest.from_kwargs(model=model, **options))
+        if _is_dask(image) and not job.model.own_pipeline:  # a package's own pipeline reads it into memory
+            return self.run_lazy(image, job)
+        return self.run(image, job, progress=progress, should_stop=should_stop)
+
     def estimate_degradation(
         self,
         image: Any,
@@ -422,34 +437,26 @@ class Engine:
         axes: str | None = None,
         rgb: bool | None = None,
         normalization: str | dict[str, Any] | None = None,
-        degradation: Any = "auto",
+        degradation: Any = DEFAULT_DEGRADATION,
     ) -> DegradationCondition | None:
         """What :meth:`upscale` would tell a conditioned ``model`` about ``image`` (its blur and noise,
         estimated once, with ``degradation``'s overrides); ``None`` for a blind model.  Pass the result
         as ``upscale(..., degradation=result)`` to upscale with exactly it."""
-        from .infer.pipeline import job_condition
-
-        resolved = self.prepare(model, torch.device("cpu"))
-        if not getattr(resolved, "cond_channels", 0):
+        request = UpscaleRequest(
+            model=model, axes=axes, rgb=rgb, normalization=normalization, degradation=degradation, device="cpu",
+            backend="torch",
+        )  # fmt: skip
+        resolved = self.get(model)
+        if not resolved.cond_channels:
             return None
-        if normalization is not None:
-            normalization = Normalization.parse(normalization).to_dict()
+        job = self.plan(image, request)
         if _is_dask(image):  # the middle plane's centre, with the whole array's intensity range
             from .infer.lazy import dask_conditions, global_value_ranges
 
-            job = plan_upscale(
-                image, resolved, axes=axes, rgb=rgb, device=torch.device("cpu"), normalization=normalization,
-                degradation=degradation, backend="torch",
-            )  # fmt: skip
             ranges = global_value_ranges(image, job.normalization, job.axes.channel)
             _, gain, offset, blur = dask_conditions(image, job, ranges)[0]
             return DegradationCondition(gain, offset, blur)
-        image = np.asarray(image)
-        job = plan_upscale(
-            image, resolved, axes=axes, rgb=rgb, device=torch.device("cpu"), normalization=normalization,
-            degradation=degradation, backend="torch",
-        )  # fmt: skip
-        return job_condition(image, job)
+        return job_condition(np.asarray(image), job)
 
 
 def _is_dask(image: Any) -> bool:
@@ -478,23 +485,18 @@ def upscale(
     image: Any,
     model: str | os.PathLike | SRModel | nn.Module | None = None,
     *,
-    scale: int | None = None,
-    axes: str | None = None,
-    rgb: bool | None = None,
-    tile: int | None = None,
-    device: str | torch.device | None = None,
-    batch_size: int | None = None,
-    normalization: str | dict[str, Any] | None = None,
-    output_dtype: Any = None,
     progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     engine: Engine | None = None,
-    backend: str | None = None,
-    degradation: Any = "auto",
-    trust_code: bool = False,
-    precision: str | None = None,
-) -> np.ndarray:
+    **options: Any,
+) -> Any:
     """Upscale an image with a super-resolution model.
+
+    The keyword options (``scale`` ... ``precision``) are the fields of
+    :class:`~napari_superres.engine.request.UpscaleRequest`: an unknown one raises
+    :class:`~napari_superres.engine.errors.InvalidRequestError` naming the known ones, and the
+    whole request is checked against the image and the model before any work
+    (``engine.plan(image, request)``, then ``engine.run(image, job)``).
 
     Parameters
     ----------
@@ -541,8 +543,4 @@ def upscale(
     ``numpy.ndarray`` with Y and X multiplied by ``scale``, other axes unchanged.
     """
     engine = engine or default_engine()
-    return engine.upscale(
-        image, model, scale=scale, axes=axes, rgb=rgb, tile=tile, batch_size=batch_size,
-        normalization=normalization, output_dtype=output_dtype, progress=progress, should_stop=should_stop,
-        device=device, backend=backend, degradation=degradation, trust_code=trust_code, precision=precision,
-    )  # fmt: skip
+    return engine.upscale(image, model, progress=progress, should_stop=should_stop, **options)

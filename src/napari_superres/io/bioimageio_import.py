@@ -47,16 +47,14 @@ import math
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ..engine.errors import NonFiniteOutputError, UntrustedCodeError
 from ..engine.nets.model_file import ModelFileError, SRModel, load_model
-from ..engine.options import reconcile_scale
 from .bioimageio import CONFIG_KEY, require_bioimageio
 
 log = logging.getLogger(__name__)
@@ -421,9 +419,12 @@ def _largest_n(size: Any, edge: int, wanted: int) -> int:
 class BioimageioSRModel(SRModel):
     """A foreign bioimage.io upscaler, run plane by plane through bioimageio.core's pipeline.
 
-    The engine calls :meth:`upscale_image` instead of its own tiled pipeline (the package
-    owns normalisation and tiling).  ``descr``: the package's ``ModelDescr``.
+    A :class:`~napari_superres.engine.infer.predictor.Predictor` with ``own_pipeline``: the engine
+    hands :meth:`predict` whole raw planes (the package owns normalisation and tiling).
+    ``descr``: the package's ``ModelDescr``.
     """
+
+    own_pipeline: ClassVar[bool] = True
 
     descr: Any = None
     pipelines: dict[str, Any] = field(default_factory=dict)  # one prediction pipeline per device
@@ -521,76 +522,23 @@ class BioimageioSRModel(SRModel):
             )
         return data.astype(np.float32, copy=False)
 
-    def upscale_image(
-        self,
-        image: Any,
-        *,
-        device: Any = "cpu",
-        scale: int | None = None,
-        axes: str | None = None,
-        rgb: bool | None = None,
-        tile: int | None = None,
-        normalization: Any = None,
-        output_dtype: Any = None,
-        progress: Callable[[int, int], None] | None = None,
-        should_stop: Callable[[], bool] | None = None,
-        **_: Any,
-    ) -> np.ndarray:
-        """Upscale every (Y, X) plane of ``image``; returns float32 (or ``output_dtype``) ``(..., sY, sX, ...)``.
-
-        ``normalization`` must be ``None`` (the package normalises); ``tile`` (input px)
-        picks the bioimage.io block-size parameter; dask arrays are computed first.
-        """
-        from ..engine.infer.tiling import Cancelled
-        from ..engine.layout import parse_axes
-
-        if normalization is not None:
-            raise ValueError(
-                f"model {self.name!r} is a bioimage.io package that normalises its input itself; "
-                "leave normalization unset"
-            )
-        reconcile_scale(scale, self.scale, self.name)
-        image = np.asarray(image)
-        info = parse_axes(tuple(image.shape), axes, rgb)
-        in_view = image.transpose(info.order)
-        plane_axes = tuple(info.plane_axes)
-        plane_shape = tuple(image.shape[i] for i in plane_axes)
-        n_rgb = image.shape[info.rgb] if info.rgb is not None else None
-        out_shape = list(image.shape)
-        out_shape[info.y] *= self.scale
-        out_shape[info.x] *= self.scale
-        out = np.empty(out_shape, dtype=np.float32)
-        out_view = out.transpose(info.order)
+    def predict(self, batch: np.ndarray, device: Any = "cpu", *, tile: int | None = None) -> np.ndarray:
+        """Raw ``(N, C, H, W)`` planes -> ``(N, C_out, sH, sW)`` float32 through the package's pipeline
+        (:class:`~napari_superres.engine.infer.predictor.Predictor`); ``tile`` (input px) picks the
+        bioimage.io block-size parameter."""
         blocksize = self._blocksize(tile)
-        total = int(np.prod(plane_shape, dtype=np.int64)) * (1 if n_rgb is None or self.in_channels == 3 else n_rgb)
-        done = 0
-        for index in np.ndindex(*plane_shape):
-            if should_stop is not None and should_stop():
-                raise Cancelled("cancelled")
-            raw = np.asarray(in_view[index], dtype=np.float32)  # (H, W) or (H, W, S) after the transpose
-            if n_rgb is None:
-                out_view[index] = self.predict_plane(raw[None], device=device, blocksize=blocksize)[0]
-                done += 1
-            elif self.in_channels == 3:
-                rgb_out = self.predict_plane(np.moveaxis(raw[..., :3], -1, 0), device=device, blocksize=blocksize)
-                out_view[index][..., :3] = np.moveaxis(rgb_out, 0, -1)
-                if n_rgb > 3:  # alpha: nearest
-                    alpha = np.repeat(np.repeat(raw[..., 3:], self.scale, 0), self.scale, 1)
-                    out_view[index][..., 3:] = alpha
-                done += 1
-            else:  # a 1-channel package on RGB: each sample on its own
-                for c in range(n_rgb):
-                    out_view[index][..., c] = self.predict_plane(raw[None, ..., c], device=device, blocksize=blocksize)[
-                        0
-                    ]
-                    done += 1
-            if progress is not None:
-                progress(done, total)
-        if output_dtype is not None and np.dtype(output_dtype) != out.dtype:
-            from ..engine.normalization import denormalize
+        return np.stack([self.predict_plane(plane, device=device, blocksize=blocksize) for plane in batch])
 
-            return denormalize(out, 0.0, 1.0, np.dtype(output_dtype))  # rounded, saturated at the dtype's limits
-        return out
+    def upscale_image(self, image: Any, *, device: Any = "cpu", progress: Any = None, should_stop: Any = None,
+                      **options: Any) -> np.ndarray:  # fmt: skip
+        """``napari_superres.upscale(image, self, device=device, **options)`` without an engine: float32 (or
+        ``output_dtype``) ``(..., sY, sX, ...)``; ``normalization`` must be unset (the package normalises)."""
+        from ..engine.infer.pipeline import run
+        from ..engine.infer.planning import plan
+        from ..engine.request import UpscaleRequest
+
+        job = plan(image, UpscaleRequest.from_kwargs(device=device, **options), self)
+        return run(np.asarray(image), job, progress=progress, should_stop=should_stop)
 
     def _blocksize(self, tile: int | None) -> int:
         """The block-size parameter ``n`` whose input tile edge is closest to ``tile`` (px)."""

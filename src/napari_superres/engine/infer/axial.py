@@ -22,6 +22,7 @@ import torch
 
 from ..errors import Cancelled
 from ..nets.axial_net import AxialNet
+from ..options import BACKENDS
 
 #: Widest slice (lateral px) processed in one piece.
 MAX_WIDTH = 512
@@ -48,9 +49,6 @@ def _width_pieces(width: int, halo: int) -> list[tuple[int, int, int, int]]:
         stop = min(start + core, width)
         pieces.append((max(0, start - halo), min(width, stop + halo), start, stop))
     return pieces
-
-
-BACKENDS = ("auto", "torch", "onnxruntime")
 
 
 def slice_forward(net: AxialNet, device: torch.device, backend: str = "auto") -> Callable[[torch.Tensor], torch.Tensor]:

@@ -5,7 +5,7 @@ of it, e.g. the plane napari displays) is computed.  Per chunk:
 
 1. the chunk is read together with a halo of ``receptive_field`` input pixels from its
    neighbours in Y and X (none along the other axes: planes are independent),
-2. :func:`~napari_superres.engine.infer.pipeline.plan_upscale` /
+2. :func:`~napari_superres.engine.infer.planning.plan_upscale` /
    :func:`~napari_superres.engine.infer.pipeline.run_upscale` upscale it (tiled within the chunk),
    normalised with the intensity range of the *whole* array,
 3. the halo's ``receptive_field * scale`` output pixels are cut away again on every side
@@ -42,11 +42,17 @@ import numpy as np
 import torch
 
 from ..device import copy_module_to, on_device, resolve_device
+from ..errors import InvalidRequestError
 from ..nets.conditioning import DegradationCondition
 from ..nets.model_file import SRModel
 from ..nets.srnet import Bicubic, SRNet, SRNetConfig
 from ..normalization import _PERCENTILE_SAMPLE, intensity_range, range_needs_data
-from .pipeline import UpscaleJob, condition_for, plan_upscale, run_upscale
+from ..request import UpscaleRequest
+from .conditioning import DegradationRequest
+from .job import UpscaleJob
+from .pipeline import condition_for, run_upscale
+from .planning import plan, plan_upscale
+from .predictor import Predictor
 
 if TYPE_CHECKING:  # pragma: no cover
     import dask.array as da
@@ -244,6 +250,20 @@ def dask_conditions(
     return tuple((key, c.noise_gain, c.noise_offset, c.blur_sigma) for key, c in conditions.items())
 
 
+def with_one_condition(
+    image: da.Array, job: UpscaleJob, ranges: dict[int, tuple[float, float]]
+) -> tuple[UpscaleJob, DegradationCondition | None]:
+    """``(job, condition)``: a conditioned network's condition estimated once (the image's, or its first
+    channel's along C, as ``Engine.estimate_degradation`` gives it) and fixed in the job for every chunk and
+    channel; ``(job, None)`` for a blind network or a job whose degradation is fixed already.
+    ``ranges``: :func:`global_value_ranges` of the image."""
+    if not job.model.cond_channels:
+        return job, None
+    key = min(ranges)
+    condition = condition_for(key, job, image.transpose(job.axes.order), *ranges[key])
+    return replace(job, degradation=DegradationRequest.parse(condition)), condition
+
+
 def global_value_ranges(
     image: da.Array, normalization: dict[str, Any], channel_axis: int | None
 ) -> dict[int, tuple[float, float]]:
@@ -308,38 +328,29 @@ def _known_or_global_ranges(
 
 def upscale_dask(
     image: da.Array,
-    model: SRModel,
+    model: UpscaleJob | UpscaleRequest | SRModel,
     *,
-    scale: int | None = None,
-    axes: str | None = None,
-    rgb: bool | None = None,
-    tile: int | None = None,
-    batch_size: int | None = None,
-    normalization: dict[str, Any] | None = None,
-    output_dtype: Any = None,
-    device: str | torch.device | None = None,
     value_range: tuple[float, float] | dict[int, tuple[float, float]] | None = None,
-    backend: str | None = None,
-    degradation: Any = "auto",
-    precision: str | None = None,
+    **options: Any,
 ) -> da.Array:
     """Lazily upscale a dask array chunk by chunk; returns a dask array (nothing computed yet).
 
-    Parameters are those of :func:`napari_superres.upscale`, plus:
-
-    device : where chunk tasks run the network (default ``"auto"``; on a distributed
-        cluster ``"auto"`` lets every worker pick its own GPU or CPU).  ``model`` is never
-        moved: a chunk on another device than the model's uses a copy.
+    model : an :class:`~napari_superres.engine.infer.job.UpscaleJob` planned for ``image``
+        (``Engine.plan(image, request)``: no ``options`` then), or a model (``SRModel``) with
+        ``options`` (the keywords of :func:`napari_superres.upscale`: ``scale``, ``axes``,
+        ``tile``, ``device``...), or an :class:`~napari_superres.engine.request.UpscaleRequest`
+        whose ``model`` is an ``SRModel``.  Everything is checked here, before any chunk runs.
     value_range : the normalisation's ``(lo, hi)`` (or ``{channel: (lo, hi)}`` along a C
         axis) when known; otherwise computed here, once, for the whole array (a pass over
         the data for float images and ``"percentile"`` mode; none for integer images in
         ``"dtype"`` mode).
-    backend : what runs the network in each chunk task (as :func:`napari_superres.upscale`);
-        checked here, before any chunk runs.
-    degradation : as :func:`napari_superres.upscale`; a conditioned network's estimate is made here,
-        once, on the middle plane of the array (per channel along C), so every chunk gets the same.
-    precision : ``"fp32"``, ``"bf16"``, ``"int8"`` or ``"auto"`` (as :func:`napari_superres.upscale`);
-        resolved here, once, for every chunk.
+
+    ``device``: where chunk tasks run the network (default ``"auto"``; on a distributed
+    cluster ``"auto"`` lets every worker pick its own GPU or CPU); the model is never moved: a
+    chunk on another device than the model's uses a copy.  ``backend``: checked here, resolved
+    in each chunk task.  ``degradation``: a conditioned network's estimate is made here, once,
+    on the middle plane of the array (per channel along C), so every chunk gets the same (kept
+    in the job's ``conditions``).  ``precision``: resolved here, once, for every chunk.
 
     Returns
     -------
@@ -352,13 +363,8 @@ def upscale_dask(
     import dask.array as da
     from dask.array.overlap import overlap
 
-    run_device = resolve_device(device)
-    job = plan_upscale(
-        image, model, scale=scale, axes=axes, rgb=rgb, tile=tile, device=run_device,
-        batch_size=batch_size, normalization=normalization, output_dtype=output_dtype, backend=backend,
-        degradation=degradation,
-        precision=precision,
-    )  # fmt: skip
+    job = _job_for(image, model, options)
+    request = job.request
     info = job.axes
     halo = max(job.model.receptive_field, 2)  # at least the bicubic chroma/alpha kernel
 
@@ -366,16 +372,16 @@ def upscale_dask(
     ranges = _known_or_global_ranges(image, value_range, job.normalization, info.channel)
 
     spec = _BlockSpec(
-        axes=axes.upper() if axes else None,
+        axes=request.axes.upper() if request.axes else None,
         rgb=info.rgb is not None,
         scale=job.scale,
         halo=halo,
-        tile=tile,
-        batch_size=batch_size,
+        tile=request.tile,
+        batch_size=request.batch_size,
         normalization=dict(job.normalization),
         out_dtype=job.out_dtype.str,
         ranges=tuple((c, lo, hi) for c, (lo, hi) in sorted(ranges.items())),
-        backend=backend,
+        backend=request.backend,
         conditions=dask_conditions(image, job, ranges),
         precision=job.precision,
     )
@@ -385,7 +391,7 @@ def upscale_dask(
     )
     depth = {ax: (halo if ax in (info.y, info.x) and len(image.chunks[ax]) > 1 else 0) for ax in range(image.ndim)}
     padded = overlap(image, depth=depth, boundary=dict.fromkeys(range(image.ndim), "none"), allow_rechunk=False)
-    payload = ModelPayload(job.model, device if device is not None else run_device)
+    payload = ModelPayload(job.model, request.device if request.device is not None else job.device)
     token = uuid.uuid4().hex  # a new graph per call: models may be retrained in place between calls
     return da.map_blocks(
         _upscale_block,
@@ -397,3 +403,30 @@ def upscale_dask(
         meta=np.empty((0,) * image.ndim, dtype=job.out_dtype),
         name=f"superres-upscale-{token}",
     )
+
+
+def _job_for(image: da.Array, model: UpscaleJob | UpscaleRequest | SRModel, options: dict[str, Any]) -> UpscaleJob:
+    """The job :func:`upscale_dask` streams: ``model`` itself, or planned here from a request or a model."""
+    if isinstance(model, UpscaleJob):
+        if options:
+            raise InvalidRequestError(
+                f"upscale_dask(image, job) takes no options (the job has them), got {sorted(options)}"
+            )
+        job = model
+    elif isinstance(model, UpscaleRequest):
+        if not isinstance(model.model, Predictor):
+            raise InvalidRequestError(
+                f"the request's model {model.model!r} is not resolved: plan it with Engine.plan(image, request) "
+                "and pass the job"
+            )
+        job = plan(image, model.replace(**options), model.model)
+    else:
+        job = plan(image, UpscaleRequest.from_kwargs(**options), model)
+    if job.in_shape != tuple(image.shape):
+        raise InvalidRequestError(f"the job was planned for shape {job.in_shape}, not {tuple(image.shape)}")
+    if job.model.own_pipeline:
+        raise InvalidRequestError(
+            f"model {job.model.name!r} runs through its own pipeline (a bioimage.io package): it cannot be streamed "
+            "chunk by chunk; upscale it in memory (upscale(image, model=...) in Python, or the napari Upscale widget)"
+        )
+    return job

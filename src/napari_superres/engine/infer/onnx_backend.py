@@ -39,6 +39,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..options import BACKENDS  # noqa: F401 - re-exported (engine.infer.onnx_backend.BACKENDS)
+
 log = logging.getLogger(__name__)
 
 #: Default ONNX opset of the TorchScript-based exporter (the dynamo exporter needs >= 18).
@@ -49,7 +51,6 @@ Exporter = Literal["legacy", "dynamo"]
 #: Exporter used by default: the TorchScript-based one exports the built-in networks in
 #: ~1 s (dynamo: ~7 s) to a graph that runs at the same speed with the same values.
 DEFAULT_EXPORTER: Exporter = "legacy"
-BACKENDS = ("auto", "torch", "onnxruntime")
 #: How often (s) a stoppable run checks whether it should end (``OnnxRunner.numpy(..., stop=)``).
 STOP_POLL_S = 0.05
 _CACHE_ENV = "NAPARI_SUPERRES_CACHE_DIR"

@@ -7,11 +7,9 @@ inverse normalisation into a pre-allocated output of the input's dtype.
 
 from __future__ import annotations
 
-import os
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -20,12 +18,10 @@ import torch.nn.functional as F
 
 from ..device import autocast
 from ..errors import NonFiniteOutputError
-from ..layout import AxesInfo, parse_axes
 from ..nets.conditioning import CLEAN, ESTIMATE_CROP, DegradationCondition, with_condition
 from ..nets.model_file import SRModel
 from ..normalization import (
     FLOAT32_SAFE_RANGE,
-    check_normalization,
     denormalize,
     intensity_range,
     needs_float64,
@@ -33,206 +29,20 @@ from ..normalization import (
     rgb_to_ycbcr,
     ycbcr_to_rgb,
 )
-from ..options import Normalization, reconcile_scale, tile_or_auto
-from .conditioning import DegradationRequest
-from .onnx_backend import BACKENDS, OnnxRunner, onnx_failure, onnx_runner, onnxruntime_available
-from .precision import bf16_forward, int8_runner, resolve_precision
+from .job import ProgressCallback, UpscaleJob
+from .onnx_backend import OnnxRunner, onnx_failure, onnx_runner
+from .planning import check_image, model_width, plan, plan_upscale, resolve_backend  # noqa: F401 - re-exported
+from .precision import bf16_forward, int8_runner
 from .tiling import (
-    MIN_TILE,
     PROBE_TILE,
     THROUGHPUT,
     Cancelled,
-    choose_batch,
-    choose_tile,
     count_tiles,
     plan_overlap,
     tiled_forward,
     tiled_map,
     timed_tile,
 )
-
-ProgressCallback = Callable[[int, int], None]
-"""``progress(done, total)`` in tiles."""
-
-
-@dataclass
-class UpscaleJob:
-    """A validated upscaling request: what runs where, and the output's shape and dtype."""
-
-    model: SRModel
-    scale: int
-    axes: AxesInfo
-    in_shape: tuple[int, ...]
-    out_shape: tuple[int, ...]
-    out_dtype: np.dtype
-    tile: int
-    device: torch.device
-    batch_size: int
-    normalization: dict[str, Any]
-    #: run the network through ``torch.compile`` (worth it for big jobs on a GPU; first call compiles)
-    compile: bool = False
-    #: what runs the network: ``"torch"`` or ``"onnxruntime"`` (CPU); see :func:`resolve_backend`
-    backend: str = "torch"
-    #: the backend was asked for by name (no silent fallback to torch when it cannot run)
-    backend_required: bool = False
-    #: what a conditioned network is told about the image's degradation (``degradation=``)
-    degradation: DegradationRequest = field(default_factory=DegradationRequest)
-    #: the conditions used, by channel index along C (-1: the whole image); filled by :func:`run_upscale`
-    conditions: dict[int, DegradationCondition] = field(default_factory=dict)
-    #: the tile was chosen automatically (``tile`` is then the memory bound; on the CPU a run that
-    #: can be cancelled cuts tiles of about ``TILE_SECONDS`` of measured compute, see :meth:`_Runner.size_tiles_by_time`)
-    auto_tile: bool = False
-    #: arithmetic of the network on the CPU: ``"fp32"``, ``"bf16"`` or ``"int8"`` (see :mod:`.precision`)
-    precision: str = "fp32"
-
-    @property
-    def n_planes(self) -> int:
-        return int(np.prod([self.in_shape[i] for i in self.axes.plane_axes], dtype=np.int64))
-
-    def tiles_per_plane(self) -> int:
-        """Network tiles per plane (RGB with a 1-channel model: luminance only; chroma is bicubic)."""
-        h, w = self.in_shape[self.axes.y], self.in_shape[self.axes.x]
-        return count_tiles(h, w, self.tile, self.model.receptive_field)
-
-    def total_tiles(self) -> int:
-        return self.n_planes * self.tiles_per_plane()
-
-
-def check_image(image: Any) -> None:
-    """Raise ``ValueError`` for arrays no model can upscale (empty, 1 px, complex, object)."""
-    shape = tuple(getattr(image, "shape", ()))
-    dtype = np.dtype(getattr(image, "dtype", object))
-    if len(shape) < 2:
-        raise ValueError(f"an image needs at least 2 dimensions (Y, X), got shape {shape}")
-    if dtype.kind not in "uifb":
-        raise ValueError(f"cannot upscale an image of dtype {dtype}; use an integer or float image")
-    if 0 in shape:
-        raise ValueError(f"the image is empty (shape {shape})")
-
-
-def plan_upscale(
-    image: Any,
-    model: SRModel,
-    *,
-    scale: int | None = None,
-    axes: str | None = None,
-    rgb: bool | None = None,
-    tile: int | None = None,
-    device: torch.device,
-    batch_size: int | None = None,
-    normalization: dict[str, Any] | None = None,
-    output_dtype: Any = None,
-    compile: bool | None = None,
-    backend: str | None = None,
-    degradation: Any = "auto",
-    precision: str | None = None,
-) -> UpscaleJob:
-    """Validate everything about a request before any work starts; raise ``ValueError`` with the fix.
-
-    ``degradation``: what a conditioned network is told about the image's blur and noise
-    (:class:`~napari_superres.engine.infer.conditioning.DegradationRequest`: ``"auto"`` estimates it
-    once per image).
-
-    ``tile``/``batch_size`` default to what the device's memory allows for this model
-    (:func:`~napari_superres.engine.infer.tiling.choose_tile`); ``compile`` (default: the
-    ``NAPARI_SUPERRES_COMPILE=1`` environment variable) runs the network through
-    ``torch.compile``.  ``backend``: ``"auto"`` (default; ``$NAPARI_SUPERRES_BACKEND``
-    overrides), ``"torch"`` or ``"onnxruntime"``; see :func:`resolve_backend`.  ``precision``:
-    ``"fp32"`` (default), ``"bf16"``, ``"int8"`` or ``"auto"``; see :func:`.precision.resolve_precision`.
-    """
-    check_image(image)
-    info = parse_axes(tuple(image.shape), axes, rgb)
-    h, w = image.shape[info.y], image.shape[info.x]
-    if h < 2 or w < 2:
-        raise ValueError(f"the image is too small to upscale: {h}x{w} px in Y, X (needs at least 2x2)")
-    scale = reconcile_scale(scale, model.scale, model.name)
-    if model.scale is None and getattr(model.net, "scale", scale) != scale:
-        model = replace(model, net=type(model.net)(scale))  # the bicubic baseline, at the asked scale
-    if model.in_channels not in (None, 1):
-        n_rgb = image.shape[info.rgb] if info.rgb is not None else 1
-        if info.rgb is None or n_rgb < model.in_channels:
-            raise ValueError(
-                f"model {model.name!r} expects {model.in_channels}-channel (RGB) images but the image has "
-                f"{n_rgb} channel(s) per pixel; choose a 1-channel model for grayscale or multichannel data"
-            )
-    out_shape = list(image.shape)
-    out_shape[info.y] *= scale
-    out_shape[info.x] *= scale
-    out_dtype = np.dtype(output_dtype) if output_dtype is not None else np.dtype(image.dtype)
-    if out_dtype.kind not in "uifb":
-        raise ValueError(f"output_dtype must be an integer, float or bool dtype, got {out_dtype}")
-    width = model_width(model.net)
-    tile = tile_or_auto(tile)
-    auto_tile = tile is None
-    if auto_tile:
-        tile = choose_tile(h, w, device, model_width=width, scale=scale)
-    halo = model.receptive_field
-    min_tile = 2 * (2 * halo + max(2, halo // 2))
-    tile = max(int(tile), min_tile, MIN_TILE)
-    if batch_size is None:
-        batch_size = choose_batch(min(tile, max(h, w)), device, model_width=width, scale=scale)
-    if compile is None:
-        compile = os.environ.get("NAPARI_SUPERRES_COMPILE", "") == "1"
-    chosen, required = resolve_backend(backend, model, device, compile=bool(compile))
-    request = DegradationRequest.parse(degradation)
-    precision = resolve_precision(precision, device, model)
-    return UpscaleJob(
-        model=model,
-        scale=scale,
-        axes=info,
-        in_shape=tuple(image.shape),
-        out_shape=tuple(out_shape),
-        out_dtype=out_dtype,
-        tile=tile,
-        device=device,
-        batch_size=max(1, int(batch_size)),
-        normalization=check_normalization(Normalization.parse(normalization or model.normalization).to_dict()),
-        compile=bool(compile),
-        backend=chosen,
-        backend_required=required,
-        degradation=request,
-        auto_tile=auto_tile,
-        precision=precision,
-    )
-
-
-def resolve_backend(
-    backend: str | None, model: SRModel, device: torch.device, *, compile: bool = False
-) -> tuple[str, bool]:
-    """``(backend, required)``: what runs ``model``'s network on ``device``.
-
-    ``"auto"`` picks ONNX Runtime on the CPU when it is installed (the ``onnx`` extra) and
-    the network has weights (measured ~2x faster than eager torch there, same values;
-    ``benchmarks/candidates.py``), torch otherwise (GPUs, ``compile=True``, bicubic); a
-    network that fails to export falls back to torch.  ``"onnxruntime"`` insists: a
-    ``ValueError`` names the fix when it cannot run.
-    """
-    name = (backend or os.environ.get("NAPARI_SUPERRES_BACKEND") or "auto").lower()
-    if name not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    has_weights = next(iter(model.net.parameters()), None) is not None
-    if name == "onnxruntime":
-        if device.type != "cpu":
-            raise ValueError(f"backend 'onnxruntime' runs on the CPU; use device='cpu' or backend='torch' on {device}")
-        if not onnxruntime_available():
-            raise ValueError(
-                "backend 'onnxruntime' needs the onnxruntime and onnx packages: "
-                "pip install 'napari-superres[onnx]', or use backend='torch'"
-            )
-        return ("onnxruntime", True) if has_weights else ("torch", False)
-    if name == "auto" and device.type == "cpu" and has_weights and not compile and onnxruntime_available():
-        return "onnxruntime", False
-    return "torch", name == "torch"
-
-
-def model_width(net: torch.nn.Module) -> int:
-    """The widest feature map (channels) of ``net``: what sizes its activations (1 for bicubic)."""
-    config = getattr(net, "config", None)
-    if config is not None and hasattr(config, "channels"):
-        return int(max(config.channels, *(config.upsample_channels or (config.channels,))))
-    widths = [m.out_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)]
-    return int(max(widths, default=1))
-
 
 #: torch.compile'd networks, compiled once per network
 _compiled: weakref.WeakKeyDictionary[torch.nn.Module, Callable[..., torch.Tensor]] = weakref.WeakKeyDictionary()
@@ -579,3 +389,19 @@ def _upscale_plane(plane: np.ndarray, model: SRModel, scale: int, runner: _Runne
     if alpha.shape[0]:
         rgb = np.concatenate([rgb, _bicubic(alpha, scale)])
     return rgb
+
+
+def run(
+    image: Any,
+    job: UpscaleJob,
+    *,
+    progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> np.ndarray:
+    """Execute a planned job in memory: the tiled pipeline (:func:`run_upscale`), or whole planes for a
+    model that normalises and tiles them itself (``job.model.own_pipeline``, see :mod:`.planes`)."""
+    if job.model.own_pipeline:
+        from .planes import run_planes
+
+        return run_planes(image, job, progress=progress, should_stop=should_stop)
+    return run_upscale(image, job, progress=progress, should_stop=should_stop)

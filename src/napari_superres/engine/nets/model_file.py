@@ -19,7 +19,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -125,6 +125,8 @@ class SRModel:
     normalization: dict[str, Any] = field(default_factory=lambda: Normalization().to_dict())
     metadata: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # "builtin", "session", a file path
+    #: the engine's tiled pipeline normalises and tiles images for this model (see ``infer.predictor.Predictor``)
+    own_pipeline: ClassVar[bool] = False
 
     @property
     def receptive_field(self) -> int:
@@ -134,6 +136,17 @@ class SRModel:
     def cond_channels(self) -> int:
         """Degradation maps the network reads after the image channels (0: a blind network)."""
         return int(getattr(getattr(self.net, "config", None), "cond_channels", 0) or 0)
+
+    def predict(self, batch: Any, device: torch.device | str = "cpu", *, tile: int | None = None) -> Any:
+        """The network on normalised ``(N, C, H, W)`` float32 tiles -> ``(N, C_out, sH, sW)`` float32 (numpy).
+
+        The reference forward pass (:class:`~napari_superres.engine.infer.predictor.Predictor`); the
+        tiled pipeline runs the same network through ONNX Runtime, bf16 or ``torch.compile`` when
+        planned so.  ``net`` must live on ``device`` (see ``Engine.prepare``); ``tile`` is unused.
+        """
+        x = torch.as_tensor(batch, dtype=torch.float32).to(device)
+        with torch.inference_mode():
+            return self.net(x).float().cpu().numpy()
 
     def describe(self) -> str:
         scale = f"x{self.scale}" if self.scale else "any scale"
