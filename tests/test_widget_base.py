@@ -15,9 +15,9 @@ from magicgui.widgets import PushButton
 from napari.components import ViewerModel
 
 import napari_superres._napari.widget_base as widget_base
-from napari_superres._napari.jobs import ENGINE_MODULES
+from napari_superres._napari.jobs import ENGINE_MODULES, describe_error
 from napari_superres._napari.ui import button_row, dock_layout
-from napari_superres._napari.widget_base import JobWidget, describe_error
+from napari_superres._napari.widget_base import JobWidget
 from napari_superres.engine.errors import InvalidRequestError
 
 pytestmark = pytest.mark.gui

@@ -9,7 +9,7 @@ A dock widget of this plugin (Upscale, Train, Feature difference) is a Qt widget
 * runs one job at a time in a napari worker thread with a progress bar, **Cancel** and a
   status line (:mod:`.jobs`): :meth:`JobWidget.start_job`;
 * keeps its buttons in step with the job (:meth:`JobWidget.set_running`) and reports a failed
-  job as a notification naming what failed (:func:`describe_error`: the message of a
+  job as a notification naming what failed (:func:`.jobs.describe_error`: the message of a
   :class:`~napari_superres.SuperresError` or a plain bad value, the exception's type too
   for anything unexpected);
 * stops a job whose source layer the user deletes (:meth:`JobWidget.on_source_deleted`).
@@ -49,7 +49,7 @@ from qtpy.QtWidgets import QWidget
 
 from ..engine.errors import SuperresError
 from .engine_access import get_engine
-from .jobs import JobContext, JobRunner, import_modules_then, when_layer_removed
+from .jobs import JobContext, JobRunner, describe_error, import_modules_then, when_layer_removed
 from .ui import JobPanel
 
 if TYPE_CHECKING:
@@ -62,19 +62,8 @@ T = TypeVar("T")
 
 #: What a request check may raise to refuse a request (the message names the fix).
 REFUSALS = (SuperresError, ValueError, TypeError, KeyError, RuntimeError)
-#: Errors whose message alone says what went wrong (anything else is shown with its type's name).
-EXPECTED_ERRORS = (SuperresError, ValueError, TypeError, KeyError, RuntimeError, OSError)
 #: The warning when Run is pressed before PyTorch is loaded.
 STILL_LOADING = "PyTorch is still loading; try again in a moment."
-
-
-def describe_error(exc: BaseException) -> str:
-    """The message a user sees for ``exc``: its text for the package's and the usual errors,
-    ``"<Type>: <text>"`` for an unexpected one (a bug: its traceback is in the log)."""
-    if isinstance(exc, KeyError) and exc.args:
-        return str(exc.args[0])
-    detail = str(exc) or type(exc).__name__
-    return detail if isinstance(exc, EXPECTED_ERRORS) else f"{type(exc).__name__}: {detail}"
 
 
 class JobWidget(QWidget):
