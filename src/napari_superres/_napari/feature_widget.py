@@ -44,7 +44,7 @@ from qtpy.QtWidgets import (
 from ..engine.metrics.grids import GridMatch, match_shapes, yx_axes
 from ..engine.options import BASIC_DEVICES, DEFAULT_DEVICE
 from .jobs import ENGINE_MODULES, JobContext
-from .layers import METADATA_KEY, layer_axes
+from .layers import METADATA_KEY, layer_axes, map_contrast_limits
 from .ui import button_row, dock_layout, folded, set_tips
 from .widget_base import JobWidget
 
@@ -382,14 +382,7 @@ class FeatureDifferenceWidget(JobWidget):
         request = self._request
         assert request is not None
         b = request.b_layer
-        if kind == "ssim":
-            limits = (
-                float(max(-1.0, min(np.percentile(data, 100 - CONTRAST_PERCENTILE), 0.999))),
-                1.0,
-            )
-        else:
-            top = float(np.percentile(data, CONTRAST_PERCENTILE)) if data.size else 0.0
-            limits = (0.0, top if top > 0 else float(data.max()) or 1e-6)
+        limits = map_contrast_limits(data, similarity=kind == "ssim", percentile=CONTRAST_PERCENTILE)
         info = {
             "kind": kind,
             "a": request.a_layer.name,
