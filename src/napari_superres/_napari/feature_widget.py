@@ -7,7 +7,8 @@ Thin glue over :mod:`napari_superres.engine.metrics.pixel` and
   scale/translate say they cover the same field of view (e.g. A is the low-res image with
   scale ``s`` and B the high-res one), A is resampled onto B's grid (cubic spline) and
   the widget says so; otherwise a notification names both shapes.
-* The work runs as one :mod:`.jobs` job (progress bar and ETA in the widget); **Cancel**
+* The work (:func:`napari_superres.engine.metrics.difference.difference_stages`) runs as
+  one :mod:`.jobs` job (progress bar and ETA in the widget); **Cancel**
   stops it between maps and between VGG tiles and always leaves the widget idle; maps of
   a cancelled stage are not added.  The pixel and SSIM maps come first, then the VGG-16 map.
   PyTorch is imported off the GUI thread when the widget first opens.
@@ -30,34 +31,31 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, PushButton
 from napari.layers import Image
-from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import Qt, Signal
+from napari.utils.notifications import show_info, show_warning
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QHeaderView,
     QLabel,
     QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
-    QWidget,
 )
 
-from ..engine.errors import SuperresError
-from ..engine.metrics.grids import GridMatch, match_grids, resample_onto
+from ..engine.metrics.grids import GridMatch, match_shapes, yx_axes
 from ..engine.options import BASIC_DEVICES, DEFAULT_DEVICE
-from .engine_access import get_engine
-from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then, when_layer_removed
-from .layers import METADATA_KEY, layer_axes
-from .ui import JobPanel, button_row, dock_layout, folded, set_tips
+from .jobs import ENGINE_MODULES, JobContext
+from .layers import METADATA_KEY, layer_axes, map_contrast_limits
+from .ui import button_row, dock_layout, folded, set_tips
+from .widget_base import JobWidget
 
 if TYPE_CHECKING:
     import napari
     from superqt.utils import FunctionWorker as GeneratorWorker
 
-    from ..engine import Engine
-
 FEATURE_MODULES = (
     *ENGINE_MODULES,
     "napari_superres.engine.metrics.pixel",
+    "napari_superres.engine.metrics.difference",
     "napari_superres.engine.nets.vgg",
     "torchvision.models",
 )  # VGG16_Weights: the weights file name
@@ -126,12 +124,6 @@ def figures_line(figures: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def _yx_axes(layer: Image) -> tuple[int, int]:
-    """Indices of Y and X in the layer's data (before the RGB axis for RGB layers)."""
-    n = np.ndim(layer.data[0]) if layer.multiscale else np.ndim(layer.data)
-    return (n - 3, n - 2) if layer.rgb else (n - 2, n - 1)
-
-
 # --- one request ---------------------------------------------------------------------------------
 @dataclass
 class _Request:
@@ -152,7 +144,7 @@ class _Request:
         return self.a_layer.name, self.b_layer.name
 
 
-class FeatureDifferenceWidget(QWidget):
+class FeatureDifferenceWidget(JobWidget):
     """Compare image A with the reference B: VGG-16 feature difference, |A−B|, SSIM map and figures.
 
     Programmatic use (and tests)::
@@ -164,21 +156,16 @@ class FeatureDifferenceWidget(QWidget):
         widget.figures           # {"psnr": ..., "ssim": ..., "perceptual": ... or None}
     """
 
-    #: ``(done, total)`` tiles, emitted on the GUI thread as the job advances.
-    progressed = Signal(int, int)
-
     def __init__(self, napari_viewer: napari.Viewer) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
-        self.engine: Engine | None = None
+        super().__init__(napari_viewer)
         self._request: _Request | None = None
         self._device = "cpu"
         self._outputs: list[Image] = []
         self.figures: dict[str, Any] = {}
         self._deleted_message: str | None = None
 
-        self.a_combo = ComboBox(label="image A", choices=self._image_choices, nullable=False)
-        self.b_combo = ComboBox(label="reference B", choices=self._image_choices, nullable=False)
+        self.a_combo = ComboBox(label="image A", choices=self._image_layer_choices, nullable=False)
+        self.b_combo = ComboBox(label="reference B", choices=self._image_layer_choices, nullable=False)
         self.layer_checks = {name: CheckBox(text=name, value=name in DEFAULT_CHECKED) for name in OFFERED_LAYERS}
         layer_box = Container(widgets=list(self.layer_checks.values()), layout="vertical", labels=False)
         layer_box.margins = (0, 0, 0, 0)
@@ -204,8 +191,6 @@ class FeatureDifferenceWidget(QWidget):
         self._container.margins = (0, 0, 0, 0)
         self._advanced = Container(widgets=[self.per_layer_check, layer_box, self.device_combo])
         self._advanced.margins = (0, 0, 0, 0)
-        self.panel = JobPanel()
-        self.status = self.panel.status
 
         self.table = QTableWidget(len(TABLE_ROWS), 1, self)
         self.table.setHorizontalHeaderLabels(["A vs B"])
@@ -235,27 +220,17 @@ class FeatureDifferenceWidget(QWidget):
         layout.addWidget(self.notes)
         layout.addStretch(1)
 
-        self._runner = JobRunner(self, self.panel)
         self._select_defaults()
         self._show_figures({})
         self.run_button.changed.connect(lambda *_: self.run())
         self.cancel_button.changed.connect(lambda *_: self.cancel())
-        viewer = self.viewer
-        when_layer_removed(viewer, self, FeatureDifferenceWidget._on_layer_removed)
-        import_modules_then(self._runner, FEATURE_MODULES, self._on_engine_ready, warm=lambda: get_engine(viewer))
-
-    @property
-    def ready(self) -> bool:
-        """Whether PyTorch and the engine are loaded (the widget can run)."""
-        return self.engine is not None
+        self.load_then(FEATURE_MODULES, self._on_engine_ready)
 
     def _on_engine_ready(self) -> None:
+        from ..engine.device import available_devices
         from ..engine.nets.vgg import vgg16_weights_path
-        from .upscale_widget import available_devices
 
-        self.engine = get_engine(self.viewer)
         self.device_combo.choices = available_devices()
-        self.run_button.enabled = not self._runner.running
         if not vgg16_weights_path().is_file():  # a file check only: nothing is downloaded here
             self.notes.setText(
                 f"Δfeatures needs the VGG-16 ImageNet weights ({vgg16_weights_path()}); without them only the "
@@ -263,9 +238,6 @@ class FeatureDifferenceWidget(QWidget):
             )
 
     # --- choices -------------------------------------------------------------------------------
-    def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
-        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
-
     def reset_choices(self, *_: Any) -> None:
         """Refresh the layer lists (napari calls this when layers change)."""
         self._container.reset_choices()
@@ -287,40 +259,19 @@ class FeatureDifferenceWidget(QWidget):
         return tuple(name for name, box in self.layer_checks.items() if box.value)
 
     # --- running -------------------------------------------------------------------------------
-    @property
-    def worker(self) -> GeneratorWorker | None:
-        return self._runner.worker
-
     def run(self) -> GeneratorWorker | None:
         """Validate and start the comparison of A with B; returns the worker, or ``None`` when refused."""
-        if self._runner.running:
-            show_warning("A comparison is already running; cancel it first.")
+        if not self.can_start("A comparison is already running; cancel it first."):
             return None
-        if self.engine is None:
-            show_warning("PyTorch is still loading; try again in a moment.")
-            return None
-        try:
-            request = self._prepare(self.a_combo.value, self.b_combo.value)
-        except (SuperresError, ValueError, TypeError, RuntimeError) as exc:
-            self.status.value = str(exc)
-            show_error(str(exc))
-            return None
-        return self._start(request)
+        request = self.prepared(lambda: self._prepare(self.a_combo.value, self.b_combo.value))
+        return None if request is None else self._start(request)
 
-    def cancel(self) -> None:
-        """Stop the running comparison between maps and tiles; maps already written stay."""
-        self._runner.cancel()
-
-    def _on_layer_removed(self, layer: Any) -> None:
+    def on_source_deleted(self, layer: Any) -> None:
         """A or B was deleted mid-run: stop; nothing more is added."""
-        request = self._request
-        if layer is None or request is None or not self._runner.running:
-            return
-        if layer is request.a_layer or layer is request.b_layer:
-            message = f"{layer.name!r} was deleted: comparison stopped, nothing more is added."
-            self._deleted_message = message
-            self._runner.cancel(message)
-            show_warning(message)
+        message = f"{layer.name!r} was deleted: comparison stopped, nothing more is added."
+        self._deleted_message = message
+        self._runner.cancel(message)
+        show_warning(message)
 
     def _prepare(self, a: Any, b: Any) -> _Request:
         if not isinstance(a, Image) or not isinstance(b, Image):
@@ -338,16 +289,11 @@ class FeatureDifferenceWidget(QWidget):
         notes: list[str] = []
         match: GridMatch | None = None
         a_shape, b_shape = tuple(a_data.shape), tuple(b_data.shape)
-        y, x = _yx_axes(b)
+        y, x = yx_axes(len(b_shape), bool(b.rgb))
         if a_shape != b_shape:
-            others_equal = len(a_shape) == len(b_shape) and all(
-                na == nb for i, (na, nb) in enumerate(zip(a_shape, b_shape)) if i not in (y, x)
+            match = match_shapes(
+                a_shape, a.scale[-2:], a.translate[-2:], b_shape, b.scale[-2:], b.translate[-2:], (y, x)
             )
-            if others_equal:
-                match = match_grids(
-                    (a_shape[y], a_shape[x]), a.scale[-2:], a.translate[-2:],
-                    (b_shape[y], b_shape[x]), b.scale[-2:], b.translate[-2:],
-                )  # fmt: skip
             if match is None:
                 raise ValueError(
                     f"A {a.name!r} has shape {a_shape} and B {b.name!r} has shape {b_shape}, and their layer "
@@ -372,63 +318,19 @@ class FeatureDifferenceWidget(QWidget):
                         bool(self.pixel_check.value), bool(self.ssim_check.value), match, notes)  # fmt: skip
 
     def _start(self, request: _Request) -> GeneratorWorker:
-        engine = self.engine
-        device = self._device
+        engine, device = self.engine, self._device
 
         def work(ctx: JobContext) -> None:
-            from ..engine.metrics.features import feature_difference
-            from ..engine.metrics.pixel import (
-                SSIM_WINDOW,
-                absolute_error_map,
-                psnr,
-                psnr_y,
-                ssim,
-                ssim_map,
-            )
-            from ..engine.nets.vgg import VGGWeightsUnavailable
+            from ..engine.metrics.difference import difference_stages
 
-            ctx.status("reading and checking A and B…")
-            b = np.asarray(request.b_data)
-            a = request.a_data
-            if request.match is not None:
-                y, x = _yx_axes(request.b_layer)
-                a = resample_onto(np.asarray(a), request.match, (b.shape[y], b.shape[x]), y, x)
-            a = np.asarray(a)
-            for name, img in (("A", a), ("B", b)):
-                if img.dtype.kind == "f" and not np.isfinite(img).all():
-                    raise ValueError(f"image {name} contains NaN or Inf values; replace them (e.g. np.nan_to_num)")
-            ctx.check()
-            ctx.status("PSNR and SSIM…")
-            figures: dict[str, Any] = {"psnr": psnr(a, b)}
-            y, x = _yx_axes(request.b_layer)
-            figures["ssim"] = ssim(a, b, axes=request.axes) if min(b.shape[y], b.shape[x]) >= SSIM_WINDOW else None
-            figures["psnr_y"] = psnr_y(a, b) if request.b_layer.rgb else None
-            maps: dict[str, np.ndarray] = {}
-            ctx.check()
-            if request.pixel:
-                ctx.status("|A−B| map…")
-                maps["pixel"] = absolute_error_map(a, b, axes=request.axes)
-                ctx.check()
-            if request.ssim:
-                ctx.status("SSIM map…")
-                maps["ssim"] = ssim_map(a, b, axes=request.axes)
-                ctx.check()
-            ctx.emit(("pixel", maps, dict(figures)))
-            if not request.layers:
-                return
-            ctx.status("VGG-16 features: loading the network…")
-            try:
-                fmap, per = feature_difference(
-                    a, b, layers=request.layers, per_layer=True, engine=engine, device=device, axes=request.axes,
-                    progress=lambda done, total: ctx.progress(done, total, f"VGG-16 features: tile {done}/{total}"),
-                    should_stop=ctx.should_stop,
-                )  # fmt: skip
-            except VGGWeightsUnavailable as exc:
-                ctx.emit(("offline", str(exc), dict(figures)))
-                return
-            ctx.check()
-            figures["perceptual"] = float(np.mean(fmap, dtype=np.float64))
-            ctx.emit(("features", (fmap, per if request.per_layer else {}), figures))
+            for stage in difference_stages(
+                request.a_data, request.b_data, axes=request.axes, rgb=bool(request.b_layer.rgb),
+                match=request.match, pixel_map=request.pixel, ssim_map=request.ssim, layers=request.layers,
+                per_layer=request.per_layer, engine=engine, device=device, should_stop=ctx.should_stop,
+                status=ctx.status,
+                progress=lambda done, total: ctx.progress(done, total, f"VGG-16 features: tile {done}/{total}"),
+            ):  # fmt: skip
+                ctx.emit(stage)
 
         self._request = request
         self._deleted_message: str | None = None
@@ -437,17 +339,11 @@ class FeatureDifferenceWidget(QWidget):
         self._show_figures({})
         a_name, b_name = request.names
         self.notes.setText("\n".join(request.notes))
-        self.run_button.enabled = False
-        self.cancel_button.enabled = True
-        self.panel.bar.valueChanged.connect(self._emit_progress)
-        return self._runner.start(
-            work, description=f"comparing {a_name!r} with {b_name!r}",
-            on_item=self._on_yielded, on_done=self._on_done, on_cancelled=self._on_cancelled,
-            on_failed=self._on_errored, on_finish=self._on_finished,
+        return self.start_job(
+            work, description=f"comparing {a_name!r} with {b_name!r}", sources=(request.a_layer, request.b_layer),
+            failure="Comparison failed", on_item=self._on_yielded, on_done=self._on_done,
+            on_cancelled=self._on_cancelled,
         )  # fmt: skip
-
-    def _emit_progress(self, value: int) -> None:
-        self.progressed.emit(int(value), int(self.panel.bar.maximum()))
 
     # --- results -------------------------------------------------------------------------------
     def _on_yielded(self, item: tuple[str, Any, dict[str, Any]]) -> None:
@@ -486,14 +382,7 @@ class FeatureDifferenceWidget(QWidget):
         request = self._request
         assert request is not None
         b = request.b_layer
-        if kind == "ssim":
-            limits = (
-                float(max(-1.0, min(np.percentile(data, 100 - CONTRAST_PERCENTILE), 0.999))),
-                1.0,
-            )
-        else:
-            top = float(np.percentile(data, CONTRAST_PERCENTILE)) if data.size else 0.0
-            limits = (0.0, top if top > 0 else float(data.max()) or 1e-6)
+        limits = map_contrast_limits(data, similarity=kind == "ssim", percentile=CONTRAST_PERCENTILE)
         info = {
             "kind": kind,
             "a": request.a_layer.name,
@@ -554,16 +443,3 @@ class FeatureDifferenceWidget(QWidget):
 
     def _on_cancelled(self) -> None:
         self.status.value = self._deleted_message or "cancelled (maps already written are kept)"
-
-    def _on_errored(self, exc: BaseException) -> None:
-        message = f"Comparison failed: {exc}"
-        self.status.value = message
-        show_error(message)
-
-    def _on_finished(self) -> None:
-        try:
-            self.panel.bar.valueChanged.disconnect(self._emit_progress)
-        except (TypeError, RuntimeError):
-            pass
-        self.run_button.enabled = self.engine is not None
-        self.cancel_button.enabled = False

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QEvent, QObject, QTimer
 
-from ..engine.errors import Cancelled
+from ..engine.errors import Cancelled, SuperresError
 
 if TYPE_CHECKING:
     from qtpy.QtWidgets import QWidget
@@ -189,6 +189,19 @@ def stop_all_jobs(wait_s: float = EXIT_WAIT_S) -> bool:
 
 
 atexit.register(stop_all_jobs)
+
+
+#: Errors whose message alone says what went wrong (anything else is shown with its type's name).
+EXPECTED_ERRORS = (SuperresError, ValueError, TypeError, KeyError, RuntimeError, OSError)
+
+
+def describe_error(exc: BaseException) -> str:
+    """The message a user sees for ``exc``: its text for the package's and the usual errors,
+    ``"<Type>: <text>"`` for an unexpected one (a bug: its traceback is in the log)."""
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    detail = str(exc) or type(exc).__name__
+    return detail if isinstance(exc, EXPECTED_ERRORS) else f"{type(exc).__name__}: {detail}"
 
 
 def _notify_error(message: str) -> None:
@@ -392,10 +405,7 @@ class JobRunner(QObject):
 
     def report_failure(self, what: str, exc: BaseException) -> None:
         """Status line and napari notification ``"<what>: <error>"``."""
-        detail = str(exc) or type(exc).__name__
-        if not isinstance(exc, (ValueError, TypeError, RuntimeError, OSError, KeyError)):
-            detail = f"{type(exc).__name__}: {detail}"
-        message = f"{what}: {detail}"
+        message = f"{what}: {describe_error(exc)}"
         self.panel.set_status(message)
         _notify_error(message)
 

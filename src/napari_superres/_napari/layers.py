@@ -141,3 +141,18 @@ def output_layer_kwargs(
     info.update(model_info or {})
     kwargs["metadata"] = {**dict(source_layer.metadata), METADATA_KEY: info}
     return kwargs
+
+
+def map_contrast_limits(data: np.ndarray, *, similarity: bool = False, percentile: float = 99.5) -> tuple[float, float]:
+    """Contrast limits of a difference map: ``(0, its percentile-th value)`` (positive), or for a
+    similarity map in [-1, 1] (SSIM) ``(its (100 - percentile)-th value, 1)``.
+
+    >>> map_contrast_limits(np.arange(201.0), percentile=99.5)
+    (0.0, 199.0)
+    >>> map_contrast_limits(np.zeros((2, 2)))[1] > 0
+    True
+    """
+    if similarity:
+        return float(max(-1.0, min(np.percentile(data, 100 - percentile), 0.999))), 1.0
+    top = float(np.percentile(data, percentile)) if data.size else 0.0
+    return 0.0, top if top > 0 else float(data.max()) or 1e-6

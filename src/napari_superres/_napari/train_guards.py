@@ -84,9 +84,8 @@ class TrainGuards:
         if self.ready:
             self._check_vgg()
 
-    def _on_layer_removed(self, layer: Any) -> None:
+    def on_source_deleted(self, layer: Any) -> None:
         """A layer the run trains on was deleted: stop after this step (the model so far is kept, as with Stop)."""
-        if layer is not None and self._runner.running and any(layer is source for source in self._sources):
-            message = f"{layer.name!r} was deleted: stopping after this step (the model trained so far is kept)."
-            self._runner.cancel(message)
-            show_warning(message)
+        message = f"{layer.name!r} was deleted: stopping after this step (the model trained so far is kept)."
+        self._runner.cancel(message)
+        show_warning(message)

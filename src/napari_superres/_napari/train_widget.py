@@ -46,7 +46,6 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QFileDialog, QSizePolicy, QVBoxLayout, QWidget
 
-from ..engine.errors import SuperresError
 from ..engine.options import (
     DEFAULT_DEVICE,
     NORMALIZATION_MODES,
@@ -54,8 +53,7 @@ from ..engine.options import (
     TRAIN_DEFAULTS,
     TRAINING_NORMALIZATION,
 )
-from .engine_access import get_engine
-from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then, when_layer_removed
+from .jobs import ENGINE_MODULES, JobContext
 from .layers import layer_axes
 from .train_guards import VGG_PROBE_S, TrainGuards
 from .train_plan import (
@@ -69,13 +67,13 @@ from .train_plan import (
 )
 from .train_preview import PREVIEW_LAYER, TrainPreview  # noqa: F401  (PREVIEW_LAYER: re-exported)
 from .train_tips import TRAIN_TIPS, WEIGHT_TIP
-from .ui import SETTINGS_MIN_HEIGHT, JobPanel, StatusLine, button_row, folded, scrolled, set_tips
+from .ui import SETTINGS_MIN_HEIGHT, StatusLine, button_row, folded, scrolled, set_tips
+from .widget_base import JobWidget
 
 if TYPE_CHECKING:
     import napari
     from superqt.utils import FunctionWorker
 
-    from ..engine import Engine
     from ..engine.train.trainer import StepReport, TrainConfig, Trainer, ValidationReport
 
 #: "start from" choices (TrainConfig.init; a model file is the CLI's --init FILE).
@@ -95,7 +93,7 @@ TRAIN_MODULES = (
 SAMPLE_MENU = "File ▸ Open Sample ▸ Synthetic fluorescence pair (low-res, high-res) (Super-resolution)"
 
 
-class TrainWidget(TrainGuards, TrainPreview, QWidget):
+class TrainWidget(TrainGuards, TrainPreview, JobWidget):
     """Train a super-resolution network on image layers of ``napari_viewer``.
 
     Programmatic use (and tests)::
@@ -113,9 +111,7 @@ class TrainWidget(TrainGuards, TrainPreview, QWidget):
     vgg_probed = Signal(bool)
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
-        self.engine: Engine | None = None
+        super().__init__(napari_viewer)
         self._plan: Plan | None = None
         self._trainer: Trainer | None = None
         self._last_config: dict[str, Any] | None = None  # config of the run that wrote the session checkpoint
@@ -129,26 +125,17 @@ class TrainWidget(TrainGuards, TrainPreview, QWidget):
         self._vgg_probing = False
         self.vgg_probed.connect(self._on_vgg_probed)
 
-        self.panel = JobPanel()
-        self.status = self.panel.status
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(4, 4, 4, 4)
         self._layout.addWidget(self.panel)
-        self._runner = JobRunner(self, self.panel)
-        self._sources: tuple[Any, ...] = ()  # the layers the running job reads
         self._plot_shown = False
-        viewer = self.viewer
-        when_layer_removed(viewer, self, TrainWidget._on_layer_removed)
-        import_modules_then(self._runner, TRAIN_MODULES, self._build, warm=lambda: get_engine(viewer))
+        self.load_then(TRAIN_MODULES, self._build)  # ready (settings built) once PyTorch is loaded
 
-    @property
-    def ready(self) -> bool:
-        """Whether PyTorch is loaded and the settings are built."""
-        return self.engine is not None
+    def notify_error(self, message: str) -> None:
+        show_error(message)  # through this module's name (where tests capture notifications)
 
     # --- building (after PyTorch is loaded) ----------------------------------------------------
     def _build(self) -> None:
-        self.engine = get_engine(self.viewer)
         boxes = self._make_controls()
         self._tooltips()
         self._lay_out(*boxes)
@@ -157,10 +144,10 @@ class TrainWidget(TrainGuards, TrainPreview, QWidget):
     def _make_controls(self) -> tuple[Container, Container, Container, Container, Container]:
         """Create the settings and control widgets; return the (basic, loss weights, optimisation,
         network, checkpoint) containers of the settings."""
+        from ..engine.device import available_devices
         from ..engine.nets.srnet import SUPPORTED_SCALES, UPSAMPLING_MODES
         from ..engine.train.losses import LOSS_PRESETS, LOSS_TERMS
         from .loss_plot import LossPlot
-        from .upscale_widget import available_devices
 
         self._presets = LOSS_PRESETS
         self._supported_scales = tuple(SUPPORTED_SCALES)
@@ -284,11 +271,6 @@ class TrainWidget(TrainGuards, TrainPreview, QWidget):
 
     # --- public state --------------------------------------------------------------------------
     @property
-    def worker(self) -> FunctionWorker | None:
-        """The running worker, or ``None``."""
-        return self._runner.worker
-
-    @property
     def trainer(self) -> Trainer | None:
         """The trainer of the last run that ended (finished or stopped), or ``None``."""
         return self._trainer
@@ -324,9 +306,6 @@ class TrainWidget(TrainGuards, TrainPreview, QWidget):
             pass
 
     # --- choices -------------------------------------------------------------------------------
-    def _image_layer_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
-        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
-
     def reset_choices(self, *_: Any) -> None:
         """Refresh the layer lists (napari calls this when layers change)."""
         if not self.ready:
@@ -526,27 +505,17 @@ class TrainWidget(TrainGuards, TrainPreview, QWidget):
         return self._runner.wait(timeout) if wait else not self._runner.running
 
     def _launch(self, resume: bool) -> FunctionWorker | None:
-        if self._runner.running:
-            show_warning("A training run is already going; stop it first.")
+        if not self.can_start("A training run is already going; stop it first."):
             return None
-        if not self.ready:
-            show_warning("PyTorch is still loading; try again in a moment.")
-            return None
-        try:
-            plan = self._make_plan(resume)
-        except (SuperresError, ValueError, TypeError, RuntimeError, KeyError) as exc:
-            self._refuse(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
+        plan = self.prepared(lambda: self._make_plan(resume))
+        if plan is None:
             return None
         synth = bool(self.synth_check.value)
-        self._sources = (self.hr_combo.value, *(() if synth else (self.lr_combo.value,)),
-                         *((self.example_combo.value,) if synth and self.example_combo.value is not None else ()))  # fmt: skip
-        return self._start_worker(plan)
+        sources = (self.hr_combo.value, *(() if synth else (self.lr_combo.value,)),
+                   *((self.example_combo.value,) if synth and self.example_combo.value is not None else ()))  # fmt: skip
+        return self._start_worker(plan, sources)
 
-    def _refuse(self, message: str) -> None:
-        self.status.value = message
-        show_error(message)
-
-    def _start_worker(self, plan: Plan) -> FunctionWorker:
+    def _start_worker(self, plan: Plan, sources: tuple[Any, ...]) -> FunctionWorker:
         engine = self.engine
         assert engine is not None
 
@@ -571,12 +540,11 @@ class TrainWidget(TrainGuards, TrainPreview, QWidget):
             self.loss_plot.clear()
             self.validation_label.value = ""
             self._last_step = 0
-        self._set_running(True)
         verb = "resuming" if plan.resume else "training"
-        worker = self._runner.start(
+        worker = self.start_job(
             work, description=f"{verb} {plan.name!r}", total=plan.steps, status=f"{verb} {plan.name!r}…",
-            on_item=self._apply_report, on_done=self._apply_returned, on_cancelled=self._apply_cancelled,
-            on_failed=self._apply_errored, on_finish=self._apply_finished,
+            sources=sources, failure="Training could not run", on_item=self._apply_report,
+            on_done=self._apply_returned, on_cancelled=self._apply_cancelled,
         )  # fmt: skip
         if plan.resume and self._last_step:
             self.panel.set_progress(self._last_step, plan.steps)
@@ -613,21 +581,10 @@ class TrainWidget(TrainGuards, TrainPreview, QWidget):
     def _apply_cancelled(self) -> None:
         self.status.value = "stopped before the first step"
 
-    def _apply_errored(self, exc: BaseException) -> None:
-        detail = (
-            str(exc)
-            if isinstance(exc, (ValueError, TypeError, RuntimeError, OSError))
-            else f"{type(exc).__name__}: {exc}"
-        )
-        self._refuse(f"Training could not run: {detail}")
-
-    def _apply_finished(self) -> None:
-        self._sources = ()
-        self._set_running(False)
-
-    def _set_running(self, running: bool) -> None:
+    def set_running(self, running: bool, cancellable: bool = True) -> None:
+        """Start, Stop (``cancellable``), Resume and Save for a running or idle run."""
         self.start_button.enabled = not running
-        self.stop_button.enabled = running
+        self.stop_button.enabled = running and cancellable
         self.resume_button.enabled = not running and self.checkpoint_path.is_file()
         self.save_button.enabled = not running and self._trainer is not None
 
@@ -635,15 +592,15 @@ class TrainWidget(TrainGuards, TrainPreview, QWidget):
     def save_model(self, path: str | Path) -> Path | None:
         """Write the last trained model to ``path`` (``.safetensors``, atomic); ``None`` on failure."""
         if self._trainer is None:
-            self._refuse("No trained model yet: start a run and let it finish or stop it.")
+            self.refuse("No trained model yet: start a run and let it finish or stop it.")
             return None
         if self._runner.running:
-            self._refuse("Training is running; stop it before saving.")
+            self.refuse("Training is running; stop it before saving.")
             return None
         try:
             written = self._trainer.save_model(path)
         except OSError as exc:
-            self._refuse(f"Could not save the model to {path}: {exc}")
+            self.refuse(f"Could not save the model to {path}: {exc}")
             return None
         self.status.value = f"saved {written}"
         show_info(f"Model saved to {written}")

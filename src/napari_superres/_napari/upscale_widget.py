@@ -32,20 +32,20 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label,
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QFileDialog, QWidget
+from qtpy.QtWidgets import QFileDialog
 
 from ..engine.errors import SuperresError
 from ..engine.options import BASIC_DEVICES, DEFAULT_DEVICE
 from .engine_access import get_engine
-from .jobs import ENGINE_MODULES, JobContext, JobRunner, import_modules_then, when_layer_removed
+from .jobs import ENGINE_MODULES, JobContext
 from .layers import layer_axes, output_layer_kwargs
-from .ui import JobPanel, button_row, dock_layout, folded, set_tips
+from .ui import button_row, dock_layout, folded, set_tips
+from .widget_base import JobWidget
 
 if TYPE_CHECKING:
     import napari
     from superqt.utils import FunctionWorker
 
-    from ..engine import Engine
     from ..engine.infer.job import UpscaleJob
     from ..engine.request import UpscaleRequest
 
@@ -59,19 +59,6 @@ ADAPT_SECONDS = 30
 CONSISTENCY_SUFFIX = "consistency"
 #: Devices offered before PyTorch is loaded (accelerators are added once it is).
 UPSCALE_MODULES = (*ENGINE_MODULES, "napari_superres.engine.device", "napari_superres.engine.nets.model_file")
-
-
-def available_devices() -> list[str]:
-    """``"auto"``, ``"cpu"`` and the accelerators torch can use on this machine (imports torch)."""
-    import torch
-
-    devices = list(BASIC_DEVICES)
-    if torch.cuda.is_available():
-        devices.append("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        devices.append("mps")
-    return devices
 
 
 def _warm_engine(viewer: Any) -> None:
@@ -129,7 +116,7 @@ class _Request:
         return dict(self.upscale.degradation)
 
 
-class UpscaleWidget(QWidget):
+class UpscaleWidget(JobWidget):
     """Upscale an image layer with a super-resolution model from the viewer's engine.
 
     Programmatic use (and tests)::
@@ -140,18 +127,13 @@ class UpscaleWidget(QWidget):
         widget.cancel()             # stop a running job; no layer is added
     """
 
-    #: ``(done, total)`` tiles, emitted on the GUI thread as the job advances.
-    progressed = Signal(int, int)
     #: Emitted (from any thread) when the engine's model registry changes.
     models_changed = Signal()
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
-        self.engine: Engine | None = None
+        super().__init__(napari_viewer)
         self._request: _Request | None = None
         self._model_names: list[str] = []
-        self._source: Image | None = None  # the layer the running job reads
         self._source_deleted: str | None = None  # its name, once the user deleted it mid-run
 
         self.layer_combo = ComboBox(label="image", choices=self._image_layer_choices, nullable=False)
@@ -222,8 +204,6 @@ class UpscaleWidget(QWidget):
         self._advanced.insert(self._advanced.index(self.device_combo) + 1, self.precision_combo)
         for c in (self._basic, self._advanced):
             c.margins = (0, 0, 0, 0)
-        self.panel = JobPanel()
-        self.status = self.panel.status
         # a short window scrolls the settings; Run/Cancel and the progress stay in sight below them
         layout = dock_layout(self, [button_row(self.run_button, self.cancel_button), self.panel])
         layout.addWidget(self._basic.native)
@@ -232,7 +212,6 @@ class UpscaleWidget(QWidget):
                                     "Z upsampling, loading and exporting models."))  # fmt: skip
         layout.addStretch(1)
 
-        self._runner = JobRunner(self, self.panel)
         self._select_active_layer()
         self.model_combo.changed.connect(self._on_model_changed)
         self.load_button.changed.connect(self._on_load_clicked)
@@ -241,17 +220,17 @@ class UpscaleWidget(QWidget):
         self.cancel_button.changed.connect(lambda *_: self.cancel())
         self.models_changed.connect(self._refresh_models)
         viewer = self.viewer
-        when_layer_removed(viewer, self, UpscaleWidget._on_layer_removed)
-        import_modules_then(self._runner, UPSCALE_MODULES, self._on_engine_ready, warm=lambda: _warm_engine(viewer))
+        self.load_then(UPSCALE_MODULES, self._on_engine_ready, warm=lambda: _warm_engine(viewer))
+
+    def notify_error(self, message: str) -> None:
+        show_error(message)  # through this module's name (where tests capture notifications)
 
     # --- start-up ------------------------------------------------------------------------------
-    @property
-    def ready(self) -> bool:
-        """Whether PyTorch and the engine are loaded (the widget can run)."""
-        return self.engine is not None
-
     def _on_engine_ready(self) -> None:
-        self.engine = engine = get_engine(self.viewer)
+        engine = self.engine
+        assert engine is not None
+        from ..engine.device import available_devices
+
         self.device_combo.choices = available_devices()
         # engine callbacks may come from worker threads: only emit a Qt signal there
         # (queued to the GUI thread); hold the widget weakly so the engine (kept alive by
@@ -272,12 +251,8 @@ class UpscaleWidget(QWidget):
         self.model_combo.reset_choices()
         self.model_combo.value = engine.default_model
         self._on_model_changed()
-        self.run_button.enabled = not self._runner.running
 
     # --- choices -------------------------------------------------------------------------------
-    def _image_layer_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
-        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
-
     def _model_choices(self, _widget: Any = None) -> list[str]:
         return list(self._model_names)
 
@@ -362,7 +337,7 @@ class UpscaleWidget(QWidget):
             show_warning("Wait for the running job (or for PyTorch to load) first.")
             return None
         if name is None or self.engine.get(name).scale is None:
-            self._refuse("Choose a learned model to export (bicubic is not a network).")
+            self.refuse("Choose a learned model to export (bicubic is not a network).")
             return None
         model, target = self.engine.get(name), os.fspath(path)
 
@@ -375,10 +350,9 @@ class UpscaleWidget(QWidget):
             self.status.value = f"saved {name!r} as {written}"
             show_info(f"bioimage.io package written: {written}")
 
-        self.run_button.enabled = False
-        return self._runner.start(
+        return self.start_job(
             work, description=f"exporting {name!r} to bioimage.io", on_done=done,
-            on_failed=lambda exc: self._refuse(f"Export of {name!r} failed: {exc}"), on_finish=self._on_finished,
+            failure=f"Export of {name!r} failed", cancellable=False,
         )  # fmt: skip
 
     def _on_export_clicked(self, *_: Any) -> None:
@@ -390,27 +364,15 @@ class UpscaleWidget(QWidget):
             self.export_bioimageio(path, overwrite=True)
 
     # --- running -------------------------------------------------------------------------------
-    @property
-    def worker(self) -> FunctionWorker | None:
-        """The running worker, or ``None``."""
-        return self._runner.worker
-
     def run(self, layer: Any = None) -> FunctionWorker | None:
         """Validate and start upscaling ``layer`` (default: the selected one); returns the worker.
 
         Returns ``None`` (after a notification) when the request is refused.
         """
-        if self._runner.running:
-            show_warning("An upscaling job is already running; cancel it first.")
+        if not self.can_start("An upscaling job is already running; cancel it first."):
             return None
-        if self.engine is None:
-            show_warning("PyTorch is still loading; try again in a moment.")
-            return None
-        try:
-            request = self._prepare(self.layer_combo.value if layer is None else layer)
-        except (SuperresError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-            self._refuse(str(message))
+        request = self.prepared(lambda: self._prepare(self.layer_combo.value if layer is None else layer))
+        if request is None:
             return None
         if self.axial_check.value:
             return self._start_axial(self.layer_combo.value if layer is None else layer)
@@ -419,19 +381,10 @@ class UpscaleWidget(QWidget):
             return None
         return self._start(request)
 
-    def cancel(self) -> None:
-        """Ask the running job to stop (within one tile batch); nothing is added."""
-        self._runner.cancel()
-
-    def _refuse(self, message: str) -> None:
-        self.status.value = message
-        show_error(message)
-
-    def _on_layer_removed(self, layer: Any) -> None:
+    def on_source_deleted(self, layer: Any) -> None:
         """The running job's source layer was deleted: stop it; nothing will be added."""
-        if layer is not None and layer is self._source and self._runner.running:
-            self._source_deleted = str(layer.name)
-            self._runner.cancel(f"{layer.name!r} was deleted: stopping…")
+        self._source_deleted = str(layer.name)
+        super().on_source_deleted(layer)
 
     def _source_gone(self, layer: Image) -> bool:
         """Whether ``layer`` left the viewer; if so the status and a notification say nothing is added."""
@@ -540,16 +493,12 @@ class UpscaleWidget(QWidget):
             ctx.status("consistency map…")
             return result, consistency(data, result, request.scale)
 
-        self._request = request
-        self._source, self._source_deleted = request.layer, None
+        self._request, self._source_deleted = request, None
         what = "building a lazy (dask) result" if request.lazy else "upscaling"
-        self.run_button.enabled = False
-        self.cancel_button.enabled = True
-        self.panel.bar.valueChanged.connect(self._emit_progress)
-        return self._runner.start(
-            work, description=f"{what} {request.layer.name!r}", total=request.total,
+        return self.start_job(
+            work, description=f"{what} {request.layer.name!r}", total=request.total, sources=(request.layer,),
             status=f"{what} {request.layer.name!r} ×{request.scale} with {request.model} on {request.device}…",
-            on_done=self._on_returned, on_failed=self._on_errored, on_finish=self._on_finished,
+            failure=f"Upscaling {request.layer.name!r} failed", on_done=self._on_returned, on_finish=self._on_finished,
             on_cancelled=lambda: self._source_deleted is not None and self._source_gone(request.layer),
         )  # fmt: skip
 
@@ -558,13 +507,13 @@ class UpscaleWidget(QWidget):
         from ..engine.device import resolve_device
 
         if not isinstance(layer, Image) or layer.ndim != 3 or layer.rgb:
-            self._refuse("'along Z' needs a 3D grayscale (Z, Y, X) image layer.")
+            self.refuse("'along Z' needs a 3D grayscale (Z, Y, X) image layer.")
             return None
         data = layer.data[0] if layer.multiscale else layer.data
         factor = int(self.axial_factor.value) or None
         z, y = float(layer.scale[0]), float(layer.scale[1])
         if factor is None and round(z / y) < 2:
-            self._refuse(f"{layer.name!r} has Z step {z:g} and pixel size {y:g} (isotropic): set a Z factor, or set "
+            self.refuse(f"{layer.name!r} has Z step {z:g} and pixel size {y:g} (isotropic): set a Z factor, or set "
                          "the layer's Z scale.")  # fmt: skip
             return None
         steps = int(self.axial_steps.value) or None
@@ -594,18 +543,12 @@ class UpscaleWidget(QWidget):
             added = self.viewer.add_image(result.volume, **kwargs)
             self.status.value = f"added {added.name!r} {tuple(result.volume.shape)}"
 
-        self.run_button.enabled = False
-        self.cancel_button.enabled = True
-        self._source, self._source_deleted = layer, None
-        return self._runner.start(
-            work, description=f"upscaling {layer.name!r} along Z", on_done=done,
-            on_failed=lambda exc: self._refuse(f"Upscaling {layer.name!r} along Z failed: {exc}"),
+        self._source_deleted = None
+        return self.start_job(
+            work, description=f"upscaling {layer.name!r} along Z", on_done=done, sources=(layer,),
+            failure=f"Upscaling {layer.name!r} along Z failed",
             on_cancelled=lambda: self._source_deleted is not None and self._source_gone(layer),
-            on_finish=self._on_finished,
         )  # fmt: skip
-
-    def _emit_progress(self, value: int) -> None:
-        self.progressed.emit(int(value), int(self.panel.bar.maximum()))
 
     def _on_returned(self, outcome: tuple[Any, Any]) -> None:
         request = self._request
@@ -671,16 +614,5 @@ class UpscaleWidget(QWidget):
         show_info(f"{layer.name!r} is lazy: each plane is upscaled in the background when displayed.")
         return layer
 
-    def _on_errored(self, exc: BaseException) -> None:
-        name = self._request.layer.name if self._request is not None else "the layer"
-        self._refuse(f"Upscaling {name!r} failed: {exc}")
-
     def _on_finished(self) -> None:
         self._request = None
-        self._source = None
-        try:
-            self.panel.bar.valueChanged.disconnect(self._emit_progress)
-        except (TypeError, RuntimeError):
-            pass
-        self.run_button.enabled = self.engine is not None
-        self.cancel_button.enabled = False

@@ -10,7 +10,11 @@ import torch
 from torch import nn
 
 from .errors import DeviceError, DeviceUnavailableError  # noqa: F401 - DeviceError re-exported (its old home)
-from .options import DEVICE_NAMES, parse_device_name  # noqa: F401 - DEVICE_NAMES re-exported (its old home)
+from .options import (  # noqa: F401 - DEVICE_NAMES re-exported (its old home)
+    BASIC_DEVICES,
+    DEVICE_NAMES,
+    parse_device_name,
+)
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -44,6 +48,17 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
             "device 'mps' was asked for but Apple MPS is not available; use device='auto' or 'cpu'"
         )
     return torch.device(name)
+
+
+def available_devices() -> list[str]:
+    """``"auto"``, ``"cpu"`` and the accelerators torch can use on this machine (the widgets' device choices)."""
+    devices = list(BASIC_DEVICES)
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -51,6 +51,31 @@ def match_grids(
     return GridMatch((ratio[0], ratio[1]), (offset[0], offset[1]))
 
 
+def yx_axes(ndim: int, rgb: bool) -> tuple[int, int]:
+    """Indices of Y and X in an image of ``ndim`` dimensions (before the colour axis of an RGB image)."""
+    return (ndim - 3, ndim - 2) if rgb else (ndim - 2, ndim - 1)
+
+
+def match_shapes(
+    a_shape: tuple[int, ...], a_scale: Any, a_translate: Any,
+    b_shape: tuple[int, ...], b_scale: Any, b_translate: Any, yx: tuple[int, int],
+) -> GridMatch | None:  # fmt: skip
+    """:func:`match_grids` for whole images: ``None`` unless A and B differ in Y and X only (axes ``yx``)
+    and cover the same field of view.  ``*_scale``, ``*_translate``: along Y and X.
+
+    >>> match_shapes((3, 4, 4), (2, 2), (0.5, 0.5), (3, 8, 8), (1, 1), (0, 0), (1, 2)).ratio
+    (0.5, 0.5)
+    >>> match_shapes((2, 4, 4), (2, 2), (0.5, 0.5), (3, 8, 8), (1, 1), (0, 0), (1, 2)) is None
+    True
+    """
+    y, x = yx
+    if len(a_shape) != len(b_shape) or any(
+        na != nb for i, (na, nb) in enumerate(zip(a_shape, b_shape)) if i not in (y, x)
+    ):
+        return None
+    return match_grids((a_shape[y], a_shape[x]), a_scale, a_translate, (b_shape[y], b_shape[x]), b_scale, b_translate)
+
+
 def resample_onto(data: np.ndarray, match: GridMatch, out_yx: tuple[int, int], y: int, x: int) -> np.ndarray:
     """Resample ``data`` (Y, X at axes ``y``, ``x``) onto B's grid with cubic-spline interpolation; float32.
 
