@@ -105,7 +105,7 @@ def speed(engine: Any, model: Any, size: int, repeats: int) -> dict[str, dict[st
 def quality(engine: Any, model: Any, data: Path | None) -> dict[str, dict[str, float]]:
     """Mean PSNR per ``set/protocol`` and precision: ``{"natural/bicubic": {"fp32": .., "int8": ..}}``."""
     from prepare_data import heldout_sets
-    from quality import PROTOCOLS, comparable, make_low_res, modcrop, psnr
+    from quality import PROTOCOLS, care_comparable, comparable, make_low_res, modcrop, psnr, reference
 
     scale = model.scale
     sums: dict[str, dict[str, list[float]]] = {}
@@ -113,11 +113,16 @@ def quality(engine: Any, model: Any, data: Path | None) -> dict[str, dict[str, f
         for i, image in enumerate(images):
             hr = modcrop(image.array, scale)
             for protocol in PROTOCOLS:
-                lr = make_low_res(hr, scale, protocol, seed=i)
+                if protocol == "lowphoton" and hr.ndim == 3:
+                    continue  # a camera protocol: grayscale images only (as benchmarks/quality.py)
+                seed = 1000 * scale + i  # the seeds of benchmarks/quality.py
+                lr = make_low_res(hr, scale, protocol, seed=seed)
+                ref = reference(hr, scale, protocol, seed=seed)
                 row = sums.setdefault(f"{set_name}/{protocol}", {})
                 for p in ("fp32", *REDUCED):
                     sr = engine.upscale(lr, model.name, rgb=lr.ndim == 3, precision=p)
-                    row.setdefault(p, []).append(psnr(*comparable(sr, hr, scale)))
+                    pair = care_comparable(sr, ref, scale) if protocol == "lowphoton" else comparable(sr, hr, scale)
+                    row.setdefault(p, []).append(psnr(*pair))
         print(f"{set_name}: " + ", ".join(
             f"{k} " + " ".join(f"{p} {np.mean(v):.3f}" for p, v in r.items())
             for k, r in sums.items() if k.startswith(set_name)), flush=True)  # fmt: skip
