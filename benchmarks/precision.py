@@ -26,6 +26,11 @@ largest loss of any set), stamped with the model file's SHA-256.
 Usage::
 
     python benchmarks/precision.py --data ../shared/data            # built-in x2, 1024², 2 threads
+
+After a built-in model is retrained, that one command (on a quiet machine) measures it again and
+rewrites both ``benchmarks/results/precision.md`` and ``src/napari_superres/models/<model>.precision.json``
+(stamped with the new weights' SHA-256; until then ``precision="auto"`` ignores the stale file and
+runs fp32).  ``--skip-quality --no-measurement --size 512`` gives a quick speed check alone.
 """
 
 from __future__ import annotations
@@ -65,15 +70,16 @@ def speed(engine: Any, model: Any, size: int, repeats: int) -> dict[str, dict[st
     """Median wall and CPU seconds per contender (see the module docstring)."""
     import torch
 
+    from napari_superres.engine.infer.calibration import network_input
     from napari_superres.engine.infer.onnx_backend import onnx_runner
     from napari_superres.engine.infer.precision import bf16_forward, int8_runner
-    from napari_superres.engine.normalization import intensity_range, normalize
 
     image = _image(size)
-    lo, hi = intensity_range(image, model.normalization)
-    x = normalize(image, lo, hi)[None, None]
-    fp32 = onnx_runner(model.net, in_channels=1)
-    int8 = int8_runner(model.net, in_channels=1)
+    # what upscale() hands the network: the normalised image and, conditioned, its degradation maps
+    x = network_input(image, 1, model.cond_channels)
+    channels = x.shape[1]
+    fp32 = onnx_runner(model.net, in_channels=channels)
+    int8 = int8_runner(model.net, in_channels=channels)
     bf16_net = __import__("copy").deepcopy(model.net)
     bf16 = bf16_forward(bf16_net)
     tx = torch.from_numpy(x)
