@@ -42,15 +42,15 @@ from .calibration import calibration_inputs
 AUTO_MAX_LOSS_DB = 0.05
 #: Convolutions kept in fp32 in the int8 graph: the first, the last and the one before it, at the
 #: output resolution (``"hr"``).  Measured on the built-in x2 (retrained 2026-12-06; loss of mean PSNR
-#: against fp32, fluorescence / synthetic fields, bicubic protocol; percentile 99.99): first and last
-#: in fp32 0.27 / 1.12 dB, also ``"hr"`` 0.16 / 0.54 dB, at 2.03x instead of 2.29x ORT fp32's speed
-#: (network alone, 512², 2 threads, CPU time, load 6).
+#: against fp32, fluorescence / synthetic fields, bicubic protocol; percentile 99.99, calibration with
+#: 14 natural images): first and last in fp32 0.27 / 1.12 dB, also ``"hr"`` 0.16 / 0.54 dB, at 2.03x
+#: instead of 2.29x ORT fp32's speed (network alone, 512², 2 threads, CPU time, load 6).
 KEEP_FP32 = ("first", "hr", "last")
 #: Idle threads of the int8 session spin for work (measured, 512² input, 2 threads, load 10.8:
 #: without spinning 0.99 CPU-s per call against 1.16 s with it, 2.29x against 1.97x ORT fp32).
 INT8_SPINNING = False
 #: Version of the calibration inputs (:mod:`.calibration`): part of the cached int8 graph's name.
-CALIBRATION_VERSION = "c2p9999"
+CALIBRATION_VERSION = "c3"
 #: ONNX Runtime calibration method (``"minmax"``, ``"percentile"`` or ``"entropy"``) and percentile.
 #: Measured (first and last convolutions in fp32; loss on fluorescence / synthetic, bicubic): minmax
 #: 0.57 / 2.87 dB, percentile 99.999 0.36 / 1.62, 99.99 0.27 / 1.12, 99.9 0.19 / 1.86 (with ``"hr"``
