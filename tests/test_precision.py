@@ -118,6 +118,7 @@ def test_cli_accepts_precision():
 
 def test_calibration_inputs_carry_the_maps_upscale_appends(monkeypatch):
     from napari_superres.engine.infer import calibration as cal
+
     monkeypatch.setattr(cal, "CALIBRATION_SIZE", 32)  # tiny inputs: one synthetic field, one bundled image
     monkeypatch.setattr(cal, "CALIBRATION_SEEDS", (5000,))
     monkeypatch.setattr(cal, "CALIBRATION_IMAGES", ("camera",))
