@@ -26,6 +26,11 @@ largest loss of any set), stamped with the model file's SHA-256.
 Usage::
 
     python benchmarks/precision.py --data ../shared/data            # built-in x2, 1024², 2 threads
+
+After a built-in model is retrained, that one command (on a quiet machine) measures it again and
+rewrites both ``benchmarks/results/precision.md`` and ``src/napari_superres/models/<model>.precision.json``
+(stamped with the new weights' SHA-256; until then ``precision="auto"`` ignores the stale file and
+runs fp32).  ``--skip-quality --no-measurement --size 512`` gives a quick speed check alone.
 """
 
 from __future__ import annotations
@@ -65,15 +70,16 @@ def speed(engine: Any, model: Any, size: int, repeats: int) -> dict[str, dict[st
     """Median wall and CPU seconds per contender (see the module docstring)."""
     import torch
 
+    from napari_superres.engine.infer.calibration import network_input
     from napari_superres.engine.infer.onnx_backend import onnx_runner
     from napari_superres.engine.infer.precision import bf16_forward, int8_runner
-    from napari_superres.engine.normalization import intensity_range, normalize
 
     image = _image(size)
-    lo, hi = intensity_range(image, model.normalization)
-    x = normalize(image, lo, hi)[None, None]
-    fp32 = onnx_runner(model.net, in_channels=1)
-    int8 = int8_runner(model.net, in_channels=1)
+    # what upscale() hands the network: the normalised image and, conditioned, its degradation maps
+    x = network_input(image, 1, model.cond_channels)
+    channels = x.shape[1]
+    fp32 = onnx_runner(model.net, in_channels=channels)
+    int8 = int8_runner(model.net, in_channels=channels)
     bf16_net = __import__("copy").deepcopy(model.net)
     bf16 = bf16_forward(bf16_net)
     tx = torch.from_numpy(x)
@@ -105,7 +111,7 @@ def speed(engine: Any, model: Any, size: int, repeats: int) -> dict[str, dict[st
 def quality(engine: Any, model: Any, data: Path | None) -> dict[str, dict[str, float]]:
     """Mean PSNR per ``set/protocol`` and precision: ``{"natural/bicubic": {"fp32": .., "int8": ..}}``."""
     from prepare_data import heldout_sets
-    from quality import PROTOCOLS, comparable, make_low_res, modcrop, psnr
+    from quality import PROTOCOLS, care_comparable, comparable, make_low_res, modcrop, psnr, reference
 
     scale = model.scale
     sums: dict[str, dict[str, list[float]]] = {}
@@ -113,11 +119,16 @@ def quality(engine: Any, model: Any, data: Path | None) -> dict[str, dict[str, f
         for i, image in enumerate(images):
             hr = modcrop(image.array, scale)
             for protocol in PROTOCOLS:
-                lr = make_low_res(hr, scale, protocol, seed=i)
+                if protocol == "lowphoton" and hr.ndim == 3:
+                    continue  # a camera protocol: grayscale images only (as benchmarks/quality.py)
+                seed = 1000 * scale + i  # the seeds of benchmarks/quality.py
+                lr = make_low_res(hr, scale, protocol, seed=seed)
+                ref = reference(hr, scale, protocol, seed=seed)
                 row = sums.setdefault(f"{set_name}/{protocol}", {})
                 for p in ("fp32", *REDUCED):
                     sr = engine.upscale(lr, model.name, rgb=lr.ndim == 3, precision=p)
-                    row.setdefault(p, []).append(psnr(*comparable(sr, hr, scale)))
+                    pair = care_comparable(sr, ref, scale) if protocol == "lowphoton" else comparable(sr, hr, scale)
+                    row.setdefault(p, []).append(psnr(*pair))
         print(f"{set_name}: " + ", ".join(
             f"{k} " + " ".join(f"{p} {np.mean(v):.3f}" for p, v in r.items())
             for k, r in sums.items() if k.startswith(set_name)), flush=True)  # fmt: skip

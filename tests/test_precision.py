@@ -114,3 +114,28 @@ def test_cli_accepts_precision():
     upscale_cmd.add_parser(parser.add_subparsers())
     args = parser.parse_args(["upscale", "in.tif", "out.zarr", "--precision", "int8"])
     assert args.precision == "int8"
+
+
+def test_calibration_inputs_carry_the_maps_upscale_appends(monkeypatch):
+    from napari_superres.engine.infer import calibration as cal
+
+    monkeypatch.setattr(cal, "CALIBRATION_SIZE", 32)  # tiny inputs: one synthetic field, one bundled image
+    monkeypatch.setattr(cal, "CALIBRATION_SEEDS", (5000,))
+    monkeypatch.setattr(cal, "CALIBRATION_IMAGES", ("camera",))
+    inputs = cal.calibration_inputs(in_channels=1, cond_channels=2, scale=2)
+    assert len(inputs) == 2
+    for x in inputs:
+        assert x.shape == (1, 3, 32, 32) and x.dtype == np.float32
+        image, noise, blur = x[0]
+        assert 0.0 <= np.percentile(image, 50) <= 1.0  # normalised as the models' inputs
+        assert noise.min() >= 0.0 and not np.allclose(noise, image)  # a noise map, not the image repeated
+        assert np.ptp(blur) == 0.0 and blur[0, 0] > 0.0  # one blur value over the image
+
+
+def test_calibration_degradations_give_low_res_images():
+    from napari_superres.engine.infer.calibration import DEGRADATIONS, degrade
+
+    hr = np.random.default_rng(0).random((40, 40)) * 500
+    for kind in DEGRADATIONS:
+        low = degrade(hr, 2, kind, np.random.default_rng(1))
+        assert low.shape == (20, 20) and np.isfinite(low).all()

@@ -5,9 +5,11 @@
   tensors; oneDNN runs the convolutions on AVX-512 BF16 (or AMX) units.  Needs the CPU flag
   ``avx512_bf16`` or ``amx_bf16``.
 * ``"int8"``: the ONNX export statically quantized by ONNX Runtime (QDQ format, per-channel
-  int8 weights, uint8 activations calibrated on synthetic fluorescence samples of the kind
-  the built-in models were trained on, :func:`calibration_inputs`); the first and the last
-  convolutions stay in fp32 (:data:`KEEP_FP32`, measured: most of the loss came from them).
+  int8 weights, uint8 activations calibrated on low-res images of the kinds the built-in models
+  were trained on, with the degradation maps ``upscale()`` appends, :mod:`.calibration`); the
+  first convolution and the two at the output resolution stay in fp32 (:data:`KEEP_FP32`,
+  measured: most of the loss came from them).  The session's idle threads sleep instead of
+  spinning (:data:`INT8_SPINNING`).
   Needs VNNI (``avx512_vnni``, ``avx_vnni`` or ``amx_int8``) to be faster than fp32.
   Quantized graphs are cached on disk next to the fp32 exports.
 * ``"auto"``: the fastest precision whose quality loss against fp32, measured offline on
@@ -34,16 +36,30 @@ import torch
 from torch import nn
 
 from ..options import PRECISIONS
+from .calibration import calibration_inputs
 
 #: ``auto`` accepts a reduced precision costing at most this much PSNR (dB) against fp32.
 AUTO_MAX_LOSS_DB = 0.05
-#: Convolutions kept in fp32 in the int8 graph: ``"first"`` and ``"last"``.
-KEEP_FP32 = ("first", "last")
-#: Calibration: synthetic low-res fields (seeds disjoint from training and benchmark seeds).
-CALIBRATION_SEEDS = tuple(range(5000, 5008))
-CALIBRATION_SHAPE = (192, 192)
-#: ONNX Runtime calibration method (``"minmax"``, ``"percentile"`` or ``"entropy"``).
+#: Convolutions kept in fp32 in the int8 graph: the first, the last and the one before it, at the
+#: output resolution (``"hr"``).  Measured on the built-in x2 (retrained 2026-12-06; loss of mean PSNR
+#: against fp32, fluorescence / synthetic fields, bicubic protocol; percentile 99.99, calibration with
+#: 14 natural images): first and last in fp32 0.27 / 1.12 dB, also ``"hr"`` 0.16 / 0.54 dB, at 2.03x
+#: instead of 2.29x ORT fp32's speed (network alone, 512², 2 threads, CPU time, load 6).
+KEEP_FP32 = ("first", "hr", "last")
+#: Idle threads of the int8 session spin for work (measured, 512² input, 2 threads, load 10.8:
+#: without spinning 0.99 CPU-s per call against 1.16 s with it, 2.29x against 1.97x ORT fp32).
+INT8_SPINNING = False
+#: Version of the calibration inputs (:mod:`.calibration`): part of the cached int8 graph's name.
+CALIBRATION_VERSION = "c3"
+#: ONNX Runtime calibration method (``"minmax"``, ``"percentile"`` or ``"entropy"``) and percentile.
+#: Measured (first and last convolutions in fp32; loss on fluorescence / synthetic, bicubic): minmax
+#: 0.57 / 2.87 dB, percentile 99.999 0.36 / 1.62, 99.99 0.27 / 1.12, 99.9 0.19 / 1.86 (with ``"hr"``
+#: in fp32 too: 99.99 0.16 / 0.54, 99.9 0.14 / 1.61): tighter ranges help the clean fluorescence
+#: images and clip the bright synthetic fields.  With the default calibration (synthetic fields alone,
+#: ``"hr"`` in fp32; fluorescence / synthetic / EM): 99.999 0.165 / 0.71 / 0.003, 99.99 0.104 / 0.44 /
+#: 0.028, 99.9 0.196 / 1.67 / 0.121 dB.
 CALIBRATION_METHOD = "percentile"
+CALIBRATION_PERCENTILE = 99.99
 _BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 _INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 PRECISION_SUFFIX = ".precision.json"
@@ -187,6 +203,9 @@ def resolve_precision(precision: str | None, device: torch.device, model: Any = 
 
 
 # --- bf16 (torch, oneDNN) -----------------------------------------------------------------------
+# Measured on the built-in x2 (512² input, 2 threads, CPU time, load 3.4, AVX-512 BF16, no AMX):
+# eager autocast 1.34x ORT fp32; torch.compile (inductor, freezing, channels_last; autocast or bf16
+# weights alike) 1.75x after a 55 s compile: short of int8 and of 2x, so bf16 stays eager.
 def bf16_forward(net: nn.Module) -> Any:
     """``forward(x) -> y``: ``net`` under CPU bf16 autocast on channels_last; float32 in and out."""
     first4d = next((p for p in net.parameters() if p.dim() == 4), None)
@@ -202,25 +221,6 @@ def bf16_forward(net: nn.Module) -> Any:
 
 
 # --- int8 (ONNX Runtime static quantization) ----------------------------------------------------
-def calibration_inputs(in_channels: int = 1) -> list[np.ndarray]:
-    """Normalised ``(1, C, H, W)`` float32 calibration inputs: synthetic low-res fields, clean and noisy.
-
-    Percentile-normalised (1, 99.8) as the built-in models' inputs are; RGB models get the
-    same field in every channel.
-    """
-    from ..normalization import intensity_range, normalize
-    from ..samples import synthetic_pair
-
-    spec = {"mode": "percentile", "low": 1.0, "high": 99.8}
-    out = []
-    for i, seed in enumerate(CALIBRATION_SEEDS):
-        low, _ = synthetic_pair(shape=CALIBRATION_SHAPE, scale=2, seed=seed, noise=bool(i % 2))
-        lo, hi = intensity_range(low, spec)
-        x = normalize(low.astype(np.float32), lo, hi)
-        out.append(np.ascontiguousarray(np.repeat(x[None, None], in_channels, axis=1), dtype=np.float32))
-    return out
-
-
 class _Reader:
     """An ``onnxruntime.quantization.CalibrationDataReader`` over a list of inputs."""
 
@@ -240,6 +240,7 @@ def quantize_int8(
     fp32_model: bytes,
     *,
     in_channels: int = 1,
+    cond_channels: int = 0,
     keep_fp32: tuple[str, ...] = KEEP_FP32,
     method: str = CALIBRATION_METHOD,
     inputs: list[np.ndarray] | None = None,
@@ -247,8 +248,10 @@ def quantize_int8(
     """Statically quantize an fp32 ONNX graph (:func:`~.onnx_backend.export_onnx`) to int8 QDQ bytes.
 
     Convolutions only, per-channel int8 weights, uint8 activations calibrated on ``inputs``
-    (default :func:`calibration_inputs`) by ``method``; ``keep_fp32`` names the convolutions
-    left in fp32 (``"first"``, ``"last"``, or node names).
+    (default :func:`~.calibration.calibration_inputs` for ``in_channels`` image channels and
+    ``cond_channels`` degradation maps) by ``method``; ``keep_fp32`` names the convolutions left in
+    fp32 (``"first"``, ``"last"``, ``"hr"``: the one before the last, at the output resolution,
+    or node names).
     """
     import tempfile
 
@@ -266,13 +269,14 @@ def quantize_int8(
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         graph = onnx.load(str(pre)).graph
         convs = [n.name for n in graph.node if n.op_type == "Conv"]
-        names = {"first": convs[:1], "last": convs[-1:]}
+        names = {"first": convs[:1], "last": convs[-1:], "hr": convs[-2:-1]}
         exclude = sorted({c for k in keep_fp32 for c in names.get(k, [k])})
         quantize_static(
-            str(pre), str(dst), _Reader(INPUT_NAME, inputs or calibration_inputs(in_channels)),
+            str(pre), str(dst), _Reader(INPUT_NAME, inputs or calibration_inputs(in_channels, cond_channels)),
             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"], nodes_to_exclude=exclude,
-            calibrate_method=methods[method], extra_options={"CalibTensorRangeSymmetric": False},
+            calibrate_method=methods[method],
+            extra_options={"CalibTensorRangeSymmetric": False, "CalibPercentile": CALIBRATION_PERCENTILE},
         )  # fmt: skip
         return dst.read_bytes()
 
@@ -295,16 +299,20 @@ def int8_runner(net: nn.Module, *, in_channels: int = 1) -> Any:
         make_session,
     )
 
-    key = (_fingerprint(net), KEEP_FP32, CALIBRATION_METHOD, CALIBRATION_SEEDS)
+    cond = int(getattr(getattr(net, "config", None), "cond_channels", 0) or 0)
+    cond = cond if in_channels > cond else 0  # a graph of the image alone computes its maps itself
+    key = (_fingerprint(net), KEEP_FP32, CALIBRATION_METHOD, CALIBRATION_VERSION)
     with _lock:
         per_net = _int8.setdefault(net, {})
         if key in per_net:
             return per_net[key]
         try:
             data, digest = _exported_bytes(net, in_channels)
-            path = cache_dir() / f"{digest}-int8-{'-'.join(KEEP_FP32) or 'all'}-{CALIBRATION_METHOD}.onnx"
-            quantized = cached_bytes(path, lambda: quantize_int8(data, in_channels=in_channels), "int8 graph")
-            runner = OnnxRunner(make_session(quantized), key=f"{digest}-int8")
+            tag = f"{'-'.join(KEEP_FP32) or 'all'}-{CALIBRATION_METHOD}-{CALIBRATION_VERSION}"
+            path = cache_dir() / f"{digest}-int8-{tag}.onnx"
+            make = functools.partial(quantize_int8, data, in_channels=in_channels - cond, cond_channels=cond)
+            quantized = cached_bytes(path, make, "int8 graph")
+            runner = OnnxRunner(make_session(quantized, spinning=INT8_SPINNING), key=f"{digest}-int8")
         except Exception as exc:
             raise RuntimeError(f"could not quantize {type(net).__name__} to int8: {type(exc).__name__}: {exc}") from exc
         per_net.clear()
