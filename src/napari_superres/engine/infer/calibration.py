@@ -49,7 +49,7 @@ def _bundled_images() -> list[np.ndarray]:
     try:
         from skimage import data
         from skimage.color import rgb2gray
-    except ImportError:  # pragma: no cover - scikit-image is a dependency
+    except ImportError:  # scikit-image is optional (a testing dependency), and the option is off by default
         return []
     out = []
     for name in CALIBRATION_IMAGES:
