@@ -181,3 +181,19 @@ def test_cli_train_degradation_from_and_upscale_adapt(tmp_path, capsys):
     assert main(["train", "--hr", str(tmp_path / "hr.tif"), "--lr", str(tmp_path / "lq.tif"), "--degradation-from",
                  str(tmp_path / "lr_example.tif"), "--out", str(tmp_path / "x.safetensors"), "--quiet"]) == 2  # fmt: skip
     assert "high-res-only" in capsys.readouterr().err
+
+
+def test_adapt_makes_pairs_whose_target_has_the_psf_its_start_was_trained_towards():
+    """A model trained towards finer optics (``target_blur`` > 0, the built-ins) practises on scale-recurrence
+    pairs (input and target with the same PSF in their own pixels); one trained towards sharp fields on
+    same-optics pairs (the target keeps the image's whole PSF)."""
+    from napari_superres.engine.train.adapt import self_pair_blur
+
+    def model(target_blur: float) -> SRModel:
+        net = SRNet(SRNetConfig(scale=2, channels=4, blocks=1))
+        degradation = {"scale": 2, "target_blur": target_blur}
+        return SRModel("m", net, scale=2, in_channels=1, metadata={"config": {"degradation": degradation}})
+
+    assert self_pair_blur(model(0.5)) == "recurrence"
+    assert self_pair_blur(model(0.0)) == "same-optics"
+    assert self_pair_blur(Engine(device="cpu").get("superres-x2")) == "recurrence"

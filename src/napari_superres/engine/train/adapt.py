@@ -65,12 +65,17 @@ log = logging.getLogger(__name__)
 #: Default budget of :func:`adapt`: wall-clock seconds (estimate included), and the most steps it may take.
 ADAPT_SECONDS = 30.0
 ADAPT_STEPS = 100
-#: How the self-supervised input is blurred: ``"same-optics"`` (area binning only: the same optics with
-#: larger pixels) or ``"recurrence"`` (ZSSR's scale recurrence: the input gets the image's own blur in
-#: its own pixels).  Measured with the conditioned x2 recipe (1500-step probe) on three held-out
-#: low-photon images, 30 s each, gain over the built-in: same optics +0.25 / +1.18 / +0.06 dB (synthetic,
-#: HeLa, membranes), recurrence -0.74 / +0.75 / +0.14; a 4x higher rate or mix 1.0 were worse.
-ADAPT_BLUR = "same-optics"
+#: How the self-supervised input is blurred: ``"auto"`` (the default: what the starting model was trained
+#: towards, :func:`self_pair_blur`), ``"same-optics"`` (area binning only: the same optics with larger pixels,
+#: the target keeps the image's whole PSF) or ``"recurrence"`` (ZSSR's scale recurrence: the input gets the
+#: image's own blur in its own pixels, so input and target have the same PSF in their own pixels, which is
+#: what a model trained with ``DegradationConfig.target_blur = 1 / scale`` produces).  Measured, four held-out
+#: low-photon fluorescence images, 30 s each (~330 steps on 2 quiet cores), gain over the start:
+#: conditioned x2 with sharp targets (1500-step probe) same optics +0.25 / +1.18 / +0.06 dB (synthetic,
+#: HeLa, membranes), recurrence -0.74 / +0.75 / +0.14; the built-in trained towards finer optics
+#: (``target_blur`` 1/2) same optics -0.37 / -0.24 / +0.04 / -0.43, recurrence +0.32 / +0.13 / 0.00 / +0.19
+#: (HeLa 0-2, membranes; mix 1.0: -0.29 / -0.02 / -0.06 / +0.12; rate 1e-4: as 5e-5).
+ADAPT_BLUR = "auto"
 #: Patches per step and high-res patch edge (px) of the self-supervised pairs.
 ADAPT_BATCH = 8
 ADAPT_PATCH = 48
@@ -151,6 +156,16 @@ class SelfPairs(PairSource):
             blur_sigma=max(e.blur_sigma, 0.0),
         )
         return low_res_condition(own, params, s)
+
+
+def self_pair_blur(model: SRModel) -> str:
+    """``ADAPT_BLUR`` resolved for ``model``: under ``"auto"``, ``"recurrence"`` for a model trained towards
+    finer optics (its training degradation's ``target_blur`` > 0: its outputs keep the input's PSF in output
+    pixels), else ``"same-optics"`` (a model trained towards sharp fields: the measured better choice there)."""
+    if ADAPT_BLUR != "auto":
+        return ADAPT_BLUR
+    degradation = (model.metadata.get("config") or {}).get("degradation") or {}
+    return "recurrence" if float(degradation.get("target_blur") or 0.0) > 0 else "same-optics"
 
 
 def _base_model(model: Any, scale: int, engine: Engine | None) -> SRModel:
@@ -277,9 +292,10 @@ def adapt(
     t0 = time.perf_counter()
     estimate = estimate_image(np.asarray(image), axes, normalization)
     conditioned = bool(getattr(base.net.config, "cond_channels", 0))
-    # the same optics with larger pixels (ADAPT_BLUR; measured better, also for the blind models, see
+    # ADAPT_BLUR: pairs whose target has the PSF the starting model was trained to produce (see
     # estimate.degradation_for); a conditioned network is told each synthetic input's condition
-    source = None if ADAPT_BLUR == "recurrence" else same_optics_source(estimate, scale)
+    pair_blur = self_pair_blur(base)
+    source = None if pair_blur == "recurrence" else same_optics_source(estimate, scale)
     degradation = degradation_for(estimate, scale, source, recorrupted=1.0 + r2r_alpha(scale) ** 2)
     log.info("adapt: %s -> degradation %s", estimate.to_dict(), degradation.to_dict())
 
@@ -306,6 +322,7 @@ def adapt(
             "seconds": round(time.perf_counter() - t0, 2),
             "estimate": estimate.to_dict(),
             "degradation": degradation.to_dict(),
+            "self_pairs": pair_blur,
             "normalization": normalization,
         },
         "training": trainer.training_metadata(),
@@ -321,4 +338,4 @@ def adapt(
     )
 
 
-__all__ = ["ADAPT_MIX", "ADAPT_SECONDS", "ADAPT_STEPS", "adapt", "mix_weights"]
+__all__ = ["ADAPT_MIX", "ADAPT_SECONDS", "ADAPT_STEPS", "adapt", "mix_weights", "self_pair_blur"]
