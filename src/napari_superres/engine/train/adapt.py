@@ -47,7 +47,7 @@ import torch
 
 from ..errors import Cancelled
 from ..layout import parse_axes
-from ..nets.conditioning import COND_CHANNELS, DegradationCondition, low_res_condition, with_condition
+from ..nets.conditioning import COND_CHANNELS, CONTENT_BLUR, DegradationCondition, low_res_condition, with_condition
 from ..nets.model_file import SRModel
 from ..nets.srnet import SRNet
 from ..options import reconcile_scale
@@ -158,14 +158,20 @@ class SelfPairs(PairSource):
         return low_res_condition(own, params, s)
 
 
-def self_pair_blur(model: SRModel) -> str:
-    """``ADAPT_BLUR`` resolved for ``model``: under ``"auto"``, ``"recurrence"`` for a model trained towards
-    finer optics (its training degradation's ``target_blur`` > 0: its outputs keep the input's PSF in output
-    pixels), else ``"same-optics"`` (a model trained towards sharp fields: the measured better choice there)."""
+def self_pair_blur(model: SRModel, image_blur: float) -> str:
+    """``ADAPT_BLUR`` resolved for ``model`` and an image whose blur reads ``image_blur`` (its own px).
+
+    Under ``"auto"``: ``"recurrence"`` where the model was trained towards finer optics (its training
+    degradation's ``target_blur`` > 0: an optically blurred input comes out with its PSF in output pixels)
+    *and* the image reads as optically blurred (above :data:`~..nets.conditioning.CONTENT_BLUR`, where the
+    built-ins' blurred training patches start); else ``"same-optics"`` (sharp images, and models trained
+    towards sharp fields, are restored towards the sharp field, which same-optics pairs teach).
+    """
     if ADAPT_BLUR != "auto":
         return ADAPT_BLUR
     degradation = (model.metadata.get("config") or {}).get("degradation") or {}
-    return "recurrence" if float(degradation.get("target_blur") or 0.0) > 0 else "same-optics"
+    finer_optics = float(degradation.get("target_blur") or 0.0) > 0
+    return "recurrence" if finer_optics and image_blur > CONTENT_BLUR else "same-optics"
 
 
 def _base_model(model: Any, scale: int, engine: Engine | None) -> SRModel:
@@ -294,7 +300,7 @@ def adapt(
     conditioned = bool(getattr(base.net.config, "cond_channels", 0))
     # ADAPT_BLUR: pairs whose target has the PSF the starting model was trained to produce (see
     # estimate.degradation_for); a conditioned network is told each synthetic input's condition
-    pair_blur = self_pair_blur(base)
+    pair_blur = self_pair_blur(base, estimate.blur_sigma)
     source = None if pair_blur == "recurrence" else same_optics_source(estimate, scale)
     degradation = degradation_for(estimate, scale, source, recorrupted=1.0 + r2r_alpha(scale) ** 2)
     log.info("adapt: %s -> degradation %s", estimate.to_dict(), degradation.to_dict())
