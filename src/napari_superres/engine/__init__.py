@@ -22,6 +22,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import errors as _errors  # torch-free
+
 #: public name -> submodule that defines it
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(
@@ -30,20 +32,7 @@ _EXPORTS: dict[str, str] = {
     "resolve_device": "device",
     **dict.fromkeys(["BICUBIC", "Engine", "default_engine", "upscale"], "registry"),
     **dict.fromkeys(["SRModel", "load_model", "read_model_metadata", "save_model"], "nets.model_file"),
-    **dict.fromkeys(
-        [
-            "Cancelled",
-            "DeviceError",
-            "DeviceUnavailableError",
-            "ImageFileError",
-            "InvalidRequestError",
-            "MissingResourceError",
-            "ModelFileError",
-            "SuperresError",
-            "VGGWeightsUnavailable",
-        ],
-        "errors",
-    ),  # fmt: skip
+    **dict.fromkeys(_errors.__all__, "errors"),  # the whole exception family, listed once (errors.py)
     "VGGFeatures": "nets.vgg",
     **dict.fromkeys(["TrainConfig", "Trainer", "TrainResult", "StepReport", "ValidationReport"], "train.trainer"),
     "make_pair_source": "train.data",
