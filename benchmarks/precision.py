@@ -6,8 +6,11 @@ model's ``--size``² uint16 input (a synthetic fluorescence field):
 
 * **ORT fp32 untiled**: one ONNX Runtime forward of the fp32 export (the engine's session)
   on the whole normalised image: the reference the speed-ups are relative to;
-* **ORT int8 untiled**: the same with the statically quantized graph (``precision="int8"``);
-* **torch bf16 untiled**: eager torch under CPU bf16 autocast, channels_last (``"bf16"``);
+* **ORT int8 untiled**: the same with the statically quantized graph (``precision="int8"``: the
+  network folded to low resolution, its int8-tuned weights where ``<model>.int8.safetensors``
+  applies, ``scripts/finetune_int8.py``);
+* **torch bf16 untiled**: the folded network as fused bf16 oneDNN convolutions (``"bf16"``,
+  ``engine/infer/bf16.py``);
 * **upscale() fp32 / int8 / bf16**: ``Engine.upscale(image, precision=...)``, the whole path.
 
 Figures: output Mpx/s from wall time and from the process's CPU time (steadier on a
@@ -72,14 +75,14 @@ def speed(engine: Any, model: Any, size: int, repeats: int) -> dict[str, dict[st
 
     from napari_superres.engine.infer.calibration import network_input
     from napari_superres.engine.infer.onnx_backend import onnx_runner
-    from napari_superres.engine.infer.precision import bf16_forward, int8_runner
+    from napari_superres.engine.infer.precision import bf16_forward, int8_runner, int8_tuning
 
     image = _image(size)
     # what upscale() hands the network: the normalised image and, conditioned, its degradation maps
     x = network_input(image, 1, model.cond_channels)
     channels = x.shape[1]
     fp32 = onnx_runner(model.net, in_channels=channels)
-    int8 = int8_runner(model.net, in_channels=channels)
+    int8 = int8_runner(model.net, in_channels=channels, tuning=int8_tuning(model))  # as upscale() runs it
     bf16_net = __import__("copy").deepcopy(model.net)
     bf16 = bf16_forward(bf16_net)
     tx = torch.from_numpy(x)

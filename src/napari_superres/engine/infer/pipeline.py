@@ -32,7 +32,7 @@ from ..normalization import (
 from .job import ProgressCallback, UpscaleJob
 from .onnx_backend import OnnxRunner, onnx_failure, onnx_runner
 from .planning import check_image, model_width, plan, plan_upscale, resolve_backend  # noqa: F401 - re-exported
-from .precision import bf16_forward, int8_runner
+from .precision import bf16_forward, int8_runner, int8_tuning
 from .tiling import (
     PROBE_TILE,
     THROUGHPUT,
@@ -69,7 +69,7 @@ class _Runner:
         in_channels = (job.model.in_channels or 1) + job.model.cond_channels  # image + degradation maps
         if job.precision != "fp32":  # reduced precision on the CPU: int8 (ONNX Runtime) or bf16 (oneDNN)
             if job.precision == "int8":
-                self.onnx = int8_runner(net, in_channels=in_channels)
+                self.onnx = int8_runner(net, in_channels=in_channels, tuning=int8_tuning(job.model))
             else:
                 self.net = bf16_forward(net)
             return

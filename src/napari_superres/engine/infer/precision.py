@@ -1,15 +1,17 @@
 """Reduced-precision CPU inference: bf16 through oneDNN (torch) and int8 through ONNX Runtime.
 
 * ``"fp32"``: the network as it is (ONNX Runtime fp32 on the CPU, see :mod:`.onnx_backend`).
-* ``"bf16"``: torch with ``torch.autocast("cpu", dtype=torch.bfloat16)`` on channels_last
-  tensors; oneDNN runs the convolutions on AVX-512 BF16 (or AMX) units.  Needs the CPU flag
-  ``avx512_bf16`` or ``amx_bf16``.
-* ``"int8"``: the ONNX export statically quantized by ONNX Runtime (QDQ format, per-channel
-  int8 weights, uint8 activations calibrated on low-res images of the kinds the built-in models
-  were trained on, with the degradation maps ``upscale()`` appends, :mod:`.calibration`); the
-  first convolution and the two at the output resolution stay in fp32 (:data:`KEEP_FP32`,
-  measured: most of the loss came from them).  The session's idle threads sleep instead of
-  spinning (:data:`INT8_SPINNING`).
+* ``"bf16"``: the network folded to low resolution and run as bf16 oneDNN convolutions with
+  their activations and residual sums fused (:mod:`.bf16`; eager ``torch.autocast`` for other
+  networks) on AVX-512 BF16 (or AMX) units.  Needs the CPU flag ``avx512_bf16`` or ``amx_bf16``.
+* ``"int8"``: the ONNX export of the folded network statically quantized by ONNX Runtime (QDQ
+  format, per-channel int8 weights, uint8 activations calibrated on low-res images of the kinds
+  the built-in models were trained on, with the degradation maps ``upscale()`` appends,
+  :mod:`.calibration`); the first, the upsampling and the last convolutions stay in fp32
+  (:data:`KEEP_FP32`).  Where the model has int8-tuned weights (``<model>.int8.safetensors``,
+  :func:`int8_tuning`: fine-tuned with the graph's rounding simulated, towards the fp32 output,
+  ``scripts/finetune_int8.py``), the graph is built from them with the activation scales they
+  were tuned for.  The session's idle threads sleep instead of spinning (:data:`INT8_SPINNING`).
   Needs VNNI (``avx512_vnni``, ``avx_vnni`` or ``amx_int8``) to be faster than fp32.
   Quantized graphs are cached on disk next to the fp32 exports.
 * ``"auto"``: the fastest precision whose quality loss against fp32, measured offline on
@@ -17,12 +19,13 @@
   ``<model>.precision.json``), is within :data:`AUTO_MAX_LOSS_DB`, among those this CPU
   runs; fp32 for any other model or device.
 
-Every reduced-precision path calls the network through :func:`call_network`, so a change of
-the network's call signature is made in one place.
+Both reduced precisions run the network folded to low resolution
+(:func:`~napari_superres.engine.nets.folding.fold_upsampling`, the same result as the network).
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import threading
@@ -36,21 +39,25 @@ import torch
 from torch import nn
 
 from ..options import PRECISIONS
+from .bf16 import bf16_forward  # noqa: F401 - the bf16 path, re-exported for the pipeline
 from .calibration import calibration_inputs
 
 #: ``auto`` accepts a reduced precision costing at most this much PSNR (dB) against fp32.
 AUTO_MAX_LOSS_DB = 0.05
-#: Convolutions kept in fp32 in the int8 graph: the first, the last and the one before it, at the
-#: output resolution (``"hr"``).  Measured on the built-in x2 (retrained 2026-12-06; loss of mean PSNR
-#: against fp32, fluorescence / synthetic fields, bicubic protocol; percentile 99.99, calibration with
-#: 14 natural images): first and last in fp32 0.27 / 1.12 dB, also ``"hr"`` 0.16 / 0.54 dB, at 2.03x
-#: instead of 2.29x ORT fp32's speed (network alone, 512², 2 threads, CPU time, load 6).
+#: Convolutions kept in fp32 in the int8 graph (of the network folded to low resolution): the first,
+#: the last and the upsampling one (``"hr"``: the folded conv and its border strips).  Measured on the
+#: built-in x2 (loss of mean PSNR against fp32, fluorescence / synthetic fields, bicubic protocol;
+#: 512², 2 threads, CPU time, under load): with ``"hr"`` in fp32 0.137 / 0.50 dB at 2.29x ORT fp32's
+#: speed; with it quantized 0.164 / 0.66 dB at 2.93x.  (Unfolded, ``"hr"`` in fp32: the same losses at
+#: 2.19x.)  Earlier, unfolded: first and last in fp32 0.27 / 1.12 dB.  No single body conv kept in fp32
+#: lowers the fluorescence loss by more than 0.02 dB: the error is spread over all of them.
 KEEP_FP32 = ("first", "hr", "last")
 #: Idle threads of the int8 session spin for work (measured, 512² input, 2 threads, load 10.8:
 #: without spinning 0.99 CPU-s per call against 1.16 s with it, 2.29x against 1.97x ORT fp32).
 INT8_SPINNING = False
-#: Version of the calibration inputs (:mod:`.calibration`): part of the cached int8 graph's name.
-CALIBRATION_VERSION = "c3"
+#: Version of the calibration inputs (:mod:`.calibration`) and of the graph quantized (c4: folded):
+#: part of the cached int8 graph's name.
+CALIBRATION_VERSION = "c4"
 #: ONNX Runtime calibration method (``"minmax"``, ``"percentile"`` or ``"entropy"``) and percentile.
 #: Measured (first and last convolutions in fp32; loss on fluorescence / synthetic, bicubic): minmax
 #: 0.57 / 2.87 dB, percentile 99.999 0.36 / 1.62, 99.99 0.27 / 1.12, 99.9 0.19 / 1.86 (with ``"hr"``
@@ -63,11 +70,8 @@ CALIBRATION_PERCENTILE = 99.99
 _BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 _INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 PRECISION_SUFFIX = ".precision.json"
-
-
-def call_network(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The one place a reduced-precision path calls a super-resolution network: ``net(x)``."""
-    return net(x)
+#: Companion file of int8 fine-tuned weights (``scripts/finetune_int8.py``) next to a model file.
+INT8_SUFFIX = ".int8.safetensors"
 
 
 @functools.lru_cache(maxsize=1)
@@ -162,6 +166,33 @@ def measured_precisions(model: Any) -> dict[str, Any]:
     return measured
 
 
+def int8_tuning(model: Any) -> tuple[dict[str, torch.Tensor], dict[str, tuple[float, int]]] | None:
+    """The int8 fine-tuned weights of ``model`` and their activation scales, or ``None``.
+
+    Read from ``<model file stem>.int8.safetensors`` (:mod:`~napari_superres.engine.train.int8_tuning`)
+    when its ``model_sha256`` is the SHA-256 of the model file as it is now (a retrained model is
+    quantized after calibration until it is tuned again).  safetensors: no code runs on loading.
+    """
+    path = measurement_file(model)
+    if path is None:
+        return None
+    tuned = path.with_name(path.name[: -len(PRECISION_SUFFIX)] + INT8_SUFFIX)
+    weights = path.with_name(path.name[: -len(PRECISION_SUFFIX)] + ".safetensors")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(tuned), framework="pt") as f:
+            metadata = f.metadata() or {}
+            stat = weights.stat()
+            if metadata.get("model_sha256") != _file_sha256(str(weights), stat.st_mtime_ns, stat.st_size):
+                return None
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items()
+        params = {k: (float(v[0]), int(v[1])) for k, v in json.loads(metadata["activation_params"]).items()}
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    return state, params
+
+
 def choose_auto(measured: dict[str, Any], device: torch.device) -> str:
     """The fastest precision of ``measured`` within :data:`AUTO_MAX_LOSS_DB` that this CPU runs; else fp32."""
     if device.type != "cpu":
@@ -202,24 +233,6 @@ def resolve_precision(precision: str | None, device: torch.device, model: Any = 
     return name
 
 
-# --- bf16 (torch, oneDNN) -----------------------------------------------------------------------
-# Measured on the built-in x2 (512² input, 2 threads, CPU time, load 3.4, AVX-512 BF16, no AMX):
-# eager autocast 1.34x ORT fp32; torch.compile (inductor, freezing, channels_last; autocast or bf16
-# weights alike) 1.75x after a 55 s compile: short of int8 and of 2x, so bf16 stays eager.
-def bf16_forward(net: nn.Module) -> Any:
-    """``forward(x) -> y``: ``net`` under CPU bf16 autocast on channels_last; float32 in and out."""
-    first4d = next((p for p in net.parameters() if p.dim() == 4), None)
-    if first4d is not None and not first4d.is_contiguous(memory_format=torch.channels_last):
-        net.to(memory_format=torch.channels_last)
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-            x = x.to("cpu", torch.float32).contiguous(memory_format=torch.channels_last)
-            return call_network(net, x).float()
-
-    return forward
-
-
 # --- int8 (ONNX Runtime static quantization) ----------------------------------------------------
 class _Reader:
     """An ``onnxruntime.quantization.CalibrationDataReader`` over a list of inputs."""
@@ -244,6 +257,7 @@ def quantize_int8(
     keep_fp32: tuple[str, ...] = KEEP_FP32,
     method: str = CALIBRATION_METHOD,
     inputs: list[np.ndarray] | None = None,
+    activation_params: dict[str, tuple[float, int]] | None = None,
 ) -> bytes:
     """Statically quantize an fp32 ONNX graph (:func:`~.onnx_backend.export_onnx`) to int8 QDQ bytes.
 
@@ -251,7 +265,8 @@ def quantize_int8(
     (default :func:`~.calibration.calibration_inputs` for ``in_channels`` image channels and
     ``cond_channels`` degradation maps) by ``method``; ``keep_fp32`` names the convolutions left in
     fp32 (``"first"``, ``"last"``, ``"hr"``: the one before the last, at the output resolution,
-    or node names).
+    or node names).  ``activation_params``: ``{tensor name: (scale, zero point)}`` fixed instead of
+    calibrated (:func:`activation_params` of another graph: those a network was fine-tuned for).
     """
     import tempfile
 
@@ -269,48 +284,76 @@ def quantize_int8(
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         graph = onnx.load(str(pre)).graph
         convs = [n.name for n in graph.node if n.op_type == "Conv"]
-        names = {"first": convs[:1], "last": convs[-1:], "hr": convs[-2:-1]}
+        upsampling = [c for c in convs if "/upsampler/" in c]  # folded: the folded conv and its border strips
+        names = {"first": convs[:1], "last": convs[-1:], "hr": upsampling or convs[-2:-1]}
         exclude = sorted({c for k in keep_fp32 for c in names.get(k, [k])})
         quantize_static(
             str(pre), str(dst), _Reader(INPUT_NAME, inputs or calibration_inputs(in_channels, cond_channels)),
             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"], nodes_to_exclude=exclude,
             calibrate_method=methods[method],
-            extra_options={"CalibTensorRangeSymmetric": False, "CalibPercentile": CALIBRATION_PERCENTILE},
+            extra_options={"CalibTensorRangeSymmetric": False, "CalibPercentile": CALIBRATION_PERCENTILE,
+                           "TensorQuantOverrides": {name: [{"scale": np.array(scale, np.float32), "zero_point": np.array(zp, np.uint8)}]
+                                                    for name, (scale, zp) in (activation_params or {}).items()}},
         )  # fmt: skip
         return dst.read_bytes()
+
+
+def activation_params(quantized: bytes) -> dict[str, tuple[float, int]]:
+    """``{tensor name: (scale, zero point)}`` of every quantized activation of a QDQ graph (weights excluded)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load_from_string(quantized).graph
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    return {
+        node.input[0]: (float(constants[node.input[1]]), int(constants[node.input[2]]))
+        for node in graph.node
+        if node.op_type == "QuantizeLinear" and node.input[0] not in constants and node.input[1] in constants
+    }
+
+
+def _folded_bytes(net: nn.Module, in_channels: int) -> tuple[bytes, str]:
+    """The fp32 ONNX bytes of ``net`` folded to low resolution (cached on disk) and the weights' digest."""
+    from ..nets.folding import fold_upsampling
+    from .onnx_backend import cache_dir, cached_bytes, export_onnx, weights_digest
+
+    digest = weights_digest(net)
+    make = functools.partial(export_onnx, fold_upsampling(net), in_channels=in_channels)
+    return cached_bytes(cache_dir() / f"{digest}-folded.onnx", make, "folded ONNX graph"), digest
 
 
 _lock = threading.Lock()
 _int8: weakref.WeakKeyDictionary[nn.Module, dict[Any, Any]] = weakref.WeakKeyDictionary()
 
 
-def int8_runner(net: nn.Module, *, in_channels: int = 1) -> Any:
+def int8_runner(net: nn.Module, *, in_channels: int = 1, tuning: Any = None) -> Any:
     """The cached int8 :class:`~.onnx_backend.OnnxRunner` of ``net`` (quantized once, cached on disk).
 
+    ``tuning``: :func:`int8_tuning`'s ``(state, activation_params)``: the graph is built from those
+    weights with those activation scales (no calibration) instead of from ``net`` calibrated.
     Raises ``RuntimeError`` naming the reason when the network cannot be exported or quantized.
     """
-    from .onnx_backend import (
-        OnnxRunner,
-        _exported_bytes,
-        _fingerprint,
-        cache_dir,
-        cached_bytes,
-        make_session,
-    )
+    from .onnx_backend import OnnxRunner, _fingerprint, cache_dir, cached_bytes, make_session
 
     cond = int(getattr(getattr(net, "config", None), "cond_channels", 0) or 0)
     cond = cond if in_channels > cond else 0  # a graph of the image alone computes its maps itself
-    key = (_fingerprint(net), KEEP_FP32, CALIBRATION_METHOD, CALIBRATION_VERSION)
+    key = (_fingerprint(net), KEEP_FP32, CALIBRATION_METHOD, CALIBRATION_VERSION, tuning is not None)
     with _lock:
         per_net = _int8.setdefault(net, {})
         if key in per_net:
             return per_net[key]
         try:
-            data, digest = _exported_bytes(net, in_channels)
-            tag = f"{'-'.join(KEEP_FP32) or 'all'}-{CALIBRATION_METHOD}-{CALIBRATION_VERSION}"
+            params = None
+            if tuning is not None:
+                state, params = tuning
+                net = copy.deepcopy(net)
+                net.load_state_dict(state)
+            data, digest = _folded_bytes(net, in_channels)
+            tag = f"{'-'.join(KEEP_FP32) or 'all'}-{'tuned' if params else CALIBRATION_METHOD}-{CALIBRATION_VERSION}"
             path = cache_dir() / f"{digest}-int8-{tag}.onnx"
-            make = functools.partial(quantize_int8, data, in_channels=in_channels - cond, cond_channels=cond)
+            make = functools.partial(quantize_int8, data, in_channels=in_channels - cond, cond_channels=cond,
+                                     activation_params=params)  # fmt: skip
             quantized = cached_bytes(path, make, "int8 graph")
             runner = OnnxRunner(make_session(quantized, spinning=INT8_SPINNING), key=f"{digest}-int8")
         except Exception as exc:
