@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..nets import model_file
 from ..options import PRECISIONS
 from .bf16 import bf16_forward  # noqa: F401 - the bf16 path, re-exported for the pipeline
 from .calibration import calibration_inputs
@@ -71,7 +72,7 @@ _BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 _INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 PRECISION_SUFFIX = ".precision.json"
 #: Companion file of int8 fine-tuned weights (``scripts/finetune_int8.py``) next to a model file.
-INT8_SUFFIX = ".int8.safetensors"
+INT8_SUFFIX = model_file.INT8_SUFFIX
 
 
 @functools.lru_cache(maxsize=1)

@@ -37,11 +37,15 @@ MODEL_SUFFIX = ".safetensors"
 BUILTIN_MODEL_DIR = Path(__file__).resolve().parents[2] / "models"
 
 
+#: A model's companion file of int8 fine-tuned weights (``engine.train.int8_tuning``): not a model.
+INT8_SUFFIX = ".int8.safetensors"
+
+
 def builtin_model_files() -> list[Path]:
-    """The ``.safetensors`` files shipped with the package, sorted by name."""
+    """The model files (``.safetensors``) shipped with the package, sorted by name (int8 companions excluded)."""
     if not BUILTIN_MODEL_DIR.is_dir():
         return []
-    return sorted(BUILTIN_MODEL_DIR.glob(f"*{MODEL_SUFFIX}"))
+    return sorted(p for p in BUILTIN_MODEL_DIR.glob(f"*{MODEL_SUFFIX}") if not p.name.endswith(INT8_SUFFIX))
 
 
 #: Bounds on a network described by a model file, checked before anything is allocated.
