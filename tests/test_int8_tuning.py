@@ -11,6 +11,7 @@ import torch
 from napari_superres.engine import SRNet
 from napari_superres.engine.infer import precision as prec
 from napari_superres.engine.infer.calibration import network_input
+from napari_superres.engine.nets.folding import fold_upsampling
 from napari_superres.engine.nets.model_file import load_model, save_model
 from napari_superres.engine.registry import Engine
 from napari_superres.engine.samples import synthetic_pair
@@ -43,13 +44,13 @@ def test_tuned_weights_are_what_int8_quantizes_and_only_for_the_file_they_tune(t
     fp32, _ = prec._folded_bytes(model.net, 1)
     quantized = prec.quantize_int8(fp32, inputs=inputs)
 
-    student, convs, params = fake_quantized(model.net, quantized)
+    student, convs, params = fake_quantized(fold_upsampling(model.net), quantized)  # the graph's form of the network
     assert convs == ["body.0.conv1", "body.0.conv2", "body.1.conv1", "body.1.conv2"]  # first, upsampling, last: fp32
     assert params and all(0 < scale and 0 <= zero <= 255 for scale, zero in params.values())
 
     tuning = tune_int8(model.net, quantized, inputs, steps=3, patch=24, batch=2, log=None)
     changed = {k for k, v in tuning.state.items() if not torch.equal(v, model.net.state_dict()[k])}
-    assert changed and all(k.rsplit(".", 1)[0] in convs for k in changed)  # only the int8 convs were tuned
+    assert changed and all(k.startswith("body.") for k in changed)  # only the body's int8 convs were tuned
     save_int8_tuning(path.with_name("tiny.int8.safetensors"), tuning, hashlib.sha256(path.read_bytes()).hexdigest())
 
     loaded = prec.int8_tuning(model)
@@ -65,3 +66,16 @@ def test_tuned_weights_are_what_int8_quantizes_and_only_for_the_file_they_tune(t
 
     path.write_bytes(path.read_bytes() + b" ")  # the model file changed: the tuning no longer applies
     assert prec.int8_tuning(model) is None
+
+
+def test_a_quantized_folded_upsampling_is_rounded_in_tuning_but_keeps_its_weights():
+    torch.manual_seed(1)
+    net = SRNet(scale=2, channels=8, blocks=1, upsample_channels=[8]).eval()
+    inputs = [network_input(synthetic_pair(shape=(96, 96), scale=2, seed=s)[0], 1, 0) for s in range(2)]
+    fp32, _ = prec._folded_bytes(net, 1)
+    quantized = prec.quantize_int8(fp32, inputs=inputs, keep_fp32=("first", "border", "last"))
+    _, convs, _ = fake_quantized(fold_upsampling(net), quantized)
+    assert "upsampler.0.folded" in convs
+    tuning = tune_int8(net, quantized, inputs, steps=2, patch=24, batch=2, log=None)
+    assert set(tuning.state) == set(net.state_dict())  # the network's own state, not the folded form's
+    assert all(torch.equal(tuning.state[k], v) for k, v in net.state_dict().items() if not k.startswith("body."))

@@ -140,7 +140,7 @@ def _fused(net: nn.Module) -> FusedBf16 | None:
         runner = FusedBf16(folded)
         c = net.config
         runner(torch.zeros(1, c.in_channels + c.cond_channels, 4, 4))  # the operator exists and accepts these
-    except (ValueError, RuntimeError, AttributeError) as exc:
+    except (ValueError, RuntimeError, AttributeError, TypeError) as exc:
         log.info("bf16: fused oneDNN convolutions unavailable (%s); eager autocast", exc)
         return None
     return runner

@@ -46,12 +46,13 @@ from .calibration import calibration_inputs
 #: ``auto`` accepts a reduced precision costing at most this much PSNR (dB) against fp32.
 AUTO_MAX_LOSS_DB = 0.05
 #: Convolutions kept in fp32 in the int8 graph (of the network folded to low resolution): the first,
-#: the last and the upsampling one (``"hr"``: the folded conv and its border strips).  Measured on the
-#: built-in x2 (loss of mean PSNR against fp32, fluorescence / synthetic fields, bicubic protocol;
-#: 512², 2 threads, CPU time, under load): with ``"hr"`` in fp32 0.137 / 0.50 dB at 2.29x ORT fp32's
-#: speed; with it quantized 0.164 / 0.66 dB at 2.93x.  (Unfolded, ``"hr"`` in fp32: the same losses at
-#: 2.19x.)  Earlier, unfolded: first and last in fp32 0.27 / 1.12 dB.  No single body conv kept in fp32
-#: lowers the fluorescence loss by more than 0.02 dB: the error is spread over all of them.
+#: the last and the upsampling ones (``"hr"``: the folded conv and its border strips; ``"border"``: the
+#: strips alone).  Measured on the built-in x2 (``benchmarks/precision.py``, 1024², 2 threads, median of
+#: 5; loss: largest mean-PSNR loss against fp32 over the natural, EM and fluorescence sets), with the
+#: weights tuned for each graph (``scripts/finetune_int8.py``): ``"hr"`` in fp32 2.07x ORT fp32 in CPU
+#: time (1.91x wall), 0.039 dB; the folded conv quantized 2.35-2.47x (2.18-2.29x wall), 0.061 dB
+#: after 600 tuning steps, 0.058 after 1500.  Calibrated only (no tuning), ``"hr"`` in fp32: 0.12-0.14
+#: dB; no single body conv kept in fp32 lowers that by more than 0.02 dB (the error is spread).
 KEEP_FP32 = ("first", "hr", "last")
 #: Idle threads of the int8 session spin for work (measured, 512² input, 2 threads, load 10.8:
 #: without spinning 0.99 CPU-s per call against 1.16 s with it, 2.29x against 1.97x ORT fp32).
@@ -265,9 +266,10 @@ def quantize_int8(
     Convolutions only, per-channel int8 weights, uint8 activations calibrated on ``inputs``
     (default :func:`~.calibration.calibration_inputs` for ``in_channels`` image channels and
     ``cond_channels`` degradation maps) by ``method``; ``keep_fp32`` names the convolutions left in
-    fp32 (``"first"``, ``"last"``, ``"hr"``: the one before the last, at the output resolution,
-    or node names).  ``activation_params``: ``{tensor name: (scale, zero point)}`` fixed instead of
-    calibrated (:func:`activation_params` of another graph: those a network was fine-tuned for).
+    fp32 (``"first"``, ``"last"``, ``"hr"``: the upsampling convolutions (unfolded: the one before
+    the last), ``"border"``: a folded graph's border-strip convolutions, or node names).
+    ``activation_params``: ``{tensor name: (scale, zero point)}`` that override the calibrated ones
+    (:func:`activation_params` of another graph: those a network was fine-tuned for).
     """
     import tempfile
 
@@ -286,7 +288,8 @@ def quantize_int8(
         graph = onnx.load(str(pre)).graph
         convs = [n.name for n in graph.node if n.op_type == "Conv"]
         upsampling = [c for c in convs if "/upsampler/" in c]  # folded: the folded conv and its border strips
-        names = {"first": convs[:1], "last": convs[-1:], "hr": upsampling or convs[-2:-1]}
+        border = [c for c in upsampling if "/folded/" not in c] if any("/folded/" in c for c in upsampling) else []
+        names = {"first": convs[:1], "last": convs[-1:], "hr": upsampling or convs[-2:-1], "border": border}
         exclude = sorted({c for k in keep_fp32 for c in names.get(k, [k])})
         quantize_static(
             str(pre), str(dst), _Reader(INPUT_NAME, inputs or calibration_inputs(in_channels, cond_channels)),
@@ -332,7 +335,7 @@ def int8_runner(net: nn.Module, *, in_channels: int = 1, tuning: Any = None) -> 
     """The cached int8 :class:`~.onnx_backend.OnnxRunner` of ``net`` (quantized once, cached on disk).
 
     ``tuning``: :func:`int8_tuning`'s ``(state, activation_params)``: the graph is built from those
-    weights with those activation scales (no calibration) instead of from ``net`` calibrated.
+    weights with those activation scales instead of from ``net`` with calibrated ones.
     Raises ``RuntimeError`` naming the reason when the network cannot be exported or quantized.
     """
     from .onnx_backend import OnnxRunner, _fingerprint, cache_dir, cached_bytes, make_session

@@ -8,8 +8,9 @@ own per-tensor uint8 activation scales, straight-through gradients), towards the
 output on the same inputs, so the int8 graph built from the tuned weights with those same
 activation scales computes what the fp32 network computes, as closely as 8 bits allow.
 
-Only the quantized convolutions' weights change (the first, the upsampling and the last stay
-fp32 in the graph, and keep their weights); the tuned weights live in a companion file next to the
+Only the body's quantized convolutions change (the first, the upsampling and the last stay fp32
+in the built-ins' graph; a folded upsampling conv that is quantized keeps the weights it is folded
+from, and the body learns around its rounding); the tuned weights live in a companion file next to the
 model (``<model>.int8.safetensors``, :func:`save_int8_tuning`), read by ``precision="int8"``.
 """
 
@@ -28,6 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..nets.folding import fold_upsampling
 
 #: Tensor names of the legacy ONNX exporter: ``/<scope>/<scope>/<Op>_output_0``.
 _TENSOR = re.compile(r"^/(?P<scope>.+)/(?P<op>[A-Za-z]+)(?:_\d+)?_output_0$")
@@ -123,10 +126,14 @@ def tune_int8(
     whose rounding noise costs the most dB, count as much as noisy ones.  Adam, cosine ``lr``.
     """
     teacher = copy.deepcopy(net).eval()
-    student, convs, params = fake_quantized(net, quantized)
+    # the graph is exported from the folded network: the student is that form, so every rounding of the
+    # graph (the folded upsampling conv's too) has its module; only convs the network itself has are tuned
+    student, convs, params = fake_quantized(fold_upsampling(net), quantized)
     student.train()
+    own = {name for name, _ in net.named_modules()}
     for name, p in student.named_parameters():
-        p.requires_grad_(name.rsplit(".", 1)[0] in convs)
+        module = name.rsplit(".", 1)[0]
+        p.requires_grad_(module in convs and module in own and module.startswith(("head.", "body.")))
     trainable = [p for p in student.parameters() if p.requires_grad]
     rng = np.random.default_rng(seed)
     pool = [torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in inputs]
@@ -153,7 +160,10 @@ def tune_int8(
         last = mse if last is None else 0.9 * last + 0.1 * mse
         if log is not None and (step % 50 == 0 or step == steps - 1):
             log(f"int8 tuning step {step + 1}/{steps}: mse to fp32 {mse:.3e} ({time.perf_counter() - start:.0f} s)")
-    state = {k: v.detach().clone() for k, v in student.state_dict().items()}
+    tuned = student.state_dict()
+    state = {
+        k: (tuned[k] if k.startswith(("head.", "body.")) else v).detach().clone() for k, v in net.state_dict().items()
+    }
     info = {"steps": steps, "lr": lr, "patch": patch, "batch": batch, "seed": seed, "inputs": len(pool),
             "first_mse": first, "final_mse_ema": last, "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
     return Int8Tuning(state, params, info)
