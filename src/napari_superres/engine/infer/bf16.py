@@ -28,6 +28,7 @@ from torch import nn
 
 from ..nets.folding import FoldedSRNet, FoldedUpsample, fold_upsampling
 from ..nets.srnet import ResidualBlock
+from .onnx_backend import _fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -150,22 +151,18 @@ _lock = threading.Lock()
 _cache: weakref.WeakKeyDictionary[nn.Module, tuple[Any, Forward]] = weakref.WeakKeyDictionary()
 
 
-def _weights_key(net: nn.Module) -> tuple[tuple[int, int], ...]:
-    return tuple((t.data_ptr(), t._version) for t in net.state_dict(keep_vars=True).values())
-
-
 def bf16_forward(net: nn.Module) -> Forward:
     """``forward(x) -> y`` running ``net`` in bf16 on the CPU; float32 ``(N, C, H, W)`` in and out.
 
     Fused oneDNN convolutions of the folded network where they apply (:class:`FusedBf16`,
     cached per network and weights), else eager bf16 autocast on channels_last.
     """
-    key = _weights_key(net)
+    key = _fingerprint(net)
     with _lock:
         cached = _cache.get(net)
         if cached is not None and cached[0] == key:
             return cached[1]
         runner = _fused(net.eval())
         forward: Forward = runner if runner is not None else autocast_forward(net)
-        _cache[net] = (_weights_key(net), forward)
+        _cache[net] = (_fingerprint(net), forward)
         return forward

@@ -360,10 +360,17 @@ def cached_bytes(path: Path, make: Callable[[], bytes], what: str) -> bytes:
     return data
 
 
-def _exported_bytes(net: nn.Module, in_channels: int | None) -> tuple[bytes, str]:
-    """The network's ONNX bytes, from the disk cache when there (else exported and stored)."""
+def _exported_bytes(net: nn.Module, in_channels: int | None, *, folded: bool = False) -> tuple[bytes, str]:
+    """The network's ONNX bytes and weights digest, from the disk cache when there (else exported and stored).
+
+    ``folded``: the export of :func:`~napari_superres.engine.nets.folding.fold_upsampling` ``(net)``
+    (every conv at low resolution, the same result), which the reduced-precision paths quantize.
+    """
+    from ..nets.folding import fold_upsampling
+
     digest = weights_digest(net)
-    data = cached_bytes(cache_dir() / f"{digest}.onnx", lambda: export_onnx(net, in_channels=in_channels), "ONNX graph")
+    module, name = (fold_upsampling(net), f"{digest}-folded.onnx") if folded else (net, f"{digest}.onnx")
+    data = cached_bytes(cache_dir() / name, lambda: export_onnx(module, in_channels=in_channels), "ONNX graph")
     return data, digest
 
 

@@ -174,6 +174,7 @@ def int8_tuning(model: Any) -> tuple[dict[str, torch.Tensor], dict[str, tuple[fl
     Read from ``<model file stem>.int8.safetensors`` (:mod:`~napari_superres.engine.train.int8_tuning`)
     when its ``model_sha256`` is the SHA-256 of the model file as it is now (a retrained model is
     quantized after calibration until it is tuned again).  safetensors: no code runs on loading.
+    Read once per version of the two files (the pipeline asks on every int8 job).
     """
     path = measurement_file(model)
     if path is None:
@@ -181,12 +182,22 @@ def int8_tuning(model: Any) -> tuple[dict[str, torch.Tensor], dict[str, tuple[fl
     tuned = path.with_name(path.name[: -len(PRECISION_SUFFIX)] + INT8_SUFFIX)
     weights = path.with_name(path.name[: -len(PRECISION_SUFFIX)] + ".safetensors")
     try:
+        t, w = tuned.stat(), weights.stat()
+    except OSError:
+        return None
+    return _read_int8_tuning(str(tuned), t.st_mtime_ns, t.st_size, str(weights), w.st_mtime_ns, w.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_int8_tuning(
+    tuned: str, tuned_mtime_ns: int, tuned_size: int, weights: str, mtime_ns: int, size: int
+) -> tuple[dict[str, torch.Tensor], dict[str, tuple[float, int]]] | None:
+    try:
         from safetensors import safe_open
 
-        with safe_open(str(tuned), framework="pt") as f:
+        with safe_open(tuned, framework="pt") as f:
             metadata = f.metadata() or {}
-            stat = weights.stat()
-            if metadata.get("model_sha256") != _file_sha256(str(weights), stat.st_mtime_ns, stat.st_size):
+            if metadata.get("model_sha256") != _file_sha256(weights, mtime_ns, size):
                 return None
             state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items()
         params = {k: (float(v[0]), int(v[1])) for k, v in json.loads(metadata["activation_params"]).items()}
@@ -319,12 +330,9 @@ def activation_params(quantized: bytes) -> dict[str, tuple[float, int]]:
 
 def _folded_bytes(net: nn.Module, in_channels: int) -> tuple[bytes, str]:
     """The fp32 ONNX bytes of ``net`` folded to low resolution (cached on disk) and the weights' digest."""
-    from ..nets.folding import fold_upsampling
-    from .onnx_backend import cache_dir, cached_bytes, export_onnx, weights_digest
+    from .onnx_backend import _exported_bytes
 
-    digest = weights_digest(net)
-    make = functools.partial(export_onnx, fold_upsampling(net), in_channels=in_channels)
-    return cached_bytes(cache_dir() / f"{digest}-folded.onnx", make, "folded ONNX graph"), digest
+    return _exported_bytes(net, in_channels, folded=True)
 
 
 _lock = threading.Lock()

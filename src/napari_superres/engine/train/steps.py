@@ -82,6 +82,15 @@ class StepStrategy(Protocol):
     def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
 
 
+def _optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, net: nn.Module, grad_clip: float) -> None:
+    """One update of ``net`` by ``optimizer`` from ``loss``, gradients clipped to ``grad_clip`` (0: no clipping)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(unwrap(net).parameters(), grad_clip)
+    optimizer.step()
+
+
 def _no_autocast() -> ContextManager[Any]:
     return contextlib.nullcontext()
 
@@ -147,11 +156,7 @@ class PixelStep:
                 f"training diverged at step {index + 1} (loss is {float(total)}); lower the learning rate "
                 f"(now {self.lr():.3g}) or enable gradient clipping"
             )
-        self.opt_g.zero_grad(set_to_none=True)
-        total.backward()
-        if self.grad_clip:
-            torch.nn.utils.clip_grad_norm_(unwrap(self.net).parameters(), self.grad_clip)
-        self.opt_g.step()
+        _optimizer_step(self.opt_g, total, self.net, self.grad_clip)
         self.sched_g.step()
         losses = {k: float(v.detach()) for k, v in terms.items()}
         losses["total"] = float(total.detach())
@@ -221,11 +226,7 @@ class GANStep(PixelStep):
                 out = self.disc(torch.cat([gt, fake_in]))  # one forward: real and fake together
             real_out, fake_out = out[:n].float(), out[n:].float()
             d_loss = discriminator_loss(self.gan_loss, real_out, fake_out)
-            self.opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            if self.grad_clip:
-                torch.nn.utils.clip_grad_norm_(unwrap(self.disc).parameters(), self.grad_clip)
-            self.opt_d.step()
+            _optimizer_step(self.opt_d, d_loss, self.disc, self.grad_clip)
         self.sched_d.step()
         outcome.d_acc = discriminator_accuracy(self.gan_loss, real_out, fake_out)
         outcome.losses["d"] = float(d_loss.detach())
