@@ -40,6 +40,37 @@ def test_folded_network_equals_the_network_borders_included(config):
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_folded_network_without_skip_leaves_the_bicubic_to_the_caller():
+    net = _net(scale=2, upsampling="bilinear", upsample_channels=[6], cond_channels=2)
+    x = torch.rand(1, 3, 11, 9)
+    with torch.no_grad():
+        residual = fold_upsampling(net, skip=False)(x)
+        bicubic = torch.nn.functional.interpolate(x[:, :1], scale_factor=2, mode="bicubic", align_corners=False)
+        torch.testing.assert_close(residual + bicubic, net(x), atol=1e-5, rtol=1e-5)
+    assert (residual - net(x)).abs().max() > 0.1  # the skip is really left out
+
+
+@pytest.mark.skipif(not prec.cpu_support("int8")[0], reason=prec.cpu_support("int8")[1])
+def test_int8_graph_leaves_the_bicubic_skip_to_torch(tmp_path, monkeypatch):
+    import onnx
+
+    monkeypatch.setenv("NAPARI_SUPERRES_CACHE_DIR", str(tmp_path))
+    net = _net(scale=2, upsampling="bilinear", upsample_channels=[6])
+    x = torch.rand(1, 1, 24, 20)
+    monkeypatch.setattr(prec, "calibration_inputs", lambda *args: [x.numpy()])  # calibrate on x alone: quick
+    runner = prec.int8_runner(net, in_channels=1)
+    (graph,) = tmp_path.glob("*-int8-*.onnx")
+    modes = {
+        a.s for n in onnx.load(str(graph)).graph.node if n.op_type == "Resize" for a in n.attribute if a.name == "mode"
+    }
+    assert modes == {b"linear"}  # the border strips' bilinear upsampling; no bicubic of the output plane
+    with torch.no_grad():
+        expected = net(x)
+    got = runner(x)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().mean() < 0.02 * expected.abs().mean()  # the network's sum, int8-rounded
+
+
 @pytest.mark.parametrize("upsampling", ["pixelshuffle", "transposed"])
 def test_other_upsampling_is_left_as_it_is(upsampling):
     net = _net(scale=2, upsampling=upsampling, upsample_channels=[6])

@@ -360,16 +360,22 @@ def cached_bytes(path: Path, make: Callable[[], bytes], what: str) -> bytes:
     return data
 
 
-def _exported_bytes(net: nn.Module, in_channels: int | None, *, folded: bool = False) -> tuple[bytes, str]:
+def _exported_bytes(
+    net: nn.Module, in_channels: int | None, *, folded: bool = False, skip: bool = True
+) -> tuple[bytes, str]:
     """The network's ONNX bytes and weights digest, from the disk cache when there (else exported and stored).
 
     ``folded``: the export of :func:`~napari_superres.engine.nets.folding.fold_upsampling` ``(net)``
-    (every conv at low resolution, the same result), which the reduced-precision paths quantize.
+    (every conv at low resolution, the same result), which the reduced-precision paths quantize;
+    ``skip=False`` with it: without the bicubic global skip (the int8 runner adds it in torch).
     """
     from ..nets.folding import fold_upsampling
 
     digest = weights_digest(net)
-    module, name = (fold_upsampling(net), f"{digest}-folded.onnx") if folded else (net, f"{digest}.onnx")
+    if folded:
+        module, name = fold_upsampling(net, skip=skip), f"{digest}-folded{'' if skip else '-noskip'}.onnx"
+    else:
+        module, name = net, f"{digest}.onnx"
     data = cached_bytes(cache_dir() / name, lambda: export_onnx(module, in_channels=in_channels), "ONNX graph")
     return data, digest
 

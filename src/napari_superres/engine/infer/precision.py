@@ -30,7 +30,7 @@ import functools
 import json
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from ..nets import model_file
 from ..options import PRECISIONS
 from .bf16 import bf16_forward  # noqa: F401 - the bf16 path, re-exported for the pipeline
 from .calibration import calibration_inputs
+from .onnx_backend import OnnxRunner
 
 #: ``auto`` accepts a reduced precision costing at most this much PSNR (dB) against fp32.
 AUTO_MAX_LOSS_DB = 0.05
@@ -57,9 +58,10 @@ KEEP_FP32 = ("first", "hr", "last")
 #: Idle threads of the int8 session spin for work (measured, 512² input, 2 threads, load 10.8:
 #: without spinning 0.99 CPU-s per call against 1.16 s with it, 2.29x against 1.97x ORT fp32).
 INT8_SPINNING = False
-#: Version of the calibration inputs (:mod:`.calibration`) and of the graph quantized (c4: folded):
+#: Version of the calibration inputs (:mod:`.calibration`) and of the graph quantized (c4: folded; c5:
+#: folded without the bicubic skip):
 #: part of the cached int8 graph's name.
-CALIBRATION_VERSION = "c4"
+CALIBRATION_VERSION = "c5"
 #: ONNX Runtime calibration method (``"minmax"``, ``"percentile"`` or ``"entropy"``) and percentile.
 #: Measured (first and last convolutions in fp32; loss on fluorescence / synthetic, bicubic): minmax
 #: 0.57 / 2.87 dB, percentile 99.999 0.36 / 1.62, 99.99 0.27 / 1.12, 99.9 0.19 / 1.86 (with ``"hr"``
@@ -329,10 +331,44 @@ def activation_params(quantized: bytes) -> dict[str, tuple[float, int]]:
 
 
 def _folded_bytes(net: nn.Module, in_channels: int) -> tuple[bytes, str]:
-    """The fp32 ONNX bytes of ``net`` folded to low resolution (cached on disk) and the weights' digest."""
+    """The fp32 ONNX bytes of the graph int8 quantizes (cached on disk) and the weights' digest: ``net``
+    folded to low resolution, without its bicubic global skip (:func:`int8_runner` adds that in torch)."""
     from .onnx_backend import _exported_bytes
 
-    return _exported_bytes(net, in_channels, folded=True)
+    return _exported_bytes(net, in_channels, folded=True, skip=False)
+
+
+def _skip_outside(net: nn.Module) -> tuple[int, int] | None:
+    """``(image channels, scale)`` of the bicubic skip the int8 graph of ``net`` leaves out, or ``None``."""
+    from ..nets.folding import FoldedSRNet, fold_upsampling
+
+    folded = fold_upsampling(net, skip=False)
+    c = getattr(net, "config", None)
+    if isinstance(folded, FoldedSRNet) and c is not None and c.global_skip:
+        return int(c.in_channels), int(c.scale)
+    return None
+
+
+class BicubicSkipRunner(OnnxRunner):
+    """An int8 graph that lacks the network's bicubic global skip, with the skip added in torch.
+
+    Called as :class:`~.onnx_backend.OnnxRunner`: ``(N, C_in [+ maps], H, W)`` -> ``(N, C_out, sH, sW)``
+    float32, the network's sum.  ONNX Runtime's bicubic ``Resize`` of the output plane took an eighth of
+    the int8 graph's time at 1024² (0.3 s; torch's ``F.interpolate`` of the same plane: 0.03 s).
+    """
+
+    def __init__(self, session: Any, key: str = "", *, channels: int = 1, scale: int = 2) -> None:
+        super().__init__(session, key)
+        self.channels, self.scale = int(channels), int(scale)  #: the image channels upsampled, the factor
+
+    def numpy(self, x: np.ndarray, stop: Callable[[], bool] | None = None) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        out = super().numpy(x, stop)
+        image = torch.from_numpy(x[:, : self.channels])
+        with torch.no_grad():
+            skip = torch.nn.functional.interpolate(image, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        torch.from_numpy(out).add_(skip)  # the graph's output is a fresh array
+        return out
 
 
 _lock = threading.Lock()
@@ -346,7 +382,7 @@ def int8_runner(net: nn.Module, *, in_channels: int = 1, tuning: Any = None) -> 
     weights with those activation scales instead of from ``net`` with calibrated ones.
     Raises ``RuntimeError`` naming the reason when the network cannot be exported or quantized.
     """
-    from .onnx_backend import OnnxRunner, _fingerprint, cache_dir, cached_bytes, make_session
+    from .onnx_backend import _fingerprint, cache_dir, cached_bytes, make_session
 
     cond = int(getattr(getattr(net, "config", None), "cond_channels", 0) or 0)
     cond = cond if in_channels > cond else 0  # a graph of the image alone computes its maps itself
@@ -367,7 +403,11 @@ def int8_runner(net: nn.Module, *, in_channels: int = 1, tuning: Any = None) -> 
             make = functools.partial(quantize_int8, data, in_channels=in_channels - cond, cond_channels=cond,
                                      activation_params=params)  # fmt: skip
             quantized = cached_bytes(path, make, "int8 graph")
-            runner = OnnxRunner(make_session(quantized, spinning=INT8_SPINNING), key=f"{digest}-int8")
+            session, skip = make_session(quantized, spinning=INT8_SPINNING), _skip_outside(net)
+            runner = (
+                OnnxRunner(session, key=f"{digest}-int8") if skip is None
+                else BicubicSkipRunner(session, key=f"{digest}-int8", channels=skip[0], scale=skip[1])
+            )  # fmt: skip
         except Exception as exc:
             raise RuntimeError(f"could not quantize {type(net).__name__} to int8: {type(exc).__name__}: {exc}") from exc
         per_net.clear()

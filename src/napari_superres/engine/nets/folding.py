@@ -114,13 +114,16 @@ class FoldedSRNet(nn.Module):
     """``SRNet`` with its bilinear upsampling stages and output conv folded to low resolution.
 
     Same call and result as the network (within float rounding): ``(N, C_in [+ maps], H, W)``
-    -> ``(N, C_out, s*H, s*W)`` float, ``H, W >= 2``.
+    -> ``(N, C_out, s*H, s*W)`` float, ``H, W >= 2``.  ``skip=False``: without the network's
+    bicubic global skip (the caller adds ``bicubic(image)``; the int8 graph leaves it to torch).
     """
 
-    def __init__(self, net: SRNet) -> None:
+    def __init__(self, net: SRNet, *, skip: bool = True) -> None:
         super().__init__()
         c = net.config
         self.config = c
+        #: whether forward adds the bicubic global skip (where the network has one)
+        self.skip = bool(skip and c.global_skip)
         self.head, self.body = net.head, net.body
         stages: list[nn.Module] = []
         for stage in net.upsampler:
@@ -132,7 +135,7 @@ class FoldedSRNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.config
         y = self.tail(self.upsampler(self.body(self.head(x))))
-        if c.global_skip:
+        if self.skip:
             image = x[:, : c.in_channels] if c.cond_channels else x
             y = y + F.interpolate(image, scale_factor=c.scale, mode="bicubic", align_corners=False)
         return y
@@ -154,10 +157,11 @@ def foldable(net: nn.Module) -> bool:
     )
 
 
-def fold_upsampling(net: nn.Module) -> nn.Module:
+def fold_upsampling(net: nn.Module, *, skip: bool = True) -> nn.Module:
     """``net`` with all convolutions at low resolution (:class:`FoldedSRNet`), or ``net`` itself.
 
     Shares the head and body modules with ``net`` (no copy of their weights); the folded
     convolutions are new float32 modules.  Networks :func:`foldable` rejects are returned as they are.
+    ``skip=False``: the folded network leaves out the bicubic global skip (see :class:`FoldedSRNet`).
     """
-    return FoldedSRNet(net) if foldable(net) else net
+    return FoldedSRNet(net, skip=skip) if foldable(net) else net
