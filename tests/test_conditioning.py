@@ -16,9 +16,11 @@ from napari_superres.engine.nets.conditioning import (
     CLEAN,
     COND_CHANNELS,
     NOISE_MAP_GAIN,
+    PIXEL_BLUR_SIGMA,
     DegradationCondition,
     condition_maps,
     estimate_condition,
+    inference_condition,
     low_res_condition,
 )
 from napari_superres.engine.nets.srnet import conditioned_copy
@@ -213,3 +215,15 @@ def test_cli_reports_and_overrides_the_estimate(tmp_path, capsys):
     assert main(["upscale", str(src), str(tmp_path / "bad.zarr"), "--model", str(model), "--noise", "-3"]) != 0
     assert "--noise must be a number > 0" in capsys.readouterr().err
     assert not (tmp_path / "bad.zarr").exists()
+
+
+def test_a_clean_image_is_told_sharp_and_a_camera_image_keeps_its_blur():
+    # noise-free nuclei downsampled x4: their texture reads as a little noise (std ~0.018 at mid-range)
+    textured = DegradationCondition(noise_gain=6e-4, noise_offset=1.3e-5, blur_sigma=0.76)
+    assert inference_condition(textured).blur_sigma == PIXEL_BLUR_SIGMA
+    # a low-photon camera image (std ~0.03 at mid-range) with a PSF under a pixel: the estimate is what undoes it
+    camera = DegradationCondition(noise_gain=1.6e-3, noise_offset=1e-4, blur_sigma=0.76)
+    assert inference_condition(camera) == camera
+    # blur beyond what content alone reads is optics, clean or not
+    blurred = DegradationCondition(noise_gain=0.0, noise_offset=1e-6, blur_sigma=1.2)
+    assert inference_condition(blurred) == blurred
