@@ -559,10 +559,12 @@ def your_data_benchmark(
     import torch
 
     from napari_superres.engine import Engine
-    from napari_superres.engine.train.adapt import ADAPT_MIX, ADAPT_SECONDS, adapt
+    from napari_superres.engine.train.adapt import ADAPT_MIX, ADAPT_SECONDS, ADAPT_STEPS, adapt
     from napari_superres.engine.train.trainer import TrainConfig, Trainer, make_pair_source
 
-    adapt_budget = f"{adapt_steps} steps" if adapt_steps else f"{ADAPT_SECONDS:g} s (its default)"
+    adapt_budget = (
+        f"{adapt_steps} steps" if adapt_steps else f"its default: {ADAPT_STEPS} steps, at most {ADAPT_SECONDS:g} s"
+    )
     log = log or (lambda *_: None)
     engine = Engine(device="cpu", builtins=True)
     builtin = builtin or next((n for n in engine.names() if n.startswith("superres-") and f"x{scale}" in n), None)

@@ -147,7 +147,7 @@ class UpscaleWidget(JobWidget):
         self.blur_spin = FloatSpinBox(label="blur σ (px, 0 = estimate)", min=0.0, max=6.0, step=0.1, value=0.0)
         self.photons_spin = FloatSpinBox(label="photons at peak (0 = estimate)", min=0.0, max=1e6, step=50.0, value=0.0)
         self.adapt_check = CheckBox(text="adapt to this image first", value=False)
-        self.adapt_seconds = SpinBox(label="adapt time (s)", min=1, max=3600, step=10, value=ADAPT_SECONDS)
+        self.adapt_seconds = SpinBox(label="adapt, at most (s)", min=1, max=3600, step=10, value=ADAPT_SECONDS)
         self.consistency_check = CheckBox(text="consistency map", value=False)
         self.axial_check = CheckBox(text="along Z (axial, 3D layers)", value=False)
         self.axial_factor = SpinBox(label="Z factor (0 = from scale)", min=0, max=16, value=0)
