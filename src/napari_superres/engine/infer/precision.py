@@ -53,8 +53,9 @@ AUTO_MAX_LOSS_DB = 0.05
 #: weights tuned for each graph (``scripts/finetune_int8.py``), the bicubic skip still in the graph:
 #: ``"hr"`` in fp32 2.07x ORT fp32 in CPU time (1.91x wall), 0.039 dB; the folded conv quantized
 #: 2.35-2.47x (2.18-2.29x wall), 0.061 dB after 600 tuning steps, 0.058 after 1500.  With the skip in
-#: torch (:class:`BicubicSkipRunner`), ``"hr"`` in fp32: 2.19x CPU time, 2.18x wall, 0.036 dB.  Calibrated only (no tuning), ``"hr"`` in fp32: 0.12-0.14
-#: dB; no single body conv kept in fp32 lowers that by more than 0.02 dB (the error is spread).
+#: torch (:class:`BicubicSkipRunner`), ``"hr"`` in fp32: 2.19x CPU time, 2.18x wall, 0.036 dB.
+#: Calibrated only (no tuning), ``"hr"`` in fp32: 0.12-0.14 dB; no single body conv kept in fp32 lowers
+#: that by more than 0.02 dB (the error is spread).
 KEEP_FP32 = ("first", "hr", "last")
 #: Idle threads of the int8 session spin for work (measured, 512² input, 2 threads, load 10.8:
 #: without spinning 0.99 CPU-s per call against 1.16 s with it, 2.29x against 1.97x ORT fp32).
