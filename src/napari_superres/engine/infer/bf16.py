@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nets.folding import FoldedSRNet, FoldedUpsample, fold_upsampling
-from ..nets.srnet import ResidualBlock
+from ..nets.srnet import ResidualBlock, bicubic_skip
 from .onnx_backend import _fingerprint
 
 log = logging.getLogger(__name__)
@@ -111,10 +111,7 @@ class FusedBf16:
                 if shuffle:
                     h = F.pixel_shuffle(h, 2).contiguous(memory_format=torch.channels_last)
             y = F.pixel_shuffle(self.tail(h).float(), 2)
-            if c.global_skip:
-                image = x32[:, : c.in_channels] if c.cond_channels else x32
-                y = y + F.interpolate(image, scale_factor=c.scale, mode="bicubic", align_corners=False)
-            return y.contiguous()
+            return (y + bicubic_skip(x32, c) if c.global_skip else y).contiguous()
 
 
 def autocast_forward(net: nn.Module) -> Forward:

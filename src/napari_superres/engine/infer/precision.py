@@ -39,6 +39,8 @@ import torch
 from torch import nn
 
 from ..nets import model_file
+from ..nets.folding import foldable
+from ..nets.srnet import SRNetConfig, bicubic_skip
 from ..options import PRECISIONS
 from .bf16 import bf16_forward  # noqa: F401 - the bf16 path, re-exported for the pipeline
 from .calibration import calibration_inputs
@@ -61,8 +63,7 @@ KEEP_FP32 = ("first", "hr", "last")
 #: without spinning 0.99 CPU-s per call against 1.16 s with it, 2.29x against 1.97x ORT fp32).
 INT8_SPINNING = False
 #: Version of the calibration inputs (:mod:`.calibration`) and of the graph quantized (c4: folded; c5:
-#: folded without the bicubic skip):
-#: part of the cached int8 graph's name.
+#: folded without the bicubic skip): part of the cached int8 graph's name.
 CALIBRATION_VERSION = "c5"
 #: ONNX Runtime calibration method (``"minmax"``, ``"percentile"`` or ``"entropy"``) and percentile.
 #: Measured (first and last convolutions in fp32; loss on fluorescence / synthetic, bicubic): minmax
@@ -340,17 +341,6 @@ def _folded_bytes(net: nn.Module, in_channels: int) -> tuple[bytes, str]:
     return _exported_bytes(net, in_channels, folded=True, skip=False)
 
 
-def _skip_outside(net: nn.Module) -> tuple[int, int] | None:
-    """``(image channels, scale)`` of the bicubic skip the int8 graph of ``net`` leaves out, or ``None``."""
-    from ..nets.folding import FoldedSRNet, fold_upsampling
-
-    folded = fold_upsampling(net, skip=False)
-    c = getattr(net, "config", None)
-    if isinstance(folded, FoldedSRNet) and c is not None and c.global_skip:
-        return int(c.in_channels), int(c.scale)
-    return None
-
-
 class BicubicSkipRunner(OnnxRunner):
     """An int8 graph that lacks the network's bicubic global skip, with the skip added in torch.
 
@@ -359,17 +349,15 @@ class BicubicSkipRunner(OnnxRunner):
     the int8 graph's time at 1024² (0.3 s; torch's ``F.interpolate`` of the same plane: 0.03 s).
     """
 
-    def __init__(self, session: Any, key: str = "", *, channels: int = 1, scale: int = 2) -> None:
+    def __init__(self, session: Any, key: str = "", *, config: SRNetConfig) -> None:
         super().__init__(session, key)
-        self.channels, self.scale = int(channels), int(scale)  #: the image channels upsampled, the factor
+        self.config = config  #: the network's configuration (image channels, scale)
 
     def numpy(self, x: np.ndarray, stop: Callable[[], bool] | None = None) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
         out = super().numpy(x, stop)
-        image = torch.from_numpy(x[:, : self.channels])
         with torch.no_grad():
-            skip = torch.nn.functional.interpolate(image, scale_factor=self.scale, mode="bicubic", align_corners=False)
-        torch.from_numpy(out).add_(skip)  # the graph's output is a fresh array
+            torch.from_numpy(out).add_(bicubic_skip(torch.from_numpy(x), self.config))  # out: a fresh array
         return out
 
 
@@ -405,10 +393,12 @@ def int8_runner(net: nn.Module, *, in_channels: int = 1, tuning: Any = None) -> 
             make = functools.partial(quantize_int8, data, in_channels=in_channels - cond, cond_channels=cond,
                                      activation_params=params)  # fmt: skip
             quantized = cached_bytes(path, make, "int8 graph")
-            session, skip = make_session(quantized, spinning=INT8_SPINNING), _skip_outside(net)
+            session = make_session(quantized, spinning=INT8_SPINNING)
+            # the graph of a foldable network leaves its global skip out (_folded_bytes): added in torch
+            skip_outside = foldable(net) and net.config.global_skip
             runner = (
-                OnnxRunner(session, key=f"{digest}-int8") if skip is None
-                else BicubicSkipRunner(session, key=f"{digest}-int8", channels=skip[0], scale=skip[1])
+                BicubicSkipRunner(session, key=f"{digest}-int8", config=net.config) if skip_outside
+                else OnnxRunner(session, key=f"{digest}-int8")
             )  # fmt: skip
         except Exception as exc:
             raise RuntimeError(f"could not quantize {type(net).__name__} to int8: {type(exc).__name__}: {exc}") from exc

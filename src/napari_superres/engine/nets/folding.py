@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .srnet import SRNet, Upsample
+from .srnet import SRNet, Upsample, bicubic_skip
 
 #: 1-D bilinear x2 upsampling (``align_corners=False``) as taps on the low-res grid: output
 #: phase ``p`` at ``2i + p`` reads ``z(i - 1), z(i), z(i + 1)`` with these weights.
@@ -135,10 +135,7 @@ class FoldedSRNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.config
         y = self.tail(self.upsampler(self.body(self.head(x))))
-        if self.skip:
-            image = x[:, : c.in_channels] if c.cond_channels else x
-            y = y + F.interpolate(image, scale_factor=c.scale, mode="bicubic", align_corners=False)
-        return y
+        return y + bicubic_skip(x, c) if self.skip else y
 
 
 def foldable(net: nn.Module) -> bool:

@@ -194,6 +194,13 @@ class Upsample(nn.Sequential):
         self.mode = mode
 
 
+def bicubic_skip(x: torch.Tensor, config: SRNetConfig) -> torch.Tensor:
+    """The global skip of a network of ``config``: its input's image channels (``x``: ``(N, C_in
+    [+ maps], H, W)`` float) upsampled bicubically by ``config.scale``, ``(N, C_in, sH, sW)``."""
+    image = x[:, : config.in_channels]
+    return F.interpolate(image, scale_factor=config.scale, mode="bicubic", align_corners=False)
+
+
 class SRNet(nn.Module):
     """Residual CNN for single-image super-resolution.
 
@@ -259,10 +266,7 @@ class SRNet(nn.Module):
         if c.cond_channels and x.shape[1] == c.in_channels:
             x = with_condition(x, CLEAN.as_tensor() if condition is None else condition)
         y = self.tail(self.upsampler(self.body(self.head(x))))
-        if c.global_skip:
-            image = x[:, : c.in_channels] if c.cond_channels else x
-            y = y + F.interpolate(image, scale_factor=c.scale, mode="bicubic", align_corners=False)
-        return y
+        return y + bicubic_skip(x, c) if c.global_skip else y
 
     def receptive_field(self) -> int:
         """Receptive-field radius in input pixels (rounded up); tiles overlap by at least this."""
@@ -377,6 +381,7 @@ class Bicubic(nn.Module):
 
 __all__ = [
     "SRNet",
+    "bicubic_skip",
     "SRNetConfig",
     "Bicubic",
     "ResidualBlock",
