@@ -91,6 +91,17 @@ ADAPT_STEPS = 60
 #: scene and -0.5 on HeLa 0: the self-pair task asks for more sharpening than these references have.
 #: Blurring the self-pair targets instead (sigma 0.5 / 0.8 px, full recurrence): no better either
 #: (mix 0.5: +0.67 / +1.17 / +0.35 / +0.09; mix 1.0, 0.8 px: +0.02 / +0.98 / +0.32 / +0.01).
+#: Other formulations measured against these self-pairs (60 steps, mix 0.5: two synthetic fields +0.68 / +1.22,
+#: four fluorescence images +0.35 / +0.10 / -0.04 / +0.21, the nuclei scene -1.90): generator fields (the
+#: built-ins' training content) degraded with the image's estimated blur and noise, alone or as half of each
+#: batch, +0.12 on average (the built-in already knows that degradation); four seeds' fine-tunes averaged: no
+#: change; a blind-spot consistency loss at the image's own scale (N2S-style masked low-res pixels predicted by
+#: the output blurred and binned again) +1.41 / +1.98 on the synthetic fields but -2.68 on the nuclei scene and
+#: -5 to -7 dB when the blur it assumes is 30 % too wide (the same loss with the blur fitted to the start's own
+#: output: robust, +0.8 on synthetic fields, -0.64 on HeLa 2), at 2-4x the time; denoising first (generalised
+#: Anscombe + non-local means, the built-in told the noisy image's blur): -0.7 to -1.3 dB.  What bounds all of
+#: them on real fluorescence: the same network trained on four matching pairs for 1000 steps gains only
+#: +0.19 dB over the built-in there (synthetic fields +2.55), see ``benchmarks/results/your_data.md``.
 ADAPT_BLUR = "auto"
 #: Patches per step and high-res patch edge (px) of the self-supervised pairs.
 ADAPT_BATCH = 8
