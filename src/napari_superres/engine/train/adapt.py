@@ -99,7 +99,10 @@ ADAPT_STEPS = 60
 #: the output blurred and binned again) +1.41 / +1.98 on the synthetic fields but -2.68 on the nuclei scene and
 #: -5 to -7 dB when the blur it assumes is 30 % too wide (the same loss with the blur fitted to the start's own
 #: output: robust, +0.8 on synthetic fields, -0.64 on HeLa 2), at 2-4x the time; denoising first (generalised
-#: Anscombe + non-local means, the built-in told the noisy image's blur): -0.7 to -1.3 dB.  What bounds all of
+#: Anscombe + non-local means, the built-in told the noisy image's blur): -0.7 to -1.3 dB.  The blind-spot loss
+#: for 150 steps with its forward blur fitted to the start's output (mix 1.0): HeLa 0 +0.74 (above paired
+#: training), nuclei +0.50, synthetic +1.48 / +1.14, but HeLa 2 -1.10: the forward blur that works differs per
+#: image (0.8x to 1.2x the estimate's) and 20 % off costs 1.5-6 dB (docs/design.md).  What bounds all of
 #: them on real fluorescence: the same network trained on four matching pairs for 1000 steps gains only
 #: +0.19 dB over the built-in there (synthetic fields +2.55), see ``benchmarks/results/your_data.md``.
 ADAPT_BLUR = "auto"
