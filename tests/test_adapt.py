@@ -206,6 +206,22 @@ def test_cli_train_degradation_from_and_upscale_adapt(tmp_path, capsys):
                  "--adapt", "2", "-q"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     assert tifffile.imread(tmp_path / "up.tif").shape == (128, 128)  # 64 x 64 low-res, x2
+    code = main(
+        [
+            "upscale",
+            str(tmp_path / "lq.tif"),
+            str(tmp_path / "up_told.tif"),
+            "--model",
+            str(start),
+            "--adapt",
+            "2",
+            "--blur",
+            "1.2",
+            "-q",
+        ]
+    )  # fmt: skip  (adapted through the stated PSF)
+    assert code == 0, capsys.readouterr().err
+    assert tifffile.imread(tmp_path / "up_told.tif").shape == (128, 128)
     assert main(["train", "--hr", str(tmp_path / "hr.tif"), "--lr", str(tmp_path / "lq.tif"), "--degradation-from",
                  str(tmp_path / "lr_example.tif"), "--out", str(tmp_path / "x.safetensors"), "--quiet"]) == 2  # fmt: skip
     assert "high-res-only" in capsys.readouterr().err

@@ -173,7 +173,8 @@ class UpscaleWidget(JobWidget):
             self.photons_spin: "Override the estimated noise: photons at the image's bright end (lower: noisier; "
                                "0: estimate it from the image).",
             self.adapt_check: "Fine-tune the chosen model on this image itself first (no high-res data needed); "
-                              "the adapted model is registered as '<model> adapted' and used for the result.",
+                              "the adapted model is registered as '<model> adapted' and used for the result. "
+                              "With a blur override set, it fine-tunes through that PSF (blind-spot consistency).",
             self.adapt_seconds: "Time budget of the adaptation in seconds (longer: closer fit to this image); it "
                                 "also ends after the engine's default number of steps.",
             self.consistency_check: "Also add a map of how well the result, degraded back, matches the measured "
@@ -469,8 +470,10 @@ class UpscaleWidget(JobWidget):
                     ctx.progress(min(1000, int(1000 * share)), 1000,
                                  f"adapting to the image: step {done}, {elapsed:.0f}/{budget:.0f} s")  # fmt: skip
 
+                # a stated blur (the override) is fitted through by blind-spot consistency, see adapt()
                 adapted = adapt(data, model=request.model, scale=request.scale, seconds=budget, engine=engine,
-                                progress=adapting, should_stop=ctx.should_stop)  # fmt: skip
+                                progress=adapting, should_stop=ctx.should_stop,
+                                blur_sigma=request.degradation.get("blur_sigma"))  # fmt: skip
                 engine.register(adapted, adapted.name)  # selectable in the list, and kept for the next run
                 request.upscale = request.upscale.replace(model=adapted.name)
                 job = request.job = engine.plan(data, request.upscale)  # another model: its own job

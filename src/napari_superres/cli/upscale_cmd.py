@@ -63,7 +63,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="local dask threads (default: 1 on CPU, 3 on a GPU); ignored with --scheduler")  # fmt: skip
     p.add_argument("--adapt", type=int, default=None, metavar="STEPS",
                    help="first adapt the model to this image (self-supervised fine-tuning, STEPS steps; "
-                   "no high-res needed; see napari_superres.adapt)")  # fmt: skip
+                   "no high-res needed; with --blur, through that PSF by blind-spot consistency; see "
+                   "napari_superres.adapt)")  # fmt: skip
     p.add_argument("--blur", type=float, default=None, metavar="SIGMA",
                    help="the input's blur: Gaussian PSF sigma in its own pixels (default: estimated from the image; "
                    "conditioned models such as the built-ins)")  # fmt: skip
@@ -150,6 +151,7 @@ def _adapted(args: argparse.Namespace, model: Any, source: Any, scale: int, engi
         adapted = adapt(
             sample, model if model.name != "bicubic" else None, scale=scale, axes=source.axes, steps=args.adapt,
             engine=engine, progress=(lambda done, total: bar.update(done - bar.n)) if bar is not None else None,
+            blur_sigma=args.blur or None,  # the stated PSF (0: sharp, nothing to fit through)
         )  # fmt: skip
     except (SuperresError, ValueError) as e:  # the family (bad request, cancelled) or a plain check
         raise CLIError(f"--adapt: {e}") from None

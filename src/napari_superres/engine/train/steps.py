@@ -13,7 +13,8 @@ per-method ``optimize_parameters`` over one training loop):
   the discriminator's accuracy on real and fake patches.
 
 A custom method is any object with the :class:`StepStrategy` methods, e.g. a subclass of
-:class:`PixelStep` overriding :meth:`PixelStep.terms`.
+:class:`PixelStep` overriding :meth:`PixelStep.terms`, as
+:class:`~napari_superres.engine.train.blind_spot.BlindSpotStep` does.
 
 >>> step = PixelStep(net, lr=1e-3, schedule=Schedule("cosine", 100), weights={"l1": 1.0})  # doctest: +SKIP
 >>> outcome = step.step(low_res_batch, high_res_batch, index=0)                              # doctest: +SKIP

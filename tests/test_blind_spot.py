@@ -1,0 +1,96 @@
+"""Blind-spot consistency (engine.train.blind_spot) and ``adapt(..., blur_sigma=)``, which uses it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from napari_superres import adapt
+from napari_superres.engine import SRModel, SRNet, SRNetConfig
+from napari_superres.engine.errors import Cancelled
+from napari_superres.engine.samples import synthetic_pair
+from napari_superres.engine.train.blind_spot import (
+    LOSS_BORDER,
+    BlindSpotPatches,
+    BlindSpotStep,
+    forward_sigma,
+    mask_batch,
+)
+from napari_superres.engine.train.schedule import Schedule
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread(one_torch_thread):
+    """Small networks (see conftest.one_torch_thread)."""
+
+
+def tiny_model(cond_channels: int = 2) -> SRModel:
+    torch.manual_seed(0)
+    net = SRNet(SRNetConfig(scale=2, channels=8, blocks=1, cond_channels=cond_channels)).eval()
+    return SRModel("tiny", net, 2, 1, normalization={"mode": "percentile", "low": 1.0, "high": 99.8})
+
+
+def test_forward_blur_is_the_part_of_the_psf_the_output_does_not_keep():
+    # a PSF 1.15 low-res px wide (2.3 output px at x2), pixel integration included as the estimate reports it
+    told = math.sqrt(1.15**2 + 1 / 12)
+    assert forward_sigma(told, 2, target_blur=0.0) == pytest.approx(2.3)
+    # a built-in keeps 1/scale of the optics (2.3 / 2 = 1.15 output px): 2.3^2 = 1.15^2 + rest^2
+    assert forward_sigma(told, 2, target_blur=0.5) == pytest.approx(math.sqrt(2.3**2 - 1.15**2))
+    assert forward_sigma(0.2, 2) == 0.0  # sharper than a pixel: nothing left to blur
+
+
+def test_masked_pixels_are_hidden_from_the_network_and_only_they_are_scored():
+    rng = np.random.default_rng(0)
+    patches = torch.rand(4, 1, 24, 24)
+    masked, mask = mask_batch(patches, rng)
+    assert mask.sum(dim=(1, 2, 3)).tolist() == [64.0] * 4  # one pixel per 3 x 3 block
+    # a masked pixel's own value never reaches the input: changing it leaves the input unchanged
+    changed = patches + 10.0 * mask
+    again, _ = mask_batch(changed, np.random.default_rng(0))
+    assert torch.allclose(again, masked)
+    # the loss reads the image only at masked pixels
+    net = torch.nn.Sequential(torch.nn.Upsample(scale_factor=2), torch.nn.Conv2d(1, 1, 1))
+    step = BlindSpotStep(net, forward_sigma=1.0, scale=2, lr=1e-4, schedule=Schedule("constant", 1))
+    sr = net(masked).detach()
+    loss = step.terms(sr, torch.cat([patches, mask], 1), {})["blind_spot"]
+    noisy_elsewhere = patches + 5.0 * (1 - mask)
+    assert step.terms(sr, torch.cat([noisy_elsewhere, mask], 1), {})["blind_spot"] == pytest.approx(float(loss))
+    noisy_masked = patches + 5.0 * mask
+    assert float(step.terms(sr, torch.cat([noisy_masked, mask], 1), {})["blind_spot"]) > float(loss) + 1.0
+
+
+def test_blind_spot_patches_carry_the_condition_maps_and_refuse_tiny_images():
+    planes = [np.random.default_rng(1).random((40, 50))]
+    lq, gt = BlindSpotPatches(planes, torch.tensor([0.01, 0.001, 1.0]), patch=32).sample(3)
+    assert lq.shape == (3, 3, 32, 32) and gt.shape == (3, 2, 32, 32)
+    lq, _ = BlindSpotPatches(planes, None, patch=32).sample(2)
+    assert lq.shape == (2, 1, 32, 32)
+    with pytest.raises(ValueError, match="too small"):
+        BlindSpotPatches([np.zeros((2 * LOSS_BORDER, 40))], None, patch=32)
+
+
+def test_adapt_told_the_blur_fine_tunes_by_blind_spot_consistency():
+    lq, _ = synthetic_pair((192, 192), 2, seed=3)
+    calls = []
+    model = adapt(lq, tiny_model(), steps=4, blur_sigma=1.2, progress=lambda d, t: calls.append(d))
+    info = model.metadata["adapt"]
+    assert calls == [1, 2, 3, 4] and info["method"] == "blind-spot" and info["steps"] == 4
+    assert info["mix"] == 1.0 and info["forward_sigma"] == pytest.approx(forward_sigma(1.2, 2), abs=1e-4)
+    assert set(info["condition"]) >= {"noise_gain", "blur_sigma"}  # what upscale() tells the network here
+    start = tiny_model().net.state_dict()
+    assert any(not torch.equal(v, start[k]) for k, v in model.net.state_dict().items())
+    # a blind network (no condition maps) and the default route's metadata
+    assert adapt(lq, tiny_model(cond_channels=0), steps=2, blur_sigma=1.2).metadata["adapt"]["steps"] == 2
+    assert adapt(lq, tiny_model(), steps=2).metadata["adapt"]["method"] == "self-pairs"
+
+
+def test_adapt_told_a_bad_blur_or_asked_to_stop_says_so():
+    lq, _ = synthetic_pair((96, 96), 2, seed=4)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="blur_sigma"):
+            adapt(lq, tiny_model(), blur_sigma=bad)
+    with pytest.raises(Cancelled):
+        adapt(lq, tiny_model(), steps=20, blur_sigma=1.2, should_stop=lambda: True)
