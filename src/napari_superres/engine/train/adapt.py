@@ -359,6 +359,21 @@ def adapt(
     base = _base_model(model, scale, engine)
     if blur_sigma is not None:
         return _adapt_blind_spot(image, base, axes, steps, seconds, progress, should_stop, seed, mix, blur_sigma)
+    return _adapt_self_pairs(image, base, axes, steps, seconds, progress, should_stop, seed, mix)
+
+
+def _adapt_self_pairs(
+    image: Any,
+    base: SRModel,
+    axes: str | None,
+    steps: int,
+    seconds: float | None,
+    progress: Callable[[int, int], None] | None,
+    should_stop: Callable[[], bool] | None,
+    seed: int,
+    mix: float,
+) -> SRModel:
+    """:func:`adapt` with nothing stated: self-supervised pairs from the image (module docstring)."""
     scale = int(base.scale)  # type: ignore[arg-type]
     patch = _patch_size(image, axes, scale)
     normalization = dict(base.normalization)
