@@ -7,7 +7,7 @@ acquisition as in Noise2SR, Tang et al. 2022).  A grid of input pixels is replac
 of its four neighbours; the loss is the L1 difference between the re-degraded output and the
 image at those pixels only, so the network cannot copy their noise and learns this image's
 content under its noise.  It needs the PSF: with a wrong one the output drifts sharper or
-blurrier than the reference (20 % too wide measured -5 to -7 dB), and a blur *estimated* from the
+blurrier than the reference (30 % too wide measured -5 to -7 dB), and a blur *estimated* from the
 image reads smooth content as optics, so :func:`~napari_superres.engine.train.adapt.adapt` uses
 it only when the caller states the blur (``adapt(image, blur_sigma=...)``).
 
