@@ -46,6 +46,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -217,9 +218,15 @@ def self_pair_blur(model: SRModel, image_blur: float) -> str:
     """
     if ADAPT_BLUR != "auto":
         return ADAPT_BLUR
-    degradation = (model.metadata.get("config") or {}).get("degradation") or {}
-    finer_optics = float(degradation.get("target_blur") or 0.0) > 0
+    finer_optics = trained_target_blur(model) > 0
     return "recurrence" if finer_optics and image_blur > CONTENT_BLUR else "same-optics"
+
+
+def trained_target_blur(model: SRModel) -> float:
+    """The share of the optical blur ``model`` was trained to keep (its training degradation's
+    ``target_blur``; 0: trained towards sharp fields, or not recorded)."""
+    degradation = (model.metadata.get("config") or {}).get("degradation") or {}
+    return float(degradation.get("target_blur") or 0.0)
 
 
 def _base_model(model: Any, scale: int, engine: Engine | None) -> SRModel:
@@ -357,23 +364,41 @@ def adapt(
         mix = ADAPT_MIX if blur_sigma is None else BLIND_SPOT_MIX
     image, steps = _checked_args(image, steps, seconds, mix, blur_sigma)
     base = _base_model(model, scale, engine)
-    if blur_sigma is not None:
-        return _adapt_blind_spot(image, base, axes, steps, seconds, progress, should_stop, seed, mix, blur_sigma)
-    return _adapt_self_pairs(image, base, axes, steps, seconds, progress, should_stop, seed, mix)
+    run = _Run(image, base, axes, steps, seconds, progress, should_stop, seed, float(mix))
+    return _adapt_self_pairs(run) if blur_sigma is None else _adapt_blind_spot(run, float(blur_sigma))
 
 
-def _adapt_self_pairs(
-    image: Any,
-    base: SRModel,
-    axes: str | None,
-    steps: int,
-    seconds: float | None,
-    progress: Callable[[int, int], None] | None,
-    should_stop: Callable[[], bool] | None,
-    seed: int,
-    mix: float,
-) -> SRModel:
+@dataclass(frozen=True)
+class _Run:
+    """What both ways of adapting take: :func:`adapt`'s checked arguments and the resolved start."""
+
+    image: Any
+    base: SRModel
+    axes: str | None
+    steps: int
+    seconds: float | None
+    progress: Callable[[int, int], None] | None
+    should_stop: Callable[[], bool] | None
+    seed: int
+    mix: float
+
+    def adapted_model(self, tuned: torch.nn.Module, metadata: dict[str, Any]) -> SRModel:
+        """The result: ``tuned`` mixed with the start (``mix``), named ``"<start> adapted"``."""
+        net = mix_weights(self.base.net, copy.deepcopy(tuned), self.mix).eval()
+        return SRModel(
+            name=f"{self.base.name} adapted",
+            net=net,
+            scale=int(self.base.scale),  # type: ignore[arg-type]
+            in_channels=net.in_channels,
+            normalization=dict(self.base.normalization),
+            metadata=metadata,
+            source="session",
+        )
+
+
+def _adapt_self_pairs(run: _Run) -> SRModel:
     """:func:`adapt` with nothing stated: self-supervised pairs from the image (module docstring)."""
+    image, base, axes, seed = run.image, run.base, run.axes, run.seed
     scale = int(base.scale)  # type: ignore[arg-type]
     patch = _patch_size(image, axes, scale)
     normalization = dict(base.normalization)
@@ -394,20 +419,19 @@ def _adapt_self_pairs(
         seed=seed, normalization=normalization, in_channels=net.in_channels, conditioned=conditioned,
     )  # fmt: skip
     config = TrainConfig(
-        scale=scale, preset="psnr", steps=int(steps), batch_size=ADAPT_BATCH, patch_size=patch, lr=ADAPT_LR,
+        scale=scale, preset="psnr", steps=int(run.steps), batch_size=ADAPT_BATCH, patch_size=patch, lr=ADAPT_LR,
         val_every=0, device="cpu", seed=seed, net=net.config.to_dict(), normalization=normalization,
         degradation=degradation.to_dict(),
     )  # fmt: skip
     trainer = Trainer(config, data, net=net)
-    deadline = None if seconds is None else t0 + float(seconds)
-    result = _run_until(trainer, deadline, should_stop, progress)
-    adapted = mix_weights(base.net, copy.deepcopy(trainer.trained_net()), float(mix)).eval()
+    deadline = None if run.seconds is None else t0 + float(run.seconds)
+    result = _run_until(trainer, deadline, run.should_stop, run.progress)
     metadata = {
         "adapt": {
             "from": base.name,
             "method": "self-pairs",
             "steps": int(result.steps_done),
-            "mix": float(mix),
+            "mix": run.mix,
             "seconds": round(time.perf_counter() - t0, 2),
             "estimate": estimate.to_dict(),
             "degradation": degradation.to_dict(),
@@ -416,80 +440,52 @@ def _adapt_self_pairs(
         },
         "training": trainer.training_metadata(),
     }
-    return SRModel(
-        name=f"{base.name} adapted",
-        net=adapted,
-        scale=scale,
-        in_channels=adapted.in_channels,
-        normalization=normalization,
-        metadata=metadata,
-        source="session",
-    )
+    return run.adapted_model(trainer.trained_net(), metadata)
 
 
-def _adapt_blind_spot(
-    image: Any,
-    base: SRModel,
-    axes: str | None,
-    steps: int,
-    seconds: float | None,
-    progress: Callable[[int, int], None] | None,
-    should_stop: Callable[[], bool] | None,
-    seed: int,
-    mix: float,
-    blur_sigma: float,
-) -> SRModel:
+def _adapt_blind_spot(run: _Run, blur_sigma: float) -> SRModel:
     """:func:`adapt` with the microscope's blur given: blind-spot consistency at the image's own scale."""
+    base, steps, progress = run.base, run.steps, run.progress
     scale = int(base.scale)  # type: ignore[arg-type]
     normalization = dict(base.normalization)
     t0 = time.perf_counter()
-    planes = normalized_planes(np.asarray(image), axes, normalization)
+    planes = normalized_planes(np.asarray(run.image), run.axes, normalization)
     # the network is told what upscale(image, degradation={"blur_sigma": blur_sigma}) tells it (the estimate with
     # the stated blur in place: the CLI's --blur and the widget's override), so fine-tuning and use agree
     condition = None
     if base.net.cond_channels:
-        condition = DegradationRequest.parse({"blur_sigma": float(blur_sigma)}).resolve(lambda: planes)
-    target_blur = float(((base.metadata.get("config") or {}).get("degradation") or {}).get("target_blur") or 0.0)
-    sigma = forward_sigma(float(blur_sigma), scale, target_blur)
+        condition = DegradationRequest.parse({"blur_sigma": blur_sigma}).resolve(lambda: planes)
+    sigma = forward_sigma(blur_sigma, scale, trained_target_blur(base))
     patches = BlindSpotPatches(
-        planes, condition.as_tensor() if condition is not None else None, patch=BLIND_SPOT_PATCH, seed=seed
+        planes, condition.as_tensor() if condition is not None else None, patch=BLIND_SPOT_PATCH, seed=run.seed
     )
     net = copy.deepcopy(base.net).float().cpu().train().requires_grad_(True)
     step = BlindSpotStep(net, forward_sigma=sigma, scale=scale, lr=ADAPT_LR, schedule=Schedule("cosine", steps))
-    remaining = None if seconds is None else max(float(seconds) - (time.perf_counter() - t0), 1e-3)
+    remaining = None if run.seconds is None else max(float(run.seconds) - (time.perf_counter() - t0), 1e-3)
     loop = FitLoop(step, lambda: patches.sample(ADAPT_BATCH), seconds=remaining)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.manual_seed(run.seed)
         stopped = loop.run(
             int(steps),
-            should_stop=should_stop,
+            should_stop=run.should_stop,
             callback=(lambda r: progress(int(r.step), int(r.total_steps))) if progress is not None else None,
         )
     if stopped:
         raise Cancelled("adaptation cancelled")
-    adapted = mix_weights(base.net, copy.deepcopy(net), float(mix)).eval().requires_grad_(False)
     metadata = {
         "adapt": {
             "from": base.name,
             "method": "blind-spot",
             "steps": int(loop.step),
-            "mix": float(mix),
+            "mix": run.mix,
             "seconds": round(time.perf_counter() - t0, 2),
-            "blur_sigma": float(blur_sigma),
+            "blur_sigma": blur_sigma,
             "forward_sigma": round(sigma, 4),
             "condition": condition.to_dict() if condition is not None else None,
             "normalization": normalization,
         },
     }
-    return SRModel(
-        name=f"{base.name} adapted",
-        net=adapted,
-        scale=scale,
-        in_channels=adapted.in_channels,
-        normalization=normalization,
-        metadata=metadata,
-        source="session",
-    )
+    return run.adapted_model(net, metadata)
 
 
 __all__ = [
@@ -500,4 +496,5 @@ __all__ = [
     "adapt",
     "mix_weights",
     "self_pair_blur",
+    "trained_target_blur",
 ]
