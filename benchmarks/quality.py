@@ -568,11 +568,21 @@ def your_data_benchmark(
     import torch
 
     from napari_superres.engine import Engine
-    from napari_superres.engine.train.adapt import ADAPT_MIX, ADAPT_SECONDS, ADAPT_STEPS, adapt
+    from napari_superres.engine.train.adapt import (
+        ADAPT_MIX,
+        ADAPT_SECONDS,
+        ADAPT_STEPS,
+        BLIND_SPOT_STEPS,
+        SELF_PAIR_STEPS,
+        adapt,
+    )
     from napari_superres.engine.train.trainer import TrainConfig, Trainer, make_pair_source
 
     adapt_budget = (
-        f"{adapt_steps} steps" if adapt_steps else f"its default: {ADAPT_STEPS} steps, at most {ADAPT_SECONDS:g} s"
+        f"{adapt_steps} steps"
+        if adapt_steps
+        else f"its default: {ADAPT_STEPS} steps ({SELF_PAIR_STEPS} on self-pairs, {BLIND_SPOT_STEPS} blind-spot, "
+        f"the two fine-tunes averaged), at most {ADAPT_SECONDS:g} s"
     )
     log = log or (lambda *_: None)
     engine = Engine(device="cpu", builtins=True)

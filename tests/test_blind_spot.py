@@ -12,13 +12,17 @@ from napari_superres import adapt
 from napari_superres.engine import SRModel, SRNet, SRNetConfig
 from napari_superres.engine.errors import Cancelled
 from napari_superres.engine.samples import synthetic_pair
+from napari_superres.engine.train.adapt import BLIND_SPOT_SHARE
 from napari_superres.engine.train.blind_spot import (
+    FIT_FLOOR,
     LOSS_BORDER,
     BlindSpotPatches,
     BlindSpotStep,
+    fit_forward_sigma,
     forward_sigma,
     mask_batch,
 )
+from napari_superres.engine.train.degradation import gaussian_blur
 from napari_superres.engine.train.schedule import Schedule
 
 
@@ -82,9 +86,61 @@ def test_adapt_told_the_blur_fine_tunes_by_blind_spot_consistency():
     assert set(info["condition"]) >= {"noise_gain", "blur_sigma"}  # what upscale() tells the network here
     start = tiny_model().net.state_dict()
     assert any(not torch.equal(v, start[k]) for k, v in model.net.state_dict().items())
-    # a blind network (no condition maps) and the default route's metadata
+    # a blind network (no condition maps)
     assert adapt(lq, tiny_model(cond_channels=0), steps=2, blur_sigma=1.2).metadata["adapt"]["steps"] == 2
-    assert adapt(lq, tiny_model(), steps=2).metadata["adapt"]["method"] == "self-pairs"
+
+
+class _Fixed(torch.nn.Module):
+    """A stand-in network whose output is always ``out`` (the high-res field behind a low-res plane)."""
+
+    def __init__(self, out: torch.Tensor) -> None:
+        super().__init__()
+        self.out = out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out
+
+
+def test_the_forward_blur_is_fitted_to_the_starting_networks_own_output():
+    # a low-res plane made from a high-res field by a forward blur of 1.5 output px and 2x2 binning
+    field = torch.from_numpy(synthetic_pair((128, 128), 2, seed=5, noise=False)[1].astype(np.float32))
+    field = (field / field.max())[None, None]
+    plane = torch.nn.functional.avg_pool2d(gaussian_blur(field, 1.5), 2)[0, 0].numpy()
+    net = _Fixed(field).train()
+    assert fit_forward_sigma(net, plane, None, scale=2, implied=1.4) == pytest.approx(1.5, abs=0.11)
+    assert net.training  # its mode is kept
+    # a start told too little blur implies too little: the fit never goes below FIT_FLOOR of the implied blur
+    assert fit_forward_sigma(net, plane, None, scale=2, implied=3.0) == pytest.approx(FIT_FLOOR * 3.0)
+
+
+def test_adapt_by_default_averages_self_pairs_and_blind_spot_fine_tunes():
+    lq, _ = synthetic_pair((128, 128), 2, seed=3)
+    calls = []
+    model = adapt(lq, tiny_model(), steps=7, progress=lambda d, t: calls.append((d, t)))
+    info = model.metadata["adapt"]
+    # 2 of 7 steps on self-pairs (60 of the default 210), then 5 blind-spot steps, one progress bar
+    assert info["method"] == "self-pairs + blind-spot" and info["steps"] == 7 and info["self_pair_steps"] == 2
+    assert calls == [(d, 7) for d in range(1, 8)] and info["blind_spot"]["steps"] == 5
+    spot = info["blind_spot"]
+    assert spot["forward_sigma"] >= FIT_FLOOR * spot["implied_sigma"] - 1e-4 and spot["condition"] is not None
+    assert info["mix"] == 0.75 and info["degradation"]["methods"] == ["area"]  # the self-pairs' degradation
+    # mix 1.0 returns the two fine-tunes' average itself; the default keeps a quarter of the start
+    tuned, start = adapt(lq, tiny_model(), steps=7, mix=1.0).net.state_dict(), tiny_model().net.state_dict()
+    for name, value in model.net.state_dict().items():
+        assert torch.allclose(value, torch.lerp(start[name], tuned[name], 0.75), atol=1e-6), name
+    assert any(not torch.equal(tuned[k], start[k]) for k in start) and 0 < BLIND_SPOT_SHARE < 1
+
+
+def test_adapt_of_a_multichannel_model_uses_self_pairs_and_refuses_a_stated_blur():
+    lq, _ = synthetic_pair((96, 96), 2, seed=4)
+    rgb = np.stack([lq, lq, lq], axis=-1)
+    torch.manual_seed(0)
+    net = SRNet(SRNetConfig(scale=2, channels=8, blocks=1, in_channels=3, out_channels=3)).eval()
+    start = SRModel("rgb", net, 2, 3, normalization={"mode": "percentile", "low": 1.0, "high": 99.8})
+    info = adapt(rgb, start, steps=2).metadata["adapt"]
+    assert info["method"] == "self-pairs" and info["mix"] == 0.5 and info["steps"] == 2
+    with pytest.raises(ValueError, match="one-channel"):
+        adapt(rgb, start, steps=2, blur_sigma=1.2)
 
 
 def test_adapt_told_a_bad_blur_or_asked_to_stop_says_so():

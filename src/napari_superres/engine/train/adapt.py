@@ -17,21 +17,26 @@ noise of the degradation estimated from the image instead of assumed):
    recurrence) measured worse, see :mod:`~napari_superres.engine.train.estimate`); the image's
    own noise is split between input and target so that the two are uncorrelated
    (Recorrupted-to-Recorrupted, :class:`SelfPairs`), else the network learns to copy noise;
-4. fine-tune the model on random patches of those pairs (L1 loss, a learning rate 4x below
-   the training default, cosine schedule, EMA) for :data:`ADAPT_STEPS` steps, within a time limit;
-5. return the average of the starting and the fine-tuned weights (``mix = 0.5``: a
-   weight-space ensemble, WiSE-FT, Wortsman et al., CVPR 2022).  Fine-tuned on one image's
-   self-pairs, the model learns this image's noise but also the proxy task's smaller scale;
-   the average keeps the starting model's knowledge of real high-res structure.  Measured
-   on fresh synthetic microscope images (seeds 2000-2003, not the benchmark's), x2,
-   100 steps, gain over bicubic: start +7.06 dB, fine-tuned +7.59, average +7.70 (mix
-   0.25 / 0.75: +7.47 / +7.74); the average beat the start on every image.
+4. fine-tune a copy on random patches of those pairs (L1 loss, a learning rate 4x below the
+   training default, cosine schedule, EMA) for :data:`SELF_PAIR_STEPS` steps;
+5. fine-tune another copy by blind-spot consistency at the image's own scale
+   (:mod:`~napari_superres.engine.train.blind_spot`: masked low-res pixels predicted by the output,
+   blurred and binned back) for :data:`BLIND_SPOT_STEPS` steps, through the forward blur that takes the
+   start's own output back to the image (floored at 0.8x what the blur estimate implies); the
+   self-pairs teach the proxy task's smaller scale, the blind spot this image's content under its
+   noise at its real scale;
+6. return a weight-space average (a model soup, WiSE-FT, Wortsman et al., CVPR / ICML 2022): a
+   quarter the start, a quarter the self-pair fine-tune, half the blind-spot one
+   (:data:`ADAPT_MIX`, :data:`BLIND_SPOT_SHARE`).  Averages beat each member: measured on the your-data
+   images (x2, low-photon protocol) the average gained +1.44 dB over the built-in on synthetic
+   fields where self-pairs alone (mixed half with the start, the default before) gained +0.96, and
+   -0.74 on the nuclei scene where self-pairs lost 1.90 (figures beside :data:`BLIND_SPOT_SHARE`).
+   All within :data:`ADAPT_SECONDS` (20-30 s on 2 cores).
 
 When the caller knows the microscope's blur (``adapt(image, blur_sigma=...)``, the CLI's ``--adapt N
---blur B``, the widget's blur override), adapt fine-tunes instead by blind-spot consistency at the
-image's own scale through that PSF (:mod:`~napari_superres.engine.train.blind_spot`): no proxy scale,
-so none of the sharpening bias of self-pairs, but it needs the PSF (a blur estimated from the image reads
-smooth content as optics, and 20 % off costs dB).
+--blur B``, the widget's blur override), adapt runs the blind-spot fine-tune alone, through that PSF,
+and returns it unmixed.  A start with other than one input channel (RGB) is adapted by self-pairs
+alone, mixed half with the start.
 
 The result is an :class:`~napari_superres.engine.SRModel` with the starting model's
 normalisation (so :func:`~napari_superres.engine.upscale` repeats it), usable as
@@ -59,7 +64,7 @@ from ..nets.conditioning import COND_CHANNELS, CONTENT_BLUR, DegradationConditio
 from ..nets.model_file import SRModel
 from ..nets.srnet import SRNet
 from ..options import reconcile_scale
-from .blind_spot import BlindSpotPatches, BlindSpotStep, forward_sigma
+from .blind_spot import BlindSpotPatches, BlindSpotStep, fit_forward_sigma, forward_sigma
 from .conditions import jittered
 from .data import PairSource
 from .degradation import degrade
@@ -75,7 +80,7 @@ log = logging.getLogger(__name__)
 
 #: Default budget of :func:`adapt`: at most this many wall-clock seconds (estimate included) ...
 ADAPT_SECONDS = 30.0
-#: ... and this many fine-tuning steps (cosine schedule), whichever ends first.  Longer fine-tuning
+#: Self-pair fine-tuning steps of the default route (cosine schedule).  Longer self-pair fine-tuning
 #: moves the network towards the self-supervised task's own optimum, which is not the real task's:
 #: measured (``adapt`` alone, mix 1.0) on two held-out low-photon synthetic fields, x2, gain over the
 #: start +0.16 / +1.09 dB after 25 steps, -0.67 / +0.77 after 50, -1.43 / -0.05 after 100, -2.57 /
@@ -84,7 +89,7 @@ ADAPT_SECONDS = 30.0
 #: +0.08 / +0.04, **60 steps +0.68 / +1.22 / +0.35 / +0.10 / +0.03**, 80 steps +0.63 / +1.22 / +0.33 /
 #: +0.11 / +0.03, 100 steps +0.58 / +1.16 (synthetic), 400 steps (what 30 s bought on 2 quiet cores,
 #: the default before) +0.43 / +1.03.  60 steps take 4-6 s on 2 cores at any image size (patches).
-ADAPT_STEPS = 60
+SELF_PAIR_STEPS = 60
 #: How the self-supervised input is blurred: ``"auto"`` (the default: what the starting model was trained
 #: towards, :func:`self_pair_blur`), ``"same-optics"`` (area binning only: the same optics with larger pixels,
 #: the target keeps the image's whole PSF) or ``"recurrence"`` (ZSSR's scale recurrence: the input gets the
@@ -122,8 +127,9 @@ ADAPT_BATCH = 8
 ADAPT_PATCH = 48
 #: Fine-tuning learning rate (a quarter of the training default: the start is already good).
 ADAPT_LR = 5e-5
-#: Share of the fine-tuned weights in the returned model (the rest: the starting weights; WiSE-FT).
-ADAPT_MIX = 0.5
+#: Share of the fine-tuned weights in a model adapted by self-pairs alone (the rest: the starting weights;
+#: WiSE-FT): a start with other than one input channel, where blind-spot patches do not apply.
+SELF_PAIRS_MIX = 0.5
 #: With the microscope's blur given (``adapt(image, blur_sigma=...)``): blind-spot consistency at the image's
 #: own scale (:mod:`~napari_superres.engine.train.blind_spot`) for this many steps, on low-res patches of this
 #: edge (px), the fine-tuned network returned alone (mix 1.0).  Measured (``benchmarks/quality.py --your-data``,
@@ -133,6 +139,26 @@ ADAPT_MIX = 0.5
 #: gained; 21-23 s each on 2 cores.  Mix 0.5 measured a little lower (fluorescence +0.61 / +0.26 / +0.34 / +0.31).
 BLIND_SPOT_STEPS = 150
 BLIND_SPOT_PATCH = 32
+#: The default route (nothing stated): ``SELF_PAIR_STEPS`` self-pair steps, then ``BLIND_SPOT_STEPS`` blind-spot
+#: steps from the start through the forward blur fitted to the start's own output
+#: (:func:`~napari_superres.engine.train.blind_spot.fit_forward_sigma`, floored at 0.8x what the estimate
+#: implies), within ``ADAPT_SECONDS``; ``steps=`` splits in the same ratio.
+ADAPT_STEPS = SELF_PAIR_STEPS + BLIND_SPOT_STEPS
+#: The two fine-tunes are averaged in weight space (a model soup, Wortsman et al., ICML 2022), the blind-spot
+#: one with this share, and the average mixed with the start (``ADAPT_MIX``): the result is 1/4 start, 1/4
+#: self-pairs, 1/2 blind-spot.  The two fail on different images (self-pairs on the smooth nuclei scene, whose
+#: smoothness the blur estimate reads as optics; blind-spot where the blur reads too narrow) and the average keeps
+#: most of each one's gain.  Measured (``benchmarks/quality.py --your-data``, x2, low-photon protocol, gain over
+#: the built-in; self-pairs alone at mix 0.5, the default before, in brackets): synthetic fields +1.47 / +1.73 /
+#: +1.53 / +0.99 (+0.68 / +1.22 / +1.18 / +0.76), fluorescence +0.66 / +0.19 / -0.23 / +0.20 (+0.35 / +0.09 /
+#: -0.04 / +0.21; paired training on four matching pairs +0.20 / +0.17 / +0.23 / +0.16), EM -0.02 / +0.12 / -0.01 /
+#: +0.03 (+0.03 / +0.07 / +0.03 / +0.05); 26-28 s each on 2 cores (4-6 s before).  On the generator cells (experiment script) +0.16 / -0.74 / +0.40 / +0.82
+#: against self-pairs' 0.00 / -1.90 / +0.33 / +0.30.  Other weights on those twelve images (the fit not yet
+#: floored): 1/3 each +0.49 on average against +0.53, the two fine-tunes alone (no start) +0.51 with -1.73 on the
+#: nuclei scene, blind-spot alone +0.41 with -1.01 on HeLa 2, blind-spot and start half each +0.34.
+BLIND_SPOT_SHARE = 2.0 / 3.0
+#: Share of the fine-tuned (averaged) weights in the returned model by default; the rest is the start's.
+ADAPT_MIX = 0.75
 BLIND_SPOT_MIX = 1.0
 
 
@@ -260,7 +286,7 @@ def _patch_size(image: np.ndarray, axes: str | None, scale: int) -> int:
 
 
 def _checked_args(
-    image: Any, steps: int | None, seconds: float | None, mix: float, blur_sigma: float | None = None
+    image: Any, steps: int | None, seconds: float | None, mix: float | None, blur_sigma: float | None = None
 ) -> tuple[Any, int]:
     """``(image, steps)``: the image as an array (array-likes kept) and the step limit with its default;
     raises ``ValueError`` for a bad step count, ``mix``, ``seconds``, ``blur_sigma`` or image dtype."""
@@ -270,7 +296,7 @@ def _checked_args(
         steps = ADAPT_STEPS if blur_sigma is None else BLIND_SPOT_STEPS
     if int(steps) < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
-    if not 0.0 <= float(mix) <= 1.0:
+    if mix is not None and not 0.0 <= float(mix) <= 1.0:
         raise ValueError(f"mix must be between 0 and 1, got {mix}")
     if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
         raise ValueError(f"seconds must be a positive number or None, got {seconds}")
@@ -332,8 +358,9 @@ def adapt(
         :class:`SRNet`; ``None``: the built-in model of ``scale``.
     scale : upscaling factor (the starting model's).
     axes : axis letters of ``image`` (default: last two spatial, e.g. ``"ZYX"``, ``"YXS"``).
-    steps : optimisation steps (default ``ADAPT_STEPS`` = 60, cosine schedule: longer fine-tuning
-        measured worse, see :data:`ADAPT_STEPS`; a few seconds on 2 CPU cores).
+    steps : optimisation steps in all (default ``ADAPT_STEPS`` = 210: 60 on self-pairs, then 150 blind-spot,
+        a given count split in that ratio; with ``blur_sigma``: ``BLIND_SPOT_STEPS`` = 150, all blind-spot;
+        20-30 s on 2 CPU cores at any image size: patches).
     seconds : wall-clock limit, the estimate included (default ``ADAPT_SECONDS`` = 30 s, for slow or
         busy machines); training stops at whichever of ``steps`` and ``seconds`` comes first.  ``None``:
         steps only.
@@ -343,15 +370,15 @@ def adapt(
     engine : where built-in / registered models are looked up (default: a CPU engine).
     seed : seeds patch sampling and degradation.
     mix : share of the fine-tuned weights in the result, the rest being the starting model's
-        (default ``ADAPT_MIX`` = 0.5, a weight-space ensemble; with ``blur_sigma``: ``BLIND_SPOT_MIX`` = 1.0,
-        the fine-tuned model alone).
+        (default ``ADAPT_MIX`` = 0.75 of the two fine-tunes' average, a weight-space ensemble; with
+        ``blur_sigma``: ``BLIND_SPOT_MIX`` = 1.0, the fine-tuned model alone; a start with other than one
+        input channel, self-pairs only: ``SELF_PAIRS_MIX`` = 0.5).
     blur_sigma : the microscope's blur, if you know it: Gaussian PSF sigma in the image's own pixels, pixel
         integration included (what the Upscale widget's estimate line shows; for an optical sigma ``o``:
         ``sqrt(o**2 + 1/12)``).  Given, adapt fine-tunes with blind-spot consistency at the image's own scale
         through that PSF (:mod:`~napari_superres.engine.train.blind_spot`, ``BLIND_SPOT_STEPS`` = 150 steps,
-        ~22 s on 2 cores) instead of self-pairs: measured +0.44 dB over the built-in on low-photon fluorescence
-        (self-pairs: +0.16; paired training: +0.19), +1.62 on synthetic fields, but a blur 20 % off costs dB,
-        so it is not guessed.  The network is
+        ~22 s on 2 cores) alone: measured +0.44 dB over the built-in on low-photon fluorescence
+        (paired training: +0.19), +1.62 on synthetic fields; a blur 20 % off costs dB.  The network is
         told the image's estimate with this blur in place: upscale with ``degradation={"blur_sigma": blur_sigma}``
         (the CLI's ``--adapt N --blur B`` and the widget's blur override do).
 
@@ -360,12 +387,20 @@ def adapt(
     :class:`SRModel` named ``"<start> adapted"`` (source ``"session"``), same normalisation as
     the starting model; ``metadata["adapt"]`` records the estimates, degradation and steps.
     """
-    if mix is None:
-        mix = ADAPT_MIX if blur_sigma is None else BLIND_SPOT_MIX
     image, steps = _checked_args(image, steps, seconds, mix, blur_sigma)
     base = _base_model(model, scale, engine)
-    run = _Run(image, base, axes, steps, seconds, progress, should_stop, seed, float(mix))
-    return _adapt_self_pairs(run) if blur_sigma is None else _adapt_blind_spot(run, float(blur_sigma))
+    one_channel = int(base.net.in_channels) == 1
+    if blur_sigma is not None and not one_channel:
+        raise ValueError(
+            f"blur_sigma fine-tunes by blind-spot consistency, which needs a one-channel model; {base.name!r} "
+            f"takes {base.net.in_channels} channels (leave blur_sigma out to adapt it by self-pairs)"
+        )
+    if mix is None:
+        mix = BLIND_SPOT_MIX if blur_sigma is not None else ADAPT_MIX if one_channel else SELF_PAIRS_MIX
+    run = _Run(image, base, axes, steps, seconds, progress, should_stop, seed, float(mix), time.perf_counter())
+    if blur_sigma is not None:
+        return _adapt_blind_spot(run, float(blur_sigma))
+    return _adapt_both(run) if one_channel else _adapt_self_pairs(run)
 
 
 @dataclass(frozen=True)
@@ -381,6 +416,19 @@ class _Run:
     should_stop: Callable[[], bool] | None
     seed: int
     mix: float
+    #: ``time.perf_counter()`` at the start (the ``seconds`` budget counts from it)
+    t0: float
+
+    def deadline(self, share: float = 1.0) -> float | None:
+        """``perf_counter()`` time by which ``share`` of the ``seconds`` budget is spent (``None``: no limit)."""
+        return None if self.seconds is None else self.t0 + float(self.seconds) * share
+
+    def reporter(self, offset: int) -> Callable[[int], None] | None:
+        """``report(step)`` of a phase whose steps follow ``offset`` done ones: ``progress(offset + step, steps)``."""
+        progress = self.progress
+        if progress is None:
+            return None
+        return lambda step: progress(offset + int(step), int(self.steps))
 
     def adapted_model(self, tuned: torch.nn.Module, metadata: dict[str, Any]) -> SRModel:
         """The result: ``tuned`` mixed with the start (``mix``), named ``"<start> adapted"``."""
@@ -396,14 +444,15 @@ class _Run:
         )
 
 
-def _adapt_self_pairs(run: _Run) -> SRModel:
-    """:func:`adapt` with nothing stated: self-supervised pairs from the image (module docstring)."""
+def _self_pairs_phase(
+    run: _Run, steps: int, deadline: float | None, report: Callable[[int], None] | None
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Fine-tune a copy of the start on self-supervised pairs from the image (module docstring) for ``steps``
+    steps or until ``deadline``; returns the tuned network and what to record of it."""
     image, base, axes, seed = run.image, run.base, run.axes, run.seed
     scale = int(base.scale)  # type: ignore[arg-type]
     patch = _patch_size(image, axes, scale)
     normalization = dict(base.normalization)
-
-    t0 = time.perf_counter()
     estimate = estimate_image(np.asarray(image), axes, normalization)
     conditioned = bool(getattr(base.net.config, "cond_channels", 0))
     # ADAPT_BLUR: pairs whose target has the PSF the starting model was trained to produce (see
@@ -419,80 +468,124 @@ def _adapt_self_pairs(run: _Run) -> SRModel:
         seed=seed, normalization=normalization, in_channels=net.in_channels, conditioned=conditioned,
     )  # fmt: skip
     config = TrainConfig(
-        scale=scale, preset="psnr", steps=int(run.steps), batch_size=ADAPT_BATCH, patch_size=patch, lr=ADAPT_LR,
+        scale=scale, preset="psnr", steps=int(steps), batch_size=ADAPT_BATCH, patch_size=patch, lr=ADAPT_LR,
         val_every=0, device="cpu", seed=seed, net=net.config.to_dict(), normalization=normalization,
         degradation=degradation.to_dict(),
     )  # fmt: skip
     trainer = Trainer(config, data, net=net)
-    deadline = None if run.seconds is None else t0 + float(run.seconds)
-    result = _run_until(trainer, deadline, run.should_stop, run.progress)
-    metadata = {
-        "adapt": {
-            "from": base.name,
-            "method": "self-pairs",
-            "steps": int(result.steps_done),
-            "mix": run.mix,
-            "seconds": round(time.perf_counter() - t0, 2),
-            "estimate": estimate.to_dict(),
-            "degradation": degradation.to_dict(),
-            "self_pairs": pair_blur,
-            "normalization": normalization,
-        },
+    progress = (lambda step, total: report(step)) if report is not None else None
+    result = _run_until(trainer, deadline, run.should_stop, progress)
+    record = {
+        "steps": int(result.steps_done),
+        "estimate": estimate.to_dict(),
+        "degradation": degradation.to_dict(),
+        "self_pairs": pair_blur,
         "training": trainer.training_metadata(),
     }
-    return run.adapted_model(trainer.trained_net(), metadata)
+    return trainer.trained_net(), record
 
 
-def _adapt_blind_spot(run: _Run, blur_sigma: float) -> SRModel:
-    """:func:`adapt` with the microscope's blur given: blind-spot consistency at the image's own scale."""
-    base, steps, progress = run.base, run.steps, run.progress
+def _blind_spot_phase(
+    run: _Run,
+    blur_sigma: float | None,
+    steps: int,
+    deadline: float | None,
+    report: Callable[[int], None] | None,
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Fine-tune a copy of the start by blind-spot consistency at the image's own scale for ``steps`` steps or
+    until ``deadline``; returns the tuned network and what to record of it.
+
+    ``blur_sigma`` stated: the network is told the image's estimate with it in place (what
+    ``upscale(image, degradation={"blur_sigma": blur_sigma})`` tells it) and the forward blur is
+    :func:`forward_sigma` of it.  ``None``: the network is told the estimate (as ``upscale`` does by default)
+    and the forward blur is fitted to its own output (:func:`fit_forward_sigma`).
+    """
+    base = run.base
     scale = int(base.scale)  # type: ignore[arg-type]
-    normalization = dict(base.normalization)
-    t0 = time.perf_counter()
-    planes = normalized_planes(np.asarray(run.image), run.axes, normalization)
-    # the network is told what upscale(image, degradation={"blur_sigma": blur_sigma}) tells it (the estimate with
-    # the stated blur in place: the CLI's --blur and the widget's override), so fine-tuning and use agree
-    condition = None
-    if base.net.cond_channels:
-        condition = DegradationRequest.parse({"blur_sigma": blur_sigma}).resolve(lambda: planes)
-    sigma = forward_sigma(blur_sigma, scale, trained_target_blur(base))
-    patches = BlindSpotPatches(
-        planes, condition.as_tensor() if condition is not None else None, patch=BLIND_SPOT_PATCH, seed=run.seed
-    )
+    planes = normalized_planes(np.asarray(run.image), run.axes, dict(base.normalization))
+    told = DegradationRequest.parse(None if blur_sigma is None else {"blur_sigma": blur_sigma})
+    estimate = told.resolve(lambda: planes)
+    condition = estimate.as_tensor() if base.net.cond_channels else None
+    implied = forward_sigma(estimate.blur_sigma, scale, trained_target_blur(base))
     net = copy.deepcopy(base.net).float().cpu().train().requires_grad_(True)
+    if blur_sigma is None:
+        sigma = fit_forward_sigma(net, planes[len(planes) // 2], condition, scale=scale, implied=implied)
+    else:
+        sigma = implied
+    record: dict[str, Any] = {
+        "steps": 0,
+        "forward_sigma": round(sigma, 4),
+        "implied_sigma": round(implied, 4),
+        "condition": estimate.to_dict() if condition is not None else None,
+    }
+    if steps < 1:
+        return net, record
+    patches = BlindSpotPatches(planes, condition, patch=BLIND_SPOT_PATCH, seed=run.seed)
     step = BlindSpotStep(net, forward_sigma=sigma, scale=scale, lr=ADAPT_LR, schedule=Schedule("cosine", steps))
-    remaining = None if run.seconds is None else max(float(run.seconds) - (time.perf_counter() - t0), 1e-3)
+    remaining = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
     loop = FitLoop(step, lambda: patches.sample(ADAPT_BATCH), seconds=remaining)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(run.seed)
         stopped = loop.run(
             int(steps),
             should_stop=run.should_stop,
-            callback=(lambda r: progress(int(r.step), int(r.total_steps))) if progress is not None else None,
+            callback=(lambda r: report(int(r.step))) if report is not None else None,
         )
     if stopped:
         raise Cancelled("adaptation cancelled")
-    metadata = {
-        "adapt": {
-            "from": base.name,
-            "method": "blind-spot",
-            "steps": int(loop.step),
-            "mix": run.mix,
-            "seconds": round(time.perf_counter() - t0, 2),
-            "blur_sigma": blur_sigma,
-            "forward_sigma": round(sigma, 4),
-            "condition": condition.to_dict() if condition is not None else None,
-            "normalization": normalization,
-        },
+    record["steps"] = int(loop.step)
+    return net, record
+
+
+def _adapt_self_pairs(run: _Run) -> SRModel:
+    """:func:`adapt` of a start with other than one input channel: self-pairs alone."""
+    tuned, record = _self_pairs_phase(run, run.steps, run.deadline(), run.reporter(0))
+    training = record.pop("training")
+    metadata = {"adapt": _record(run, "self-pairs", record["steps"], record), "training": training}
+    return run.adapted_model(tuned, metadata)
+
+
+def _adapt_both(run: _Run) -> SRModel:
+    """:func:`adapt` with nothing stated: self-pairs, then blind-spot through the fitted forward blur, averaged
+    (:data:`BLIND_SPOT_SHARE`) and mixed with the start (:data:`ADAPT_MIX`)."""
+    pair_steps = max(1, round(run.steps * SELF_PAIR_STEPS / ADAPT_STEPS))
+    share = pair_steps / run.steps
+    paired, pairs = _self_pairs_phase(run, pair_steps, run.deadline(share), run.reporter(0))
+    spot, blind = _blind_spot_phase(run, None, run.steps - pair_steps, run.deadline(), run.reporter(pairs["steps"]))
+    tuned = mix_weights(paired, spot, BLIND_SPOT_SHARE)  # (1 - share) self-pairs + share blind-spot
+    training = pairs.pop("training")
+    record = {**pairs, "self_pair_steps": pairs["steps"], "blind_spot": {**blind, "share": round(BLIND_SPOT_SHARE, 4)}}
+    metadata = {"adapt": _record(run, "self-pairs + blind-spot", pairs["steps"] + blind["steps"], record)}
+    return run.adapted_model(tuned, {**metadata, "training": training})
+
+
+def _adapt_blind_spot(run: _Run, blur_sigma: float) -> SRModel:
+    """:func:`adapt` with the microscope's blur given: blind-spot consistency at the image's own scale."""
+    tuned, record = _blind_spot_phase(run, blur_sigma, run.steps, run.deadline(), run.reporter(0))
+    metadata = {"adapt": _record(run, "blind-spot", record["steps"], {"blur_sigma": blur_sigma, **record})}
+    return run.adapted_model(tuned, metadata)
+
+
+def _record(run: _Run, method: str, steps: int, details: dict[str, Any]) -> dict[str, Any]:
+    """``metadata["adapt"]``: the start, the method, steps done, mix, time spent, normalisation and ``details``."""
+    return {
+        "from": run.base.name,
+        "method": method,
+        **details,
+        "steps": int(steps),
+        "mix": run.mix,
+        "seconds": round(time.perf_counter() - run.t0, 2),
+        "normalization": dict(run.base.normalization),
     }
-    return run.adapted_model(net, metadata)
 
 
 __all__ = [
     "ADAPT_MIX",
     "ADAPT_SECONDS",
     "ADAPT_STEPS",
+    "BLIND_SPOT_SHARE",
     "BLIND_SPOT_STEPS",
+    "SELF_PAIR_STEPS",
     "adapt",
     "mix_weights",
     "self_pair_blur",
