@@ -12,7 +12,6 @@ from napari_superres import adapt
 from napari_superres.engine import SRModel, SRNet, SRNetConfig
 from napari_superres.engine.errors import Cancelled
 from napari_superres.engine.samples import synthetic_pair
-from napari_superres.engine.train.adapt import BLIND_SPOT_SHARE
 from napari_superres.engine.train.blind_spot import (
     FIT_FLOOR,
     LOSS_BORDER,
@@ -110,7 +109,7 @@ def test_the_forward_blur_is_fitted_to_the_starting_networks_own_output():
     assert fit_forward_sigma(net, plane, None, scale=2, implied=1.4) == pytest.approx(1.5, abs=0.11)
     assert net.training  # its mode is kept
     # a start told too little blur implies too little: the fit never goes below FIT_FLOOR of the implied blur
-    assert fit_forward_sigma(net, plane, None, scale=2, implied=3.0) == pytest.approx(FIT_FLOOR * 3.0)
+    assert fit_forward_sigma(net, plane, None, scale=2, implied=4.0) == pytest.approx(FIT_FLOOR * 4.0)
 
 
 def test_adapt_by_default_averages_self_pairs_and_blind_spot_fine_tunes():
@@ -128,7 +127,14 @@ def test_adapt_by_default_averages_self_pairs_and_blind_spot_fine_tunes():
     tuned, start = adapt(lq, tiny_model(), steps=7, mix=1.0).net.state_dict(), tiny_model().net.state_dict()
     for name, value in model.net.state_dict().items():
         assert torch.allclose(value, torch.lerp(start[name], tuned[name], 0.75), atol=1e-6), name
-    assert any(not torch.equal(tuned[k], start[k]) for k in start) and 0 < BLIND_SPOT_SHARE < 1
+    assert any(not torch.equal(tuned[k], start[k]) for k in start)
+
+
+def test_adapt_of_a_clean_image_uses_self_pairs_alone():
+    # nothing for the blind spot to learn without noise: self-pairs alone, mixed half with the start, as before
+    lq, _ = synthetic_pair((128, 128), 2, seed=3, noise=False)
+    info = adapt(lq, tiny_model(), steps=2).metadata["adapt"]
+    assert info["method"] == "self-pairs" and info["mix"] == 0.5 and "blind_spot" not in info
 
 
 def test_adapt_of_a_multichannel_model_uses_self_pairs_and_refuses_a_stated_blur():

@@ -166,6 +166,11 @@ CONTENT_BLUR = 0.9
 CLEAN_NOISE_STD = 0.02
 
 
+def is_clean(condition: DegradationCondition) -> bool:
+    """Whether ``condition``'s noise std at mid-range (normalised intensity 0.5) is below :data:`CLEAN_NOISE_STD`."""
+    return math.sqrt(max(0.5 * condition.noise_gain + condition.noise_offset, 0.0)) < CLEAN_NOISE_STD
+
+
 def inference_condition(estimated: DegradationCondition) -> DegradationCondition:
     """What a conditioned network is told about an image from its estimate.
 
@@ -176,8 +181,7 @@ def inference_condition(estimated: DegradationCondition) -> DegradationCondition
     sharpened them 2-5 dB below what telling "sharp" gives.  Noisy images keep their reading: a camera
     acquisition whose PSF is about a pixel wide is common, and the estimate is what undoes it.
     """
-    std_mid = math.sqrt(max(0.5 * estimated.noise_gain + estimated.noise_offset, 0.0))
-    if std_mid < CLEAN_NOISE_STD and estimated.blur_sigma <= CONTENT_BLUR:
+    if is_clean(estimated) and estimated.blur_sigma <= CONTENT_BLUR:
         return DegradationCondition(estimated.noise_gain, estimated.noise_offset, PIXEL_BLUR_SIGMA)
     return estimated
 
@@ -205,6 +209,7 @@ __all__ = [
     "CONTENT_BLUR",
     "estimate_condition",
     "inference_condition",
+    "is_clean",
     "low_res_condition",
     "BLUR_MAP_GAIN",
     "CLEAN",

@@ -22,21 +22,23 @@ noise of the degradation estimated from the image instead of assumed):
 5. fine-tune another copy by blind-spot consistency at the image's own scale
    (:mod:`~napari_superres.engine.train.blind_spot`: masked low-res pixels predicted by the output,
    blurred and binned back) for :data:`BLIND_SPOT_STEPS` steps, through the forward blur that takes the
-   start's own output back to the image (floored at 0.8x what the blur estimate implies); the
+   start's own output back to the image (floored at half what the blur estimate implies); the
    self-pairs teach the proxy task's smaller scale, the blind spot this image's content under its
    noise at its real scale;
 6. return a weight-space average (a model soup, WiSE-FT, Wortsman et al., CVPR / ICML 2022): a
    quarter the start, a quarter the self-pair fine-tune, half the blind-spot one
-   (:data:`ADAPT_MIX`, :data:`BLIND_SPOT_SHARE`).  Averages beat each member: measured on the your-data
-   images (x2, low-photon protocol) the average gained +1.44 dB over the built-in on synthetic
-   fields where self-pairs alone (mixed half with the start, the default before) gained +0.96, and
-   -0.74 on the nuclei scene where self-pairs lost 1.90 (figures beside :data:`BLIND_SPOT_SHARE`).
+   (:data:`ADAPT_MIX`, :data:`BLIND_SPOT_SHARE`).  The two fail on different images and the average
+   holds up where either fails: measured on the your-data images (x2, low-photon protocol) it gained
+   +1.44 dB over the built-in on synthetic fields where self-pairs alone (mixed half with the start,
+   the default before) gained +0.96, and lost 0.75 on the nuclei scene where self-pairs lost 1.90
+   (figures beside :data:`BLIND_SPOT_SHARE`).
    All within :data:`ADAPT_SECONDS` (20-30 s on 2 cores).
 
 When the caller knows the microscope's blur (``adapt(image, blur_sigma=...)``, the CLI's ``--adapt N
 --blur B``, the widget's blur override), adapt runs the blind-spot fine-tune alone, through that PSF,
-and returns it unmixed.  A start with other than one input channel (RGB) is adapted by self-pairs
-alone, mixed half with the start.
+and returns it unmixed.  A start with other than one input channel (RGB), and an image whose noise
+reads clean (nothing for the blind spot to learn; on clean images it measured 0.3-4 dB worse), are
+adapted by self-pairs alone (60 steps), mixed half with the start, as before.
 
 The result is an :class:`~napari_superres.engine.SRModel` with the starting model's
 normalisation (so :func:`~napari_superres.engine.upscale` repeats it), usable as
@@ -60,7 +62,15 @@ import torch
 from ..errors import Cancelled
 from ..infer.conditioning import DegradationRequest
 from ..layout import parse_axes
-from ..nets.conditioning import COND_CHANNELS, CONTENT_BLUR, DegradationCondition, low_res_condition, with_condition
+from ..nets.conditioning import (
+    COND_CHANNELS,
+    CONTENT_BLUR,
+    DegradationCondition,
+    estimate_condition,
+    is_clean,
+    low_res_condition,
+    with_condition,
+)
 from ..nets.model_file import SRModel
 from ..nets.srnet import SRNet
 from ..options import reconcile_scale
@@ -78,7 +88,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Default budget of :func:`adapt`: at most this many wall-clock seconds (estimate included) ...
+#: Default budget of :func:`adapt`: at most this many wall-clock seconds (estimates included), or ``ADAPT_STEPS``
+#: steps, whichever ends first.
 ADAPT_SECONDS = 30.0
 #: Self-pair fine-tuning steps of the default route (cosine schedule).  Longer self-pair fine-tuning
 #: moves the network towards the self-supervised task's own optimum, which is not the real task's:
@@ -128,7 +139,8 @@ ADAPT_PATCH = 48
 #: Fine-tuning learning rate (a quarter of the training default: the start is already good).
 ADAPT_LR = 5e-5
 #: Share of the fine-tuned weights in a model adapted by self-pairs alone (the rest: the starting weights;
-#: WiSE-FT): a start with other than one input channel, where blind-spot patches do not apply.
+#: WiSE-FT): a start with other than one input channel, where blind-spot patches do not apply, and an image whose
+#: noise reads clean (``nets.conditioning.is_clean``), where there is nothing for the blind spot to learn.
 SELF_PAIRS_MIX = 0.5
 #: With the microscope's blur given (``adapt(image, blur_sigma=...)``): blind-spot consistency at the image's
 #: own scale (:mod:`~napari_superres.engine.train.blind_spot`) for this many steps, on low-res patches of this
@@ -141,7 +153,7 @@ BLIND_SPOT_STEPS = 150
 BLIND_SPOT_PATCH = 32
 #: The default route (nothing stated): ``SELF_PAIR_STEPS`` self-pair steps, then ``BLIND_SPOT_STEPS`` blind-spot
 #: steps from the start through the forward blur fitted to the start's own output
-#: (:func:`~napari_superres.engine.train.blind_spot.fit_forward_sigma`, floored at 0.8x what the estimate
+#: (:func:`~napari_superres.engine.train.blind_spot.fit_forward_sigma`, floored at half what the estimate
 #: implies), within ``ADAPT_SECONDS``; ``steps=`` splits in the same ratio.
 ADAPT_STEPS = SELF_PAIR_STEPS + BLIND_SPOT_STEPS
 #: The two fine-tunes are averaged in weight space (a model soup, Wortsman et al., ICML 2022), the blind-spot
@@ -149,13 +161,15 @@ ADAPT_STEPS = SELF_PAIR_STEPS + BLIND_SPOT_STEPS
 #: self-pairs, 1/2 blind-spot.  The two fail on different images (self-pairs on the smooth nuclei scene, whose
 #: smoothness the blur estimate reads as optics; blind-spot where the blur reads too narrow) and the average keeps
 #: most of each one's gain.  Measured (``benchmarks/quality.py --your-data``, x2, low-photon protocol, gain over
-#: the built-in; self-pairs alone at mix 0.5, the default before, in brackets): synthetic fields +1.47 / +1.73 /
-#: +1.53 / +0.99 (+0.68 / +1.22 / +1.18 / +0.76), fluorescence +0.66 / +0.19 / -0.23 / +0.20 (+0.35 / +0.09 /
-#: -0.04 / +0.21; paired training on four matching pairs +0.20 / +0.17 / +0.23 / +0.16), EM -0.02 / +0.12 / -0.01 /
-#: +0.03 (+0.03 / +0.07 / +0.03 / +0.05); 26-28 s each on 2 cores (4-6 s before).  On the generator cells (experiment script) +0.16 / -0.74 / +0.40 / +0.82
-#: against self-pairs' 0.00 / -1.90 / +0.33 / +0.30.  Other weights on those twelve images (the fit not yet
-#: floored): 1/3 each +0.49 on average against +0.53, the two fine-tunes alone (no start) +0.51 with -1.73 on the
-#: nuclei scene, blind-spot alone +0.41 with -1.01 on HeLa 2, blind-spot and start half each +0.34.
+#: the built-in; self-pairs alone at mix 0.5, the default before, in brackets): synthetic fields +1.49 / +1.73 /
+#: +1.53 / +0.99 (+0.68 / +1.22 / +1.18 / +0.76), fluorescence +0.67 / +0.19 / -0.44 / +0.20 (+0.35 / +0.09 /
+#: -0.04 / +0.21; paired training on four matching pairs +0.20 / +0.17 / +0.23 / +0.16), EM -0.04 / +0.08 / -0.01 /
+#: +0.02 (+0.03 / +0.07 / +0.03 / +0.05); 26 s each on 2 cores (4-6 s before).  Generator cells (experiment
+#: script): +0.11 / -0.75 / +0.40 / +0.35 (0.00 / -1.90 / +0.33 / +0.30).  Microscope protocol (mild blur, sharp
+#: reference), six held-out images: +0.63 / +1.85 / -0.22 / +0.26 / +0.06 / -0.44 (-0.62 / +1.05 / -0.47 / +0.23 /
+#: +0.01 / not run).  Other weights on twelve low-photon images (a whole-image fit, before the floor): 1/3 each
+#: +0.49 on average against +0.53, the two fine-tunes alone (no start) +0.51 with -1.73 on the nuclei scene,
+#: blind-spot alone +0.41 with -1.01 on HeLa 2, blind-spot and start half each +0.34.
 BLIND_SPOT_SHARE = 2.0 / 3.0
 #: Share of the fine-tuned (averaged) weights in the returned model by default; the rest is the start's.
 ADAPT_MIX = 0.75
@@ -287,14 +301,12 @@ def _patch_size(image: np.ndarray, axes: str | None, scale: int) -> int:
 
 def _checked_args(
     image: Any, steps: int | None, seconds: float | None, mix: float | None, blur_sigma: float | None = None
-) -> tuple[Any, int]:
-    """``(image, steps)``: the image as an array (array-likes kept) and the step limit with its default;
-    raises ``ValueError`` for a bad step count, ``mix``, ``seconds``, ``blur_sigma`` or image dtype."""
+) -> Any:
+    """The image as an array (array-likes kept); raises ``ValueError`` for a bad step count, ``mix``,
+    ``seconds``, ``blur_sigma`` or image dtype."""
     if blur_sigma is not None and not (math.isfinite(float(blur_sigma)) and float(blur_sigma) > 0):
         raise ValueError(f"blur_sigma must be a positive number of low-res pixels or None, got {blur_sigma}")
-    if steps is None:
-        steps = ADAPT_STEPS if blur_sigma is None else BLIND_SPOT_STEPS
-    if int(steps) < 1:
+    if steps is not None and int(steps) < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     if mix is not None and not 0.0 <= float(mix) <= 1.0:
         raise ValueError(f"mix must be between 0 and 1, got {mix}")
@@ -303,7 +315,7 @@ def _checked_args(
     image = image if hasattr(image, "shape") and hasattr(image, "dtype") else np.asarray(image)
     if np.dtype(image.dtype).kind not in "uifb":
         raise ValueError(f"image has dtype {image.dtype}; adapt needs an integer, float or bool image")
-    return image, steps
+    return image
 
 
 def _run_until(
@@ -359,8 +371,9 @@ def adapt(
     scale : upscaling factor (the starting model's).
     axes : axis letters of ``image`` (default: last two spatial, e.g. ``"ZYX"``, ``"YXS"``).
     steps : optimisation steps in all (default ``ADAPT_STEPS`` = 210: 60 on self-pairs, then 150 blind-spot,
-        a given count split in that ratio; with ``blur_sigma``: ``BLIND_SPOT_STEPS`` = 150, all blind-spot;
-        20-30 s on 2 CPU cores at any image size: patches).
+        a given count split in that ratio; 20-30 s on 2 CPU cores at any image size: patches); with
+        ``blur_sigma``: ``BLIND_SPOT_STEPS`` = 150, all blind-spot; self-pairs alone (multi-channel starts,
+        images whose noise reads clean): ``SELF_PAIR_STEPS`` = 60, a few seconds.
     seconds : wall-clock limit, the estimate included (default ``ADAPT_SECONDS`` = 30 s, for slow or
         busy machines); training stops at whichever of ``steps`` and ``seconds`` comes first.  ``None``:
         steps only.
@@ -371,8 +384,8 @@ def adapt(
     seed : seeds patch sampling and degradation.
     mix : share of the fine-tuned weights in the result, the rest being the starting model's
         (default ``ADAPT_MIX`` = 0.75 of the two fine-tunes' average, a weight-space ensemble; with
-        ``blur_sigma``: ``BLIND_SPOT_MIX`` = 1.0, the fine-tuned model alone; a start with other than one
-        input channel, self-pairs only: ``SELF_PAIRS_MIX`` = 0.5).
+        ``blur_sigma``: ``BLIND_SPOT_MIX`` = 1.0, the fine-tuned model alone; self-pairs alone:
+        ``SELF_PAIRS_MIX`` = 0.5).
     blur_sigma : the microscope's blur, if you know it: Gaussian PSF sigma in the image's own pixels, pixel
         integration included (what the Upscale widget's estimate line shows; for an optical sigma ``o``:
         ``sqrt(o**2 + 1/12)``).  Given, adapt fine-tunes with blind-spot consistency at the image's own scale
@@ -387,7 +400,7 @@ def adapt(
     :class:`SRModel` named ``"<start> adapted"`` (source ``"session"``), same normalisation as
     the starting model; ``metadata["adapt"]`` records the estimates, degradation and steps.
     """
-    image, steps = _checked_args(image, steps, seconds, mix, blur_sigma)
+    image = _checked_args(image, steps, seconds, mix, blur_sigma)
     base = _base_model(model, scale, engine)
     one_channel = int(base.net.in_channels) == 1
     if blur_sigma is not None and not one_channel:
@@ -395,12 +408,23 @@ def adapt(
             f"blur_sigma fine-tunes by blind-spot consistency, which needs a one-channel model; {base.name!r} "
             f"takes {base.net.in_channels} channels (leave blur_sigma out to adapt it by self-pairs)"
         )
+    t0 = time.perf_counter()
+    both = blur_sigma is None and one_channel and not _reads_clean(image, axes, base)
     if mix is None:
-        mix = BLIND_SPOT_MIX if blur_sigma is not None else ADAPT_MIX if one_channel else SELF_PAIRS_MIX
-    run = _Run(image, base, axes, steps, seconds, progress, should_stop, seed, float(mix), time.perf_counter())
+        mix = BLIND_SPOT_MIX if blur_sigma is not None else ADAPT_MIX if both else SELF_PAIRS_MIX
+    if steps is None:
+        steps = BLIND_SPOT_STEPS if blur_sigma is not None else ADAPT_STEPS if both else SELF_PAIR_STEPS
+    run = _Run(image, base, axes, int(steps), seconds, progress, should_stop, seed, float(mix), t0)
     if blur_sigma is not None:
         return _adapt_blind_spot(run, float(blur_sigma))
-    return _adapt_both(run) if one_channel else _adapt_self_pairs(run)
+    return _adapt_both(run) if both else _adapt_self_pairs(run)
+
+
+def _reads_clean(image: Any, axes: str | None, base: SRModel) -> bool:
+    """Whether ``image``'s noise estimate reads clean (:func:`~..nets.conditioning.is_clean`): with nothing to
+    denoise, the blind-spot fine-tune only costs (see :data:`BLIND_SPOT_SHARE`)."""
+    planes = normalized_planes(np.asarray(image), axes, dict(base.normalization))
+    return is_clean(estimate_condition(planes))
 
 
 @dataclass(frozen=True)
