@@ -239,6 +239,7 @@ def test_adapt_makes_pairs_whose_target_has_the_psf_its_start_was_trained_toward
         return SRModel("m", net, scale=2, in_channels=1, metadata={"config": {"degradation": degradation}})
 
     assert self_pair_blur(model(0.5), image_blur=1.3) == "recurrence"
+    assert self_pair_blur(model(0.5), image_blur=1.3, clean=True) == "same-optics"  # a clean image's blur: content
     assert self_pair_blur(model(0.5), image_blur=0.6) == "same-optics"
     assert self_pair_blur(model(0.0), image_blur=1.3) == "same-optics"
     assert self_pair_blur(Engine(device="cpu").get("superres-x2"), image_blur=1.3) == "recurrence"
