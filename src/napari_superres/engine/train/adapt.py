@@ -67,6 +67,7 @@ from ..nets.conditioning import (
     CONTENT_BLUR,
     DegradationCondition,
     estimate_condition,
+    inference_condition,
     is_clean,
     low_res_condition,
     with_condition,
@@ -414,22 +415,20 @@ def adapt(
             f"takes {base.net.in_channels} channels (leave blur_sigma out to adapt it by self-pairs)"
         )
     t0 = time.perf_counter()
-    both = blur_sigma is None and one_channel and not _reads_clean(image, axes, base)
+    # normalised and estimated once: whether the image reads clean picks the route (with nothing to denoise,
+    # the blind-spot fine-tune only costs: see BLIND_SPOT_SHARE) and the self-pairs' blur; the blind spot is
+    # told this estimate as upscale() tells it
+    planes = normalized_planes(np.asarray(image), axes, dict(base.normalization))
+    estimated = estimate_condition(planes) if blur_sigma is None else None
+    both = estimated is not None and one_channel and not is_clean(estimated)
     if mix is None:
         mix = BLIND_SPOT_MIX if blur_sigma is not None else ADAPT_MIX if both else SELF_PAIRS_MIX
     if steps is None:
         steps = BLIND_SPOT_STEPS if blur_sigma is not None else ADAPT_STEPS if both else SELF_PAIR_STEPS
-    run = _Run(image, base, axes, int(steps), seconds, progress, should_stop, seed, float(mix), t0)
+    run = _Run(image, base, axes, int(steps), seconds, progress, should_stop, seed, float(mix), t0, planes, estimated)
     if blur_sigma is not None:
         return _adapt_blind_spot(run, float(blur_sigma))
     return _adapt_both(run) if both else _adapt_self_pairs(run)
-
-
-def _reads_clean(image: Any, axes: str | None, base: SRModel) -> bool:
-    """Whether ``image``'s noise estimate reads clean (:func:`~..nets.conditioning.is_clean`): with nothing to
-    denoise, the blind-spot fine-tune only costs (see :data:`BLIND_SPOT_SHARE`)."""
-    planes = normalized_planes(np.asarray(image), axes, dict(base.normalization))
-    return is_clean(estimate_condition(planes))
 
 
 @dataclass(frozen=True)
@@ -447,6 +446,10 @@ class _Run:
     mix: float
     #: ``time.perf_counter()`` at the start (the ``seconds`` budget counts from it)
     t0: float
+    #: the image's normalised 2-D planes (:func:`~.estimate.normalized_planes`)
+    planes: list[np.ndarray]
+    #: their estimated condition (:func:`~..nets.conditioning.estimate_condition`); ``None`` with a stated blur
+    estimated: DegradationCondition | None
 
     def deadline(self, share: float = 1.0) -> float | None:
         """``perf_counter()`` time by which ``share`` of the ``seconds`` budget is spent (``None``: no limit)."""
@@ -486,10 +489,8 @@ def _self_pairs_phase(
     conditioned = bool(getattr(base.net.config, "cond_channels", 0))
     # ADAPT_BLUR: pairs whose target has the PSF the starting model was trained to produce (see
     # estimate.degradation_for); a conditioned network is told each synthetic input's condition
-    noise = DegradationCondition(
-        noise_gain=max(estimate.noise.poisson, 0.0), noise_offset=max(estimate.noise.gaussian_var, 0.0)
-    )
-    pair_blur = self_pair_blur(base, estimate.blur_sigma, clean=is_clean(noise))
+    clean = run.estimated is not None and is_clean(run.estimated)
+    pair_blur = self_pair_blur(base, estimate.blur_sigma, clean=clean)
     source = None if pair_blur == "recurrence" else same_optics_source(estimate, scale)
     degradation = degradation_for(estimate, scale, source, recorrupted=1.0 + r2r_alpha(scale) ** 2)
     log.info("adapt: %s -> degradation %s", estimate.to_dict(), degradation.to_dict())
@@ -534,9 +535,12 @@ def _blind_spot_phase(
     """
     base = run.base
     scale = int(base.scale)  # type: ignore[arg-type]
-    planes = normalized_planes(np.asarray(run.image), run.axes, dict(base.normalization))
-    told = DegradationRequest.parse(None if blur_sigma is None else {"blur_sigma": blur_sigma})
-    estimate = told.resolve(lambda: planes)
+    planes = run.planes
+    if blur_sigma is None:
+        assert run.estimated is not None
+        estimate = inference_condition(run.estimated)
+    else:
+        estimate = DegradationRequest.parse({"blur_sigma": blur_sigma}).resolve(lambda: planes)
     condition = estimate.as_tensor() if base.net.cond_channels else None
     implied = forward_sigma(estimate.blur_sigma, scale, trained_target_blur(base))
     net = copy.deepcopy(base.net).float().cpu().train().requires_grad_(True)
@@ -570,7 +574,8 @@ def _blind_spot_phase(
 
 
 def _adapt_self_pairs(run: _Run) -> SRModel:
-    """:func:`adapt` of a start with other than one input channel: self-pairs alone."""
+    """:func:`adapt` of a start with other than one input channel, or of an image that reads clean: self-pairs
+    alone."""
     tuned, record = _self_pairs_phase(run, run.steps, run.deadline(), run.reporter(0))
     training = record.pop("training")
     metadata = {"adapt": _record(run, "self-pairs", record["steps"], record), "training": training}
@@ -581,8 +586,7 @@ def _adapt_both(run: _Run) -> SRModel:
     """:func:`adapt` with nothing stated: self-pairs, then blind-spot through the fitted forward blur, averaged
     (:data:`BLIND_SPOT_SHARE`) and mixed with the start (:data:`ADAPT_MIX`)."""
     pair_steps = max(1, round(run.steps * SELF_PAIR_STEPS / ADAPT_STEPS))
-    share = pair_steps / run.steps
-    paired, pairs = _self_pairs_phase(run, pair_steps, run.deadline(share), run.reporter(0))
+    paired, pairs = _self_pairs_phase(run, pair_steps, run.deadline(pair_steps / run.steps), run.reporter(0))
     spot, blind = _blind_spot_phase(run, None, run.steps - pair_steps, run.deadline(), run.reporter(pairs["steps"]))
     tuned = mix_weights(paired, spot, BLIND_SPOT_SHARE)  # (1 - share) self-pairs + share blind-spot
     training = pairs.pop("training")
