@@ -171,6 +171,15 @@ def lowphoton_reference(hr: np.ndarray, scale: int, seed: int) -> np.ndarray:
     return rng.poisson(np.clip(blurred, 0, None) * LOWPHOTON_REF_PHOTONS).astype(np.float64) + LOWPHOTON_OFFSET
 
 
+def set_lowphoton_psf(sigma_lr: float, reference_sigma_per_scale: float) -> None:
+    """Set the low-photon protocol's PSF (sigma, low-res px) and its reference's (sigma per unit of scale,
+    high-res px) for this process; the results' protocol text follows."""
+    global LOWPHOTON_BLUR_LR, LOWPHOTON_REF_BLUR_PER_SCALE
+    if not 0 < reference_sigma_per_scale < sigma_lr:
+        raise SystemExit("the low-photon reference's PSF must be narrower than the acquisition's")
+    LOWPHOTON_BLUR_LR, LOWPHOTON_REF_BLUR_PER_SCALE = float(sigma_lr), float(reference_sigma_per_scale)
+
+
 def make_low_res(hr: np.ndarray, scale: int, protocol: str, seed: int) -> np.ndarray:
     if protocol == "bicubic":
         return downsample_bicubic(hr, scale)
@@ -592,12 +601,15 @@ def your_data_benchmark(
     sets = heldout_sets(data, synthetic="synthetic" in kinds or "cells" in kinds)
     t_start = time.perf_counter()
     rows: list[dict[str, Any]] = []
+    psf = {"sigma_lr": LOWPHOTON_BLUR_LR, "reference_sigma_per_scale": LOWPHOTON_REF_BLUR_PER_SCALE}
+    psf = {"lowphoton_psf": psf} if protocol == "lowphoton" else {}
 
     def results() -> dict[str, Any]:
         return {
             "benchmark": "napari-superres train on your data",
             "scale": scale,
             "protocol": protocol,
+            **psf,
             "builtin": builtin,
             "adapt_budget": adapt_budget,
             "adapt_mix": ADAPT_MIX,
@@ -693,11 +705,20 @@ def your_data_benchmark(
     return results()
 
 
+def _psf_text(results: dict[str, Any]) -> str:
+    psf = results.get("lowphoton_psf")
+    if not psf:
+        return ""
+    return (
+        f" (PSF sigma {psf['sigma_lr']:g} low-res px, reference {psf['reference_sigma_per_scale']:g}*scale high-res px)"
+    )
+
+
 def your_data_markdown(results: dict[str, Any]) -> str:
     """The "train on your data" table: PSNR gain over bicubic (dB) and times (s)."""
     lines = [
         f"**Train on your data, x{results['scale']}** - PSNR gain over bicubic (dB) on held-out microscopy images, "
-        f"{results['protocol']} protocol; (a) built-in `{results['builtin']}`, (b) `adapt` on the low-res image itself "
+        f"{results['protocol']} protocol{_psf_text(results)}; (a) built-in `{results['builtin']}`, (b) `adapt` on the low-res image itself "
         f"({results.get('adapt_budget', results.get('adapt_steps'))}, no high-res, weights averaged with the start: mix "
         f"{results.get('adapt_mix', 'n/a')}), (b') `adapt(..., blur_sigma=)` told the protocol's PSF (blind-spot "
         f"consistency, its default budget), (c) paired training on other images of the same kind "
@@ -762,11 +783,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--adapt-steps", type=int, default=None, help="--your-data: adapt budget (default: adapt's)")
     parser.add_argument("--train-steps", type=int, default=YOUR_DATA_TRAIN_STEPS, help="--your-data: paired steps")
     parser.add_argument("--your-data-protocol", default="lowphoton", choices=PROTOCOLS, help="--your-data: protocol")
+    parser.add_argument("--your-data-kinds", nargs="+", default=list(YOUR_DATA_KINDS), help="--your-data: kinds")
+    parser.add_argument("--your-data-out", type=Path, default=ROOT / "benchmarks" / "results" / "your_data",
+                        help="--your-data: output path without suffix (.json and .md are written)")  # fmt: skip
+    parser.add_argument("--lowphoton-sigma", type=float, default=LOWPHOTON_BLUR_LR,
+                        help="low-photon protocol: PSF sigma in low-res px (e.g. 0.5 for a FWHM of ~1.2 px)")  # fmt: skip
+    parser.add_argument("--lowphoton-ref-sigma", type=float, default=LOWPHOTON_REF_BLUR_PER_SCALE,
+                        help="low-photon protocol: the reference's PSF sigma per unit of scale (high-res px)")  # fmt: skip
     args = parser.parse_args(argv)
+    set_lowphoton_psf(args.lowphoton_sigma, args.lowphoton_ref_sigma)
     if args.your_data:
         from napari_superres.engine.nets.model_file import atomic_write_bytes
 
-        out = ROOT / "benchmarks" / "results" / "your_data"
+        out = args.your_data_out
 
         def write(results: dict[str, Any]) -> None:
             atomic_write_bytes(out.with_suffix(".json"), (json.dumps(results, indent=1) + "\n").encode())
@@ -774,7 +803,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             atomic_write_bytes(out.with_suffix(".md"), text.encode())
 
         results = your_data_benchmark(
-            args.data, scale=args.scales[0], n_images=args.images, adapt_steps=args.adapt_steps,
+            args.data, scale=args.scales[0], kinds=args.your_data_kinds, n_images=args.images, adapt_steps=args.adapt_steps,
             train_steps=args.train_steps, on_kind=write, protocol=args.your_data_protocol,
         )  # fmt: skip
         write(results)

@@ -85,6 +85,19 @@ def test_microscope_protocol_is_seeded_and_noisy():
     assert not np.array_equal(a, c)
 
 
+def test_low_photon_psf_can_be_set_for_another_reading_of_the_regime(monkeypatch):
+    monkeypatch.setattr(quality, "LOWPHOTON_BLUR_LR", quality.LOWPHOTON_BLUR_LR)
+    monkeypatch.setattr(quality, "LOWPHOTON_REF_BLUR_PER_SCALE", quality.LOWPHOTON_REF_BLUR_PER_SCALE)
+    hr = np.zeros((64, 64), np.uint16)
+    hr[::8] = 60000  # lines: the wider the PSF, the lower their contrast
+    wide = quality.make_low_res(hr, 2, "lowphoton", seed=1).astype(float)
+    quality.set_lowphoton_psf(0.5, 0.25)
+    narrow = quality.make_low_res(hr, 2, "lowphoton", seed=1).astype(float)
+    assert narrow.std() > 1.5 * wide.std()
+    with pytest.raises(SystemExit, match="narrower"):
+        quality.set_lowphoton_psf(0.5, 0.6)
+
+
 def test_luminance_metric_matches_the_literature_convention():
     white = np.full((8, 8, 3), 255, np.uint8)
     black = np.zeros((8, 8, 3), np.uint8)
