@@ -590,8 +590,8 @@ def your_data_benchmark(
     adapt_budget = (
         f"{adapt_steps} steps"
         if adapt_steps
-        else f"its default: {ADAPT_STEPS} steps ({SELF_PAIR_STEPS} on self-pairs, {BLIND_SPOT_STEPS} blind-spot, "
-        f"the two fine-tunes averaged), at most {ADAPT_SECONDS:g} s"
+        else f"its default {ADAPT_SECONDS:g} s budget: {ADAPT_STEPS} steps ({SELF_PAIR_STEPS} on self-pairs, "
+        f"{BLIND_SPOT_STEPS} blind-spot, the two fine-tunes averaged)"
     )
     log = log or (lambda *_: None)
     engine = Engine(device="cpu", builtins=True)

@@ -206,6 +206,15 @@ def test_cli_train_degradation_from_and_upscale_adapt(tmp_path, capsys):
                  "--adapt", "2", "-q"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     assert tifffile.imread(tmp_path / "up.tif").shape == (128, 128)  # 64 x 64 low-res, x2
+    # no STEPS: what a time budget plans (here a fraction of a second: a few steps)
+    code = main(["upscale", str(tmp_path / "lq.tif"), str(tmp_path / "up_budget.tif"), "--model", str(start),
+                 "--adapt", "--adapt-seconds", "0.5", "-q"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    for bad in (["--adapt", "-1"], ["--adapt-seconds", "0"]):
+        assert main(["upscale", str(tmp_path / "lq.tif"), str(tmp_path / "bad.tif"), *bad, "-q"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "--adapt" in err, err  # one line naming the option
+    assert not (tmp_path / "bad.tif").exists()
     code = main(
         [
             "upscale",

@@ -130,6 +130,31 @@ def test_adapt_by_default_averages_self_pairs_and_blind_spot_fine_tunes():
     assert any(not torch.equal(tuned[k], start[k]) for k in start)
 
 
+def test_the_time_budget_plans_the_steps(monkeypatch):
+    from napari_superres.engine.options import ADAPT_SECONDS
+    from napari_superres.engine.train.adapt import BLIND_SPOT_STEPS, SELF_PAIR_STEPS, planned_steps
+
+    default = (SELF_PAIR_STEPS, BLIND_SPOT_STEPS)
+    assert planned_steps(ADAPT_SECONDS, self_pairs=True, blind_spot=True) == default
+    assert planned_steps(None, self_pairs=True, blind_spot=True) == default  # no time limit: the defaults
+    # twice the time: twice the blind-spot steps; self-pair steps never grow (longer drifts from the real task)
+    assert planned_steps(2 * ADAPT_SECONDS, self_pairs=True, blind_spot=True) == (SELF_PAIR_STEPS, 2 * BLIND_SPOT_STEPS)
+    assert planned_steps(ADAPT_SECONDS / 3, self_pairs=True, blind_spot=True) == (
+        SELF_PAIR_STEPS // 3,
+        BLIND_SPOT_STEPS // 3,
+    )
+    assert planned_steps(2 * ADAPT_SECONDS, self_pairs=False, blind_spot=True) == (0, 2 * BLIND_SPOT_STEPS)
+    assert planned_steps(0.01, self_pairs=True, blind_spot=False) == (1, 0)
+    # adapt(seconds=) with no steps runs what the budget plans (one progress bar over both phases); here as if the
+    # default budget were 3000 s, so that a budget planning 7 steps leaves them time on a busy machine
+    monkeypatch.setattr("napari_superres.engine.train.adapt.ADAPT_SECONDS", 3000.0)
+    lq, _ = synthetic_pair((128, 128), 2, seed=3)
+    calls = []
+    seconds = 3000.0 * 5 / BLIND_SPOT_STEPS  # plans 2 self-pair and 5 blind-spot steps
+    info = adapt(lq, tiny_model(), seconds=seconds, progress=lambda d, t: calls.append((d, t))).metadata["adapt"]
+    assert calls == [(d, 7) for d in range(1, 8)] and info["self_pair_steps"] == 2 and info["steps"] == 7
+
+
 def test_adapt_of_a_clean_image_uses_self_pairs_alone():
     # nothing for the blind spot to learn without noise: self-pairs alone, mixed half with the start, as before
     lq, _ = synthetic_pair((128, 128), 2, seed=3, noise=False)

@@ -20,7 +20,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..engine.options import AUTO_TILE, DEFAULT_DEVICE, DEVICE_CHOICES, NORMALIZATION_MODES, PRECISIONS, reconcile_scale
+from ..engine.options import (
+    ADAPT_SECONDS,
+    AUTO_TILE,
+    DEFAULT_DEVICE,
+    DEVICE_CHOICES,
+    NORMALIZATION_MODES,
+    PRECISIONS,
+    reconcile_scale,
+)
 from . import CLIError
 
 #: Above this many output bytes a TIFF output gets a warning (a zarr output is chunked and faster).
@@ -61,10 +69,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help=f"Y/X chunk edge in input pixels (default: about {OUTPUT_CHUNK_EDGE} output px)")  # fmt: skip
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="local dask threads (default: 1 on CPU, 3 on a GPU); ignored with --scheduler")  # fmt: skip
-    p.add_argument("--adapt", type=int, default=None, metavar="STEPS",
-                   help="first adapt the model to this image (self-supervised fine-tuning, STEPS steps; "
-                   "no high-res needed; with --blur, through that PSF by blind-spot consistency; see "
-                   "napari_superres.adapt)")  # fmt: skip
+    p.add_argument("--adapt", type=int, nargs="?", const=0, default=None, metavar="STEPS",
+                   help="first adapt the model to this image (self-supervised fine-tuning, no high-res needed; "
+                   "with --blur, through that PSF by blind-spot consistency; see napari_superres.adapt): "
+                   "no STEPS: as many steps as the time budget plans (--adapt-seconds, default "
+                   f"{ADAPT_SECONDS:g} s); STEPS: exactly that many, with no time limit unless "
+                   "--adapt-seconds is given")  # fmt: skip
+    p.add_argument("--adapt-seconds", type=float, default=None, metavar="S",
+                   help="time budget of --adapt in seconds (implies --adapt): it plans the steps and ends them "
+                   "when it runs out")  # fmt: skip
     p.add_argument("--blur", type=float, default=None, metavar="SIGMA",
                    help="the input's blur: Gaussian PSF sigma in its own pixels (default: estimated from the image; "
                    "conditioned models such as the built-ins)")  # fmt: skip
@@ -88,10 +101,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _check_arguments(args: argparse.Namespace) -> None:
     if args.tile is not None and args.tile < 0:
         raise CLIError(f"--tile must be >= 0 ({AUTO_TILE}: automatic), got {args.tile}")
-    for name in ("batch_size", "chunk_size", "workers", "chunk_planes", "scale", "adapt"):
+    for name in ("batch_size", "chunk_size", "workers", "chunk_planes", "scale"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    if args.adapt is not None and args.adapt < 0:
+        raise CLIError(f"--adapt takes a positive number of steps (or none: the time budget's), got {args.adapt}")
+    if args.adapt_seconds is not None and not (math.isfinite(args.adapt_seconds) and args.adapt_seconds > 0):
+        raise CLIError(f"--adapt-seconds must be a number of seconds > 0, got {args.adapt_seconds}")
     if args.blur is not None and not (math.isfinite(args.blur) and args.blur >= 0):
         raise CLIError(f"--blur must be a number >= 0 (PSF sigma in input pixels), got {args.blur}")
     if args.noise is not None and not (math.isfinite(args.noise) and args.noise > 0):
@@ -125,7 +142,10 @@ ADAPT_PLANES = 4
 
 
 def _adapted(args: argparse.Namespace, model: Any, source: Any, scale: int, engine: Any) -> Any:
-    """``--adapt STEPS``: the model fine-tuned on (a central crop of) the input."""
+    """``--adapt [STEPS]`` / ``--adapt-seconds S``: the model fine-tuned on (a central crop of) the input.
+
+    No STEPS: the steps the time budget plans (``S``, default ``adapt``'s 30 s), ended when it runs out; STEPS:
+    exactly that many, limited in time only by an explicit ``--adapt-seconds``."""
     import numpy as np
 
     from ..engine.errors import SuperresError
@@ -146,12 +166,21 @@ def _adapted(args: argparse.Namespace, model: Any, source: Any, scale: int, engi
     if not args.quiet:
         from tqdm import tqdm
 
-        bar = tqdm(total=args.adapt, unit="step", desc="adapting", dynamic_ncols=True, file=sys.stderr)
+        bar = tqdm(total=args.adapt or None, unit="step", desc="adapting", dynamic_ncols=True, file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        assert bar is not None
+        bar.total = total
+        bar.update(done - bar.n)
+
+    steps = args.adapt or None  # None: what the time budget plans
+    budget = {} if args.adapt_seconds is None and steps is None else {"seconds": args.adapt_seconds}
     try:
         adapted = adapt(
-            sample, model if model.name != "bicubic" else None, scale=scale, axes=source.axes, steps=args.adapt,
-            engine=engine, progress=(lambda done, total: bar.update(done - bar.n)) if bar is not None else None,
+            sample, model if model.name != "bicubic" else None, scale=scale, axes=source.axes, steps=steps,
+            engine=engine, progress=progress if bar is not None else None,
             blur_sigma=args.blur or None,  # the stated PSF (0: sharp, nothing to fit through)
+            **budget,
         )  # fmt: skip
     except (SuperresError, ValueError) as e:  # the family (bad request, cancelled) or a plain check
         raise CLIError(f"--adapt: {e}") from None
@@ -196,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
         src_path, scale=scale, halo=max(model.receptive_field, 2), chunk_planes=args.chunk_planes,
         chunk_size=args.chunk_size, axes=args.axes,
     )  # fmt: skip
-    if args.adapt:
+    if args.adapt is not None or args.adapt_seconds is not None:
         request = request.replace(model=_adapted(args, model, source, scale, engine))
     job = engine.plan(source.array, request.replace(axes=source.axes))  # every check, once, before any work
     provenance: dict[str, Any] = {"model": job.model.name, "scale": job.scale, "source": str(src_path)}

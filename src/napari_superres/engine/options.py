@@ -213,6 +213,9 @@ def default_normalization() -> dict[str, Any]:
 
 
 # --- training -------------------------------------------------------------------------------------
+#: Time budget (s) of ``adapt`` (fine-tuning on the image itself) when none is given: it plans the steps
+#: (``engine.train.adapt.planned_steps``) and ends them.  The API, the command line and the Upscale widget use it.
+ADAPT_SECONDS = 30.0
 #: Loss recipes (the weights of each are ``engine.train.losses.LOSS_PRESETS``).
 LOSS_PRESET_NAMES = ("psnr", "perceptual", "gan")
 #: Every loss term a weight may be given for.

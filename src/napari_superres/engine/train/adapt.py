@@ -32,9 +32,10 @@ noise of the degradation estimated from the image instead of assumed):
    +1.44 dB over the built-in on synthetic fields where self-pairs alone (mixed half with the start,
    the default before) gained +0.96, and lost 0.75 on the nuclei scene where self-pairs lost 1.90
    (figures beside :data:`BLIND_SPOT_SHARE`).
-   All within :data:`ADAPT_SECONDS` (20-30 s on 2 cores).
+   All within the time budget (``seconds``, by default ``engine.options.ADAPT_SECONDS`` = 30 s, which plans
+   the default step counts on 2 CPU cores; another budget plans steps in proportion, :func:`planned_steps`).
 
-When the caller knows the microscope's blur (``adapt(image, blur_sigma=...)``, the CLI's ``--adapt N
+When the caller knows the microscope's blur (``adapt(image, blur_sigma=...)``, the CLI's ``--adapt
 --blur B``, the widget's blur override), adapt runs the blind-spot fine-tune alone, through that PSF,
 and returns it unmixed.  A start with other than one input channel (RGB), and an image whose noise
 reads clean (nothing for the blind spot to learn; on clean images it measured 0.3-4 dB worse), are
@@ -74,7 +75,7 @@ from ..nets.conditioning import (
 )
 from ..nets.model_file import SRModel
 from ..nets.srnet import SRNet
-from ..options import reconcile_scale
+from ..options import ADAPT_SECONDS, reconcile_scale
 from .blind_spot import BlindSpotPatches, BlindSpotStep, fit_forward_sigma, forward_sigma
 from .conditions import jittered
 from .data import PairSource
@@ -89,9 +90,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Default budget of :func:`adapt`: at most this many wall-clock seconds (estimates included), or ``ADAPT_STEPS``
-#: steps, whichever ends first.
-ADAPT_SECONDS = 30.0
 #: Self-pair fine-tuning steps of the default route (cosine schedule).  Longer self-pair fine-tuning
 #: moves the network towards the self-supervised task's own optimum, which is not the real task's:
 #: measured (``adapt`` alone, mix 1.0) on two held-out low-photon synthetic fields, x2, gain over the
@@ -150,6 +148,10 @@ SELF_PAIRS_MIX = 0.5
 #: fields +1.69 / +2.03 / +1.77 / +1.01 dB, fluorescence +0.71 / +0.23 / +0.43 / +0.38 (paired training on four
 #: matching pairs, 1000 steps: +0.20 / +0.17 / +0.23 / +0.16), EM +0.20 / +0.21 / +0.13 / +0.16; every image
 #: gained; 21-23 s each on 2 cores.  Mix 0.5 measured a little lower (fluorescence +0.61 / +0.26 / +0.34 / +0.31).
+#: More steps help a little and slowly: with the PSF told, 450 steps +0.73 dB over the built-in on seven held-out
+#: low-photon images (four fluorescence, a synthetic field, the nuclei scene, EM) against +0.61 at 150; the
+#: default route (60 self-pair steps, then 450 blind-spot) +0.28 against +0.19, no image lower, in 72 s instead
+#: of 27.  Neither the rate (1.5e-4: +0.65; 4e-4: +0.50) nor the mask grid (2: +0.64; 4: +0.49) moved it.
 BLIND_SPOT_STEPS = 150
 BLIND_SPOT_PATCH = 32
 #: The default route (nothing stated): ``SELF_PAIR_STEPS`` self-pair steps, then ``BLIND_SPOT_STEPS`` blind-spot
@@ -175,6 +177,20 @@ BLIND_SPOT_SHARE = 2.0 / 3.0
 #: Share of the fine-tuned (averaged) weights in the returned model by default; the rest is the start's.
 ADAPT_MIX = 0.75
 BLIND_SPOT_MIX = 1.0
+
+
+def planned_steps(seconds: float | None, *, self_pairs: bool, blind_spot: bool) -> tuple[int, int]:
+    """``(self-pair steps, blind-spot steps)`` that a ``seconds`` budget plans for, for a route with those phases.
+
+    ``ADAPT_SECONDS`` (or ``None``: no time limit) plans the defaults, ``SELF_PAIR_STEPS`` and
+    ``BLIND_SPOT_STEPS``; another budget scales them in proportion (2 CPU cores' rate), except that self-pair
+    steps never exceed ``SELF_PAIR_STEPS`` (longer self-pair fine-tuning moves away from the real task).  A
+    phase that is not in the route gets 0.
+    """
+    share = 1.0 if seconds is None else float(seconds) / ADAPT_SECONDS
+    pairs = max(1, round(SELF_PAIR_STEPS * min(share, 1.0))) if self_pairs else 0
+    spot = max(1, round(BLIND_SPOT_STEPS * share)) if blind_spot else 0
+    return pairs, spot
 
 
 def mix_weights(start: torch.nn.Module, tuned: torch.nn.Module, mix: float) -> torch.nn.Module:
@@ -376,13 +392,14 @@ def adapt(
         :class:`SRNet`; ``None``: the built-in model of ``scale``.
     scale : upscaling factor (the starting model's).
     axes : axis letters of ``image`` (default: last two spatial, e.g. ``"ZYX"``, ``"YXS"``).
-    steps : optimisation steps in all (default ``ADAPT_STEPS`` = 210: 60 on self-pairs, then 150 blind-spot,
-        a given count split in that ratio; 20-30 s on 2 CPU cores at any image size: patches); with
-        ``blur_sigma``: ``BLIND_SPOT_STEPS`` = 150, all blind-spot; self-pairs alone (multi-channel starts,
-        images whose noise reads clean): ``SELF_PAIR_STEPS`` = 60, a few seconds.
-    seconds : wall-clock limit, the estimate included (default ``ADAPT_SECONDS`` = 30 s, for slow or
-        busy machines); training stops at whichever of ``steps`` and ``seconds`` comes first.  ``None``:
-        steps only.
+    steps : optimisation steps in all; default: what ``seconds`` plans (:func:`planned_steps`): for the default
+        30 s ``ADAPT_STEPS`` = 210, 60 on self-pairs, then 150 blind-spot (20-30 s on 2 CPU cores at any image
+        size: patches), for 60 s 60 + 300; with ``blur_sigma``: blind-spot alone (150 for 30 s); self-pairs
+        alone (multi-channel starts, images whose noise reads clean): 60, a few seconds.  A given count is split
+        60:150 between self-pairs and blind-spot.
+    seconds : the time budget, the estimate included (default ``ADAPT_SECONDS`` = 30 s): it plans the default
+        step count and ends training when it runs out (slow or busy machines), whichever of the steps and the
+        seconds comes first.  ``None``: the default steps, no time limit.
     progress : ``progress(step_done, total_steps)`` after every step.
     should_stop : checked between steps; returning True raises
         :class:`~napari_superres.engine.errors.Cancelled` (nothing is returned).
@@ -399,7 +416,7 @@ def adapt(
         ~22 s on 2 cores) alone: measured +0.44 dB over the built-in on low-photon fluorescence
         (paired training: +0.19), +1.62 on synthetic fields; a blur 20 % off costs dB.  The network is
         told the image's estimate with this blur in place: upscale with ``degradation={"blur_sigma": blur_sigma}``
-        (the CLI's ``--adapt N --blur B`` and the widget's blur override do).
+        (the CLI's ``--adapt --blur B`` and the widget's blur override do).
 
     Returns
     -------
@@ -423,9 +440,14 @@ def adapt(
     both = estimated is not None and one_channel and not is_clean(estimated)
     if mix is None:
         mix = BLIND_SPOT_MIX if blur_sigma is not None else ADAPT_MIX if both else SELF_PAIRS_MIX
+    told = blur_sigma is not None
     if steps is None:
-        steps = BLIND_SPOT_STEPS if blur_sigma is not None else ADAPT_STEPS if both else SELF_PAIR_STEPS
-    run = _Run(image, base, axes, int(steps), seconds, progress, should_stop, seed, float(mix), t0, planes, estimated)
+        pair_steps, spot_steps = planned_steps(seconds, self_pairs=not told, blind_spot=told or both)
+        steps = pair_steps + spot_steps
+    else:
+        pair_steps = max(1, round(int(steps) * SELF_PAIR_STEPS / ADAPT_STEPS)) if both else 0
+    run = _Run(image, base, axes, int(steps), seconds, progress, should_stop, seed, float(mix), t0, planes, estimated,
+               int(pair_steps))  # fmt: skip
     if blur_sigma is not None:
         return _adapt_blind_spot(run, float(blur_sigma))
     return _adapt_both(run) if both else _adapt_self_pairs(run)
@@ -450,6 +472,8 @@ class _Run:
     planes: list[np.ndarray]
     #: their estimated condition (:func:`~..nets.conditioning.estimate_condition`); ``None`` with a stated blur
     estimated: DegradationCondition | None
+    #: the default route's self-pair steps (the rest of ``steps`` are blind-spot ones)
+    pair_steps: int = 0
 
     def deadline(self, share: float = 1.0) -> float | None:
         """``perf_counter()`` time by which ``share`` of the ``seconds`` budget is spent (``None``: no limit)."""
@@ -585,7 +609,7 @@ def _adapt_self_pairs(run: _Run) -> SRModel:
 def _adapt_both(run: _Run) -> SRModel:
     """:func:`adapt` with nothing stated: self-pairs, then blind-spot through the fitted forward blur, averaged
     (:data:`BLIND_SPOT_SHARE`) and mixed with the start (:data:`ADAPT_MIX`)."""
-    pair_steps = max(1, round(run.steps * SELF_PAIR_STEPS / ADAPT_STEPS))
+    pair_steps = min(run.pair_steps, run.steps)
     paired, pairs = _self_pairs_phase(run, pair_steps, run.deadline(pair_steps / run.steps), run.reporter(0))
     spot, blind = _blind_spot_phase(run, None, run.steps - pair_steps, run.deadline(), run.reporter(pairs["steps"]))
     tuned = mix_weights(paired, spot, BLIND_SPOT_SHARE)  # (1 - share) self-pairs + share blind-spot
@@ -624,6 +648,7 @@ __all__ = [
     "SELF_PAIR_STEPS",
     "adapt",
     "mix_weights",
+    "planned_steps",
     "self_pair_blur",
     "trained_target_blur",
 ]
