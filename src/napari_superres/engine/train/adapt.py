@@ -569,7 +569,10 @@ def _blind_spot_phase(
     implied = forward_sigma(estimate.blur_sigma, scale, trained_target_blur(base))
     net = copy.deepcopy(base.net).float().cpu().train().requires_grad_(True)
     if blur_sigma is None:
-        sigma = fit_forward_sigma(net, planes[len(planes) // 2], condition, scale=scale, implied=implied)
+        plane = planes[len(planes) // 2]
+        sigma = fit_forward_sigma(
+            net, plane, condition, scale=scale, implied=implied, target_blur=trained_target_blur(base)
+        )
     else:
         sigma = implied
     record: dict[str, Any] = {
