@@ -170,9 +170,11 @@ ADAPT_STEPS = SELF_PAIR_STEPS + BLIND_SPOT_STEPS
 #: +0.02 (+0.03 / +0.07 / +0.03 / +0.05); 26 s each on 2 cores (4-6 s before).  Generator cells (experiment
 #: script): +0.11 / -0.75 / +0.40 / +0.35 (0.00 / -1.90 / +0.33 / +0.30).  Microscope protocol (mild blur, sharp
 #: reference), six held-out images: +0.63 / +1.85 / -0.22 / +0.26 / +0.06 / -0.44 (-0.62 / +1.05 / -0.47 / +0.23 /
-#: +0.01 / not run).  Other weights on twelve low-photon images (a whole-image fit, before the floor): 1/3 each
-#: +0.49 on average against +0.53, the two fine-tunes alone (no start) +0.51 with -1.73 on the nuclei scene,
-#: blind-spot alone +0.41 with -1.01 on HeLa 2, blind-spot and start half each +0.34.
+#: +0.01 / not run).  Since the forward-blur refit (``blind_spot.REFIT_MAX``), HeLa 2 -0.44 -> 0.00, fluorescence
+#: +0.27 on average (your-data table re-run; the other eleven images unchanged).  Other weights on twelve
+#: low-photon images (a whole-image fit, before the floor): 1/3 each +0.49 on average against +0.53, the two
+#: fine-tunes alone (no start) +0.51 with -1.73 on the nuclei scene, blind-spot alone +0.41 with -1.01 on HeLa 2,
+#: blind-spot and start half each +0.34.
 BLIND_SPOT_SHARE = 2.0 / 3.0
 #: Share of the fine-tuned (averaged) weights in the returned model by default; the rest is the start's.
 ADAPT_MIX = 0.75

@@ -11,8 +11,8 @@ blurrier than the reference (30 % too wide measured -5 to -7 dB), and a blur *es
 image reads smooth content as optics.  So the forward blur is either the one the caller states
 (``adapt(image, blur_sigma=...)``: :func:`forward_sigma` of it) or, by default, the one that takes
 the starting network's own output on the image back to the image (:func:`fit_forward_sigma`): that
-follows what the network was told, not the raw estimate, and is floored where the start was told too
-little blur.
+follows what the network was told, not the raw estimate; where the start was told too little blur (its
+output needs almost none to explain the image) it is fitted again from the start told more, or floored.
 
 >>> patches = BlindSpotPatches([normalised_plane], condition, patch=32)           # doctest: +SKIP
 >>> step = BlindSpotStep(net, forward_sigma=1.99, scale=2, lr=5e-5, schedule=Schedule("cosine", 150))  # doctest: +SKIP
