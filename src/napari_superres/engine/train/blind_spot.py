@@ -57,9 +57,10 @@ FIT_FLOOR = 0.5
 #: ``REFIT_MAX`` times the blur, and the first forward blur that reaches ``REFIT_SHARE`` of what its own told blur
 #: implies is taken (at their estimates the held-out low-photon images fit 0.62-0.97 of it).  On HeLa 2 (reads 0.87
 #: px, PSF >= 1.19) the start told 1.2x fits 1.5 output px (truth ~2.0) and adapt went from -0.44 dB under the
-#: built-in to +0.01; on the 38 other images and protocols measured (x2 low-photon with PSF sigma 1.15 and 0.5,
-#: the microscope protocol) no search succeeded or it was not needed, and nothing changed: where the blur reads
-#: too wide, a start told more only over-sharpens and never fits that share.
+#: built-in to +0.01 (with a PSF of sigma 1.4 / 1.7 low-res px: -0.48 -> -0.09, -0.57 -> -0.27); on the other
+#: images and protocols measured (x2 low-photon with PSF sigma 0.5, 0.8, 1.15, 1.4 and 1.7, the microscope protocol,
+#: 29 of the built-in's training planes; x4) no search succeeded or it was not needed, and nothing changed: where
+#: the blur reads too wide, a start told more only over-sharpens and never fits that share.
 REFIT_MAX = 1.5
 REFIT_SHARE = 0.75
 #: Replaces a masked pixel: the mean of its four neighbours.
