@@ -80,7 +80,7 @@ from .blind_spot import BlindSpotPatches, BlindSpotStep, fit_forward_sigma, forw
 from .conditions import jittered
 from .data import PairSource
 from .degradation import degrade
-from .estimate import ImageEstimate, degradation_for, estimate_image, normalized_planes, same_optics_source
+from .estimate import ImageEstimate, degradation_for, estimate_planes, normalized_planes, same_optics_source
 from .loop import FitLoop
 from .schedule import Schedule
 from .trainer import TrainConfig, Trainer, TrainResult
@@ -440,9 +440,9 @@ def adapt(
     planes = normalized_planes(np.asarray(image), axes, dict(base.normalization))
     estimated = estimate_condition(planes) if blur_sigma is None else None
     both = estimated is not None and one_channel and not is_clean(estimated)
-    if mix is None:
-        mix = BLIND_SPOT_MIX if blur_sigma is not None else ADAPT_MIX if both else SELF_PAIRS_MIX
     told = blur_sigma is not None
+    if mix is None:
+        mix = BLIND_SPOT_MIX if told else ADAPT_MIX if both else SELF_PAIRS_MIX
     if steps is None:
         pair_steps, spot_steps = planned_steps(seconds, self_pairs=not told, blind_spot=told or both)
         steps = pair_steps + spot_steps
@@ -450,7 +450,7 @@ def adapt(
         pair_steps = max(1, round(int(steps) * SELF_PAIR_STEPS / ADAPT_STEPS)) if both else 0
     run = _Run(image, base, axes, int(steps), seconds, progress, should_stop, seed, float(mix), t0, planes, estimated,
                int(pair_steps))  # fmt: skip
-    if blur_sigma is not None:
+    if told:
         return _adapt_blind_spot(run, float(blur_sigma))
     return _adapt_both(run) if both else _adapt_self_pairs(run)
 
@@ -511,7 +511,7 @@ def _self_pairs_phase(
     scale = int(base.scale)  # type: ignore[arg-type]
     patch = _patch_size(image, axes, scale)
     normalization = dict(base.normalization)
-    estimate = estimate_image(np.asarray(image), axes, normalization)
+    estimate = estimate_planes(run.planes)  # the planes adapt() normalised once
     conditioned = bool(getattr(base.net.config, "cond_channels", 0))
     # ADAPT_BLUR: pairs whose target has the PSF the starting model was trained to produce (see
     # estimate.degradation_for); a conditioned network is told each synthetic input's condition
@@ -568,13 +568,12 @@ def _blind_spot_phase(
     else:
         estimate = DegradationRequest.parse({"blur_sigma": blur_sigma}).resolve(lambda: planes)
     condition = estimate.as_tensor() if base.net.cond_channels else None
-    implied = forward_sigma(estimate.blur_sigma, scale, trained_target_blur(base))
+    target_blur = trained_target_blur(base)
+    implied = forward_sigma(estimate.blur_sigma, scale, target_blur)
     net = copy.deepcopy(base.net).float().cpu().train().requires_grad_(True)
     if blur_sigma is None:
         plane = planes[len(planes) // 2]
-        sigma = fit_forward_sigma(
-            net, plane, condition, scale=scale, implied=implied, target_blur=trained_target_blur(base)
-        )
+        sigma = fit_forward_sigma(net, plane, condition, scale=scale, implied=implied, target_blur=target_blur)
     else:
         sigma = implied
     record: dict[str, Any] = {

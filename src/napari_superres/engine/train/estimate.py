@@ -154,7 +154,11 @@ def estimate_image(
     image: np.ndarray, axes: str | None = None, normalization: dict[str, Any] | None = None
 ) -> ImageEstimate:
     """Noise model and blur of ``image`` (any layout; normalised as ``normalization``, default percentiles)."""
-    planes = normalized_planes(image, axes, normalization)
+    return estimate_planes(normalized_planes(image, axes, normalization))
+
+
+def estimate_planes(planes: list[np.ndarray]) -> ImageEstimate:
+    """Noise model and blur of an image's normalised 2-D planes (:func:`normalized_planes`)."""
     noise = estimate_noise(planes)
     blur = estimate_blur(planes, noise)
     mean = float(np.mean([p.mean() for p in planes]))
@@ -272,6 +276,7 @@ __all__ = [
     "estimate_blur",
     "estimate_degradation",
     "estimate_image",
+    "estimate_planes",
     "estimate_noise",
     "same_optics_source",
 ]
