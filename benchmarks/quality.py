@@ -577,21 +577,16 @@ def your_data_benchmark(
     import torch
 
     from napari_superres.engine import Engine
-    from napari_superres.engine.train.adapt import (
-        ADAPT_MIX,
-        ADAPT_SECONDS,
-        ADAPT_STEPS,
-        BLIND_SPOT_STEPS,
-        SELF_PAIR_STEPS,
-        adapt,
-    )
+    from napari_superres.engine.train.adapt import ADAPT_MIX, ADAPT_SECONDS, adapt, cpu_bf16, planned_steps
     from napari_superres.engine.train.trainer import TrainConfig, Trainer, make_pair_source
 
+    bf16 = cpu_bf16()
+    pair_steps, spot_steps = planned_steps(ADAPT_SECONDS, self_pairs=True, blind_spot=True, bf16=bf16)
     adapt_budget = (
         f"{adapt_steps} steps"
         if adapt_steps
-        else f"its default {ADAPT_SECONDS:g} s budget: {ADAPT_STEPS} steps ({SELF_PAIR_STEPS} on self-pairs, "
-        f"{BLIND_SPOT_STEPS} blind-spot, the two fine-tunes averaged)"
+        else f"its default {ADAPT_SECONDS:g} s budget: {pair_steps + spot_steps} steps ({pair_steps} on self-pairs, "
+        f"{spot_steps} blind-spot, the two fine-tunes averaged; {'bf16' if bf16 else 'float32'})"
     )
     log = log or (lambda *_: None)
     engine = Engine(device="cpu", builtins=True)

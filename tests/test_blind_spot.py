@@ -164,9 +164,41 @@ def test_adapt_by_default_averages_self_pairs_and_blind_spot_fine_tunes():
     assert any(not torch.equal(tuned[k], start[k]) for k in start)
 
 
+def test_a_bf16_blind_spot_step_trains_float32_weights_like_a_float32_step():
+    # bf16 autocast (what adapt uses on CPUs with native bf16): the forward in bf16, weights and loss in float32
+    lq = torch.rand(4, 1, 24, 24)
+    gt = torch.cat([lq, mask_batch(lq, np.random.default_rng(0))[1]], dim=1)
+    losses = {}
+    for name, autocast in [("fp32", None), ("bf16", lambda: torch.autocast("cpu", dtype=torch.bfloat16))]:
+        net = tiny_model(cond_channels=0).net.train().to(memory_format=torch.channels_last)
+        step = BlindSpotStep(net, forward_sigma=1.0, scale=2, lr=1e-3, schedule=Schedule("constant", 1),
+                             autocast=autocast)  # fmt: skip
+        losses[name] = step.step(lq.contiguous(memory_format=torch.channels_last), gt, 0).losses["blind_spot"]
+        assert all(p.dtype == torch.float32 for p in net.parameters())
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.02)
+
+
+def test_adapt_fine_tunes_in_bf16_where_the_cpu_has_it(monkeypatch):
+    from napari_superres.engine.train import adapt as adapt_module
+
+    lq, _ = synthetic_pair((96, 96), 2, seed=3)
+    for enabled in (True, False):
+        monkeypatch.setattr(adapt_module, "ADAPT_CPU_BF16", enabled)
+        model = adapt(lq, tiny_model(), steps=3, seconds=None)
+        assert model.metadata["adapt"]["precision"] == ("bf16" if adapt_module.cpu_bf16() else "fp32")
+        # the result is an ordinary float32 model: contiguous weights, as a model file stores them
+        assert all(v.dtype == torch.float32 and v.is_contiguous() for v in model.net.state_dict().values())
+    assert not adapt_module.cpu_bf16()  # switched off: float32 on any CPU
+
+
 def test_the_time_budget_plans_the_steps(monkeypatch):
     from napari_superres.engine.options import ADAPT_SECONDS
-    from napari_superres.engine.train.adapt import BLIND_SPOT_STEPS, SELF_PAIR_STEPS, planned_steps
+    from napari_superres.engine.train.adapt import (
+        BLIND_SPOT_STEPS,
+        BLIND_SPOT_STEPS_BF16,
+        SELF_PAIR_STEPS,
+        planned_steps,
+    )
 
     default = (SELF_PAIR_STEPS, BLIND_SPOT_STEPS)
     assert planned_steps(ADAPT_SECONDS, self_pairs=True, blind_spot=True) == default
@@ -179,9 +211,13 @@ def test_the_time_budget_plans_the_steps(monkeypatch):
     )
     assert planned_steps(2 * ADAPT_SECONDS, self_pairs=False, blind_spot=True) == (0, 2 * BLIND_SPOT_STEPS)
     assert planned_steps(0.01, self_pairs=True, blind_spot=False) == (1, 0)
+    # fine-tuning in bf16 (a CPU with native bf16): the same time plans more blind-spot steps
+    bf16 = planned_steps(ADAPT_SECONDS, self_pairs=True, blind_spot=True, bf16=True)
+    assert bf16 == (SELF_PAIR_STEPS, BLIND_SPOT_STEPS_BF16) and BLIND_SPOT_STEPS_BF16 > BLIND_SPOT_STEPS
     # adapt(seconds=) with no steps runs what the budget plans (one progress bar over both phases); here as if the
     # default budget were 3000 s, so that a budget planning 7 steps leaves them time on a busy machine
     monkeypatch.setattr("napari_superres.engine.train.adapt.ADAPT_SECONDS", 3000.0)
+    monkeypatch.setattr("napari_superres.engine.train.adapt.ADAPT_CPU_BF16", False)  # float32's plan on any CPU
     lq, _ = synthetic_pair((128, 128), 2, seed=3)
     calls = []
     seconds = 3000.0 * 5 / BLIND_SPOT_STEPS  # plans 2 self-pair and 5 blind-spot steps

@@ -22,6 +22,8 @@ output needs almost none to explain the image) it is fitted again from the start
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -190,10 +192,21 @@ class BlindSpotPatches:
 class BlindSpotStep(PixelStep):
     """A :class:`PixelStep` whose ``"blind_spot"`` term compares the output, blurred by ``forward_sigma``
     (output px) and area-binned by ``scale``, with the image at the masked pixels (``gt`` as
-    :class:`BlindSpotPatches` gives it), L1, borders of :data:`LOSS_BORDER` px left out."""
+    :class:`BlindSpotPatches` gives it), L1, borders of :data:`LOSS_BORDER` px left out.  ``autocast``: a
+    context-manager factory for the network's forward (e.g. bf16 on the CPU); the loss is float32."""
 
-    def __init__(self, net: nn.Module, *, forward_sigma: float, scale: int, lr: float, schedule: Schedule) -> None:
-        super().__init__(net, lr=lr, schedule=schedule, weights={"blind_spot": 1.0})
+    def __init__(
+        self,
+        net: nn.Module,
+        *,
+        forward_sigma: float,
+        scale: int,
+        lr: float,
+        schedule: Schedule,
+        autocast: Callable[[], AbstractContextManager[Any]] | None = None,
+    ) -> None:
+        extra = {} if autocast is None else {"autocast": autocast}
+        super().__init__(net, lr=lr, schedule=schedule, weights={"blind_spot": 1.0}, **extra)
         self.forward_sigma = float(forward_sigma)
         self.scale = int(scale)
 
