@@ -202,9 +202,7 @@ def cpu_bf16() -> bool:
     return ADAPT_CPU_BF16 and cpu_support("bf16")[0]
 
 
-def planned_steps(
-    seconds: float | None, *, self_pairs: bool, blind_spot: bool, bf16: bool = False
-) -> tuple[int, int]:
+def planned_steps(seconds: float | None, *, self_pairs: bool, blind_spot: bool, bf16: bool = False) -> tuple[int, int]:
     """``(self-pair steps, blind-spot steps)`` that a ``seconds`` budget plans for, for a route with those phases.
 
     ``ADAPT_SECONDS`` (or ``None``: no time limit) plans the defaults, ``SELF_PAIR_STEPS`` and
