@@ -183,7 +183,8 @@ ADAPT_STEPS = SELF_PAIR_STEPS + BLIND_SPOT_STEPS
 #: script): +0.11 / -0.75 / +0.40 / +0.35 (0.00 / -1.90 / +0.33 / +0.30).  Microscope protocol (mild blur, sharp
 #: reference), six held-out images: +0.63 / +1.85 / -0.22 / +0.26 / +0.06 / -0.44 (-0.62 / +1.05 / -0.47 / +0.23 /
 #: +0.01 / not run).  Since the forward-blur refit (``blind_spot.REFIT_MAX``), HeLa 2 -0.44 -> 0.00, fluorescence
-#: +0.27 on average (your-data table re-run; the other eleven images unchanged).  Other weights on twelve
+#: +0.27 on average (your-data table re-run; the other eleven images unchanged); in bf16 with 300 blind-spot
+#: steps (``BLIND_SPOT_STEPS_BF16``) +0.73 / +0.20 / +0.06 / +0.27, synthetic +1.53, EM +0.01.  Other weights on twelve
 #: low-photon images (a whole-image fit, before the floor): 1/3 each +0.49 on average against +0.53, the two
 #: fine-tunes alone (no start) +0.51 with -1.73 on the nuclei scene, blind-spot alone +0.41 with -1.01 on HeLa 2,
 #: blind-spot and start half each +0.34.
@@ -439,8 +440,8 @@ def adapt(
         integration included (what the Upscale widget's estimate line shows; for an optical sigma ``o``:
         ``sqrt(o**2 + 1/12)``).  Given, adapt fine-tunes with blind-spot consistency at the image's own scale
         through that PSF (:mod:`~napari_superres.engine.train.blind_spot`, ``BLIND_SPOT_STEPS`` = 150 steps,
-        ~22 s on 2 cores) alone: measured +0.44 dB over the built-in on low-photon fluorescence
-        (paired training: +0.19), +1.62 on synthetic fields; a blur 20 % off costs dB.  The network is
+        bf16 ``BLIND_SPOT_STEPS_BF16`` = 300, ~22 s on 2 cores) alone: measured (bf16) +0.52 dB over the built-in
+        on low-photon fluorescence (paired training: +0.19), +1.66 on synthetic fields; a blur 20 % off costs dB.  The network is
         told the image's estimate with this blur in place: upscale with ``degradation={"blur_sigma": blur_sigma}``
         (the CLI's ``--adapt --blur B`` and the widget's blur override do).
 
