@@ -187,7 +187,11 @@ ADAPT_STEPS = SELF_PAIR_STEPS + BLIND_SPOT_STEPS
 #: steps (``BLIND_SPOT_STEPS_BF16``) +0.73 / +0.20 / +0.06 / +0.27, synthetic +1.53, EM +0.01.  Other weights on twelve
 #: low-photon images (a whole-image fit, before the floor): 1/3 each +0.49 on average against +0.53, the two
 #: fine-tunes alone (no start) +0.51 with -1.73 on the nuclei scene, blind-spot alone +0.41 with -1.01 on HeLa 2,
-#: blind-spot and start half each +0.34.
+#: blind-spot and start half each +0.34.  Re-measured in bf16 with 300 blind-spot steps (the seven low-photon images of
+#: ``BLIND_SPOT_STEPS_BF16``; share 0.5 / 0.67 / 0.8 / 1.0 x ``ADAPT_MIX`` 0.6 / 0.75 / 0.9 / 1.0): the defaults +0.307
+#: on average (fluorescence +0.315); the best for fluorescence +0.322 (0.67, 0.9), the best on average +0.385 (1.0,
+#: 0.9) with fluorescence +0.266: flat, so the defaults stay.  Blind-spot patches of 48 px (135 steps, the same
+#: time) scored 0.01 dB under 32 px everywhere.
 BLIND_SPOT_SHARE = 2.0 / 3.0
 #: Share of the fine-tuned (averaged) weights in the returned model by default; the rest is the start's.
 ADAPT_MIX = 0.75
