@@ -440,8 +440,10 @@ class Engine:
         degradation: Any = DEFAULT_DEGRADATION,
     ) -> DegradationCondition | None:
         """What :meth:`upscale` would tell a conditioned ``model`` about ``image`` (its blur and noise,
-        estimated once, with ``degradation``'s overrides); ``None`` for a blind model.  Pass the result
-        as ``upscale(..., degradation=result)`` to upscale with exactly it."""
+        estimated once, with ``degradation``'s overrides; an estimated blur after the check of
+        :mod:`~napari_superres.engine.infer.blur_check`, which tells an x2 model that under-sharpens at the
+        estimate more blur); ``None`` for a blind model.  Pass the result as ``upscale(..., degradation=result)``
+        to upscale with exactly it."""
         request = UpscaleRequest(
             model=model, axes=axes, rgb=rgb, normalization=normalization, degradation=degradation, device="cpu",
             backend="torch",

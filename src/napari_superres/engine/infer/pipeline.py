@@ -29,6 +29,7 @@ from ..normalization import (
     rgb_to_ycbcr,
     ycbcr_to_rgb,
 )
+from .blur_check import CHECK_SCALES, checked_condition, recorded_max_blur, recorded_target_blur
 from .job import ProgressCallback, UpscaleJob
 from .onnx_backend import OnnxRunner, onnx_failure, onnx_runner
 from .planning import check_image, model_width, plan, plan_upscale, resolve_backend  # noqa: F401 - re-exported
@@ -334,8 +335,30 @@ def condition_for(key: int, job: UpscaleJob, in_view: Any, lo: float, hi: float)
     network sees them (RGB: luminance).
     """
     if key not in job.conditions:
-        job.conditions[key] = job.degradation.resolve(lambda: _estimate_planes(key, job, in_view, lo, hi))
+        planes: list[np.ndarray] = []
+
+        def estimate_planes() -> list[np.ndarray]:
+            planes.extend(_estimate_planes(key, job, in_view, lo, hi))
+            return planes
+
+        condition = job.degradation.resolve(estimate_planes)
+        job.conditions[key] = _checked_blur(condition, planes, job) if planes else condition
     return job.conditions[key]
+
+
+def _checked_blur(condition: DegradationCondition, planes: list[np.ndarray], job: UpscaleJob) -> DegradationCondition:
+    """``condition`` after :func:`~.blur_check.checked_condition` on the middle of the estimate's ``planes``, where
+    the blur was estimated and the model is a one-channel torch network of a scale in
+    :data:`~.blur_check.CHECK_SCALES` whose training says what blur it keeps."""
+    net = getattr(job.model, "net", None)
+    target_blur = recorded_target_blur(job.model)
+    if "blur_sigma" in job.degradation.fixed or target_blur is None or not isinstance(net, torch.nn.Module):
+        return condition
+    if int(getattr(job.model, "in_channels", 0) or 0) != 1 or int(job.scale) not in CHECK_SCALES:
+        return condition
+    plane = planes[len(planes) // 2]
+    max_blur = recorded_max_blur(job.model)
+    return checked_condition(net, plane, condition, scale=int(job.scale), target_blur=target_blur, max_blur=max_blur)
 
 
 def _estimate_planes(key: int, job: UpscaleJob, in_view: Any, lo: float, hi: float) -> list[np.ndarray]:

@@ -64,6 +64,7 @@ import numpy as np
 import torch
 
 from ..errors import Cancelled
+from ..infer.blur_check import CHECK_SCALES, checked_condition, recorded_max_blur, recorded_target_blur
 from ..infer.conditioning import DegradationRequest
 from ..infer.precision import cpu_support
 from ..layout import parse_axes
@@ -317,8 +318,7 @@ def self_pair_blur(model: SRModel, image_blur: float, clean: bool = False) -> st
 def trained_target_blur(model: SRModel) -> float:
     """The share of the optical blur ``model`` was trained to keep (its training degradation's
     ``target_blur``; 0: trained towards sharp fields, or not recorded)."""
-    degradation = (model.metadata.get("config") or {}).get("degradation") or {}
-    return float(degradation.get("target_blur") or 0.0)
+    return recorded_target_blur(model) or 0.0
 
 
 def _base_model(model: Any, scale: int, engine: Engine | None) -> SRModel:
@@ -523,6 +523,8 @@ class _Run:
     def adapted_model(self, tuned: torch.nn.Module, metadata: dict[str, Any]) -> SRModel:
         """The result: ``tuned`` mixed with the start (``mix``), named ``"<start> adapted"``."""
         net = mix_weights(self.base.net, copy.deepcopy(tuned), self.mix).eval()
+        if self.base.metadata.get("config") is not None:  # the start's training: what blur its output keeps
+            metadata = {"config": self.base.metadata["config"], **metadata}
         return SRModel(
             name=f"{self.base.name} adapted",
             net=net,
@@ -606,6 +608,12 @@ def _blind_spot_phase(
     if blur_sigma is None:
         plane = planes[len(planes) // 2]
         sigma = fit_forward_sigma(net, plane, condition, scale=scale, implied=implied, target_blur=target_blur)
+        if condition is not None and scale in CHECK_SCALES:  # what upscale tells the start, after its blur check
+            widest = recorded_max_blur(base)
+            checked = checked_condition(net, plane, estimate, scale=scale, target_blur=target_blur, max_blur=widest)
+            if checked != estimate:
+                estimate, condition = checked, checked.as_tensor()
+                implied = forward_sigma(estimate.blur_sigma, scale, target_blur)
     else:
         sigma = implied
     record: dict[str, Any] = {

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .. import filters
+from ..blur import gaussian_blur, gaussian_kernel1d
 from ..options import TRAINING_NORMALIZATION, Normalization, known_settings
 
 #: Downsampling methods.  ``bicubic`` and ``bilinear`` are antialiased (as PIL and
@@ -128,29 +128,6 @@ def _range(name: str, value: Any, minimum: float) -> tuple[float, float] | None:
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo < minimum or hi < lo:
         raise ValueError(f"{name} must be a (min, max) range with {minimum} <= min <= max, got {value}")
     return lo, hi
-
-
-#: The optical blur's kernel reaches this many standard deviations on each side.
-BLUR_TRUNCATE = 3.0
-
-
-def gaussian_kernel1d(sigma: float) -> torch.Tensor:
-    """Normalised 1-D Gaussian, radius ``ceil(3 sigma)`` (float32; taps from :mod:`..filters`)."""
-    return torch.from_numpy(filters.gaussian_kernel1d(sigma, filters.gaussian_radius(sigma, BLUR_TRUNCATE)))
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``(N, C, H, W)`` with reflected borders; ``sigma <= 0`` is a no-op."""
-    if sigma <= 0:
-        return x
-    g = gaussian_kernel1d(sigma).to(x.device, x.dtype)
-    r = (g.numel() - 1) // 2
-    c = x.shape[1]
-    mode = "reflect" if min(x.shape[-2:]) > r else "replicate"
-    y = F.pad(x, (r, r, 0, 0), mode=mode)
-    y = F.conv2d(y, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    y = F.pad(y, (0, 0, r, r), mode=mode)
-    return F.conv2d(y, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def downsample(x: torch.Tensor, scale: int, method: str) -> torch.Tensor:
