@@ -191,10 +191,10 @@ def checked_condition(
     ``max_blur``), else itself.
 
     What ``upscale`` tells a conditioned network whose training says what blur it keeps, when the blur was
-    estimated (a blur the caller states is never changed).  Measured (``benchmarks/quality.py``, 17 held-out
-    microscopy images under three protocols at x2 and x4: 102 cases): it raises the blur on one, HeLa 2 of the
-    x2 low-photon set (reads 0.87 px, PSF >= 1.19), told 1.2x: the built-in's gain over bicubic +4.34 -> +4.61 dB;
-    the other 101 are told their estimate as before.
+    estimated (a blur the caller states is never changed), for models of the scales in :data:`CHECK_SCALES`.
+    Measured (``benchmarks/quality.py`` at x2: 17 held-out microscopy images under three protocols, 25 natural
+    ones under two): it raises the blur on one, HeLa 2 of the low-photon set (reads 0.87 px, PSF >= 1.19), told
+    1.2x: the built-in's gain over bicubic +4.34 -> +4.61 dB; every other image is told its estimate as before.
     """
     raised = raised_blur(net, plane, condition.as_tensor(), scale=scale, target_blur=target_blur, max_blur=max_blur)
     return condition if raised is None else replace(condition, blur_sigma=raised[0])

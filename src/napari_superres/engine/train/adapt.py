@@ -16,7 +16,7 @@ noise of the degradation estimated from the image instead of assumed):
    estimate is recorded, and the alternative that blurs the input further (ZSSR's scale
    recurrence) measured worse, see :mod:`~napari_superres.engine.train.estimate`); the image's
    own noise is split between input and target so that the two are uncorrelated
-   (Recorrupted-to-Recorrupted, :class:`SelfPairs`), else the network learns to copy noise;
+   (Recorrupted-to-Recorrupted, :class:`~.self_pairs.SelfPairs`), else the network learns to copy noise;
 4. fine-tune a copy on random patches of those pairs (L1 loss, a learning rate 4x below the
    training default, cosine schedule, EMA) for :data:`SELF_PAIR_STEPS` steps;
 5. fine-tune another copy by blind-spot consistency at the image's own scale
@@ -69,25 +69,20 @@ from ..infer.conditioning import DegradationRequest
 from ..infer.precision import cpu_support
 from ..layout import parse_axes
 from ..nets.conditioning import (
-    COND_CHANNELS,
     CONTENT_BLUR,
     DegradationCondition,
     estimate_condition,
     inference_condition,
     is_clean,
-    low_res_condition,
-    with_condition,
 )
 from ..nets.model_file import SRModel
 from ..nets.srnet import SRNet
 from ..options import ADAPT_SECONDS, reconcile_scale
 from .blind_spot import BlindSpotPatches, BlindSpotStep, fit_forward_sigma, forward_sigma
-from .conditions import jittered
-from .data import PairSource
-from .degradation import degrade
-from .estimate import ImageEstimate, degradation_for, estimate_planes, normalized_planes, same_optics_source
+from .estimate import degradation_for, estimate_planes, normalized_planes, same_optics_source
 from .loop import FitLoop
 from .schedule import Schedule
+from .self_pairs import SelfPairs, r2r_alpha
 from .trainer import TrainConfig, Trainer, TrainResult
 
 if TYPE_CHECKING:
@@ -196,11 +191,11 @@ ADAPT_STEPS = SELF_PAIR_STEPS + BLIND_SPOT_STEPS
 BLIND_SPOT_SHARE = 2.0 / 3.0
 #: Share of the fine-tuned (averaged) weights in the returned model by default; the rest is the start's.
 ADAPT_MIX = 0.75
+BLIND_SPOT_MIX = 1.0
 #: Both fine-tunes run their forward passes in bf16 (``torch.autocast``, weights and loss float32) on
 #: channels-last tensors where the CPU has native bf16 (:func:`~napari_superres.engine.infer.precision.cpu_support`);
 #: elsewhere float32.
 ADAPT_CPU_BF16 = True
-BLIND_SPOT_MIX = 1.0
 
 
 def cpu_bf16() -> bool:
@@ -239,60 +234,6 @@ def mix_weights(start: torch.nn.Module, tuned: torch.nn.Module, mix: float) -> t
         mixed[name] = torch.lerp(first, value, mix) if value.is_floating_point() else value
     tuned.load_state_dict(mixed)
     return tuned
-
-
-def r2r_alpha(scale: int) -> float:
-    """Recorruption strength (R2R: input ``+ alpha z``, target ``- z / alpha``) for ``scale``.
-
-    ``sqrt(scale^2 - 1)``: binning the input by ``scale`` leaves exactly the image's own noise
-    variance (``(1 + alpha^2) / scale^2 = 1``), and the target's extra noise
-    (``1 / alpha^2`` of the image's) is as small as that allows.
-    """
-    return math.sqrt(max(int(scale) ** 2 - 1, 1))
-
-
-class SelfPairs(PairSource):
-    """Self-supervised pairs from one image, with noise-independent input and target.
-
-    The image is noisy, so a plain ZSSR pair (target = image, input = degraded image) has
-    input noise correlated with target noise, and the network learns to reproduce the
-    noise.  Recorrupted-to-Recorrupted (Pang et al., CVPR 2021) decorrelates them: with
-    ``z`` drawn from the estimated noise model (variance ``a v + b``), the target is
-    ``y - z / alpha`` and the input is made from ``y + alpha z``; input and target noise are
-    then uncorrelated, and the loss's minimiser is the clean image.  After area binning by
-    ``s`` the input's noise variance is ``(1 + alpha^2) var / s^2``; the degradation adds the
-    rest up to the image's own noise (so inputs look like the real image).
-    """
-
-    def __init__(self, image: Any, estimate: ImageEstimate, *, conditioned: bool = False, **kwargs: Any) -> None:
-        super().__init__(image, None, **kwargs)
-        self.estimate = estimate
-        #: append the synthetic input's degradation maps (for a conditioned network)
-        self.conditioned = bool(conditioned)
-        self.cond_channels = COND_CHANNELS if conditioned else 0
-
-    def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        _, hr = super().sample(batch_size)
-        noise = self.estimate.noise
-        var = (noise.poisson * hr.clamp(min=0.0) + max(noise.gaussian_var, 0.0)).clamp(min=0.0)
-        z = torch.randn(hr.shape, generator=self._torch_gen) * var.sqrt()
-        assert self.degradation is not None
-        alpha = r2r_alpha(self.scale)
-        lq, params = degrade(hr + alpha * z, self.degradation, self._torch_gen, return_params=True)  # type: ignore[misc]
-        if self.conditioned:
-            lq = with_condition(lq, jittered([self.input_condition(p) for p in params], self._rng))
-        return lq, hr - z / alpha  # type: ignore[return-value]
-
-    def input_condition(self, params: dict[str, Any]) -> DegradationCondition:
-        """The synthetic input's condition: the image's blur and the drawn blur, binned; the image's
-        noise, recorrupted (``1 + alpha^2``) and binned, plus the drawn noise."""
-        e, s = self.estimate, self.scale
-        own = DegradationCondition(
-            noise_gain=max(e.noise.poisson, 0.0) * (1.0 + r2r_alpha(s) ** 2),
-            noise_offset=max(e.noise.gaussian_var, 0.0) * (1.0 + r2r_alpha(s) ** 2),
-            blur_sigma=max(e.blur_sigma, 0.0),
-        )
-        return low_res_condition(own, params, s)
 
 
 def self_pair_blur(model: SRModel, image_blur: float, clean: bool = False) -> str:
@@ -444,9 +385,9 @@ def adapt(
         integration included (what the Upscale widget's estimate line shows; for an optical sigma ``o``:
         ``sqrt(o**2 + 1/12)``).  Given, adapt fine-tunes with blind-spot consistency at the image's own scale
         through that PSF (:mod:`~napari_superres.engine.train.blind_spot`, ``BLIND_SPOT_STEPS`` = 150 steps,
-        bf16 ``BLIND_SPOT_STEPS_BF16`` = 300, ~22 s on 2 cores) alone: measured (bf16) +0.52 dB over the built-in
-        on low-photon fluorescence (paired training: +0.19), +1.66 on synthetic fields; a blur 20 % off costs dB.  The network is
-        told the image's estimate with this blur in place: upscale with ``degradation={"blur_sigma": blur_sigma}``
+        bf16 ``BLIND_SPOT_STEPS_BF16`` = 300, ~22 s on 2 cores) alone: measured (bf16) +0.46 dB over the built-in
+        on low-photon fluorescence (paired training: +0.12), +1.67 on synthetic fields; a blur 20 % off costs dB.
+        The network is told the image's estimate with this blur in place: upscale with ``degradation={"blur_sigma": blur_sigma}``
         (the CLI's ``--adapt --blur B`` and the widget's blur override do).
 
     Returns
@@ -590,8 +531,9 @@ def _blind_spot_phase(
 
     ``blur_sigma`` stated: the network is told the image's estimate with it in place (what
     ``upscale(image, degradation={"blur_sigma": blur_sigma})`` tells it) and the forward blur is
-    :func:`forward_sigma` of it.  ``None``: the network is told the estimate (as ``upscale`` does by default)
-    and the forward blur is fitted to its own output (:func:`fit_forward_sigma`).
+    :func:`forward_sigma` of it.  ``None``: the network is told the estimate as ``upscale`` tells it by default
+    (after its blur check, :func:`~napari_superres.engine.infer.blur_check.checked_condition`) and the forward blur
+    is fitted to its own output (:func:`fit_forward_sigma`).
     """
     base = run.base
     scale = int(base.scale)  # type: ignore[arg-type]
@@ -607,13 +549,13 @@ def _blind_spot_phase(
     net = copy.deepcopy(base.net).float().cpu().train().requires_grad_(True)
     if blur_sigma is None:
         plane = planes[len(planes) // 2]
-        sigma = fit_forward_sigma(net, plane, condition, scale=scale, implied=implied, target_blur=target_blur)
         if condition is not None and scale in CHECK_SCALES:  # what upscale tells the start, after its blur check
             widest = recorded_max_blur(base)
             checked = checked_condition(net, plane, estimate, scale=scale, target_blur=target_blur, max_blur=widest)
             if checked != estimate:
                 estimate, condition = checked, checked.as_tensor()
                 implied = forward_sigma(estimate.blur_sigma, scale, target_blur)
+        sigma = fit_forward_sigma(net, plane, condition, scale=scale, implied=implied, target_blur=target_blur)
     else:
         sigma = implied
     record: dict[str, Any] = {
@@ -702,10 +644,12 @@ __all__ = [
     "BLIND_SPOT_STEPS",
     "BLIND_SPOT_STEPS_BF16",
     "SELF_PAIR_STEPS",
+    "SelfPairs",
     "adapt",
     "cpu_bf16",
     "mix_weights",
     "planned_steps",
+    "r2r_alpha",
     "self_pair_blur",
     "trained_target_blur",
 ]

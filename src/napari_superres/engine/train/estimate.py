@@ -202,7 +202,7 @@ def degradation_for(
     blur = (sigma_d * (1 - BLUR_SPREAD), sigma_d * (1 + BLUR_SPREAD)) if sigma_d > 0.05 else None
 
     # noise still to add after binning averaged the source's own noise over s*s pixels
-    # (``recorrupted``: the source's noise variance was multiplied by this before binning, see adapt.SelfPairs)
+    # (``recorrupted``: the source's noise variance was multiplied by this before binning, see self_pairs.SelfPairs)
     poisson = max(target.noise.poisson - recorrupted * source.noise.poisson / (s * s), 0.0)
     gauss_var = max(target.noise.gaussian_var - recorrupted * source.noise.gaussian_var / (s * s), 0.0)
     noise_poisson = None
