@@ -83,3 +83,26 @@ def no_vgg_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(tv_api, "load_state_dict_from_url", _no_network)
     yield
     torch.hub.set_dir(old_dir)
+
+
+@pytest.fixture
+def sharpens_when_told():
+    """The stand-in class for a conditioned network that under-sharpens when told too little blur:
+    ``sharpens_when_told(field, enough, forward)`` told at least ``enough`` blur (its blur map's value) returns
+    ``field`` (what a network that sharpens gives), else ``field`` through the whole forward blur ``forward``
+    (output px), which then needs no further blur to explain the image."""
+    import torch
+
+    from napari_superres.engine.blur import gaussian_blur
+    from napari_superres.engine.nets.conditioning import BLUR_MAP_GAIN
+
+    class SharpensWhenTold(torch.nn.Module):
+        def __init__(self, field: torch.Tensor, enough: float, forward: float) -> None:
+            super().__init__()
+            self.field, self.enough, self.forward_blur = field, enough, forward
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            told = float(x[0, -1].mean()) / BLUR_MAP_GAIN
+            return self.field if told >= self.enough else gaussian_blur(self.field, self.forward_blur)
+
+    return SharpensWhenTold

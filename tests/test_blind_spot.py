@@ -11,14 +11,14 @@ import torch
 from napari_superres import adapt
 from napari_superres.engine import SRModel, SRNet, SRNetConfig
 from napari_superres.engine.errors import Cancelled
-from napari_superres.engine.nets.conditioning import BLUR_MAP_GAIN, DegradationCondition
+from napari_superres.engine.nets.conditioning import DegradationCondition
 from napari_superres.engine.samples import synthetic_pair
 from napari_superres.engine.train.blind_spot import (
     FIT_FLOOR,
     LOSS_BORDER,
     BlindSpotPatches,
     BlindSpotStep,
-    fit_forward_sigma,
+    fit_forward_blur,
     forward_sigma,
     mask_batch,
 )
@@ -107,43 +107,30 @@ def test_the_forward_blur_is_fitted_to_the_starting_networks_own_output():
     field = (field / field.max())[None, None]
     plane = torch.nn.functional.avg_pool2d(gaussian_blur(field, 1.5), 2)[0, 0].numpy()
     net = _Fixed(field).train()
-    assert fit_forward_sigma(net, plane, None, scale=2, implied=1.4) == pytest.approx(1.5, abs=0.11)
+    assert fit_forward_blur(net, plane, None, scale=2, implied=1.4)[0] == pytest.approx(1.5, abs=0.11)
     assert net.training  # its mode is kept
     # a start told too little blur implies too little: the fit never goes below FIT_FLOOR of the implied blur
-    assert fit_forward_sigma(net, plane, None, scale=2, implied=4.0) == pytest.approx(FIT_FLOOR * 4.0)
+    assert fit_forward_blur(net, plane, None, scale=2, implied=4.0)[0] == pytest.approx(FIT_FLOOR * 4.0)
 
 
-class _ToldBlur(torch.nn.Module):
-    """A stand-in start that under-sharpens when told less than ``enough`` blur: it then returns the field through
-    the whole forward blur (nothing left to explain), else the field itself."""
-
-    def __init__(self, field: torch.Tensor, enough: float, forward: float) -> None:
-        super().__init__()
-        self.field, self.enough, self.blur = field, enough, forward
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        told = float(x[0, -1].mean()) / BLUR_MAP_GAIN  # the blur map's value
-        return self.field if told >= self.enough else gaussian_blur(self.field, self.blur)
-
-
-def test_a_start_told_too_little_blur_is_refitted_told_more():
+def test_a_start_told_too_little_blur_is_refitted_told_more(sharpens_when_told):
     field = torch.from_numpy(synthetic_pair((128, 128), 2, seed=5, noise=False)[1].astype(np.float32))
     field = (field / field.max())[None, None]
     plane = torch.nn.functional.avg_pool2d(gaussian_blur(field, 1.5), 2)[0, 0].numpy()
     told = DegradationCondition(noise_gain=1e-3, blur_sigma=0.8)
     implied = forward_sigma(0.8, 2, 0.5)
     # told 0.8 px it explains the image with no blur at all: the floor, unless it may be asked again told more
-    start = _ToldBlur(field, enough=0.95, forward=1.5)
-    assert fit_forward_sigma(start, plane, told.as_tensor(), scale=2, implied=implied) == pytest.approx(
+    start = sharpens_when_told(field, enough=0.95, forward=1.5)
+    assert fit_forward_blur(start, plane, told.as_tensor(), scale=2, implied=implied)[0] == pytest.approx(
         FIT_FLOOR * implied
     )
-    refit = fit_forward_sigma(start, plane, told.as_tensor(), scale=2, implied=implied, target_blur=0.5)
+    refit, raised = fit_forward_blur(start, plane, told.as_tensor(), scale=2, implied=implied, target_blur=0.5)
+    assert raised == pytest.approx(0.96)  # the blur it was told when its fit reached the share
     assert refit == pytest.approx(1.5, abs=0.11)  # told 1.2x (0.96 px) it sharpens, and its output needs the true blur
     # one that stays smooth however much it is told keeps the floor
-    never = _ToldBlur(field, enough=10.0, forward=1.5)
-    assert fit_forward_sigma(
-        never, plane, told.as_tensor(), scale=2, implied=implied, target_blur=0.5
-    ) == pytest.approx(FIT_FLOOR * implied)
+    never = sharpens_when_told(field, enough=10.0, forward=1.5)
+    floored, raised = fit_forward_blur(never, plane, told.as_tensor(), scale=2, implied=implied, target_blur=0.5)
+    assert floored == pytest.approx(FIT_FLOOR * implied) and raised is None
 
 
 def test_adapt_by_default_averages_self_pairs_and_blind_spot_fine_tunes():

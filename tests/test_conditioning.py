@@ -16,7 +16,6 @@ from napari_superres.engine.blur import gaussian_blur as torch_blur
 from napari_superres.engine.infer.blur_check import checked_condition, recorded_max_blur
 from napari_superres.engine.infer.conditioning import DegradationRequest, describe_condition
 from napari_superres.engine.nets.conditioning import (
-    BLUR_MAP_GAIN,
     CLEAN,
     COND_CHANNELS,
     NOISE_MAP_GAIN,
@@ -185,29 +184,16 @@ def test_upscale_estimates_the_degradation_once_and_takes_overrides():
     )
 
 
-class _SharpensWhenTold(torch.nn.Module):
-    """A stand-in network told a condition: when told at least ``enough`` blur it returns ``field`` (what a
-    network that sharpens gives), else ``field`` through the whole forward blur (it under-sharpens)."""
-
-    def __init__(self, field: torch.Tensor, enough: float, forward: float) -> None:
-        super().__init__()
-        self.field, self.enough, self.forward_blur = field, enough, forward
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        told = float(x[0, -1].mean()) / BLUR_MAP_GAIN  # the blur map's value
-        return self.field if told >= self.enough else torch_blur(self.field, self.forward_blur)
-
-
-def test_a_network_that_under_sharpens_at_the_estimate_is_told_more_blur():
+def test_a_network_that_under_sharpens_at_the_estimate_is_told_more_blur(sharpens_when_told):
     field = torch.from_numpy(synthetic_object((128, 128), 5).astype(np.float32))[None, None]
     plane = torch.nn.functional.avg_pool2d(torch_blur(field, 1.5), 2)[0, 0].numpy()  # optics 1.5 output px
     estimate = DegradationCondition(noise_gain=1e-3, blur_sigma=0.8)  # read too narrow
     # told 0.8 px it explains the image with no further blur: told 1.2x (0.96 px) it sharpens, and is told that
-    start = _SharpensWhenTold(field, enough=0.95, forward=1.5)
+    start = sharpens_when_told(field, enough=0.95, forward=1.5)
     assert checked_condition(start, plane, estimate, scale=2, target_blur=0.5).blur_sigma == pytest.approx(0.96)
     # one that sharpens at the estimate already, and one that never does, are told the estimate
     for enough in (0.5, 10.0):
-        net = _SharpensWhenTold(field, enough=enough, forward=1.5)
+        net = sharpens_when_told(field, enough=enough, forward=1.5)
         assert checked_condition(net, plane, estimate, scale=2, target_blur=0.5) == estimate
     # never past the widest blur the network was trained on (a built-in's: its training's widest, in low-res px)
     trained = SRModel("x2", start, 2, 1, metadata={"config": {"degradation": {"blur_sigma": [1.8, 3.4]}}})

@@ -174,8 +174,8 @@ class UpscaleWidget(JobWidget):
                               "the adapted model is registered as '<model> adapted' and used for the result. "
                               "With a blur override set, it fine-tunes through that PSF (blind-spot consistency).",
             self.adapt_seconds: "Time budget of the adaptation in seconds: it plans the steps (30 s: 210 on 2 CPU "
-                                "cores) and ends them when it runs out; longer gives more blind-spot steps and a "
-                                "slightly closer fit.",
+                                "cores, 360 where the CPU has bf16) and ends them when it runs out; longer gives "
+                                "more blind-spot steps and a slightly closer fit.",
             self.consistency_check: "Also add a map of how well the result, degraded back, matches the measured "
                                     "image (in noise sigmas; about 1 = consistent, bright = not supported).",
             self.axial_check: "3D (Z, Y, X) layers: upsample along Z instead of Y/X, with a network trained on the "

@@ -7,7 +7,7 @@ almost no further blur to explain the image.  :func:`best_forward_sigma` fits th
 :func:`raised_blur` tells the network more blur (1.1, 1.2 ... :data:`REFIT_MAX` times) until its output needs the
 share of the forward blur its told blur implies (:data:`REFIT_SHARE`).  ``upscale`` uses it as a check of its
 estimate (:func:`checked_condition`); adapt's blind-spot fine-tune fits its forward blur with the same functions
-(:func:`~napari_superres.engine.train.blind_spot.fit_forward_sigma`).
+(:func:`~napari_superres.engine.train.blind_spot.fit_forward_blur`).
 
 Units: blurs told to the network (``blur_sigma``) are Gaussian sigmas in the image's own pixels, the pixel's
 integration included (as the estimate gives them); forward blurs in output pixels.
@@ -151,6 +151,7 @@ def raised_blur(
     scale: int,
     target_blur: float,
     max_blur: float | None = None,
+    fitted: float | None = None,
 ) -> tuple[float, float] | None:
     """``(told blur, its forward blur)`` for a network that under-sharpens when told ``condition``'s blur.
 
@@ -159,22 +160,24 @@ def raised_blur(
     widest the network was trained on, :func:`recorded_max_blur`) reaches :data:`REFIT_SHARE` of its own implied
     forward blur (told more, it only over-sharpens).  A condition already at ``max_blur`` or wider is not looked
     at.  ``condition``: the ``(3,)`` tensor ``(noise gain, noise offset, blur sigma)``; ``target_blur``: as
-    :func:`forward_sigma` takes it.
+    :func:`forward_sigma` takes it; ``fitted``: :func:`best_forward_sigma` at ``condition`` where the caller has it.
     """
     told = float(condition[2])
     factors = [f for f in np.arange(1.1, REFIT_MAX + 1e-6, 0.1) if max_blur is None or told * f <= max_blur]
     if not factors:
         return None
     implied = forward_sigma(told, scale, target_blur)
-    if best_forward_sigma(net, plane, condition, scale=scale, implied=implied) >= FIT_FLOOR * implied:
+    if fitted is None:
+        fitted = best_forward_sigma(net, plane, condition, scale=scale, implied=implied)
+    if fitted >= FIT_FLOOR * implied:
         return None
     for factor in factors:
         raised = condition.clone()
         raised[2] = told * float(factor)
         implied_raised = forward_sigma(float(raised[2]), scale, target_blur)
-        fitted = best_forward_sigma(net, plane, raised, scale=scale, implied=implied_raised)
-        if fitted >= REFIT_SHARE * implied_raised:
-            return float(raised[2]), fitted
+        refit = best_forward_sigma(net, plane, raised, scale=scale, implied=implied_raised)
+        if refit >= REFIT_SHARE * implied_raised:
+            return float(raised[2]), refit
     return None
 
 

@@ -57,14 +57,14 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..errors import Cancelled
-from ..infer.blur_check import CHECK_SCALES, checked_condition, recorded_max_blur, recorded_target_blur
+from ..infer.blur_check import CHECK_SCALES, recorded_max_blur, recorded_target_blur
 from ..infer.conditioning import DegradationRequest
 from ..infer.precision import cpu_support
 from ..layout import parse_axes
@@ -78,7 +78,7 @@ from ..nets.conditioning import (
 from ..nets.model_file import SRModel
 from ..nets.srnet import SRNet
 from ..options import ADAPT_SECONDS, reconcile_scale
-from .blind_spot import BlindSpotPatches, BlindSpotStep, fit_forward_sigma, forward_sigma
+from .blind_spot import BlindSpotPatches, BlindSpotStep, fit_forward_blur, forward_sigma
 from .estimate import degradation_for, estimate_planes, normalized_planes, same_optics_source
 from .loop import FitLoop
 from .schedule import Schedule
@@ -164,7 +164,7 @@ BLIND_SPOT_STEPS_BF16 = 300
 BLIND_SPOT_PATCH = 32
 #: The default route (nothing stated): ``SELF_PAIR_STEPS`` self-pair steps, then ``BLIND_SPOT_STEPS`` blind-spot
 #: steps from the start through the forward blur fitted to the start's own output
-#: (:func:`~napari_superres.engine.train.blind_spot.fit_forward_sigma`, floored at half what the estimate
+#: (:func:`~napari_superres.engine.train.blind_spot.fit_forward_blur`, floored at half what the estimate
 #: implies), within ``ADAPT_SECONDS``; ``steps=`` splits in the same ratio.
 ADAPT_STEPS = SELF_PAIR_STEPS + BLIND_SPOT_STEPS
 #: The two fine-tunes are averaged in weight space (a model soup, Wortsman et al., ICML 2022), the blind-spot
@@ -533,7 +533,7 @@ def _blind_spot_phase(
     ``upscale(image, degradation={"blur_sigma": blur_sigma})`` tells it) and the forward blur is
     :func:`forward_sigma` of it.  ``None``: the network is told the estimate as ``upscale`` tells it by default
     (after its blur check, :func:`~napari_superres.engine.infer.blur_check.checked_condition`) and the forward blur
-    is fitted to its own output (:func:`fit_forward_sigma`).
+    is fitted to its own output (:func:`fit_forward_blur`).
     """
     base = run.base
     scale = int(base.scale)  # type: ignore[arg-type]
@@ -549,13 +549,16 @@ def _blind_spot_phase(
     net = copy.deepcopy(base.net).float().cpu().train().requires_grad_(True)
     if blur_sigma is None:
         plane = planes[len(planes) // 2]
-        if condition is not None and scale in CHECK_SCALES:  # what upscale tells the start, after its blur check
-            widest = recorded_max_blur(base)
-            checked = checked_condition(net, plane, estimate, scale=scale, target_blur=target_blur, max_blur=widest)
-            if checked != estimate:
-                estimate, condition = checked, checked.as_tensor()
-                implied = forward_sigma(estimate.blur_sigma, scale, target_blur)
-        sigma = fit_forward_sigma(net, plane, condition, scale=scale, implied=implied, target_blur=target_blur)
+        # where upscale checks its estimate (CHECK_SCALES), the start is told the blur that check tells it
+        checked = scale in CHECK_SCALES
+        sigma, raised = fit_forward_blur(
+            net, plane, condition, scale=scale, implied=implied, target_blur=target_blur,
+            max_blur=recorded_max_blur(base) if checked else None,
+        )  # fmt: skip
+        if raised is not None and checked:
+            estimate = replace(estimate, blur_sigma=raised)
+            condition = estimate.as_tensor()
+            implied = forward_sigma(raised, scale, target_blur)
     else:
         sigma = implied
     record: dict[str, Any] = {

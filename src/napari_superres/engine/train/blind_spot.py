@@ -10,7 +10,7 @@ content under its noise.  It needs the PSF: with a wrong one the output drifts s
 blurrier than the reference (30 % too wide measured -5 to -7 dB), and a blur *estimated* from the
 image reads smooth content as optics.  So the forward blur is either the one the caller states
 (``adapt(image, blur_sigma=...)``: :func:`forward_sigma` of it) or, by default, the one that takes
-the starting network's own output on the image back to the image (:func:`fit_forward_sigma`): that
+the starting network's own output on the image back to the image (:func:`fit_forward_blur`): that
 follows what the network was told, not the raw estimate; where the start was told too little blur (its
 output needs almost none to explain the image) it is fitted again from the start told more, or floored.
 
@@ -51,7 +51,7 @@ LOSS_BORDER = 4
 _NEIGHBOURS = torch.tensor([[0.0, 0.25, 0.0], [0.25, 0.0, 0.25], [0.0, 0.25, 0.0]]).view(1, 1, 3, 3)
 
 
-def fit_forward_sigma(
+def fit_forward_blur(
     net: nn.Module,
     plane: np.ndarray,
     condition: torch.Tensor | None,
@@ -59,23 +59,26 @@ def fit_forward_sigma(
     scale: int,
     implied: float,
     target_blur: float | None = None,
-) -> float:
-    """The forward blur (output px) for blind-spot fine-tuning of ``net`` on ``plane``: the one that best takes
-    ``net``'s output back to ``plane`` (:func:`~napari_superres.engine.infer.blur_check.best_forward_sigma`), never
-    less than :data:`FIT_FLOOR` ``* implied``.
+    max_blur: float | None = None,
+) -> tuple[float, float | None]:
+    """``(forward blur, raised told blur)`` for blind-spot fine-tuning of ``net`` on ``plane``: the forward blur
+    (output px) that best takes ``net``'s output back to ``plane``
+    (:func:`~napari_superres.engine.infer.blur_check.best_forward_sigma`), never less than :data:`FIT_FLOOR`
+    ``* implied``; the told blur is ``None`` unless it was raised.
 
     ``plane``: a normalised 2-D low-res plane; ``condition``: the ``(3,)`` condition ``net`` is told (``None``: a
     blind network); ``implied``: the forward blur the condition's blur implies (:func:`forward_sigma`).  With
     ``target_blur`` (the start's, as :func:`forward_sigma` takes it) and a condition, a fit under the floor is
-    repeated with the start told more blur (:func:`~napari_superres.engine.infer.blur_check.raised_blur`) and that
-    fit is taken when one reaches :data:`REFIT_SHARE` of what its own told blur implies.
+    repeated with the start told more blur, up to ``max_blur``
+    (:func:`~napari_superres.engine.infer.blur_check.raised_blur`), and the first fit that reaches
+    :data:`REFIT_SHARE` of what its own told blur implies is returned with that told blur.
     """
     best = best_forward_sigma(net, plane, condition, scale=scale, implied=implied)
     floor = FIT_FLOOR * float(implied)
     if best >= floor or condition is None or target_blur is None:
-        return max(best, floor)
-    raised = raised_blur(net, plane, condition, scale=scale, target_blur=target_blur)
-    return floor if raised is None else raised[1]
+        return max(best, floor), None
+    raised = raised_blur(net, plane, condition, scale=scale, target_blur=target_blur, max_blur=max_blur, fitted=best)
+    return (floor, None) if raised is None else (raised[1], raised[0])
 
 
 def mask_batch(
@@ -159,7 +162,7 @@ __all__ = [
     "REFIT_SHARE",
     "BlindSpotPatches",
     "BlindSpotStep",
-    "fit_forward_sigma",
+    "fit_forward_blur",
     "forward_sigma",
     "mask_batch",
 ]
