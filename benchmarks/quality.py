@@ -290,11 +290,13 @@ class Method:
     name: str
     model: Any = None
     scale: int | None = None  # None: any scale
+    #: further ``upscale`` options of a model (e.g. ``{"self_ensemble": True}``)
+    options: dict[str, Any] = field(default_factory=dict)
 
     def run(self, lr: np.ndarray, scale: int, engine: Any) -> np.ndarray:
         if self.model is None:
             return upscale_pil(lr, scale, self.name)
-        return engine.upscale(lr, self.model, scale=scale, rgb=lr.ndim == 3)
+        return engine.upscale(lr, self.model, scale=scale, rgb=lr.ndim == 3, **self.options)
 
 
 @dataclass
@@ -323,8 +325,9 @@ class Row:
         }
 
 
-def model_methods(models: Sequence[str | Path], engine: Any) -> list[Method]:
-    """``Method`` objects for model files / registry names, each at its own scale."""
+def model_methods(models: Sequence[str | Path], engine: Any, *, self_ensemble: bool = False) -> list[Method]:
+    """``Method`` objects for model files / registry names, each at its own scale; with ``self_ensemble`` each
+    model also as ``"<name> x8"``, upscaled with ``self_ensemble=True``."""
     out = []
     for m in models:
         resolved = engine.get(str(m))
@@ -332,6 +335,8 @@ def model_methods(models: Sequence[str | Path], engine: Any) -> list[Method]:
         if name in BASELINES:
             name = f"{name} (torch)"
         out.append(Method(name, resolved, resolved.scale))
+        if self_ensemble:
+            out.append(Method(f"{name} x8", resolved, resolved.scale, {"self_ensemble": True}))
     return out
 
 
@@ -638,8 +643,8 @@ def your_data_benchmark(
             trainer.run()
             trained = trainer.model(f"trained on {len(hr_train)} {kind}")
         train_seconds = time.perf_counter() - t0
-        scores: dict[str, list[float]] = {"bicubic": [], "built-in": [], "adapt": [], "adapt, PSF told": [],
-                                          "paired": []}  # fmt: skip
+        scores: dict[str, list[float]] = {"bicubic": [], "built-in": [], "adapt": [], "adapt x8": [],
+                                          "adapt, PSF told": [], "paired": []}  # fmt: skip
         blur = told_blur(protocol)
         adapt_seconds, told_seconds = [], []
         for index, image in enumerate(images):
@@ -662,6 +667,7 @@ def your_data_benchmark(
             log(f"adapt: {adapted.metadata['adapt']['steps']} steps")
             adapt_seconds.append(time.perf_counter() - t0)
             scores["adapt"].append(score(engine.upscale(lr, adapted)))
+            scores["adapt x8"].append(score(engine.upscale(lr, adapted, self_ensemble=True)))
             if blur is not None:
                 t1 = time.perf_counter()
                 with torch.random.fork_rng(devices=[]):
@@ -685,6 +691,7 @@ def your_data_benchmark(
                 "bicubic_psnr": float(bic.mean()),
                 "gain_builtin": float(np.mean(np.array(scores["built-in"]) - bic)),
                 "gain_adapt": float(np.mean(np.array(scores["adapt"]) - bic)),
+                "gain_adapt_x8": float(np.mean(np.array(scores["adapt x8"]) - bic)),
                 "gain_adapt_told": float(np.mean(np.array(scores["adapt, PSF told"]) - bic)) if told_seconds else None,
                 "told_blur": blur,
                 "adapt_told_seconds": float(np.mean(told_seconds)) if told_seconds else None,
@@ -715,31 +722,33 @@ def your_data_markdown(results: dict[str, Any]) -> str:
         f"**Train on your data, x{results['scale']}** - PSNR gain over bicubic (dB) on held-out microscopy images, "
         f"{results['protocol']} protocol{_psf_text(results)}; (a) built-in `{results['builtin']}`, (b) `adapt` on the low-res image itself "
         f"({results.get('adapt_budget', results.get('adapt_steps'))}, no high-res, weights averaged with the start: mix "
-        f"{results.get('adapt_mix', 'n/a')}), (b') `adapt(..., blur_sigma=)` told the protocol's PSF (blind-spot "
+        f"{results.get('adapt_mix', 'n/a')}), (b8) the adapted model upscaled with `self_ensemble=True` (x8), "
+        f"(b') `adapt(..., blur_sigma=)` told the protocol's PSF (blind-spot "
         f"consistency, its default budget), (c) paired training on other images of the same kind "
         f"({results['paired']}). Seconds on this machine (load average "
         f"{', '.join(f'{x:.1f}' for x in results['environment']['load_average'] or [])}).",
         "",
-        "| held-out set (images) | bicubic PSNR | (a) built-in | (b) adapt | (b') adapt, PSF told | (c) paired training "
-        "| adapt s / image (b / b') | training s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| held-out set (images) | bicubic PSNR | (a) built-in | (b) adapt | (b8) adapt, x8 | (b') adapt, PSF told "
+        "| (c) paired training | adapt s / image (b / b') | training s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["results"]:
         paired = f"{r['gain_paired']:+.2f}" if r["gain_paired"] is not None else "-"
         told = f"{r['gain_adapt_told']:+.2f}" if r.get("gain_adapt_told") is not None else "-"
         told_s = f"{r['adapt_told_seconds']:.0f}" if r.get("adapt_told_seconds") is not None else "-"
+        x8 = f"{r['gain_adapt_x8']:+.2f}" if r.get("gain_adapt_x8") is not None else "-"
         lines.append(
             f"| {r['kind']} ({r['n_images']}) | {r['bicubic_psnr']:.2f} | {r['gain_builtin']:+.2f} | "
-            f"{r['gain_adapt']:+.2f} | {told} | {paired} | {r['adapt_seconds']:.0f} / {told_s} | "
+            f"{r['gain_adapt']:+.2f} | {x8} | {told} | {paired} | {r['adapt_seconds']:.0f} / {told_s} | "
             f"{r['paired_seconds']:.0f} |"
         )
-    lines += ["", "Per image (gain over bicubic, dB: built-in / adapt / adapt, PSF told / paired):", ""]
+    lines += ["", "Per image (gain over bicubic, dB: built-in / adapt / adapt x8 / adapt, PSF told / paired):", ""]
     for r in results["results"]:
         per = r.get("per_image") or {}
         for i, name in enumerate(r.get("images", [])):
             gains = [
                 f"{per[k][i] - per['bicubic'][i]:+.2f}" if len(per.get(k, [])) > i else "-"
-                for k in ("built-in", "adapt", "adapt, PSF told", "paired")
+                for k in ("built-in", "adapt", "adapt x8", "adapt, PSF told", "paired")
             ]
             lines.append(f"- {name}: bicubic {per['bicubic'][i]:.2f} dB; {' / '.join(gains)}")
     return "\n".join(lines) + "\n"
@@ -770,6 +779,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--model", action="append", default=None, help="model file or name (default: the built-in models)"
     )
+    parser.add_argument("--self-ensemble", action="store_true",
+                        help="each model also with upscale(..., self_ensemble=True), as '<model> x8'")  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quality")
     parser.add_argument("--your-data", action="store_true",
                         help="only the 'train on your data' table (built-in vs adapt vs paired training) -> "
@@ -814,7 +825,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sets = heldout_sets(args.data, synthetic=not args.no_synthetic) if args.data or not args.folder else {}
     for folder in args.folder:
         sets[folder.name] = folder_set(folder)
-    methods = [Method(b) for b in BASELINES] + model_methods(models, engine)
+    methods = [Method(b) for b in BASELINES] + model_methods(models, engine, self_ensemble=args.self_ensemble)
     results = run_benchmark(sets, args.scales, methods, protocols=args.protocols, engine=engine)
     json_path, md_path = write_results(results, args.out)
     print(markdown(results))

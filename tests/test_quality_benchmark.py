@@ -132,7 +132,8 @@ def test_train_on_your_data_table_runs_on_the_synthetic_set(monkeypatch):
     (row,) = results["results"]
     assert row["kind"] == "synthetic" and row["n_images"] == 1 and len(seen) == 1
     assert all(
-        math.isfinite(row[k]) for k in ("bicubic_psnr", "gain_builtin", "gain_adapt", "gain_adapt_told", "gain_paired")
+        math.isfinite(row[k])
+        for k in ("bicubic_psnr", "gain_builtin", "gain_adapt", "gain_adapt_x8", "gain_adapt_told", "gain_paired")
     )
     table = quality.your_data_markdown(results)
-    assert "| synthetic (1) |" in table and "(b) adapt" in table
+    assert "| synthetic (1) |" in table and "(b) adapt" in table and "(b8) adapt, x8" in table

@@ -385,3 +385,20 @@ def test_a_conditioned_model_shows_its_estimate_and_takes_overrides(viewer, widg
     run_to_end(widget, qtbot)
     assert viewer.layers[-1].metadata["napari_superres"]["degradation"]["blur_sigma"] == 2.5
     assert widget.estimate_label.value.startswith("blur σ 2.50 px")
+
+
+def test_self_ensemble_averages_flips_and_turns_and_says_so(viewer, widget, qtbot, errors):
+    data = np.random.default_rng(3).random((24, 20), dtype=np.float32)
+    source = viewer.add_image(data, name="noisy")
+    widget.layer_combo.value = source
+    widget.model_combo.value = "tiny"
+    widget.ensemble_check.value = True
+
+    run_to_end(widget, qtbot)
+
+    assert errors == []
+    out = viewer.layers["noisy ×2 (tiny)"]
+    engine = get_engine(viewer)
+    np.testing.assert_allclose(out.data, engine.upscale(data, "tiny", self_ensemble=True), atol=1e-5)
+    assert np.abs(out.data - engine.upscale(data, "tiny")).max() > 1e-4  # not the plain result
+    assert out.metadata["napari_superres"]["self_ensemble"] is True

@@ -202,6 +202,12 @@ class UpscaleWidget(JobWidget):
             "cached), auto (the fastest measured within 0.05 dB of fp32 for this model on this CPU, else fp32)."
         )
         self._advanced.insert(self._advanced.index(self.device_combo) + 1, self.precision_combo)
+        self.ensemble_check = CheckBox(text="self-ensemble (8x slower)", value=False)
+        self.ensemble_check.tooltip = (
+            "Average the network over the eight flips and quarter turns of each tile (EDSR+'s x8): eight times the "
+            "compute, the same memory; about +0.1 dB on noisy microscopy."
+        )
+        self._advanced.insert(self._advanced.index(self.precision_combo) + 1, self.ensemble_check)
         for c in (self._basic, self._advanced):
             c.margins = (0, 0, 0, 0)
         # a short window scrolls the settings; Run/Cancel and the progress stay in sight below them
@@ -430,10 +436,13 @@ class UpscaleWidget(JobWidget):
         upscale = UpscaleRequest(  # (the scale combo shows a model's own scale)
             model=name, scale=self.scale_combo.value, axes=layer_axes(layer), tile=self.tile_spin.value,
             device=str(self.device_combo.value), precision=str(self.precision_combo.value), degradation=degradation,
+            self_ensemble=bool(self.ensemble_check.value),
         )  # fmt: skip
         job = self.engine.plan(data, upscale)  # every check, once: refused here, before the job starts
         model = job.model
         info = {"model_source": str(model.source), "normalization": dict(job.normalization)}
+        if job.self_ensemble:
+            info["self_ensemble"] = True
         if model.metadata:
             info["model_metadata"] = dict(model.metadata)
         adapt_seconds = int(self.adapt_seconds.value) if self.adapt_check.value else 0

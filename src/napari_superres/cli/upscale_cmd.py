@@ -90,6 +90,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="CPU arithmetic: fp32 (default), bf16 (AVX-512 BF16/AMX), int8 (VNNI, quantized once "
                    "and cached), auto (the fastest measured within 0.05 dB of fp32 on this CPU, else fp32)")  # fmt: skip
+    p.add_argument("--self-ensemble", action="store_true",
+                   help="average the network over the eight flips and quarter turns of each tile (EDSR+'s x8): "
+                   "8x the compute, the same memory, about +0.1 dB on noisy microscopy")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--trust-code", action="store_true",
                    help="allow a model package (bioimage.io .zip) to run Python code it brings (a "
@@ -217,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     request = UpscaleRequest(
         model=args.model, scale=args.scale, tile=args.tile, batch_size=args.batch_size, device=args.device,
         normalization=args.normalization, precision=args.precision, degradation=_degradation(args),
-        trust_code=args.trust_code,
+        trust_code=args.trust_code, self_ensemble=args.self_ensemble,
     )  # fmt: skip
     model = engine.get(request.model, trust_code=request.trust_code)
     scale = reconcile_scale(args.scale, model.scale, model.name)  # the output's chunks are sized by it
@@ -229,6 +232,8 @@ def run(args: argparse.Namespace) -> int:
         request = request.replace(model=_adapted(args, model, source, scale, engine))
     job = engine.plan(source.array, request.replace(axes=source.axes))  # every check, once, before any work
     provenance: dict[str, Any] = {"model": job.model.name, "scale": job.scale, "source": str(src_path)}
+    if job.self_ensemble:
+        provenance["self_ensemble"] = True
     ranges = global_value_ranges(source.array, job.normalization, job.axes.channel)  # one pass, if any
     job, condition = with_one_condition(source.array, job, ranges)
     if condition is not None:  # a conditioned model: estimated once, reported, used for every chunk

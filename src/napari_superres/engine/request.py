@@ -85,6 +85,8 @@ class UpscaleRequest:
     trust_code: bool = False
     #: run the network through ``torch.compile`` (``None``: ``$NAPARI_SUPERRES_COMPILE == "1"``)
     compile: bool | None = None
+    #: average the network over the eight flips and quarter turns of each tile ("x8", EDSR+): 8x the compute
+    self_ensemble: bool = False
 
     def __post_init__(self) -> None:
         put = object.__setattr__
@@ -98,6 +100,9 @@ class UpscaleRequest:
             if getattr(self, name) is not None:
                 put(self, name, bool(getattr(self, name)))
         put(self, "trust_code", bool(self.trust_code))
+        if not isinstance(self.self_ensemble, bool | np.bool_):
+            raise InvalidRequestError(f"self_ensemble must be True or False, got {self.self_ensemble!r}")
+        put(self, "self_ensemble", bool(self.self_ensemble))
         put(self, "batch_size", _batch_size(self.batch_size))
         if self.device is not None:  # a torch.device reads as its name ("cuda:0")
             device = self.device if isinstance(self.device, str) else _device_name(self.device)

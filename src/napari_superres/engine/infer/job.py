@@ -50,6 +50,8 @@ class UpscaleJob:
     auto_tile: bool = False
     #: arithmetic of the network on the CPU: ``"fp32"``, ``"bf16"`` or ``"int8"`` (see :mod:`.precision`)
     precision: str = "fp32"
+    #: average the network over each tile's eight flips and quarter turns (:mod:`.ensemble`; 8x the compute)
+    self_ensemble: bool = False
     #: the request this job was planned from (dask chunks re-plan their own tiles from it)
     request: UpscaleRequest = field(default_factory=UpscaleRequest)
 

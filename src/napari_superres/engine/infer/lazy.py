@@ -196,6 +196,7 @@ class _BlockSpec:
     #: (channel index or -1, noise_gain, noise_offset, blur_sigma)
     conditions: tuple[tuple[int, float, float, float], ...] = ()
     precision: str = "fp32"
+    self_ensemble: bool = False
 
 
 def _upscale_block(block: np.ndarray, *, payload: ModelPayload, spec: _BlockSpec, block_info=None) -> np.ndarray:
@@ -208,7 +209,7 @@ def _upscale_block(block: np.ndarray, *, payload: ModelPayload, spec: _BlockSpec
         job = plan_upscale(
             block, model, scale=spec.scale, axes=spec.axes, rgb=spec.rgb, tile=spec.tile, device=device,
             batch_size=spec.batch_size, normalization=spec.normalization, output_dtype=np.dtype(spec.out_dtype),
-            backend=spec.backend, precision=spec.precision,
+            backend=spec.backend, precision=spec.precision, self_ensemble=spec.self_ensemble,
         )  # fmt: skip
         ranges: dict[int, tuple[float, float]] = {c: (lo, hi) for c, lo, hi in spec.ranges}
         c_axis = job.axes.channel
@@ -384,6 +385,7 @@ def upscale_dask(
         backend=request.backend,
         conditions=dask_conditions(image, job, ranges),
         precision=job.precision,
+        self_ensemble=job.self_ensemble,
     )
     out_chunks = tuple(
         tuple(c * job.scale for c in chunks) if ax in (info.y, info.x) else chunks

@@ -30,6 +30,7 @@ from ..normalization import (
     ycbcr_to_rgb,
 )
 from .blur_check import CHECK_SCALES, checked_condition, recorded_max_blur, recorded_target_blur
+from .ensemble import DIHEDRAL, self_ensemble
 from .job import ProgressCallback, UpscaleJob
 from .onnx_backend import OnnxRunner, onnx_failure, onnx_runner
 from .planning import check_image, model_width, plan, plan_upscale, resolve_backend  # noqa: F401 - re-exported
@@ -106,8 +107,8 @@ class _Runner:
         """Automatic tile on the CPU with a ``should_stop``: tiles of about ``TILE_SECONDS`` of compute.
 
         The throughput of this network here is the one measured on earlier tiles (this
-        process), else a probe of two ``PROBE_TILE``-px calls; the memory bound still
-        applies.  Cancel then ends the job within about one tile, and the progress bar
+        process), else a probe of two ``PROBE_TILE``-px calls, divided by the network passes
+        of a tile (eight with ``self_ensemble``); the memory bound still applies.  Cancel then ends the job within about one tile, and the progress bar
         moves within about one tile of the start, at any image size and load.
         """
         job = self.job
@@ -120,12 +121,14 @@ class _Runner:
             probe = torch.zeros(1, job.model.in_channels or 1, PROBE_TILE, PROBE_TILE)
             before, self.condition = self.condition, CLEAN.as_tensor() if job.model.cond_channels else None
             try:
-                self._forward(probe)  # the first call sets up buffers; the second one is timed
+                self._network(probe)  # the first call sets up buffers; the second one is timed
                 t0 = time.perf_counter()
-                self._forward(probe)
+                self._network(probe)
             finally:
                 self.condition = before
             rate = PROBE_TILE**2 / max(time.perf_counter() - t0, 1e-6)
+        if job.self_ensemble:  # eight network passes per tile
+            rate /= len(DIHEDRAL)
         tile = min(self.tile, timed_tile(h, w, rate, halo))
         if tile != self.tile:
             self.tile = tile
@@ -139,6 +142,13 @@ class _Runner:
             self.progress(min(self.done, self.total), self.total)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch of normalised tiles ``(N, C, h, w)`` -> ``(N, C_out, sh, sw)``: the network's output, or with
+        ``job.self_ensemble`` the mean over the tiles' eight flips and quarter turns (:mod:`.ensemble`)."""
+        if self.job.self_ensemble:
+            return self_ensemble(self._network, x)
+        return self._network(x)
+
+    def _network(self, x: torch.Tensor) -> torch.Tensor:
         t0 = time.perf_counter()
         if self.condition is not None:  # a conditioned network reads its degradation maps too
             x = with_condition(x, self.condition)

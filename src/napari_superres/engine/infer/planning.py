@@ -113,6 +113,11 @@ def _own_pipeline_job(job: UpscaleJob) -> UpscaleJob:
         raise InvalidRequestError(
             f"model {model.name!r} is a bioimage.io package that normalises its input itself; leave normalization unset"
         )
+    if request.self_ensemble:
+        raise InvalidRequestError(
+            f"model {model.name!r} is a bioimage.io package that tiles its input itself, so the engine cannot "
+            "average it over flips and turns; leave self_ensemble off"
+        )
     if request.output_dtype is None:
         job.out_dtype = np.dtype(np.float32)  # the package's output units, not the input's dtype
     return job
@@ -134,6 +139,7 @@ def _tiled_job(job: UpscaleJob, image: Any) -> UpscaleJob:
     job.compile = bool(compile)
     job.backend, job.backend_required = resolve_backend(request.backend, model, device, compile=job.compile)
     job.precision = resolve_precision(request.precision, device, model)
+    job.self_ensemble = request.self_ensemble
     normalization = request.normalization or Normalization.parse(model.normalization)
     job.normalization = check_normalization(normalization.to_dict())
     return job
