@@ -108,8 +108,9 @@ class _Runner:
 
         The throughput of this network here is the one measured on earlier tiles (this
         process), else a probe of two ``PROBE_TILE``-px calls, divided by the network passes
-        of a tile (eight with ``self_ensemble``); the memory bound still applies.  Cancel then ends the job within about one tile, and the progress bar
-        moves within about one tile of the start, at any image size and load.
+        of a tile (eight with ``self_ensemble``); the memory bound still applies.  Cancel
+        then ends the job within about one tile, and the progress bar moves within about
+        one tile of the start, at any image size and load.
         """
         job = self.job
         if not (job.auto_tile and job.device.type == "cpu" and self.should_stop is not None):
