@@ -7,9 +7,10 @@ On a CUDA machine it measures, on the built-in x2 model (or ``--model``):
    bf16 autocast channels_last, and ``torch.compile`` (bf16 autocast, channels_last);
    the peak memory of each (``torch.cuda.max_memory_allocated`` after a reset);
 2. **upscale() end to end** on a ``--size``² uint16 image with ``device="cuda"`` (the
-   engine's tiles, normalisation, bf16 autocast) and its peak memory;
+   engine's tiles, normalisation, bf16 autocast) and its peak memory, and once with ``self_ensemble=True``;
 3. **equality with the CPU path**: the same uint16 crop upscaled on the CPU (fp32) and on
-   CUDA (fp32 with TF32 off, and the engine's default bf16): largest difference in counts
+   CUDA (fp32 with TF32 off, the engine's default bf16, and bf16 with ``self_ensemble=True``
+   against the CPU's self-ensemble): largest difference in counts
    and PSNR of CUDA against CPU; fp32 must be within :data:`FP32_MAX_COUNTS` counts,
    bf16 above :data:`BF16_MIN_PSNR` dB;
 4. **training steps per second**: the model's architecture, L1 loss, Adam, batches of
@@ -175,6 +176,9 @@ def upscale_end_to_end(report: Report, engine: Any, model: Any, device: Any, siz
     seconds = _time(lambda: engine.upscale(image, model, device=device), device, repeats)
     report.add("upscale()", f"{size}² uint16 on {device.type}",
                f"{(size * scale) ** 2 / 1e6 / seconds:,.1f} out Mpx/s ({seconds:.3f} s), peak {_peak_mib(device)}")  # fmt: skip
+    seconds = _time(lambda: engine.upscale(image, model, device=device, self_ensemble=True), device, 1)
+    report.add("upscale()", f"{size}² uint16 on {device.type}, self_ensemble=True",
+               f"{(size * scale) ** 2 / 1e6 / seconds:,.1f} out Mpx/s ({seconds:.3f} s)")  # fmt: skip
 
 
 def _psnr_counts(a: np.ndarray, b: np.ndarray) -> float:
@@ -203,9 +207,15 @@ def equality(report: Report, engine: Any, model: Any, device: Any, size: int) ->
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
     bf16 = engine.upscale(image, model, device=device)
-    for name, result in (("fp32, TF32 off", fp32), ("engine default (bf16 autocast)", bf16)):
-        counts = int(np.abs(result.astype(np.int64) - cpu.astype(np.int64)).max())
-        psnr = _psnr_counts(result, cpu)
+    cpu_x8 = engine.upscale(image, model, device="cpu", precision="fp32", self_ensemble=True)
+    bf16_x8 = engine.upscale(image, model, device=device, self_ensemble=True)
+    for name, result, reference in (
+        ("fp32, TF32 off", fp32, cpu),
+        ("engine default (bf16 autocast)", bf16, cpu),
+        ("self_ensemble=True (bf16 autocast)", bf16_x8, cpu_x8),
+    ):
+        counts = int(np.abs(result.astype(np.int64) - reference.astype(np.int64)).max())
+        psnr = _psnr_counts(result, reference)
         line = f"max |diff| {counts} counts, PSNR vs CPU {psnr:.1f} dB"
         ok = counts <= FP32_MAX_COUNTS if name.startswith("fp32") else psnr >= BF16_MIN_PSNR
         limit = f"<= {FP32_MAX_COUNTS} counts" if name.startswith("fp32") else f">= {BF16_MIN_PSNR} dB"
