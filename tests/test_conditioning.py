@@ -201,6 +201,21 @@ def test_a_network_that_under_sharpens_at_the_estimate_is_told_more_blur(sharpen
     assert checked_condition(start, plane, estimate, scale=2, target_blur=0.5, max_blur=0.9) == estimate
 
 
+def test_a_network_that_half_sharpens_is_told_more_only_if_more_blur_told_asks_for_more(sharpens_when_told):
+    """Between the floor and the share: the output of a network told 0.8 px keeps 1.25 of the 1.5 output px of
+    optics, so it needs 0.83 px of the 1.29 its told blur implies (0.64, over the floor of 0.5)."""
+    field = torch.from_numpy(synthetic_object((128, 128), 5).astype(np.float32))[None, None]
+    plane = torch.nn.functional.avg_pool2d(torch_blur(field, 1.5), 2)[0, 0].numpy()
+    estimate = DegradationCondition(noise_gain=1e-3, blur_sigma=0.8)
+    # told 1.1x (0.88 px) it sharpens: its output then needs the share its told blur implies, so that is told
+    start = sharpens_when_told(field, enough=0.85, forward=1.25)
+    assert checked_condition(start, plane, estimate, scale=2, target_blur=0.5).blur_sigma == pytest.approx(0.88)
+    # told 1.1x it still keeps the same blur, a smaller share of a larger implied blur: not under-sharpening, so
+    # the estimate stays (told 1.2x it would sharpen, but the search ends at the first step)
+    net = sharpens_when_told(field, enough=0.95, forward=1.25)
+    assert checked_condition(net, plane, estimate, scale=2, target_blur=0.5) == estimate
+
+
 def test_upscale_checks_an_estimated_blur_only_for_models_that_say_what_blur_they_keep(monkeypatch):
     from napari_superres.engine.infer import pipeline
 

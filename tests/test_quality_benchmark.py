@@ -137,3 +137,13 @@ def test_train_on_your_data_table_runs_on_the_synthetic_set(monkeypatch):
     )
     table = quality.your_data_markdown(results)
     assert "| synthetic (1) |" in table and "(b) adapt" in table and "(b8) adapt, x8" in table
+
+
+def test_the_binned_fluorescence_kind_is_the_planes_area_binned():
+    from prepare_data import Image
+
+    plane = np.arange(20, dtype=np.uint16).reshape(5, 4)
+    binned = quality.area_binned(Image("cells.tif", "fluorescence", plane))
+    assert binned.name == "cells.tif binned 2x" and binned.array.shape == (2, 2)
+    np.testing.assert_array_equal(binned.array, [[2.5, 4.5], [10.5, 12.5]])  # the last row left out
+    assert quality.BINNED_FLUORESCENCE in quality.YOUR_DATA_KINDS
