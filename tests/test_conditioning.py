@@ -216,6 +216,19 @@ def test_a_network_that_half_sharpens_is_told_more_only_if_more_blur_told_asks_f
     assert checked_condition(net, plane, estimate, scale=2, target_blur=0.5) == estimate
 
 
+def test_the_search_over_the_floor_stops_at_rise_max_and_under_it_does_not(sharpens_when_told, monkeypatch):
+    from napari_superres.engine.infer import blur_check
+
+    field = torch.from_numpy(synthetic_object((128, 128), 5).astype(np.float32))[None, None]
+    plane = torch.nn.functional.avg_pool2d(torch_blur(field, 1.5), 2)[0, 0].numpy()
+    estimate = DegradationCondition(noise_gain=1e-3, blur_sigma=0.8)
+    monkeypatch.setattr(blur_check, "RISE_MAX", 1.0)  # no step over the floor
+    half = sharpens_when_told(field, enough=0.85, forward=1.25)  # raised to 0.88 px with the default cap
+    assert checked_condition(half, plane, estimate, scale=2, target_blur=0.5) == estimate
+    none = sharpens_when_told(field, enough=0.85, forward=1.5)  # under the floor: searched up to REFIT_MAX
+    assert checked_condition(none, plane, estimate, scale=2, target_blur=0.5).blur_sigma == pytest.approx(0.88)
+
+
 def test_upscale_checks_an_estimated_blur_only_for_models_that_say_what_blur_they_keep(monkeypatch):
     from napari_superres.engine.infer import pipeline
 
