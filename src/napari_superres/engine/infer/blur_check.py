@@ -60,8 +60,8 @@ REFIT_MAX = 1.5
 REFIT_SHARE = 0.75
 #: Over the floor (a share that grows when told more, :func:`raised_blur`) the search stops at this many times the
 #: blur: the raises measured were 1.2x and 1.3x (HeLa 0 binned 2x and 3x), and each further step is one more
-#: forward pass and fit (a 512² upscale whose share grew without reaching the share took 1.41x the time with the
-#: search to 1.5x).
+#: forward pass and fit (a 512² upscale whose share grew without reaching the share took 1.41x the time of one
+#: without the check with the search to 1.5x, 1.36x with this cap).
 RISE_MAX = 1.3
 #: ``upscale`` checks its blur estimate (:func:`checked_condition`) for models of these scales.  At x4 the check
 #: raised the blur on no microscopy image of the quality benchmark (51 cases) and on two natural photographs under

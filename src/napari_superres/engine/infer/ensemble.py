@@ -5,7 +5,7 @@ back, and the eight are averaged.  For a network trained with flip and rotation 
 model this plugin trains) the eight outputs are equally good guesses whose errors are partly
 independent, so their mean is closer to the truth: on noisy microscopy the averaging removes noise the
 network left.  Eight network calls per tile: eight times the compute, the same memory (tiles are
-averaged one batch at a time, in the tile's own output buffer).
+averaged one batch at a time, in a running sum the size of one batch's output).
 
 Measured (``superres-x2``, x2 low-photon protocol, gain over bicubic without -> with it): four held-out
 real fluorescence images +5.13 -> +5.29, +3.25 -> +3.35, +4.61 -> +4.73, +3.29 -> +3.36 dB; a synthetic
