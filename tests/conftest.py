@@ -27,6 +27,25 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    """A tiny random x2 SRNet (4 channels, 1 block, seed 0) saved as a model file; far from equivariant."""
+    import torch
+
+    from napari_superres.engine import SRNet, save_model
+
+    torch.manual_seed(0)
+    return save_model(tmp_path_factory.mktemp("models") / "tiny", SRNet(scale=2, channels=4, blocks=1))
+
+
+@pytest.fixture
+def engine():
+    """An engine on the CPU without the built-in models."""
+    from napari_superres.engine import Engine
+
+    return Engine(device="cpu", builtins=False)
+
+
 @pytest.fixture(scope="session")
 def vgg_hub_dir(tmp_path_factory):
     """A torch hub folder holding a *randomly initialised* VGG-16 state dict under torchvision's file name.

@@ -5,18 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
-import torch
 import zarr
 
 from napari_superres.cli import main
-from napari_superres.engine import Engine, SRNet, load_model, save_model
+from napari_superres.engine import Engine, load_model
 from napari_superres.io.metadata import pixel_size_from_tiff as _pixel_size_from_tiff
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    torch.manual_seed(0)
-    return save_model(tmp_path_factory.mktemp("models") / "tiny", SRNet(scale=2, channels=4, blocks=1))
 
 
 @pytest.fixture

@@ -8,23 +8,12 @@ import tifffile
 import torch
 
 from napari_superres import upscale
-from napari_superres.engine import Engine, SRNet, save_model
+from napari_superres.engine import SRNet
 from napari_superres.engine.errors import InvalidRequestError
 from napari_superres.engine.infer.planning import plan
 from napari_superres.engine.infer.predictor import Predictor
 from napari_superres.engine.options import Normalization
 from napari_superres.engine.request import REQUEST_OPTIONS, UpscaleRequest
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    torch.manual_seed(0)
-    return save_model(tmp_path_factory.mktemp("models") / "tiny", SRNet(scale=2, channels=4, blocks=1))
-
-
-@pytest.fixture
-def engine():
-    return Engine(device="cpu", builtins=False)
 
 
 @pytest.fixture

@@ -9,23 +9,11 @@ import torch
 
 from napari_superres import upscale
 from napari_superres.cli import main
-from napari_superres.engine import Engine, SRNet, save_model
 from napari_superres.engine.errors import InvalidRequestError
 from napari_superres.engine.infer.ensemble import DIHEDRAL, self_ensemble
 from napari_superres.engine.infer.planning import plan
 from napari_superres.engine.infer.tiling import Cancelled
 from napari_superres.engine.request import UpscaleRequest
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    torch.manual_seed(0)  # a random network: far from equivariant, so the average differs from one pass
-    return save_model(tmp_path_factory.mktemp("models") / "tiny", SRNet(scale=2, channels=4, blocks=1))
-
-
-@pytest.fixture
-def engine():
-    return Engine(device="cpu", builtins=False)
 
 
 @pytest.fixture

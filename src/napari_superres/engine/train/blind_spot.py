@@ -77,11 +77,12 @@ def fit_forward_blur(
     1.08 / 1.23 px: +2.08 -> +2.74 and +1.68 -> +2.05 dB over bicubic (360 steps).
     """
     best = best_forward_sigma(net, plane, condition, scale=scale, implied=implied)
-    floor = FIT_FLOOR * float(implied)
-    if best >= REFIT_SHARE * float(implied) or condition is None or target_blur is None:
-        return max(best, floor), None
-    raised = raised_blur(net, plane, condition, scale=scale, target_blur=target_blur, max_blur=max_blur, fitted=best)
-    return (max(best, floor), None) if raised is None else (raised[1], raised[0])
+    raised = None
+    if condition is not None and target_blur is not None:
+        raised = raised_blur(
+            net, plane, condition, scale=scale, target_blur=target_blur, max_blur=max_blur, fitted=best
+        )
+    return (max(best, FIT_FLOOR * float(implied)), None) if raised is None else (raised[1], raised[0])
 
 
 def mask_batch(
