@@ -529,6 +529,11 @@ YOUR_DATA_IMAGES = 4
 YOUR_DATA_TRAIN_IMAGES = 4
 YOUR_DATA_TRAIN_CROP = 256
 YOUR_DATA_TRAIN_STEPS = 1000
+#: ``--own-pair-steps`` (off by default; ~100 s per image on 2 cores): column (d), the built-in fine-tuned on the
+#: held-out image's own true pair (its low-res image and its reference, TrainConfig defaults, float32) for this
+#: many steps.  No method without the high-res reference can do this; it measures how much a per-image
+#: fine-tune could gain at all on the image, the headroom that ``adapt`` works in.
+YOUR_DATA_OWN_PAIR_STEPS = 300
 
 
 def told_blur(protocol: str) -> float | None:
@@ -580,6 +585,7 @@ def your_data_benchmark(
     log: Any = print,
     on_kind: Any = None,
     protocol: str = "lowphoton",
+    own_pair_steps: int = 0,
 ) -> dict[str, Any]:
     """Gain over bicubic (``protocol``, default the low-photon one) of the built-in model, ``adapt`` and
     paired training.
@@ -590,8 +596,9 @@ def your_data_benchmark(
     low-res image itself (default budget, or ``adapt_steps``); (c) ``TrainConfig`` defaults
     except ``steps=train_steps`` on microscope-protocol pairs of ``n_train`` training images of
     the same kind (centre crops of ``YOUR_DATA_TRAIN_CROP`` px), trained once per kind.
-    Times are wall-clock seconds in this process.  ``on_kind(results)`` is called after every
-    kind with the results so far (to write them as they come).
+    (d) with ``own_pair_steps``: the built-in fine-tuned for that many steps on the held-out image's own true
+    pair (:data:`YOUR_DATA_OWN_PAIR_STEPS`).  Times are wall-clock seconds in this process.  ``on_kind(results)``
+    is called after every kind with the results so far (to write them as they come).
     """
     import torch
 
@@ -631,6 +638,12 @@ def your_data_benchmark(
             "adapt_mix": ADAPT_MIX,
             "paired": f"TrainConfig defaults except steps={train_steps}; up to {n_train} training images of the "
             f"kind, centre crops of {YOUR_DATA_TRAIN_CROP} px, {protocol}-protocol pairs",
+            "own_pair": (
+                f"the built-in, TrainConfig defaults except steps={own_pair_steps}, on the held-out image's own "
+                "low-res image and reference"
+            )
+            if own_pair_steps
+            else None,
             "environment": {
                 "python": platform.python_version(),
                 "torch_threads": torch.get_num_threads(),
@@ -660,7 +673,7 @@ def your_data_benchmark(
             trained = trainer.model(f"trained on {len(hr_train)} {kind}")
         train_seconds = time.perf_counter() - t0
         scores: dict[str, list[float]] = {"bicubic": [], "built-in": [], "adapt": [], "adapt x8": [],
-                                          "adapt, PSF told": [], "paired": []}  # fmt: skip
+                                          "adapt, PSF told": [], "paired": [], "own pair": []}  # fmt: skip
         blur = told_blur(protocol)
         adapt_seconds, told_seconds = [], []
         for index, image in enumerate(images):
@@ -692,6 +705,12 @@ def your_data_benchmark(
                 scores["adapt, PSF told"].append(score(engine.upscale(lr, told, degradation={"blur_sigma": blur})))
             if trained is not None:
                 scores["paired"].append(score(engine.upscale(lr, trained)))
+            if own_pair_steps:
+                own = TrainConfig(scale=scale, steps=own_pair_steps, val_every=0, device="cpu", init="builtin")
+                with torch.random.fork_rng(devices=[]):
+                    tuner = Trainer(own, make_pair_source([ref], [lr], scale=scale, patch_size=own.patch_size))
+                    tuner.run()
+                scores["own pair"].append(score(engine.upscale(lr, tuner.model(f"own pair of {image.name}"))))
             log(
                 f"[{time.perf_counter() - t_start:6.0f}s] {kind} {image.name}: bicubic {scores['bicubic'][-1]:.2f} dB, "
                 + ", ".join(
@@ -712,6 +731,7 @@ def your_data_benchmark(
                 "told_blur": blur,
                 "adapt_told_seconds": float(np.mean(told_seconds)) if told_seconds else None,
                 "gain_paired": float(np.mean(np.array(scores["paired"]) - bic)) if scores["paired"] else None,
+                "gain_own_pair": float(np.mean(np.array(scores["own pair"]) - bic)) if scores["own pair"] else None,
                 "adapt_seconds": float(np.mean(adapt_seconds)),
                 "paired_seconds": train_seconds,
                 "paired_train_images": [im.name for im in train],
@@ -741,30 +761,36 @@ def your_data_markdown(results: dict[str, Any]) -> str:
         f"{results.get('adapt_mix', 'n/a')}), (b8) the adapted model upscaled with `self_ensemble=True` (x8), "
         f"(b') `adapt(..., blur_sigma=)` told the protocol's PSF (blind-spot "
         f"consistency, its default budget), (c) paired training on other images of the same kind "
-        f"({results['paired']}). Seconds on this machine (load average "
+        f"({results['paired']}), (d) {results.get('own_pair') or 'not run'} (no method without the high-res "
+        f"reference can do this: the headroom of a per-image fine-tune). Seconds on this machine (load average "
         f"{', '.join(f'{x:.1f}' for x in results['environment']['load_average'] or [])}).",
         "",
         "| held-out set (images) | bicubic PSNR | (a) built-in | (b) adapt | (b8) adapt, x8 | (b') adapt, PSF told "
-        "| (c) paired training | adapt s / image (b / b') | training s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| (c) paired training | (d) own pair | adapt s / image (b / b') | training s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["results"]:
         paired = f"{r['gain_paired']:+.2f}" if r["gain_paired"] is not None else "-"
         told = f"{r['gain_adapt_told']:+.2f}" if r.get("gain_adapt_told") is not None else "-"
         told_s = f"{r['adapt_told_seconds']:.0f}" if r.get("adapt_told_seconds") is not None else "-"
         x8 = f"{r['gain_adapt_x8']:+.2f}" if r.get("gain_adapt_x8") is not None else "-"
+        own = f"{r['gain_own_pair']:+.2f}" if r.get("gain_own_pair") is not None else "-"
         lines.append(
             f"| {r['kind']} ({r['n_images']}) | {r['bicubic_psnr']:.2f} | {r['gain_builtin']:+.2f} | "
-            f"{r['gain_adapt']:+.2f} | {x8} | {told} | {paired} | {r['adapt_seconds']:.0f} / {told_s} | "
+            f"{r['gain_adapt']:+.2f} | {x8} | {told} | {paired} | {own} | {r['adapt_seconds']:.0f} / {told_s} | "
             f"{r['paired_seconds']:.0f} |"
         )
-    lines += ["", "Per image (gain over bicubic, dB: built-in / adapt / adapt x8 / adapt, PSF told / paired):", ""]
+    lines += [
+        "",
+        "Per image (gain over bicubic, dB: built-in / adapt / adapt x8 / adapt, PSF told / paired / own pair):",
+        "",
+    ]
     for r in results["results"]:
         per = r.get("per_image") or {}
         for i, name in enumerate(r.get("images", [])):
             gains = [
                 f"{per[k][i] - per['bicubic'][i]:+.2f}" if len(per.get(k, [])) > i else "-"
-                for k in ("built-in", "adapt", "adapt x8", "adapt, PSF told", "paired")
+                for k in ("built-in", "adapt", "adapt x8", "adapt, PSF told", "paired", "own pair")
             ]
             lines.append(f"- {name}: bicubic {per['bicubic'][i]:.2f} dB; {' / '.join(gains)}")
     return "\n".join(lines) + "\n"
@@ -804,6 +830,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--images", type=int, default=YOUR_DATA_IMAGES, help="--your-data: held-out images per kind")
     parser.add_argument("--adapt-steps", type=int, default=None, help="--your-data: adapt budget (default: adapt's)")
     parser.add_argument("--train-steps", type=int, default=YOUR_DATA_TRAIN_STEPS, help="--your-data: paired steps")
+    parser.add_argument("--own-pair-steps", type=int, nargs="?", const=YOUR_DATA_OWN_PAIR_STEPS, default=0,
+                        help="--your-data: column (d), the built-in fine-tuned on each held-out image's own true pair "
+                        f"(default {YOUR_DATA_OWN_PAIR_STEPS} steps; ~100 s per image)")  # fmt: skip
     parser.add_argument("--your-data-protocol", default="lowphoton", choices=PROTOCOLS, help="--your-data: protocol")
     parser.add_argument("--your-data-kinds", nargs="+", default=list(YOUR_DATA_KINDS), help="--your-data: kinds")
     parser.add_argument("--your-data-out", type=Path, default=ROOT / "benchmarks" / "results" / "your_data",
@@ -827,6 +856,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results = your_data_benchmark(
             args.data, scale=args.scales[0], kinds=args.your_data_kinds, n_images=args.images, adapt_steps=args.adapt_steps,
             train_steps=args.train_steps, on_kind=write, protocol=args.your_data_protocol,
+            own_pair_steps=args.own_pair_steps,
         )  # fmt: skip
         write(results)
         print(your_data_markdown(results))

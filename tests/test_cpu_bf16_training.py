@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from napari_superres.engine.samples import synthetic_pair
+from napari_superres.engine.train import trainer as trainer_module
 from napari_superres.engine.train.trainer import TrainConfig, Trainer, make_pair_source
 
 
@@ -18,6 +20,7 @@ def _trainer(cpu_bf16: bool) -> Trainer:
     return Trainer(config, data)
 
 
+@pytest.mark.filterwarnings("ignore:cpu_bf16=True on a CPU without native bf16")
 def test_cpu_bf16_trains_in_bf16_and_validates_in_float32():
     trainer = _trainer(cpu_bf16=True)
     with trainer._autocast():  # convolutions run in bf16 (the bicubic skip adds in float32)
@@ -33,3 +36,15 @@ def test_float32_training_is_the_default():
     trainer = _trainer(cpu_bf16=False)
     with trainer._autocast():
         assert trainer.generator.head(torch.rand(1, 1, 16, 16)).dtype == torch.float32
+
+
+def test_cpu_bf16_on_a_cpu_without_native_bf16_warns_with_the_fix(monkeypatch):
+    monkeypatch.setattr(trainer_module, "cpu_support", lambda precision: (False, "no avx512_bf16"))
+    with pytest.warns(UserWarning, match="no avx512_bf16.*set cpu_bf16=False"):
+        _trainer(cpu_bf16=True)
+
+
+def test_cpu_bf16_on_a_cpu_with_native_bf16_does_not_warn(monkeypatch, recwarn):
+    monkeypatch.setattr(trainer_module, "cpu_support", lambda precision: (True, "amx_bf16"))
+    _trainer(cpu_bf16=True)
+    assert not [w for w in recwarn if "cpu_bf16" in str(w.message)]

@@ -39,6 +39,7 @@ from torch import nn
 
 from ..device import autocast, resolve_device
 from ..errors import InvalidRequestError
+from ..infer.precision import cpu_support
 from ..metrics.pixel import psnr_from_mse
 from ..metrics.ssim import ssim as ssim_value
 from ..nets.discriminator import build_discriminator
@@ -74,6 +75,19 @@ class EngineLike(Protocol):
 
 #: Settings a resumed run may change (they do not change what is learned).
 RESUME_OVERRIDES = ("device", "checkpoint_path", "checkpoint_every", "val_every", "seconds")
+
+
+def warn_emulated_bf16() -> None:
+    """Warn that ``cpu_bf16=True`` runs emulated on this CPU (no native bf16): measured on 2 AVX2 cores, 3.6 s
+    per step of the default configuration against 0.35 s in float32."""
+    ok, reason = cpu_support("bf16")
+    if not ok:
+        warnings.warn(
+            f"cpu_bf16=True on a CPU without native bf16 ({reason}): the training step is emulated, about 10x "
+            "slower than float32; set cpu_bf16=False",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 class Trainer:
@@ -120,6 +134,8 @@ class Trainer:
             device = resolve_device(config.device)
         self.ctx: DistributedContext = init_from_env(device)
         self.device = process_device(device, self.ctx)
+        if self.device.type == "cpu" and config.cpu_bf16:
+            warn_emulated_bf16()
         data.reseed(config.seed, self.ctx.rank)
 
         # perceptual loss: VGG-16 weights checked before anything trains
