@@ -647,6 +647,7 @@ def your_data_benchmark(
             "environment": {
                 "python": platform.python_version(),
                 "torch_threads": torch.get_num_threads(),
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                 "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
                 "seconds": round(time.perf_counter() - t_start, 1),
             },
@@ -752,6 +753,11 @@ def _psf_text(results: dict[str, Any]) -> str:
     )
 
 
+def _cpu_text(results: dict[str, Any]) -> str:
+    capability = results["environment"].get("cpu_capability")
+    return f"CPU capability {capability}, " if capability else ""
+
+
 def your_data_markdown(results: dict[str, Any]) -> str:
     """The "train on your data" table: PSNR gain over bicubic (dB) and times (s)."""
     lines = [
@@ -762,7 +768,8 @@ def your_data_markdown(results: dict[str, Any]) -> str:
         f"(b') `adapt(..., blur_sigma=)` told the protocol's PSF (blind-spot "
         f"consistency, its default budget), (c) paired training on other images of the same kind "
         f"({results['paired']}), (d) {results.get('own_pair') or 'not run'} (no method without the high-res "
-        f"reference can do this: the headroom of a per-image fine-tune). Seconds on this machine (load average "
+        f"reference can do this: the headroom of a per-image fine-tune). Seconds on this machine "
+        f"({_cpu_text(results)}load average "
         f"{', '.join(f'{x:.1f}' for x in results['environment']['load_average'] or [])}).",
         "",
         "| held-out set (images) | bicubic PSNR | (a) built-in | (b) adapt | (b8) adapt, x8 | (b') adapt, PSF told "

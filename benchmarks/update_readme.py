@@ -4,7 +4,8 @@
 
 Blocks in ``docs/models.md``: ``<!-- quality:start -->``…``<!-- quality:end -->`` gets
 ``results/quality.md`` (from its first table heading on); ``<!-- your-data:start -->``…
-``<!-- your-data:end -->`` gets ``results/your_data.md`` (``quality.py --your-data``).
+``<!-- your-data:end -->`` gets ``results/your_data.md`` (``quality.py --your-data``), ``your-data-fp32`` gets
+``results/your_data_fp32.md`` (the same on a CPU without native bf16).
 Block in ``docs/performance.md``: ``<!-- performance:start -->``…``<!-- performance:end -->`` gets the body
 of ``results/<machine>.md`` for every machine file given (headings demoted one level), followed by
 ``results/candidates-<machine>.md`` where present (``benchmarks/candidates.py``).
@@ -21,6 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 MODELS_DOC = ROOT / "docs" / "models.md"
 PERFORMANCE_DOC = ROOT / "docs" / "performance.md"
+#: ``docs/models.md`` blocks and the your-data tables they get: the run on a CPU with native bf16 (adapt fine-tunes
+#: in bf16) and the run on one without (float32).
+YOUR_DATA_BLOCKS = (("your-data", "your_data.md"), ("your-data-fp32", "your_data_fp32.md"))
 
 
 def _replace_block(text: str, name: str, body: str, where: Path) -> str:
@@ -62,9 +66,10 @@ def main() -> None:
     args = parser.parse_args()
     text = MODELS_DOC.read_text()
     text = _replace_block(text, "quality", quality_block(), MODELS_DOC)
-    your_data = RESULTS / "your_data.md"
-    if your_data.is_file():  # quality.py --your-data: built-in vs adapt vs paired training
-        text = _replace_block(text, "your-data", your_data.read_text().split("\n", 2)[-1], MODELS_DOC)
+    for block, name in YOUR_DATA_BLOCKS:  # quality.py --your-data: built-in vs adapt vs paired training
+        your_data = RESULTS / name
+        if your_data.is_file():
+            text = _replace_block(text, block, your_data.read_text().split("\n", 2)[-1], MODELS_DOC)
     MODELS_DOC.write_text(text)
     text = PERFORMANCE_DOC.read_text()
     PERFORMANCE_DOC.write_text(_replace_block(text, "performance", performance_block(args.machine), PERFORMANCE_DOC))

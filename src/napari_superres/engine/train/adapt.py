@@ -199,6 +199,10 @@ ADAPT_CPU_BF16 = True
 #: Memory format of the blind-spot fine-tune, in either precision (the self-pair one trains through
 #: ``TrainConfig.channels_last``).  In float32 on a 2-core AVX2 CPU without bf16, 80-step runs alternated three
 #: times: 4.9 / 4.6 / 6.4 it/s channels-last against 4.3 / 4.4 / 4.5 contiguous (on the AMX machine 8.5 against 6.3).
+#: Even so, on that CPU the 30 s budget ends the blind-spot phase after 83-145 of its 150 planned steps, and adapt gains
+#: less than in bf16 (your-data table in float32, docs/models.md: fluorescence +0.10 dB over the built-in against
+#: +0.33, HeLa 2 -0.51).  Training only the network's last four body blocks and tail there (1.3-1.6x the steps in the
+#: same time) scored lower: +0.11 dB on average over four of those images against +0.21.
 BLIND_SPOT_MEMORY_FORMAT = torch.channels_last
 
 
