@@ -86,7 +86,8 @@ class TrainConfig:
     mixed_precision : bf16 autocast on CUDA.
     cpu_bf16 : bf16 autocast of the training step on the CPU too (CPUs with native bf16, e.g.
         AVX-512 BF16 / AMX: ~1.3x the steps per CPU-second with channels_last; see
-        ``benchmarks/training_speed.py --compare-precision``); validation stays float32.
+        ``benchmarks/training_speed.py --compare-precision``); validation stays float32.  On a CPU
+        without native bf16 it runs emulated, about 10x slower than float32, and the Trainer warns.
     channels_last : NHWC memory format for the networks and batches (faster convolutions on
         CUDA tensor cores and, modestly, on CPU; the weights are the same).
     """
