@@ -132,11 +132,18 @@ def _gaussian_blur(planes: np.ndarray, sigma: float) -> np.ndarray:
     return np.stack([gaussian_filter(p, sigma, mode="reflect") for p in planes])
 
 
+def block_mean(planes: np.ndarray, factor: int) -> np.ndarray:
+    """Area binning of the last two axes of ``planes`` by ``factor`` (means of ``factor x factor`` blocks; the
+    rows and columns past the last whole block left out)."""
+    h, w = planes.shape[-2] // factor, planes.shape[-1] // factor
+    blocks = planes[..., : h * factor, : w * factor].reshape(*planes.shape[:-2], h, factor, w, factor)
+    return blocks.mean(axis=(-3, -1))
+
+
 def downsample_microscope(hr: np.ndarray, scale: int, seed: int) -> np.ndarray:
     """Blur -> area downsampling -> Poisson-Gaussian noise, rounded to ``hr``'s dtype (seeded)."""
     planes = _gaussian_blur(_channels_first(hr), MICROSCOPE_BLUR_PER_SCALE * scale)
-    c, h, w = planes.shape
-    planes = planes.reshape(c, h // scale, scale, w // scale, scale).mean(axis=(2, 4))
+    planes = block_mean(planes, scale)
     lo, hi = float(np.min(hr)), float(np.max(hr))
     span = max(hi - lo, 1e-12)
     rng = np.random.default_rng(seed)
@@ -156,8 +163,7 @@ def downsample_lowphoton(hr: np.ndarray, scale: int, seed: int) -> np.ndarray:
     """A low-photon camera image of ``hr``'s field: PSF sigma ``LOWPHOTON_BLUR_LR`` low-res px, area
     binning, Poisson (``LOWPHOTON_PEAK_PHOTONS`` at the maximum), offset and read noise; uint16 counts."""
     planes = _gaussian_blur(_unit(hr)[None], LOWPHOTON_BLUR_LR * scale)
-    _, h, w = planes.shape
-    binned = planes.reshape(1, h // scale, scale, w // scale, scale).mean(axis=(2, 4))[0]
+    binned = block_mean(planes[0], scale)
     rng = np.random.default_rng(seed)
     counts = rng.poisson(np.clip(binned, 0, None) * LOWPHOTON_PEAK_PHOTONS) + LOWPHOTON_OFFSET
     counts = counts + rng.normal(0.0, LOWPHOTON_READ_NOISE, size=counts.shape)
@@ -545,9 +551,7 @@ def told_blur(protocol: str) -> float | None:
 
 def area_binned(image: Image, factor: int = 2) -> Image:
     """``image`` (a 2-D plane) area-binned by ``factor`` (float64 means of ``factor x factor`` blocks), renamed."""
-    a = np.asarray(image.array, np.float64)
-    h, w = a.shape[0] // factor * factor, a.shape[1] // factor * factor
-    binned = a[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+    binned = block_mean(np.asarray(image.array, np.float64), factor)
     return Image(f"{image.name} binned {factor}x", image.kind, binned)
 
 
