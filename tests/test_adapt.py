@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -99,6 +100,24 @@ def test_adapt_stops_on_request_and_on_its_time_budget():
         adapt(lq, untrained_model(scale=2), scale=4)
     with pytest.raises(ValueError, match="too small"):
         adapt(lq[:5, :5], untrained_model())
+
+
+def test_a_slow_set_up_shortens_both_phases_instead_of_skipping_the_self_pairs(monkeypatch):
+    """A first call's set-up (kernels, thread pools) or a busy machine can take longer than the self-pair phase's
+    share of the budget; the phase's deadline counts from the end of its set-up, so it still trains."""
+    from napari_superres.engine.train import adapt as adapt_module
+
+    real_estimate = adapt_module.estimate_planes
+
+    def slow_estimate(planes):
+        time.sleep(2.5)  # more than the self-pair share (4 of 14 steps) of a 6 s budget: 1.7 s
+        return real_estimate(planes)
+
+    monkeypatch.setattr(adapt_module, "estimate_planes", slow_estimate)
+    lq, _ = microscope_pair(seed=4, shape=(96, 96))
+    info = adapt(lq, untrained_model(), steps=14, seconds=6.0).metadata["adapt"]
+    assert info["method"] == "self-pairs + blind-spot"
+    assert info["self_pair_steps"] >= 1 and info["blind_spot"]["steps"] >= 1
 
 
 def test_adapt_returns_the_average_of_start_and_fine_tuned_weights():

@@ -462,6 +462,17 @@ class _Run:
         """``perf_counter()`` time by which ``share`` of the ``seconds`` budget is spent (``None``: no limit)."""
         return None if self.seconds is None else self.t0 + float(self.seconds) * share
 
+    def share_of_rest(self, share: float) -> float | None:
+        """``perf_counter()`` time by which ``share`` of the budget still left now is spent (``None``: no limit).
+
+        A phase's deadline counted from the end of its set-up: a slow set-up (a first call's kernel and
+        thread-pool start, a busy machine) then shortens both phases in proportion, where a deadline counted
+        from the start gave the self-pair phase none of its steps (measured: 0 of 60 on a first call)."""
+        if self.seconds is None:
+            return None
+        now = time.perf_counter()
+        return now + max(self.t0 + float(self.seconds) - now, 0.0) * share
+
     def reporter(self, offset: int) -> Callable[[int], None] | None:
         """``report(step)`` of a phase whose steps follow ``offset`` done ones: ``progress(offset + step, steps)``."""
         progress = self.progress
@@ -486,10 +497,11 @@ class _Run:
 
 
 def _self_pairs_phase(
-    run: _Run, steps: int, deadline: float | None, report: Callable[[int], None] | None
+    run: _Run, steps: int, share: float, report: Callable[[int], None] | None
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Fine-tune a copy of the start on self-supervised pairs from the image (module docstring) for ``steps``
-    steps or until ``deadline``; returns the tuned network and what to record of it."""
+    steps or until ``share`` of the time left after its set-up (:meth:`_Run.share_of_rest`) is spent; returns the
+    tuned network and what to record of it."""
     image, base, axes, seed = run.image, run.base, run.axes, run.seed
     scale = int(base.scale)  # type: ignore[arg-type]
     patch = _patch_size(image, axes, scale)
@@ -516,7 +528,7 @@ def _self_pairs_phase(
     )  # fmt: skip
     trainer = Trainer(config, data, net=net)
     progress = (lambda step, total: report(step)) if report is not None else None
-    result = _run_until(trainer, deadline, run.should_stop, progress)
+    result = _run_until(trainer, run.share_of_rest(share), run.should_stop, progress)
     record = {
         "steps": int(result.steps_done),
         "estimate": estimate.to_dict(),
@@ -607,7 +619,7 @@ def _blind_spot_phase(
 def _adapt_self_pairs(run: _Run) -> SRModel:
     """:func:`adapt` of a start with other than one input channel, or of an image that reads clean: self-pairs
     alone."""
-    tuned, record = _self_pairs_phase(run, run.steps, run.deadline(), run.reporter(0))
+    tuned, record = _self_pairs_phase(run, run.steps, 1.0, run.reporter(0))
     training = record.pop("training")
     metadata = {"adapt": _record(run, "self-pairs", record["steps"], record), "training": training}
     return run.adapted_model(tuned, metadata)
@@ -617,7 +629,7 @@ def _adapt_both(run: _Run) -> SRModel:
     """:func:`adapt` with nothing stated: self-pairs, then blind-spot through the fitted forward blur, averaged
     (:data:`BLIND_SPOT_SHARE`) and mixed with the start (:data:`ADAPT_MIX`)."""
     pair_steps = min(run.pair_steps, run.steps)
-    paired, pairs = _self_pairs_phase(run, pair_steps, run.deadline(pair_steps / run.steps), run.reporter(0))
+    paired, pairs = _self_pairs_phase(run, pair_steps, pair_steps / run.steps, run.reporter(0))
     spot, blind = _blind_spot_phase(run, None, run.steps - pair_steps, run.deadline(), run.reporter(pairs["steps"]))
     tuned = mix_weights(paired, spot, BLIND_SPOT_SHARE)  # (1 - share) self-pairs + share blind-spot
     training = pairs.pop("training")
