@@ -607,7 +607,15 @@ def your_data_benchmark(
     import torch
 
     from napari_superres.engine import Engine
-    from napari_superres.engine.train.adapt import ADAPT_MIX, ADAPT_SECONDS, adapt, cpu_bf16, planned_steps
+    from napari_superres.engine.train.adapt import (
+        ADAPT_MIX,
+        ADAPT_SECONDS,
+        BLIND_SPOT_BATCH,
+        BLIND_SPOT_BATCH_BF16,
+        adapt,
+        cpu_bf16,
+        planned_steps,
+    )
     from napari_superres.engine.train.trainer import TrainConfig, Trainer, make_pair_source
 
     bf16 = cpu_bf16()
@@ -616,7 +624,8 @@ def your_data_benchmark(
         f"{adapt_steps} steps"
         if adapt_steps
         else f"its default {ADAPT_SECONDS:g} s budget: {pair_steps + spot_steps} steps ({pair_steps} on self-pairs, "
-        f"{spot_steps} blind-spot, the two fine-tunes averaged; {'bf16' if bf16 else 'float32'})"
+        f"{spot_steps} blind-spot of {BLIND_SPOT_BATCH_BF16 if bf16 else BLIND_SPOT_BATCH} patches, the two fine-tunes "
+        f"averaged; {'bf16' if bf16 else 'float32'})"
     )
     log = log or (lambda *_: None)
     engine = Engine(device="cpu", builtins=True)

@@ -110,7 +110,7 @@ def test_a_slow_set_up_shortens_both_phases_instead_of_skipping_the_self_pairs(m
     real_estimate = adapt_module.estimate_planes
 
     def slow_estimate(planes):
-        time.sleep(2.5)  # more than the self-pair share (4 of 14 steps) of a 6 s budget: 1.7 s
+        time.sleep(2.5)  # past where a share of the 6 s counted from the start (4 of 14 steps: 1.7 s) ended
         return real_estimate(planes)
 
     monkeypatch.setattr(adapt_module, "estimate_planes", slow_estimate)

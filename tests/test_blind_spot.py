@@ -138,7 +138,7 @@ def test_adapt_by_default_averages_self_pairs_and_blind_spot_fine_tunes():
     calls = []
     model = adapt(lq, tiny_model(), steps=7, progress=lambda d, t: calls.append((d, t)))
     info = model.metadata["adapt"]
-    # 2 of 7 steps on self-pairs (60 of the default 210), then 5 blind-spot steps, one progress bar
+    # 2 of 7 steps on self-pairs (60 of the default 260), then 5 blind-spot steps, one progress bar
     assert info["method"] == "self-pairs + blind-spot" and info["steps"] == 7 and info["self_pair_steps"] == 2
     assert calls == [(d, 7) for d in range(1, 8)] and info["blind_spot"]["steps"] == 5
     spot = info["blind_spot"]
@@ -194,7 +194,7 @@ def test_the_time_budget_plans_the_steps(monkeypatch):
     assert planned_steps(2 * ADAPT_SECONDS, self_pairs=True, blind_spot=True) == (SELF_PAIR_STEPS, 2 * BLIND_SPOT_STEPS)
     assert planned_steps(ADAPT_SECONDS / 3, self_pairs=True, blind_spot=True) == (
         SELF_PAIR_STEPS // 3,
-        BLIND_SPOT_STEPS // 3,
+        round(BLIND_SPOT_STEPS / 3),
     )
     assert planned_steps(2 * ADAPT_SECONDS, self_pairs=False, blind_spot=True) == (0, 2 * BLIND_SPOT_STEPS)
     assert planned_steps(0.01, self_pairs=True, blind_spot=False) == (1, 0)

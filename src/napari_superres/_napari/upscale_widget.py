@@ -173,7 +173,7 @@ class UpscaleWidget(JobWidget):
             self.adapt_check: "Fine-tune the chosen model on this image itself first (no high-res data needed); "
                               "the adapted model is registered as '<model> adapted' and used for the result. "
                               "With a blur override set, it fine-tunes through that PSF (blind-spot consistency).",
-            self.adapt_seconds: "Time budget of the adaptation in seconds: it plans the steps (30 s: 210 on 2 CPU "
+            self.adapt_seconds: "Time budget of the adaptation in seconds: it plans the steps (30 s: 260 on 2 CPU "
                                 "cores, 360 where the CPU has bf16) and ends them when it runs out; longer gives "
                                 "more blind-spot steps and a slightly closer fit.",
             self.consistency_check: "Also add a map of how well the result, degraded back, matches the measured "

@@ -100,6 +100,10 @@ log = logging.getLogger(__name__)
 #: +0.11 / +0.03, 100 steps +0.58 / +1.16 (synthetic), 400 steps (what 30 s bought on 2 quiet cores,
 #: the default before) +0.43 / +1.03.  60 steps take 4-6 s on 2 cores at any image size (patches).
 SELF_PAIR_STEPS = 60
+#: The default route's self-pair phase ends after its steps or this share of the time left after its set-up
+#: (:meth:`_Run.share_of_rest`), whichever comes first; the blind-spot phase has the rest.  60 steps take 4-6 s of
+#: the 30 on 2 cores; a share by step count (60 of 260) cut them to 47-55 there.
+SELF_PAIR_TIME_SHARE = 1.0 / 3.0
 #: How the self-supervised input is blurred: ``"auto"`` (the default: what the starting model was trained
 #: towards, :func:`self_pair_blur`), ``"same-optics"`` (area binning only: the same optics with larger pixels,
 #: the target keeps the image's whole PSF) or ``"recurrence"`` (ZSSR's scale recurrence: the input gets the
@@ -152,9 +156,10 @@ SELF_PAIRS_MIX = 0.5
 #: low-photon images (four fluorescence, a synthetic field, the nuclei scene, EM) against +0.61 at 150; the
 #: default route (60 self-pair steps, then 450 blind-spot) +0.28 against +0.19, no image lower, in 72 s instead
 #: of 27.  Neither the rate (1.5e-4: +0.65; 4e-4: +0.50) nor the mask grid (2: +0.64; 4: +0.49) moved it.
-#: These are float32 steps; where adapt fine-tunes in bf16 (:data:`ADAPT_CPU_BF16`) the same time plans
-#: :data:`BLIND_SPOT_STEPS_BF16`.
-BLIND_SPOT_STEPS = 150
+#: These were float32 steps of 8 patches; since float32 steps take 4 (:data:`BLIND_SPOT_BATCH`), the default
+#: 30 s plans 200 of them, and where adapt fine-tunes in bf16 (:data:`ADAPT_CPU_BF16`) the same time plans
+#: :data:`BLIND_SPOT_STEPS_BF16` of 8.
+BLIND_SPOT_STEPS = 200
 #: Blind-spot steps that ``ADAPT_SECONDS`` plans in bf16: about the time of ``BLIND_SPOT_STEPS`` in float32.
 #: Measured (2 cores, AMX; the default route on the seven held-out low-photon images above, gain over the
 #: built-in, seconds per image): float32 150 steps +0.252 dB, 25.6 s; bf16 150 steps +0.244, 13.1 s (the
@@ -162,6 +167,12 @@ BLIND_SPOT_STEPS = 150
 #: steps +0.322, 28.8 s (fluorescence +0.74 / +0.23 / +0.06 / +0.30 against +0.67 / +0.20 / +0.01 / +0.19).
 BLIND_SPOT_STEPS_BF16 = 300
 BLIND_SPOT_PATCH = 32
+#: Patches per blind-spot step in float32 and in bf16.  In float32 on 2 AVX2 cores, steps of 8 ran at ~5 it/s and
+#: the 30 s budget ended the phase after 79-119 of 150; steps of 4 run all 200 in 22-30 s.  Default route, seven
+#: held-out low-photon images, gain over the built-in: 8 x 150 +0.458 dB on average (HeLa 2 -0.51), 4 x 200 +0.575
+#: (HeLa 2 +0.17); told the PSF +0.905 against +0.876, within a run's spread (docs/models.md, "adapt in float32").
+BLIND_SPOT_BATCH = 4
+BLIND_SPOT_BATCH_BF16 = ADAPT_BATCH
 #: The default route (nothing stated): ``SELF_PAIR_STEPS`` self-pair steps, then ``BLIND_SPOT_STEPS`` blind-spot
 #: steps from the start through the forward blur fitted to the start's own output
 #: (:func:`~napari_superres.engine.train.blind_spot.fit_forward_blur`, floored at half what the estimate
@@ -199,9 +210,9 @@ ADAPT_CPU_BF16 = True
 #: Memory format of the blind-spot fine-tune, in either precision (the self-pair one trains through
 #: ``TrainConfig.channels_last``).  In float32 on a 2-core AVX2 CPU without bf16, 80-step runs alternated three
 #: times: 4.9 / 4.6 / 6.4 it/s channels-last against 4.3 / 4.4 / 4.5 contiguous (on the AMX machine 8.5 against 6.3).
-#: Even so, on that CPU the 30 s budget ends the blind-spot phase after 83-145 of its 150 planned steps, and adapt gains
-#: less than in bf16 (your-data table in float32, docs/models.md: fluorescence +0.10 dB over the built-in against
-#: +0.33, HeLa 2 -0.51).  Training only the network's last four body blocks and tail there (1.3-1.6x the steps in the
+#: Even so, on that CPU the 30 s budget ended the blind-spot phase after 83-145 of 150 planned steps of 8 patches,
+#: and adapt gained less than in bf16 (your-data table in float32, docs/models.md: fluorescence +0.10 dB over the
+#: built-in against +0.33, HeLa 2 -0.51); hence float32 steps of 4 (:data:`BLIND_SPOT_BATCH`).  Training only the network's last four body blocks and tail there (1.3-1.6x the steps in the
 #: same time) scored lower: +0.11 dB on average over four of those images against +0.21.
 BLIND_SPOT_MEMORY_FORMAT = torch.channels_last
 
@@ -372,11 +383,11 @@ def adapt(
     scale : upscaling factor (the starting model's).
     axes : axis letters of ``image`` (default: last two spatial, e.g. ``"ZYX"``, ``"YXS"``).
     steps : optimisation steps in all; default: what ``seconds`` plans (:func:`planned_steps`): for the default
-        30 s ``ADAPT_STEPS`` = 210, 60 on self-pairs, then 150 blind-spot (20-30 s on 2 CPU cores at any image
-        size: patches), for 60 s 60 + 300; on a CPU with native bf16 (:func:`cpu_bf16`) 60 + 300 in the same
-        time (``BLIND_SPOT_STEPS_BF16``); with ``blur_sigma``: blind-spot alone (150, bf16 300, for 30 s);
-        self-pairs alone (multi-channel starts, images whose noise reads clean): 60, a few seconds.  A given count
-        is split 60:150 between self-pairs and blind-spot.
+        30 s ``ADAPT_STEPS`` = 260, 60 on self-pairs, then 200 blind-spot of 4 patches (25-30 s on 2 CPU cores at
+        any image size: patches), for 60 s 60 + 400; on a CPU with native bf16 (:func:`cpu_bf16`) 60 + 300 of 8
+        patches in the same time (``BLIND_SPOT_STEPS_BF16``); with ``blur_sigma``: blind-spot alone (200, bf16 300,
+        for 30 s); self-pairs alone (multi-channel starts, images whose noise reads clean): 60, a few seconds.  A
+        given count is split 60:200 between self-pairs and blind-spot.
     seconds : the time budget, the estimate included (default ``ADAPT_SECONDS`` = 30 s): it plans the default
         step count and ends training when it runs out (slow or busy machines), whichever of the steps and the
         seconds comes first.  ``None``: the default steps, no time limit.
@@ -392,8 +403,8 @@ def adapt(
     blur_sigma : the microscope's blur, if you know it: Gaussian PSF sigma in the image's own pixels, pixel
         integration included (what the Upscale widget's estimate line shows; for an optical sigma ``o``:
         ``sqrt(o**2 + 1/12)``).  Given, adapt fine-tunes with blind-spot consistency at the image's own scale
-        through that PSF (:mod:`~napari_superres.engine.train.blind_spot`, ``BLIND_SPOT_STEPS`` = 150 steps,
-        bf16 ``BLIND_SPOT_STEPS_BF16`` = 300, ~22 s on 2 cores) alone: measured (bf16) +0.46 dB over the built-in
+        through that PSF (:mod:`~napari_superres.engine.train.blind_spot`, ``BLIND_SPOT_STEPS`` = 200 steps,
+        bf16 ``BLIND_SPOT_STEPS_BF16`` = 300, 22-30 s on 2 cores) alone: measured (bf16) +0.46 dB over the built-in
         on low-photon fluorescence (paired training: +0.12), +1.67 on synthetic fields; a blur 20 % off costs dB.
         The network is told the image's estimate with this blur in place: upscale with ``degradation={"blur_sigma": blur_sigma}``
         (the CLI's ``--adapt --blur B`` and the widget's blur override do).
@@ -458,9 +469,9 @@ class _Run:
     #: fine-tune in bf16 (:func:`cpu_bf16`)
     bf16: bool = False
 
-    def deadline(self, share: float = 1.0) -> float | None:
-        """``perf_counter()`` time by which ``share`` of the ``seconds`` budget is spent (``None``: no limit)."""
-        return None if self.seconds is None else self.t0 + float(self.seconds) * share
+    def deadline(self) -> float | None:
+        """``perf_counter()`` time by which the ``seconds`` budget is spent (``None``: no limit)."""
+        return None if self.seconds is None else self.t0 + float(self.seconds)
 
     def share_of_rest(self, share: float) -> float | None:
         """``perf_counter()`` time by which ``share`` of the budget still left now is spent (``None``: no limit).
@@ -590,6 +601,8 @@ def _blind_spot_phase(
     if steps < 1:
         return net, record
     patches = BlindSpotPatches(planes, condition, patch=BLIND_SPOT_PATCH, seed=run.seed)
+    batch_size = BLIND_SPOT_BATCH_BF16 if run.bf16 else BLIND_SPOT_BATCH
+    record["batch"] = batch_size
     memory_format = BLIND_SPOT_MEMORY_FORMAT
     net.to(memory_format=memory_format)
     step = BlindSpotStep(
@@ -598,7 +611,7 @@ def _blind_spot_phase(
     )  # fmt: skip
 
     def batch() -> tuple[torch.Tensor, torch.Tensor]:
-        lq, gt = patches.sample(ADAPT_BATCH)
+        lq, gt = patches.sample(batch_size)
         return lq.contiguous(memory_format=memory_format), gt
 
     remaining = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
@@ -629,7 +642,7 @@ def _adapt_both(run: _Run) -> SRModel:
     """:func:`adapt` with nothing stated: self-pairs, then blind-spot through the fitted forward blur, averaged
     (:data:`BLIND_SPOT_SHARE`) and mixed with the start (:data:`ADAPT_MIX`)."""
     pair_steps = min(run.pair_steps, run.steps)
-    paired, pairs = _self_pairs_phase(run, pair_steps, pair_steps / run.steps, run.reporter(0))
+    paired, pairs = _self_pairs_phase(run, pair_steps, SELF_PAIR_TIME_SHARE, run.reporter(0))
     spot, blind = _blind_spot_phase(run, None, run.steps - pair_steps, run.deadline(), run.reporter(pairs["steps"]))
     tuned = mix_weights(paired, spot, BLIND_SPOT_SHARE)  # (1 - share) self-pairs + share blind-spot
     training = pairs.pop("training")
@@ -663,10 +676,13 @@ __all__ = [
     "ADAPT_MIX",
     "ADAPT_SECONDS",
     "ADAPT_STEPS",
+    "BLIND_SPOT_BATCH",
+    "BLIND_SPOT_BATCH_BF16",
     "BLIND_SPOT_SHARE",
     "BLIND_SPOT_STEPS",
     "BLIND_SPOT_STEPS_BF16",
     "SELF_PAIR_STEPS",
+    "SELF_PAIR_TIME_SHARE",
     "SelfPairs",
     "adapt",
     "cpu_bf16",
