@@ -212,8 +212,9 @@ ADAPT_CPU_BF16 = True
 #: times: 4.9 / 4.6 / 6.4 it/s channels-last against 4.3 / 4.4 / 4.5 contiguous (on the AMX machine 8.5 against 6.3).
 #: Even so, on that CPU the 30 s budget ended the blind-spot phase after 83-145 of 150 planned steps of 8 patches,
 #: and adapt gained less than in bf16 (your-data table in float32, docs/models.md: fluorescence +0.10 dB over the
-#: built-in against +0.33, HeLa 2 -0.51); hence float32 steps of 4 (:data:`BLIND_SPOT_BATCH`).  Training only the network's last four body blocks and tail there (1.3-1.6x the steps in the
-#: same time) scored lower: +0.11 dB on average over four of those images against +0.21.
+#: built-in against +0.33, HeLa 2 -0.51); hence float32 steps of 4 (:data:`BLIND_SPOT_BATCH`).  Training only the
+#: network's last four body blocks and tail there (1.3-1.6x the steps in the same time) scored lower: +0.11 dB on
+#: average over four of those images against +0.21.
 BLIND_SPOT_MEMORY_FORMAT = torch.channels_last
 
 
@@ -406,8 +407,8 @@ def adapt(
         through that PSF (:mod:`~napari_superres.engine.train.blind_spot`, ``BLIND_SPOT_STEPS`` = 200 steps,
         bf16 ``BLIND_SPOT_STEPS_BF16`` = 300, 22-30 s on 2 cores) alone: measured (bf16) +0.46 dB over the built-in
         on low-photon fluorescence (paired training: +0.12), +1.67 on synthetic fields; a blur 20 % off costs dB.
-        The network is told the image's estimate with this blur in place: upscale with ``degradation={"blur_sigma": blur_sigma}``
-        (the CLI's ``--adapt --blur B`` and the widget's blur override do).
+        The network is told the image's estimate with this blur in place: upscale with
+        ``degradation={"blur_sigma": blur_sigma}`` (the CLI's ``--adapt --blur B`` and the widget's blur override do).
 
     Returns
     -------
