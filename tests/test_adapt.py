@@ -271,3 +271,15 @@ def test_adapt_makes_pairs_whose_target_has_the_psf_its_start_was_trained_toward
     assert self_pair_blur(model(0.5), image_blur=0.6) == "same-optics"
     assert self_pair_blur(model(0.0), image_blur=1.3) == "same-optics"
     assert self_pair_blur(Engine(device="cpu").get("superres-x2"), image_blur=1.3) == "recurrence"
+
+
+def test_torchs_one_time_imports_are_not_paid_from_the_time_budget(monkeypatch):
+    """A process's first optimizer imports torch._dynamo (seconds); adapt loads it before its clock starts, as the
+    Trainer's budget starts after its optimizer exists."""
+    from napari_superres.engine.train import adapt as adapt_module
+
+    loaded = []
+    monkeypatch.setattr(adapt_module, "import_optimizer_dependencies", lambda: (time.sleep(2.0), loaded.append(1)))
+    lq, _ = microscope_pair(seed=5, shape=(96, 96))
+    info = adapt(lq, untrained_model(), steps=4, seconds=1.5).metadata["adapt"]
+    assert loaded == [1] and info["steps"] == 4  # counted, the 2 s would have spent the 1.5 s budget: one step

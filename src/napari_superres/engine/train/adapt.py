@@ -83,6 +83,7 @@ from .estimate import degradation_for, estimate_planes, normalized_planes, same_
 from .loop import FitLoop
 from .schedule import Schedule
 from .self_pairs import SelfPairs, r2r_alpha
+from .steps import import_optimizer_dependencies
 from .trainer import TrainConfig, Trainer, TrainResult
 
 if TYPE_CHECKING:
@@ -389,9 +390,9 @@ def adapt(
         patches in the same time (``BLIND_SPOT_STEPS_BF16``); with ``blur_sigma``: blind-spot alone (200, bf16 300,
         for 30 s); self-pairs alone (multi-channel starts, images whose noise reads clean): 60, a few seconds.  A
         given count is split 60:200 between self-pairs and blind-spot.
-    seconds : the time budget, the estimate included (default ``ADAPT_SECONDS`` = 30 s): it plans the default
-        step count and ends training when it runs out (slow or busy machines), whichever of the steps and the
-        seconds comes first.  ``None``: the default steps, no time limit.
+    seconds : the time budget, the estimate included, torch's one-time imports not (default ``ADAPT_SECONDS`` =
+        30 s): it plans the default step count and ends training when it runs out (slow or busy machines), whichever
+        of the steps and the seconds comes first.  ``None``: the default steps, no time limit.
     progress : ``progress(step_done, total_steps)`` after every step.
     should_stop : checked between steps; returning True raises
         :class:`~napari_superres.engine.errors.Cancelled` (nothing is returned).
@@ -423,6 +424,7 @@ def adapt(
             f"blur_sigma fine-tunes by blind-spot consistency, which needs a one-channel model; {base.name!r} "
             f"takes {base.net.in_channels} channels (leave blur_sigma out to adapt it by self-pairs)"
         )
+    import_optimizer_dependencies()  # once per process (5.5 s on 2 cores): not the budget's (the Trainer's neither)
     t0 = time.perf_counter()
     # normalised and estimated once: whether the image reads clean picks the route (with nothing to denoise,
     # the blind-spot fine-tune only costs: see BLIND_SPOT_SHARE) and the self-pairs' blur; the blind spot is

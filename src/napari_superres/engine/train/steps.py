@@ -92,6 +92,13 @@ def _optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, net: n
     optimizer.step()
 
 
+def import_optimizer_dependencies() -> None:
+    """Create and drop one Adam optimizer, so that what ``torch.optim`` imports on a process's first optimizer
+    (``torch._dynamo``: 5.5 s on 2 AVX2 cores) is loaded; a time budget such as
+    :func:`~napari_superres.engine.train.adapt.adapt`'s calls this before its clock starts."""
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+
+
 def _no_autocast() -> ContextManager[Any]:
     return contextlib.nullcontext()
 
@@ -253,4 +260,4 @@ class GANStep(PixelStep):
             self.sched_d.load_state_dict(state["sched_d"])
 
 
-__all__ = ["ADAM_BETAS", "GANStep", "PixelStep", "StepOutcome", "StepStrategy"]
+__all__ = ["ADAM_BETAS", "GANStep", "PixelStep", "StepOutcome", "StepStrategy", "import_optimizer_dependencies"]
