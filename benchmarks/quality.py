@@ -610,9 +610,8 @@ def your_data_benchmark(
     from napari_superres.engine.train.adapt import (
         ADAPT_MIX,
         ADAPT_SECONDS,
-        BLIND_SPOT_BATCH,
-        BLIND_SPOT_BATCH_BF16,
         adapt,
+        blind_spot_batch,
         cpu_bf16,
         planned_steps,
     )
@@ -624,7 +623,7 @@ def your_data_benchmark(
         f"{adapt_steps} steps"
         if adapt_steps
         else f"its default {ADAPT_SECONDS:g} s budget: {pair_steps + spot_steps} steps ({pair_steps} on self-pairs, "
-        f"{spot_steps} blind-spot of {BLIND_SPOT_BATCH_BF16 if bf16 else BLIND_SPOT_BATCH} patches, the two fine-tunes "
+        f"{spot_steps} blind-spot of {blind_spot_batch(bf16)} patches, the two fine-tunes "
         f"averaged; {'bf16' if bf16 else 'float32'})"
     )
     log = log or (lambda *_: None)

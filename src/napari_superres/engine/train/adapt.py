@@ -102,8 +102,7 @@ log = logging.getLogger(__name__)
 #: the default before) +0.43 / +1.03.  60 steps take 4-6 s on 2 cores at any image size (patches).
 SELF_PAIR_STEPS = 60
 #: The default route's self-pair phase ends after its steps or this share of the time left after its set-up
-#: (:meth:`_Run.share_of_rest`), whichever comes first; the blind-spot phase has the rest.  60 steps take 4-6 s of
-#: the 30 on 2 cores; a share by step count (60 of 260) cut them to 47-55 there.
+#: (:meth:`_Run.share_of_rest`), whichever first; the blind-spot phase has the rest.  60 steps take 4-6 s of the 30.
 SELF_PAIR_TIME_SHARE = 1.0 / 3.0
 #: How the self-supervised input is blurred: ``"auto"`` (the default: what the starting model was trained
 #: towards, :func:`self_pair_blur`), ``"same-optics"`` (area binning only: the same optics with larger pixels,
@@ -161,7 +160,7 @@ SELF_PAIRS_MIX = 0.5
 #: 30 s plans 200 of them, and where adapt fine-tunes in bf16 (:data:`ADAPT_CPU_BF16`) the same time plans
 #: :data:`BLIND_SPOT_STEPS_BF16` of 8.
 BLIND_SPOT_STEPS = 200
-#: Blind-spot steps that ``ADAPT_SECONDS`` plans in bf16: about the time of ``BLIND_SPOT_STEPS`` in float32.
+#: Blind-spot steps (of ``BLIND_SPOT_BATCH_BF16`` patches) that ``ADAPT_SECONDS`` plans in bf16.
 #: Measured (2 cores, AMX; the default route on the seven held-out low-photon images above, gain over the
 #: built-in, seconds per image): float32 150 steps +0.252 dB, 25.6 s; bf16 150 steps +0.244, 13.1 s (the
 #: blind-spot step alone 2.3x float32's rate: 14.9 against 6.3 it/s, channels-last float32 8.5); bf16 350
@@ -211,11 +210,8 @@ ADAPT_CPU_BF16 = True
 #: Memory format of the blind-spot fine-tune, in either precision (the self-pair one trains through
 #: ``TrainConfig.channels_last``).  In float32 on a 2-core AVX2 CPU without bf16, 80-step runs alternated three
 #: times: 4.9 / 4.6 / 6.4 it/s channels-last against 4.3 / 4.4 / 4.5 contiguous (on the AMX machine 8.5 against 6.3).
-#: Even so, on that CPU the 30 s budget ended the blind-spot phase after 83-145 of 150 planned steps of 8 patches,
-#: and adapt gained less than in bf16 (your-data table in float32, docs/models.md: fluorescence +0.10 dB over the
-#: built-in against +0.33, HeLa 2 -0.51); hence float32 steps of 4 (:data:`BLIND_SPOT_BATCH`).  Training only the
-#: network's last four body blocks and tail there (1.3-1.6x the steps in the same time) scored lower: +0.11 dB on
-#: average over four of those images against +0.21.
+#: Even so, steps of 8 patches did not fit the budget there (:data:`BLIND_SPOT_BATCH`).  Training only the network's
+#: last four body blocks and tail there (1.3-1.6x the steps) scored lower: +0.11 dB on four images against +0.21.
 BLIND_SPOT_MEMORY_FORMAT = torch.channels_last
 
 
@@ -238,6 +234,11 @@ def planned_steps(seconds: float | None, *, self_pairs: bool, blind_spot: bool, 
     spot_steps = BLIND_SPOT_STEPS_BF16 if bf16 else BLIND_SPOT_STEPS
     spot = max(1, round(spot_steps * share)) if blind_spot else 0
     return pairs, spot
+
+
+def blind_spot_batch(bf16: bool) -> int:
+    """Patches per blind-spot step when fine-tuning in bf16 (:func:`cpu_bf16`) or float32."""
+    return BLIND_SPOT_BATCH_BF16 if bf16 else BLIND_SPOT_BATCH
 
 
 def mix_weights(start: torch.nn.Module, tuned: torch.nn.Module, mix: float) -> torch.nn.Module:
@@ -477,11 +478,9 @@ class _Run:
         return None if self.seconds is None else self.t0 + float(self.seconds)
 
     def share_of_rest(self, share: float) -> float | None:
-        """``perf_counter()`` time by which ``share`` of the budget still left now is spent (``None``: no limit).
-
-        A phase's deadline counted from the end of its set-up: a slow set-up (a first call's kernel and
-        thread-pool start, a busy machine) then shortens both phases in proportion, where a deadline counted
-        from the start gave the self-pair phase none of its steps (measured: 0 of 60 on a first call)."""
+        """``perf_counter()`` time by which ``share`` of the budget still left now is spent (``None``: no limit): a
+        phase's deadline counted from the end of its set-up, so that a slow set-up (a busy machine) shortens both
+        phases, where a deadline counted from the start once left the self-pair phase 0 of its 60 steps."""
         if self.seconds is None:
             return None
         now = time.perf_counter()
@@ -604,7 +603,7 @@ def _blind_spot_phase(
     if steps < 1:
         return net, record
     patches = BlindSpotPatches(planes, condition, patch=BLIND_SPOT_PATCH, seed=run.seed)
-    batch_size = BLIND_SPOT_BATCH_BF16 if run.bf16 else BLIND_SPOT_BATCH
+    batch_size = blind_spot_batch(run.bf16)
     record["batch"] = batch_size
     memory_format = BLIND_SPOT_MEMORY_FORMAT
     net.to(memory_format=memory_format)
@@ -688,6 +687,7 @@ __all__ = [
     "SELF_PAIR_TIME_SHARE",
     "SelfPairs",
     "adapt",
+    "blind_spot_batch",
     "cpu_bf16",
     "mix_weights",
     "planned_steps",
