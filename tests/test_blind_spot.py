@@ -166,16 +166,16 @@ def test_a_bf16_blind_spot_step_trains_float32_weights_like_a_float32_step():
 
 
 def test_adapt_fine_tunes_in_bf16_where_the_cpu_has_it(monkeypatch):
-    from napari_superres.engine.train import adapt as adapt_module
+    from napari_superres.engine.train import adapt_plan
 
     lq, _ = synthetic_pair((96, 96), 2, seed=3)
     for enabled in (True, False):
-        monkeypatch.setattr(adapt_module, "ADAPT_CPU_BF16", enabled)
+        monkeypatch.setattr(adapt_plan, "ADAPT_CPU_BF16", enabled)
         model = adapt(lq, tiny_model(), steps=3, seconds=None)
-        assert model.metadata["adapt"]["precision"] == ("bf16" if adapt_module.cpu_bf16() else "fp32")
+        assert model.metadata["adapt"]["precision"] == ("bf16" if adapt_plan.cpu_bf16() else "fp32")
         # the result is an ordinary float32 model: contiguous weights, as a model file stores them
         assert all(v.dtype == torch.float32 and v.is_contiguous() for v in model.net.state_dict().values())
-    assert not adapt_module.cpu_bf16()  # switched off: float32 on any CPU
+    assert not adapt_plan.cpu_bf16()  # switched off: float32 on any CPU
 
 
 def test_the_time_budget_plans_the_steps(monkeypatch):
@@ -203,8 +203,8 @@ def test_the_time_budget_plans_the_steps(monkeypatch):
     assert bf16 == (SELF_PAIR_STEPS, BLIND_SPOT_STEPS_BF16) and BLIND_SPOT_STEPS_BF16 > BLIND_SPOT_STEPS
     # adapt(seconds=) with no steps runs what the budget plans (one progress bar over both phases); here as if the
     # default budget were 3000 s, so that a budget planning 7 steps leaves them time on a busy machine
-    monkeypatch.setattr("napari_superres.engine.train.adapt.ADAPT_SECONDS", 3000.0)
-    monkeypatch.setattr("napari_superres.engine.train.adapt.ADAPT_CPU_BF16", False)  # float32's plan on any CPU
+    monkeypatch.setattr("napari_superres.engine.train.adapt_plan.ADAPT_SECONDS", 3000.0)
+    monkeypatch.setattr("napari_superres.engine.train.adapt_plan.ADAPT_CPU_BF16", False)  # float32's plan on any CPU
     lq, _ = synthetic_pair((128, 128), 2, seed=3)
     calls = []
     seconds = 3000.0 * 5 / BLIND_SPOT_STEPS  # plans 2 self-pair and 5 blind-spot steps
