@@ -11,16 +11,18 @@ import torch
 from napari_superres import adapt
 from napari_superres.engine import SRModel, SRNet, SRNetConfig
 from napari_superres.engine.errors import Cancelled
-from napari_superres.engine.nets.conditioning import DegradationCondition
+from napari_superres.engine.nets.conditioning import DegradationCondition, condition_maps
 from napari_superres.engine.samples import synthetic_pair
 from napari_superres.engine.train.blind_spot import (
     FIT_FLOOR,
     LOSS_BORDER,
+    RECORRUPT_ALPHA,
     BlindSpotPatches,
     BlindSpotStep,
     fit_forward_blur,
     forward_sigma,
     mask_batch,
+    recorrupt_batch,
 )
 from napari_superres.engine.train.degradation import gaussian_blur
 from napari_superres.engine.train.schedule import Schedule
@@ -76,6 +78,40 @@ def test_blind_spot_patches_carry_the_condition_maps_and_refuse_tiny_images():
         BlindSpotPatches([np.zeros((2 * LOSS_BORDER, 40))], None, patch=32)
 
 
+def test_recorrupted_input_and_target_have_uncorrelated_noise():
+    # a flat field at 0.5 with the image's own Poisson-Gaussian noise (variance 0.01 * 0.5 + 0.001)
+    gain, offset = 0.01, 0.001
+    variance = gain * 0.5 + offset
+    rng = np.random.default_rng(0)
+    noisy = 0.5 + math.sqrt(variance) * torch.from_numpy(rng.standard_normal((64, 1, 32, 32)).astype(np.float32))
+    lq, target = recorrupt_batch(noisy, gain, offset, np.random.default_rng(1))
+    a, b = (lq - 0.5).flatten(), (target - 0.5).flatten()
+    # input noisier by 1 + alpha^2, target's noise independent of it: in expectation the clean image's loss
+    assert float(a.var()) == pytest.approx((1 + RECORRUPT_ALPHA**2) * variance, rel=0.05)
+    assert float(b.var()) == pytest.approx((1 + 1 / RECORRUPT_ALPHA**2) * variance, rel=0.05)
+    assert abs(float((a * b).mean())) < 0.02 * variance
+    assert torch.equal(recorrupt_batch(noisy, 0.0, 0.0, rng)[0], noisy)  # a clean image is left as it is
+
+
+def test_recorrupted_patches_score_every_pixel_and_tell_the_inputs_noise():
+    planes = [np.random.default_rng(1).random((40, 50))]
+    condition = torch.tensor([0.01, 0.001, 1.0])
+    patches = BlindSpotPatches(planes, condition, patch=32, recorrupt=(0.01, 0.001))
+    lq, gt = patches.sample(3)
+    assert lq.shape == (3, 3, 32, 32) and torch.equal(gt[:, 1:], torch.ones(3, 1, 32, 32))
+    inputs_noise = condition * torch.tensor([1 + RECORRUPT_ALPHA**2] * 2 + [1.0])  # 1 + alpha^2 times the image's
+    assert torch.allclose(lq[:, 1:], condition_maps(lq[:, :1], inputs_noise))
+    # the recorrupted loss is the squared error; an unknown loss is refused
+    net = torch.nn.Sequential(torch.nn.Upsample(scale_factor=2), torch.nn.Conv2d(3, 1, 1))
+    step = BlindSpotStep(net, forward_sigma=0.0, scale=2, lr=1e-4, schedule=Schedule("constant", 1), loss="l2")
+    sr = torch.zeros(3, 1, 64, 64)
+    b = LOSS_BORDER
+    expected = float(gt[:, :1, b:-b, b:-b].square().mean())
+    assert float(step.terms(sr, gt, {})["blind_spot"]) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="'l1' or 'l2'"):
+        BlindSpotStep(net, forward_sigma=0.0, scale=2, lr=1e-4, schedule=Schedule("constant", 1), loss="l3")
+
+
 def test_adapt_told_the_blur_fine_tunes_by_blind_spot_consistency():
     lq, _ = synthetic_pair((192, 192), 2, seed=3)
     calls = []
@@ -84,6 +120,7 @@ def test_adapt_told_the_blur_fine_tunes_by_blind_spot_consistency():
     assert calls == [1, 2, 3, 4] and info["method"] == "blind-spot" and info["steps"] == 4
     assert info["mix"] == 1.0 and info["forward_sigma"] == pytest.approx(forward_sigma(1.2, 2), abs=1e-4)
     assert set(info["condition"]) >= {"noise_gain", "blur_sigma"}  # what upscale() tells the network here
+    assert info["noise"] == "recorrupted"  # with the blur stated, every pixel is scored (the default route masks)
     start = tiny_model().net.state_dict()
     assert any(not torch.equal(v, start[k]) for k, v in model.net.state_dict().items())
     # a blind network (no condition maps)
@@ -143,6 +180,7 @@ def test_adapt_by_default_averages_self_pairs_and_blind_spot_fine_tunes():
     assert calls == [(d, 7) for d in range(1, 8)] and info["blind_spot"]["steps"] == 5
     spot = info["blind_spot"]
     assert spot["forward_sigma"] >= FIT_FLOOR * spot["implied_sigma"] - 1e-4 and spot["condition"] is not None
+    assert spot["noise"] == "masked"  # through a fitted forward blur, masking measured better than recorruption
     assert info["mix"] == 0.75 and info["degradation"]["methods"] == ["area"]  # the self-pairs' degradation
     # mix 1.0 returns the two fine-tunes' average itself; the default keeps a quarter of the start
     tuned, start = adapt(lq, tiny_model(), steps=7, mix=1.0).net.state_dict(), tiny_model().net.state_dict()

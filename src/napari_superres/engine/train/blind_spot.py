@@ -14,6 +14,11 @@ the starting network's own output on the image back to the image (:func:`fit_for
 follows what the network was told, not the raw estimate; where the start was told too little blur (its
 output needs almost none to explain the image) it is fitted again from the start told more, or floored.
 
+Where the blur is stated, the noise is kept out of the loss by recorruption instead of masking
+(Recorrupted-to-Recorrupted, Pang et al., CVPR 2021, at the image's own scale: ``BlindSpotPatches(...,
+recorrupt=(noise_gain, noise_offset))`` with ``BlindSpotStep(..., loss="l2")``): every pixel enters the loss, and
+the network sees the whole image, a little noisier (:data:`RECORRUPT_ALPHA`).
+
 >>> patches = BlindSpotPatches([normalised_plane], condition, patch=32)           # doctest: +SKIP
 >>> step = BlindSpotStep(net, forward_sigma=1.99, scale=2, lr=5e-5, schedule=Schedule("cosine", 150))  # doctest: +SKIP
 >>> FitLoop(step, lambda: patches.sample(8)).run(150)                         # doctest: +SKIP
@@ -47,6 +52,14 @@ from .steps import PixelStep
 MASK_GRID = 3
 #: Low-res pixels at each patch border left out of the loss (the output's blur reaches past the patch).
 LOSS_BORDER = 4
+#: Recorruption strength: the input patch gets ``alpha * z`` added and the target ``z / alpha`` subtracted, ``z`` drawn
+#: from the image's noise model (:func:`recorrupt_batch`).  Measured (``adapt(..., blur_sigma=)`` told the low-photon
+#: protocol's PSF, 200 steps of 4 patches, float32; four fluorescence images, binned HeLa 0, two synthetic fields;
+#: gain over the built-in): masked +0.877 dB on average (fluorescence +0.325), alpha 0.3 +0.861 (+0.341), 0.5 +0.957
+#: (+0.409), **1.0 +1.006 (+0.453)**, 1.5 +0.959 (+0.414), 2.0 +0.861 (+0.335).  Telling the network the image's own
+#: noise instead of the input's (alpha 0.5): +0.964.  In the default route, through the forward blur fitted to the
+#: start's output, it scored lower than masking (alpha 0.5: +0.465 against +0.560; HeLa 2 -0.53 against +0.17).
+RECORRUPT_ALPHA = 1.0
 #: Replaces a masked pixel: the mean of its four neighbours.
 _NEIGHBOURS = torch.tensor([[0.0, 0.25, 0.0], [0.25, 0.0, 0.25], [0.0, 0.25, 0.0]]).view(1, 1, 3, 3)
 
@@ -98,16 +111,44 @@ def mask_batch(
     return patches * (1.0 - mask) + neighbours * mask, mask
 
 
+def recorrupt_batch(
+    patches: torch.Tensor,
+    noise_gain: float,
+    noise_offset: float,
+    rng: np.random.Generator,
+    alpha: float = RECORRUPT_ALPHA,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input, target)`` = ``(patches + alpha z, patches - z / alpha)`` for ``patches`` ``(N, 1, h, w)``
+    (normalised units): ``z`` Gaussian with the image's Poisson-Gaussian variance ``noise_gain * signal +
+    noise_offset``, the signal read as each pixel's 3 x 3 mean.  The two copies' noises are uncorrelated, so an L2
+    loss against ``target`` is, in expectation, the loss against the clean image plus a constant; the input's noise
+    variance is ``1 + alpha**2`` times the image's."""
+    signal = F.avg_pool2d(F.pad(patches, (1, 1, 1, 1), mode="reflect"), 3, stride=1).clamp(min=0.0)
+    std = (float(noise_gain) * signal + float(noise_offset)).clamp(min=0.0).sqrt()
+    z = torch.from_numpy(rng.standard_normal(tuple(patches.shape)).astype(np.float32)) * std
+    return patches + alpha * z, patches - z / alpha
+
+
 class BlindSpotPatches:
-    """Random masked patches of normalised 2-D planes (one image's, all the same shape), with the
+    """Random masked (or recorrupted) patches of normalised 2-D planes (one image's, all the same shape), with the
     network's condition maps.
 
     ``sample(n)`` returns ``(lq, gt)``: ``lq`` ``(n, 1 + COND_CHANNELS, p, p)`` (masked patch and its
     maps under ``condition``, a ``(3,)`` tensor; ``None``: a blind network, no maps), ``gt`` ``(n, 2, p, p)`` (the unmasked patch and the
-    mask), rotated by random multiples of 90 degrees.
+    mask), rotated by random multiples of 90 degrees.  With ``recorrupt=(noise_gain, noise_offset)`` (the image's
+    noise model, normalised units): ``lq`` is the recorrupted patch (:func:`recorrupt_batch`), its maps telling
+    the input's noise, and ``gt`` the recorrupted target with a mask of ones.
     """
 
-    def __init__(self, planes: list[np.ndarray], condition: torch.Tensor | None, *, patch: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        planes: list[np.ndarray],
+        condition: torch.Tensor | None,
+        *,
+        patch: int,
+        seed: int = 0,
+        recorrupt: tuple[float, float] | None = None,
+    ) -> None:
         self.planes = [torch.from_numpy(np.ascontiguousarray(p, dtype=np.float32)) for p in planes]
         if not self.planes or len({tuple(p.shape) for p in self.planes}) != 1:
             raise ValueError("blind-spot patches need one or more 2-D planes of the same shape")
@@ -116,6 +157,7 @@ class BlindSpotPatches:
         if self.patch < 2 * LOSS_BORDER + MASK_GRID:
             raise ValueError(f"the image ({h} x {w} px) is too small for blind-spot fine-tuning")
         self.condition = condition
+        self.recorrupt = recorrupt
         self.rng = np.random.default_rng(seed)
 
     def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,15 +166,23 @@ class BlindSpotPatches:
         ys, xs = self.rng.integers(0, h - p + 1, n), self.rng.integers(0, w - p + 1, n)
         batch = torch.stack([self.planes[k][y : y + p, x : x + p] for k, y, x in zip(ks, ys, xs)])[:, None]
         batch = torch.rot90(batch, int(self.rng.integers(4)), (2, 3))
-        masked, mask = mask_batch(batch, self.rng)
-        lq = masked if self.condition is None else with_condition(masked, self.condition)
+        condition = self.condition
+        if self.recorrupt is None:
+            lq, mask = mask_batch(batch, self.rng)
+        else:
+            lq, batch = recorrupt_batch(batch, *self.recorrupt, self.rng)
+            mask = torch.ones_like(batch)
+            if condition is not None:  # the input's noise: 1 + alpha^2 times the image's
+                condition = condition * torch.tensor([1.0 + RECORRUPT_ALPHA**2, 1.0 + RECORRUPT_ALPHA**2, 1.0])
+        lq = lq if condition is None else with_condition(lq, condition)
         return lq, torch.cat([batch, mask], dim=1)
 
 
 class BlindSpotStep(PixelStep):
     """A :class:`PixelStep` whose ``"blind_spot"`` term compares the output, blurred by ``forward_sigma``
     (output px) and area-binned by ``scale``, with the image at the masked pixels (``gt`` as
-    :class:`BlindSpotPatches` gives it), L1, borders of :data:`LOSS_BORDER` px left out.  ``autocast``: a
+    :class:`BlindSpotPatches` gives it), ``loss`` ``"l1"`` (masked patches) or ``"l2"`` (recorrupted ones: only
+    the squared error is unbiased there), borders of :data:`LOSS_BORDER` px left out.  ``autocast``: a
     context-manager factory for the network's forward (e.g. bf16 on the CPU); the loss is float32."""
 
     def __init__(
@@ -144,17 +194,22 @@ class BlindSpotStep(PixelStep):
         lr: float,
         schedule: Schedule,
         autocast: Callable[[], AbstractContextManager[Any]] | None = None,
+        loss: str = "l1",
     ) -> None:
+        if loss not in ("l1", "l2"):
+            raise ValueError(f"loss must be 'l1' or 'l2', got {loss!r}")
         extra = {} if autocast is None else {"autocast": autocast}
         super().__init__(net, lr=lr, schedule=schedule, weights={"blind_spot": 1.0}, **extra)
         self.forward_sigma = float(forward_sigma)
         self.scale = int(scale)
+        self.loss = loss
 
     def terms(self, sr: torch.Tensor, gt: torch.Tensor, weights: Any) -> dict[str, torch.Tensor]:
         predicted = F.avg_pool2d(gaussian_blur(sr, self.forward_sigma), self.scale)
         b = LOSS_BORDER
         target, mask = gt[:, :1, b:-b, b:-b], gt[:, 1:, b:-b, b:-b]
-        error = (predicted[..., b:-b, b:-b] - target).abs() * mask
+        difference = predicted[..., b:-b, b:-b] - target
+        error = (difference.abs() if self.loss == "l1" else difference.square()) * mask
         return {"blind_spot": error.sum() / mask.sum().clamp(min=1.0)}
 
 
@@ -162,6 +217,7 @@ __all__ = [
     "FIT_FLOOR",
     "LOSS_BORDER",
     "MASK_GRID",
+    "RECORRUPT_ALPHA",
     "REFIT_MAX",
     "REFIT_SHARE",
     "BlindSpotPatches",
@@ -169,4 +225,5 @@ __all__ = [
     "fit_forward_blur",
     "forward_sigma",
     "mask_batch",
+    "recorrupt_batch",
 ]
