@@ -538,8 +538,11 @@ YOUR_DATA_TRAIN_STEPS = 1000
 #: ``--own-pair-steps`` (off by default; ~100 s per image on 2 cores): column (d), the built-in fine-tuned on the
 #: held-out image's own true pair (its low-res image and its reference, TrainConfig defaults, float32) for this
 #: many steps.  No method without the high-res reference can do this; it measures how much a per-image
-#: fine-tune could gain at all on the image, the headroom that ``adapt`` works in.
+#: fine-tune could gain at all on the image, the headroom that ``adapt`` works in.  Column (d') fine-tunes the same
+#: way on another acquisition of the same field (its own noise, seeds this far from the held-out image's): what
+#: knowing the field and the microscope teaches, without learning the held-out acquisition's noise by heart.
 YOUR_DATA_OWN_PAIR_STEPS = 300
+OWN_FIELD_SEED_OFFSET = 500
 
 
 def told_blur(protocol: str) -> float | None:
@@ -601,8 +604,9 @@ def your_data_benchmark(
     except ``steps=train_steps`` on microscope-protocol pairs of ``n_train`` training images of
     the same kind (centre crops of ``YOUR_DATA_TRAIN_CROP`` px), trained once per kind.
     (d) with ``own_pair_steps``: the built-in fine-tuned for that many steps on the held-out image's own true
-    pair (:data:`YOUR_DATA_OWN_PAIR_STEPS`).  Times are wall-clock seconds in this process.  ``on_kind(results)``
-    is called after every kind with the results so far (to write them as they come).
+    pair (:data:`YOUR_DATA_OWN_PAIR_STEPS`), (d') the same on another acquisition of the image's field.  Times are
+    wall-clock seconds in this process.  ``on_kind(results)`` is called after every kind with the results so far
+    (to write them as they come).
     """
     import torch
 
@@ -686,7 +690,7 @@ def your_data_benchmark(
             trained = trainer.model(f"trained on {len(hr_train)} {kind}")
         train_seconds = time.perf_counter() - t0
         scores: dict[str, list[float]] = {"bicubic": [], "built-in": [], "adapt": [], "adapt x8": [],
-                                          "adapt, PSF told": [], "paired": [], "own pair": []}  # fmt: skip
+                                          "adapt, PSF told": [], "paired": [], "own pair": [], "own field": []}  # fmt: skip
         blur = told_blur(protocol)
         adapt_seconds, told_seconds = [], []
         for index, image in enumerate(images):
@@ -719,11 +723,15 @@ def your_data_benchmark(
             if trained is not None:
                 scores["paired"].append(score(engine.upscale(lr, trained)))
             if own_pair_steps:
-                own = TrainConfig(scale=scale, steps=own_pair_steps, val_every=0, device="cpu", init="builtin")
-                with torch.random.fork_rng(devices=[]):
-                    tuner = Trainer(own, make_pair_source([ref], [lr], scale=scale, patch_size=own.patch_size))
-                    tuner.run()
-                scores["own pair"].append(score(engine.upscale(lr, tuner.model(f"own pair of {image.name}"))))
+                # (d) this very acquisition and its reference; (d') another acquisition of the same field
+                other = OWN_FIELD_SEED_OFFSET + 1000 * scale + index
+                other_pair = (reference(hr, scale, protocol, seed=other), make_low_res(hr, scale, protocol, seed=other))
+                for key, (gt, lq) in (("own pair", (ref, lr)), ("own field", other_pair)):
+                    own = TrainConfig(scale=scale, steps=own_pair_steps, val_every=0, device="cpu", init="builtin")
+                    with torch.random.fork_rng(devices=[]):
+                        tuner = Trainer(own, make_pair_source([gt], [lq], scale=scale, patch_size=own.patch_size))
+                        tuner.run()
+                    scores[key].append(score(engine.upscale(lr, tuner.model(f"{key} of {image.name}"))))
             log(
                 f"[{time.perf_counter() - t_start:6.0f}s] {kind} {image.name}: bicubic {scores['bicubic'][-1]:.2f} dB, "
                 + ", ".join(
@@ -745,6 +753,7 @@ def your_data_benchmark(
                 "adapt_told_seconds": float(np.mean(told_seconds)) if told_seconds else None,
                 "gain_paired": float(np.mean(np.array(scores["paired"]) - bic)) if scores["paired"] else None,
                 "gain_own_pair": float(np.mean(np.array(scores["own pair"]) - bic)) if scores["own pair"] else None,
+                "gain_own_field": float(np.mean(np.array(scores["own field"]) - bic)) if scores["own field"] else None,
                 "adapt_seconds": float(np.mean(adapt_seconds)),
                 "paired_seconds": train_seconds,
                 "paired_train_images": [im.name for im in train],
@@ -780,13 +789,15 @@ def your_data_markdown(results: dict[str, Any]) -> str:
         f"(b') `adapt(..., blur_sigma=)` told the protocol's PSF (blind-spot "
         f"consistency, its default budget), (c) paired training on other images of the same kind "
         f"({results['paired']}), (d) {results.get('own_pair') or 'not run'} (no method without the high-res "
-        f"reference can do this: the headroom of a per-image fine-tune). Seconds on this machine "
+        f"reference can do this: the headroom of a per-image fine-tune), (d') the same on another acquisition of "
+        f"the field (its own noise: what the field and the microscope teach, without the held-out image's noise "
+        f"learnt by heart). Seconds on this machine "
         f"({_cpu_text(results)}load average "
         f"{', '.join(f'{x:.1f}' for x in results['environment']['load_average'] or [])}).",
         "",
         "| held-out set (images) | bicubic PSNR | (a) built-in | (b) adapt | (b8) adapt, x8 | (b') adapt, PSF told "
-        "| (c) paired training | (d) own pair | adapt s / image (b / b') | training s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| (c) paired training | (d) own pair | (d') own field | adapt s / image (b / b') | training s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["results"]:
         paired = f"{r['gain_paired']:+.2f}" if r["gain_paired"] is not None else "-"
@@ -794,14 +805,15 @@ def your_data_markdown(results: dict[str, Any]) -> str:
         told_s = f"{r['adapt_told_seconds']:.0f}" if r.get("adapt_told_seconds") is not None else "-"
         x8 = f"{r['gain_adapt_x8']:+.2f}" if r.get("gain_adapt_x8") is not None else "-"
         own = f"{r['gain_own_pair']:+.2f}" if r.get("gain_own_pair") is not None else "-"
+        field = f"{r['gain_own_field']:+.2f}" if r.get("gain_own_field") is not None else "-"
         lines.append(
             f"| {r['kind']} ({r['n_images']}) | {r['bicubic_psnr']:.2f} | {r['gain_builtin']:+.2f} | "
-            f"{r['gain_adapt']:+.2f} | {x8} | {told} | {paired} | {own} | {r['adapt_seconds']:.0f} / {told_s} | "
+            f"{r['gain_adapt']:+.2f} | {x8} | {told} | {paired} | {own} | {field} | {r['adapt_seconds']:.0f} / {told_s} | "
             f"{r['paired_seconds']:.0f} |"
         )
     lines += [
         "",
-        "Per image (gain over bicubic, dB: built-in / adapt / adapt x8 / adapt, PSF told / paired / own pair):",
+        "Per image (gain over bicubic, dB: built-in / adapt / adapt x8 / adapt, PSF told / paired / own pair / own field):",
         "",
     ]
     for r in results["results"]:
@@ -809,7 +821,7 @@ def your_data_markdown(results: dict[str, Any]) -> str:
         for i, name in enumerate(r.get("images", [])):
             gains = [
                 f"{per[k][i] - per['bicubic'][i]:+.2f}" if len(per.get(k, [])) > i else "-"
-                for k in ("built-in", "adapt", "adapt x8", "adapt, PSF told", "paired", "own pair")
+                for k in ("built-in", "adapt", "adapt x8", "adapt, PSF told", "paired", "own pair", "own field")
             ]
             lines.append(f"- {name}: bicubic {per['bicubic'][i]:.2f} dB; {' / '.join(gains)}")
     return "\n".join(lines) + "\n"

@@ -131,11 +131,20 @@ def test_train_on_your_data_table_runs_on_the_synthetic_set(monkeypatch):
                                           n_train=1, own_pair_steps=1, log=None, on_kind=seen.append)  # fmt: skip
     (row,) = results["results"]
     assert row["kind"] == "synthetic" and row["n_images"] == 1 and len(seen) == 1
-    gains = ("gain_builtin", "gain_adapt", "gain_adapt_x8", "gain_adapt_told", "gain_paired", "gain_own_pair")
+    gains = (
+        "gain_builtin",
+        "gain_adapt",
+        "gain_adapt_x8",
+        "gain_adapt_told",
+        "gain_paired",
+        "gain_own_pair",
+        "gain_own_field",
+    )
     assert all(math.isfinite(row[k]) for k in ("bicubic_psnr", *gains))
     table = quality.your_data_markdown(results)
     assert "| synthetic (1) |" in table and "(b) adapt" in table and "(b8) adapt, x8" in table
     assert "(d) own pair" in table and "steps=1, on the held-out image's own low-res image" in table
+    assert "(d') own field" in table and "another acquisition of the field" in table
 
 
 def test_the_binned_fluorescence_kind_is_the_planes_area_binned():
