@@ -614,6 +614,7 @@ def your_data_benchmark(
     from napari_superres.engine.train.adapt import (
         ADAPT_MIX,
         ADAPT_SECONDS,
+        TOLD_BLUR_RECORRUPTS,
         adapt,
         blind_spot_batch,
         cpu_bf16,
@@ -652,6 +653,7 @@ def your_data_benchmark(
             "builtin": builtin,
             "adapt_budget": adapt_budget,
             "adapt_mix": ADAPT_MIX,
+            "told_noise": "the noise split by recorruption" if TOLD_BLUR_RECORRUPTS else "the noise hidden by masking",
             "paired": f"TrainConfig defaults except steps={train_steps}; up to {n_train} training images of the "
             f"kind, centre crops of {YOUR_DATA_TRAIN_CROP} px, {protocol}-protocol pairs",
             "own_pair": (
@@ -779,6 +781,16 @@ def _cpu_text(results: dict[str, Any]) -> str:
     return f"CPU capability {capability}, " if capability else ""
 
 
+def _own_pair_text(results: dict[str, Any]) -> str:
+    if not results.get("own_pair"):
+        return "(d) and (d') not run (`--own-pair-steps`)"
+    return (
+        f"(d) {results['own_pair']} (no method without the high-res reference can do this: the headroom of a "
+        "per-image fine-tune), (d') the same on another acquisition of the field (its own noise: what the field and "
+        "the microscope teach, without the held-out image's noise learnt by heart)"
+    )
+
+
 def your_data_markdown(results: dict[str, Any]) -> str:
     """The "train on your data" table: PSNR gain over bicubic (dB) and times (s)."""
     lines = [
@@ -786,12 +798,10 @@ def your_data_markdown(results: dict[str, Any]) -> str:
         f"{results['protocol']} protocol{_psf_text(results)}; (a) built-in `{results['builtin']}`, (b) `adapt` on the low-res image itself "
         f"({results.get('adapt_budget', results.get('adapt_steps'))}, no high-res, weights averaged with the start: mix "
         f"{results.get('adapt_mix', 'n/a')}), (b8) the adapted model upscaled with `self_ensemble=True` (x8), "
-        f"(b') `adapt(..., blur_sigma=)` told the protocol's PSF (blind-spot "
-        f"consistency, its default budget), (c) paired training on other images of the same kind "
-        f"({results['paired']}), (d) {results.get('own_pair') or 'not run'} (no method without the high-res "
-        f"reference can do this: the headroom of a per-image fine-tune), (d') the same on another acquisition of "
-        f"the field (its own noise: what the field and the microscope teach, without the held-out image's noise "
-        f"learnt by heart). Seconds on this machine "
+        f"(b') `adapt(..., blur_sigma=)` told the protocol's PSF (consistency at the image's own scale, "
+        f"{results.get('told_noise', 'the noise hidden by masking')}, its default budget), (c) paired training on "
+        f"other images of the same kind "
+        f"({results['paired']}), {_own_pair_text(results)}. Seconds on this machine "
         f"({_cpu_text(results)}load average "
         f"{', '.join(f'{x:.1f}' for x in results['environment']['load_average'] or [])}).",
         "",

@@ -5,7 +5,8 @@
 Blocks in ``docs/models.md``: ``<!-- quality:start -->``…``<!-- quality:end -->`` gets
 ``results/quality.md`` (from its first table heading on); ``<!-- your-data:start -->``…
 ``<!-- your-data:end -->`` gets ``results/your_data.md`` (``quality.py --your-data``), ``your-data-fp32`` gets
-``results/your_data_fp32.md`` (the same on a CPU without native bf16).
+``results/your_data_fp32.md`` (the same on a CPU without native bf16), ``your-data-headroom`` gets
+``results/your_data_headroom.md`` (fluorescence with the own-pair columns).
 Block in ``docs/performance.md``: ``<!-- performance:start -->``…``<!-- performance:end -->`` gets the body
 of ``results/<machine>.md`` for every machine file given (headings demoted one level), followed by
 ``results/candidates-<machine>.md`` where present (``benchmarks/candidates.py``).
@@ -24,7 +25,11 @@ MODELS_DOC = ROOT / "docs" / "models.md"
 PERFORMANCE_DOC = ROOT / "docs" / "performance.md"
 #: ``docs/models.md`` blocks and the your-data tables they get: the run on a CPU with native bf16 (adapt fine-tunes
 #: in bf16) and the run on one without (float32).
-YOUR_DATA_BLOCKS = (("your-data", "your_data.md"), ("your-data-fp32", "your_data_fp32.md"))
+YOUR_DATA_BLOCKS = (
+    ("your-data", "your_data.md"),
+    ("your-data-fp32", "your_data_fp32.md"),
+    ("your-data-headroom", "your_data_headroom.md"),
+)
 
 
 def _replace_block(text: str, name: str, body: str, where: Path) -> str:

@@ -145,6 +145,7 @@ def test_train_on_your_data_table_runs_on_the_synthetic_set(monkeypatch):
     assert "| synthetic (1) |" in table and "(b) adapt" in table and "(b8) adapt, x8" in table
     assert "(d) own pair" in table and "steps=1, on the held-out image's own low-res image" in table
     assert "(d') own field" in table and "another acquisition of the field" in table
+    assert "the noise split by recorruption" in table  # how the stated-PSF route (b') ran
 
 
 def test_the_binned_fluorescence_kind_is_the_planes_area_binned():

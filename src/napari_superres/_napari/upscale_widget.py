@@ -172,7 +172,7 @@ class UpscaleWidget(JobWidget):
                                "0: estimate it from the image).",
             self.adapt_check: "Fine-tune the chosen model on this image itself first (no high-res data needed); "
                               "the adapted model is registered as '<model> adapted' and used for the result. "
-                              "With a blur override set, it fine-tunes through that PSF (blind-spot consistency).",
+                              "With a blur override set, it fine-tunes through that PSF (consistency at the image's own scale).",
             self.adapt_seconds: "Time budget of the adaptation in seconds: it plans the steps (30 s: 260 on 2 CPU "
                                 "cores, 360 where the CPU has bf16) and ends them when it runs out; longer gives "
                                 "more blind-spot steps and a slightly closer fit.",
@@ -478,7 +478,7 @@ class UpscaleWidget(JobWidget):
                     ctx.progress(min(1000, int(1000 * share)), 1000,
                                  f"adapting to the image: step {done}, {elapsed:.0f}/{budget:.0f} s")  # fmt: skip
 
-                # a stated blur (the override) is fitted through by blind-spot consistency, see adapt()
+                # a stated blur (the override) is fitted through by consistency at the image's own scale, see adapt()
                 adapted = adapt(data, model=request.model, scale=request.scale, seconds=budget, engine=engine,
                                 progress=adapting, should_stop=ctx.should_stop,
                                 blur_sigma=request.degradation.get("blur_sigma"))  # fmt: skip
