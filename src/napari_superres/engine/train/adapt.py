@@ -351,7 +351,7 @@ def adapt(
         alone, the noise split by recorruption (:mod:`~napari_superres.engine.train.blind_spot`,
         ``BLIND_SPOT_STEPS`` = 200 steps, bf16 ``BLIND_SPOT_STEPS_BF16`` = 300, 15-25 s on 2 cores): measured
         (float32) +0.45 dB over the built-in on four low-photon fluorescence images (masking instead: +0.33;
-        paired training: +0.12), +1.8 on two synthetic fields; a blur 20 % off costs dB.
+        paired training: +0.12), +1.53 on four synthetic fields, +0.25 on EM; a blur 20 % off costs dB.
         The network is told the image's estimate with this blur in place: upscale with
         ``degradation={"blur_sigma": blur_sigma}`` (the CLI's ``--adapt --blur B`` and the widget's blur override do).
 
