@@ -116,9 +116,9 @@ def recorrupt_batch(
     noise_gain: float,
     noise_offset: float,
     rng: np.random.Generator,
-    alpha: float = RECORRUPT_ALPHA,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(input, target)`` = ``(patches + alpha z, patches - z / alpha)`` for ``patches`` ``(N, 1, h, w)``
+    """``(input, target)`` = ``(patches + alpha z, patches - z / alpha)`` (``alpha``: :data:`RECORRUPT_ALPHA`, which
+    :class:`BlindSpotPatches` also tells the network) for ``patches`` ``(N, 1, h, w)``
     (normalised units): ``z`` Gaussian with the image's Poisson-Gaussian variance ``noise_gain * signal +
     noise_offset``, the signal read as each pixel's 3 x 3 mean.  The two copies' noises are uncorrelated, so an L2
     loss against ``target`` is, in expectation, the loss against the clean image plus a constant; the input's noise
@@ -126,7 +126,7 @@ def recorrupt_batch(
     signal = F.avg_pool2d(F.pad(patches, (1, 1, 1, 1), mode="reflect"), 3, stride=1).clamp(min=0.0)
     std = (float(noise_gain) * signal + float(noise_offset)).clamp(min=0.0).sqrt()
     z = torch.from_numpy(rng.standard_normal(tuple(patches.shape)).astype(np.float32)) * std
-    return patches + alpha * z, patches - z / alpha
+    return patches + RECORRUPT_ALPHA * z, patches - z / RECORRUPT_ALPHA
 
 
 class BlindSpotPatches:
