@@ -127,6 +127,40 @@ def test_adapt_told_the_blur_fine_tunes_by_blind_spot_consistency():
     assert adapt(lq, tiny_model(cond_channels=0), steps=2, blur_sigma=1.2).metadata["adapt"]["steps"] == 2
 
 
+def test_upscale_tells_an_adapted_model_the_blur_it_was_adapted_with(tmp_path):
+    from napari_superres.engine import Engine
+    from napari_superres.engine.nets.model_file import load_model, save_model
+
+    engine = Engine(device="cpu", builtins=False)
+    lq, _ = synthetic_pair((128, 128), 2, seed=3)
+    estimated = engine.estimate_degradation(lq, tiny_model()).blur_sigma
+    # told the microscope's PSF, adapt records it, and upscale tells it without being told again
+    told = adapt(lq, tiny_model(), steps=2, blur_sigma=estimated + 0.4)
+    assert told.metadata["adapt"]["told_blur"] == {"blur_sigma": pytest.approx(estimated + 0.4), "stated": True}
+    assert engine.estimate_degradation(lq, told).blur_sigma == pytest.approx(estimated + 0.4)
+    assert np.array_equal(
+        engine.upscale(lq, told), engine.upscale(lq, told, degradation={"blur_sigma": estimated + 0.4})
+    )
+    # a blur the caller states still wins; the model file keeps the adapted blur
+    assert engine.estimate_degradation(lq, told, degradation={"blur_sigma": 0.7}).blur_sigma == 0.7
+    save_model(tmp_path / "told.safetensors", told.net, normalization=told.normalization, training=told.metadata)
+    assert engine.estimate_degradation(lq, load_model(tmp_path / "told.safetensors")).blur_sigma == pytest.approx(
+        estimated + 0.4
+    )
+    # by default adapt records the blur it told the network (the estimate, after upscale's check where it applies)
+    default = adapt(lq, tiny_model(), steps=3)
+    recorded = default.metadata["adapt"]["told_blur"]
+    assert recorded["stated"] is False
+    assert recorded["blur_sigma"] == pytest.approx(default.metadata["adapt"]["blind_spot"]["condition"]["blur_sigma"])
+    # ... which is a floor for the estimate of the image upscaled
+    default.metadata["adapt"]["told_blur"]["blur_sigma"] = estimated + 0.3
+    assert engine.estimate_degradation(lq, default).blur_sigma == pytest.approx(estimated + 0.3)
+    default.metadata["adapt"]["told_blur"]["blur_sigma"] = estimated - 0.3
+    assert engine.estimate_degradation(lq, default).blur_sigma == pytest.approx(estimated)
+    # a blind start records none
+    assert "told_blur" not in adapt(lq, tiny_model(cond_channels=0), steps=2, blur_sigma=1.2).metadata["adapt"]
+
+
 class _Fixed(torch.nn.Module):
     """A stand-in network whose output is always ``out`` (the high-res field behind a low-res plane)."""
 

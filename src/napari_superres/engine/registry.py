@@ -442,8 +442,9 @@ class Engine:
         """What :meth:`upscale` would tell a conditioned ``model`` about ``image`` (its blur and noise,
         estimated once, with ``degradation``'s overrides; an estimated blur after the check of
         :mod:`~napari_superres.engine.infer.blur_check`, which tells an x2 model that under-sharpens at the
-        estimate more blur); ``None`` for a blind model.  Pass the result as ``upscale(..., degradation=result)``
-        to upscale with exactly it."""
+        estimate more blur; an adapted model the blur it was adapted with, unless ``degradation`` states one:
+        :func:`~napari_superres.engine.infer.blur_check.adapted_condition`); ``None`` for a blind model.  Pass the
+        result as ``upscale(..., degradation=result)`` to upscale with exactly it."""
         request = UpscaleRequest(
             model=model, axes=axes, rgb=rgb, normalization=normalization, degradation=degradation, device="cpu",
             backend="torch",

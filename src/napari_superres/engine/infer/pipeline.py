@@ -29,7 +29,13 @@ from ..normalization import (
     rgb_to_ycbcr,
     ycbcr_to_rgb,
 )
-from .blur_check import CHECK_SCALES, checked_condition, recorded_max_blur, recorded_target_blur
+from .blur_check import (
+    CHECK_SCALES,
+    adapted_condition,
+    checked_condition,
+    recorded_max_blur,
+    recorded_target_blur,
+)
 from .ensemble import DIHEDRAL, self_ensemble
 from .job import ProgressCallback, UpscaleJob
 from .onnx_backend import OnnxRunner, onnx_failure, onnx_runner
@@ -343,7 +349,9 @@ def condition_for(key: int, job: UpscaleJob, in_view: Any, lo: float, hi: float)
     ``in_view``: the image transposed to ``job.axes.order`` (numpy or dask).  The estimate reads the
     centre crop (:data:`~napari_superres.engine.nets.conditioning.ESTIMATE_CROP` px per side) of up to
     :data:`ESTIMATE_PLANES` planes of that channel, evenly spread, normalised by ``(lo, hi)`` as the
-    network sees them (RGB: luminance).
+    network sees them (RGB: luminance).  An adapted model whose caller states no blur is told the blur it was
+    adapted with (:func:`~.blur_check.adapted_condition`: a stated one as it is, an estimated one as the floor of
+    the estimate, then checked).
     """
     if key not in job.conditions:
         planes: list[np.ndarray] = []
@@ -353,7 +361,10 @@ def condition_for(key: int, job: UpscaleJob, in_view: Any, lo: float, hi: float)
             return planes
 
         condition = job.degradation.resolve(estimate_planes)
-        job.conditions[key] = _checked_blur(condition, planes, job) if planes else condition
+        stated = False
+        if job.degradation.estimate and "blur_sigma" not in job.degradation.fixed:
+            condition, stated = adapted_condition(job.model, condition)
+        job.conditions[key] = _checked_blur(condition, planes, job) if planes and not stated else condition
     return job.conditions[key]
 
 

@@ -48,7 +48,9 @@ adapted by self-pairs alone (60 steps), mixed half with the start, as before.
 The result is an :class:`~napari_superres.engine.SRModel` with the starting model's
 normalisation (so :func:`~napari_superres.engine.upscale` repeats it), usable as
 ``upscale(image, model=...)`` and registrable with ``Engine.register``.  Its metadata
-holds the estimates and the degradation used.
+holds the estimates and the degradation used, and the blur the fine-tune told the network, which ``upscale`` tells
+the adapted model unless its caller states another (the stated PSF itself; by default the floor of the estimate):
+a network fine-tuned to be consistent with the image through that blur under-sharpens told less.
 """
 
 from __future__ import annotations
@@ -65,7 +67,13 @@ import numpy as np
 import torch
 
 from ..errors import Cancelled
-from ..infer.blur_check import CHECK_SCALES, recorded_max_blur, recorded_target_blur
+from ..infer.blur_check import (
+    ADAPTED_BLUR_KEY,
+    CHECK_SCALES,
+    adapted_condition,
+    recorded_max_blur,
+    recorded_target_blur,
+)
 from ..infer.conditioning import DegradationRequest
 from ..layout import parse_axes
 from ..nets.conditioning import (
@@ -352,13 +360,16 @@ def adapt(
         ``BLIND_SPOT_STEPS`` = 200 steps, bf16 ``BLIND_SPOT_STEPS_BF16`` = 300, 15-25 s on 2 cores): measured
         (float32) +0.45 dB over the built-in on four low-photon fluorescence images (masking instead: +0.33;
         paired training: +0.12), +1.53 on four synthetic fields, +0.25 on EM; a blur 20 % off costs dB.
-        The network is told the image's estimate with this blur in place: upscale with
-        ``degradation={"blur_sigma": blur_sigma}`` (the CLI's ``--adapt --blur B`` and the widget's blur override do).
+        The network is told the image's estimate with this blur in place, and so is the adapted model whenever
+        ``upscale`` is not told another blur (below).
 
     Returns
     -------
     :class:`SRModel` named ``"<start> adapted"`` (source ``"session"``), same normalisation as
-    the starting model; ``metadata["adapt"]`` records the estimates, degradation and steps.
+    the starting model; ``metadata["adapt"]`` records the estimates, degradation and steps, and for a conditioned
+    start ``"told_blur"``: the blur the fine-tune told the network, which ``upscale`` then tells the adapted model
+    where its caller states none (:func:`~napari_superres.engine.infer.blur_check.adapted_condition`: a stated blur
+    as it is, an estimated one as the floor of the image's estimate).
     """
     image = _checked_args(image, steps, seconds, mix, blur_sigma)
     base = _base_model(model, scale, engine)
@@ -514,9 +525,11 @@ def _blind_spot_phase(
     base = run.base
     scale = int(base.scale)  # type: ignore[arg-type]
     planes = run.planes
+    stated = blur_sigma is not None
     if blur_sigma is None:
         assert run.estimated is not None
-        estimate = inference_condition(run.estimated)
+        # as upscale tells the start: an adapted start its own adapted blur (blur_check.adapted_condition)
+        estimate, stated = adapted_condition(base, inference_condition(run.estimated))
     else:
         estimate = DegradationRequest.parse({"blur_sigma": blur_sigma}).resolve(lambda: planes)
     condition = estimate.as_tensor() if base.net.cond_channels else None
@@ -526,9 +539,9 @@ def _blind_spot_phase(
     if blur_sigma is None:
         plane = planes[len(planes) // 2]
         # where upscale checks its estimate (CHECK_SCALES), the start is told the blur that check tells it
-        checked = scale in CHECK_SCALES
+        checked = scale in CHECK_SCALES and not stated
         sigma, raised = fit_forward_blur(
-            net, plane, condition, scale=scale, implied=implied, target_blur=target_blur,
+            net, plane, condition, scale=scale, implied=implied, target_blur=None if stated else target_blur,
             max_blur=recorded_max_blur(base) if checked else None,
         )  # fmt: skip
         if raised is not None and checked:
@@ -542,7 +555,11 @@ def _blind_spot_phase(
         "forward_sigma": round(sigma, 4),
         "implied_sigma": round(implied, 4),
         "condition": estimate.to_dict() if condition is not None else None,
+        # what upscale tells the adapted model where its caller states no blur (blur_check.adapted_condition)
+        ADAPTED_BLUR_KEY: None,
     }
+    if condition is not None:
+        record[ADAPTED_BLUR_KEY] = {"blur_sigma": float(estimate.blur_sigma), "stated": stated}
     if steps < 1:
         return net, record
     recorrupt = (
@@ -595,7 +612,10 @@ def _adapt_both(run: _Run) -> SRModel:
     spot, blind = _blind_spot_phase(run, None, run.steps - pair_steps, run.deadline(), run.reporter(pairs["steps"]))
     tuned = mix_weights(paired, spot, BLIND_SPOT_SHARE)  # (1 - share) self-pairs + share blind-spot
     training = pairs.pop("training")
+    told_blur = blind.pop(ADAPTED_BLUR_KEY)
     record = {**pairs, "self_pair_steps": pairs["steps"], "blind_spot": {**blind, "share": round(BLIND_SPOT_SHARE, 4)}}
+    if told_blur is not None:
+        record[ADAPTED_BLUR_KEY] = told_blur
     metadata = {"adapt": _record(run, "self-pairs + blind-spot", pairs["steps"] + blind["steps"], record)}
     return run.adapted_model(tuned, {**metadata, "training": training})
 
@@ -603,6 +623,8 @@ def _adapt_both(run: _Run) -> SRModel:
 def _adapt_blind_spot(run: _Run, blur_sigma: float) -> SRModel:
     """:func:`adapt` with the microscope's blur given: blind-spot consistency at the image's own scale."""
     tuned, record = _blind_spot_phase(run, blur_sigma, run.steps, run.deadline(), run.reporter(0))
+    if record[ADAPTED_BLUR_KEY] is None:
+        del record[ADAPTED_BLUR_KEY]
     metadata = {"adapt": _record(run, "blind-spot", record["steps"], {"blur_sigma": blur_sigma, **record})}
     return run.adapted_model(tuned, metadata)
 
