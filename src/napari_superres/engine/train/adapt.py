@@ -555,10 +555,8 @@ def _blind_spot_phase(
         "forward_sigma": round(sigma, 4),
         "implied_sigma": round(implied, 4),
         "condition": estimate.to_dict() if condition is not None else None,
-        # what upscale tells the adapted model where its caller states no blur (blur_check.adapted_condition)
-        ADAPTED_BLUR_KEY: None,
     }
-    if condition is not None:
+    if condition is not None:  # what upscale tells the adapted model unless told a blur (blur_check.adapted_condition)
         record[ADAPTED_BLUR_KEY] = {"blur_sigma": float(estimate.blur_sigma), "stated": stated}
     if steps < 1:
         return net, record
@@ -612,10 +610,9 @@ def _adapt_both(run: _Run) -> SRModel:
     spot, blind = _blind_spot_phase(run, None, run.steps - pair_steps, run.deadline(), run.reporter(pairs["steps"]))
     tuned = mix_weights(paired, spot, BLIND_SPOT_SHARE)  # (1 - share) self-pairs + share blind-spot
     training = pairs.pop("training")
-    told_blur = blind.pop(ADAPTED_BLUR_KEY)
-    record = {**pairs, "self_pair_steps": pairs["steps"], "blind_spot": {**blind, "share": round(BLIND_SPOT_SHARE, 4)}}
-    if told_blur is not None:
-        record[ADAPTED_BLUR_KEY] = told_blur
+    told_blur = {ADAPTED_BLUR_KEY: blind.pop(ADAPTED_BLUR_KEY)} if ADAPTED_BLUR_KEY in blind else {}
+    blind_spot = {**blind, "share": round(BLIND_SPOT_SHARE, 4)}
+    record = {**pairs, "self_pair_steps": pairs["steps"], "blind_spot": blind_spot, **told_blur}
     metadata = {"adapt": _record(run, "self-pairs + blind-spot", pairs["steps"] + blind["steps"], record)}
     return run.adapted_model(tuned, {**metadata, "training": training})
 
@@ -623,8 +620,6 @@ def _adapt_both(run: _Run) -> SRModel:
 def _adapt_blind_spot(run: _Run, blur_sigma: float) -> SRModel:
     """:func:`adapt` with the microscope's blur given: blind-spot consistency at the image's own scale."""
     tuned, record = _blind_spot_phase(run, blur_sigma, run.steps, run.deadline(), run.reporter(0))
-    if record[ADAPTED_BLUR_KEY] is None:
-        del record[ADAPTED_BLUR_KEY]
     metadata = {"adapt": _record(run, "blind-spot", record["steps"], {"blur_sigma": blur_sigma, **record})}
     return run.adapted_model(tuned, metadata)
 
