@@ -70,8 +70,10 @@ def test_masked_pixels_are_hidden_from_the_network_and_only_they_are_scored():
 
 def test_blind_spot_patches_carry_the_condition_maps_and_refuse_tiny_images():
     planes = [np.random.default_rng(1).random((40, 50))]
-    lq, gt = BlindSpotPatches(planes, torch.tensor([0.01, 0.001, 1.0]), patch=32).sample(3)
+    condition = DegradationCondition(noise_gain=0.01, noise_offset=0.001, blur_sigma=1.0)
+    lq, gt = BlindSpotPatches(planes, condition, patch=32).sample(3)
     assert lq.shape == (3, 3, 32, 32) and gt.shape == (3, 2, 32, 32)
+    assert torch.allclose(lq[:, 1:], condition_maps(lq[:, :1], condition.as_tensor()))
     lq, _ = BlindSpotPatches(planes, None, patch=32).sample(2)
     assert lq.shape == (2, 1, 32, 32)
     with pytest.raises(ValueError, match="too small"):
@@ -95,11 +97,12 @@ def test_recorrupted_input_and_target_have_uncorrelated_noise():
 
 def test_recorrupted_patches_score_every_pixel_and_tell_the_inputs_noise():
     planes = [np.random.default_rng(1).random((40, 50))]
-    condition = torch.tensor([0.01, 0.001, 1.0])
+    condition = DegradationCondition(noise_gain=0.01, noise_offset=0.001, blur_sigma=1.0)
     patches = BlindSpotPatches(planes, condition, patch=32, recorrupt=(0.01, 0.001))
     lq, gt = patches.sample(3)
     assert lq.shape == (3, 3, 32, 32) and torch.equal(gt[:, 1:], torch.ones(3, 1, 32, 32))
-    inputs_noise = condition * torch.tensor([1 + RECORRUPT_ALPHA**2] * 2 + [1.0])  # 1 + alpha^2 times the image's
+    k = 1 + RECORRUPT_ALPHA**2  # the input's noise: 1 + alpha^2 times the image's, the same blur
+    inputs_noise = torch.tensor([0.01 * k, 0.001 * k, 1.0])
     assert torch.allclose(lq[:, 1:], condition_maps(lq[:, :1], inputs_noise))
     # the recorrupted loss is the squared error; an unknown loss is refused
     net = torch.nn.Sequential(torch.nn.Upsample(scale_factor=2), torch.nn.Conv2d(3, 1, 1))

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -75,6 +75,10 @@ class DegradationCondition:
     def read_noise(self) -> float:
         """Read-noise standard deviation (``sqrt(noise_offset)``), normalised units."""
         return self.noise_offset**0.5
+
+    def with_noise_variance_times(self, factor: float) -> DegradationCondition:
+        """The same blur with ``factor`` times the noise variance (shot and read): e.g. a recorrupted image's."""
+        return replace(self, noise_gain=self.noise_gain * factor, noise_offset=self.noise_offset * factor)
 
     def as_tensor(self) -> torch.Tensor:
         """``(3,)`` float32: ``[noise_gain, noise_offset, blur_sigma]``."""

@@ -563,7 +563,8 @@ def _blind_spot_phase(
     recorrupt = (
         (estimate.noise_gain, estimate.noise_offset) if blur_sigma is not None and TOLD_BLUR_RECORRUPTS else None
     )
-    patches = BlindSpotPatches(planes, condition, patch=BLIND_SPOT_PATCH, seed=run.seed, recorrupt=recorrupt)
+    told = estimate if condition is not None else None  # what a conditioned network is told
+    patches = BlindSpotPatches(planes, told, patch=BLIND_SPOT_PATCH, seed=run.seed, recorrupt=recorrupt)
     batch_size = blind_spot_batch(run.bf16)
     record.update(batch=batch_size, noise="recorrupted" if recorrupt else "masked")
     memory_format = BLIND_SPOT_MEMORY_FORMAT

@@ -44,7 +44,7 @@ from ..infer.blur_check import (
     forward_sigma,
     raised_blur,
 )
-from ..nets.conditioning import with_condition
+from ..nets.conditioning import DegradationCondition, with_condition
 from .schedule import Schedule
 from .steps import PixelStep
 
@@ -134,16 +134,17 @@ class BlindSpotPatches:
     network's condition maps.
 
     ``sample(n)`` returns ``(lq, gt)``: ``lq`` ``(n, 1 + COND_CHANNELS, p, p)`` (masked patch and its
-    maps under ``condition``, a ``(3,)`` tensor; ``None``: a blind network, no maps), ``gt`` ``(n, 2, p, p)`` (the unmasked patch and the
-    mask), rotated by random multiples of 90 degrees.  With ``recorrupt=(noise_gain, noise_offset)`` (the image's
-    noise model, normalised units): ``lq`` is the recorrupted patch (:func:`recorrupt_batch`), its maps telling
-    the input's noise, and ``gt`` the recorrupted target with a mask of ones.
+    maps under ``condition``; ``None``: a blind network, no maps), ``gt`` ``(n, 2, p, p)`` (the unmasked patch and
+    the mask), rotated by random multiples of 90 degrees.  With ``recorrupt=(noise_gain, noise_offset)`` (the
+    image's noise model, normalised units): ``lq`` is the recorrupted patch (:func:`recorrupt_batch`), its maps
+    telling the input's noise (``1 + RECORRUPT_ALPHA**2`` times the condition's), and ``gt`` the recorrupted target
+    with a mask of ones.
     """
 
     def __init__(
         self,
         planes: list[np.ndarray],
-        condition: torch.Tensor | None,
+        condition: DegradationCondition | None,
         *,
         patch: int,
         seed: int = 0,
@@ -156,8 +157,10 @@ class BlindSpotPatches:
         self.patch = int(min(patch, h, w))
         if self.patch < 2 * LOSS_BORDER + MASK_GRID:
             raise ValueError(f"the image ({h} x {w} px) is too small for blind-spot fine-tuning")
-        self.condition = condition
         self.recorrupt = recorrupt
+        if recorrupt is not None and condition is not None:  # the input's noise: 1 + alpha^2 times the image's
+            condition = condition.with_noise_variance_times(1.0 + RECORRUPT_ALPHA**2)
+        self.maps = None if condition is None else condition.as_tensor()  # (3,): what the network is told
         self.rng = np.random.default_rng(seed)
 
     def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,15 +169,12 @@ class BlindSpotPatches:
         ys, xs = self.rng.integers(0, h - p + 1, n), self.rng.integers(0, w - p + 1, n)
         batch = torch.stack([self.planes[k][y : y + p, x : x + p] for k, y, x in zip(ks, ys, xs)])[:, None]
         batch = torch.rot90(batch, int(self.rng.integers(4)), (2, 3))
-        condition = self.condition
         if self.recorrupt is None:
             lq, mask = mask_batch(batch, self.rng)
         else:
             lq, batch = recorrupt_batch(batch, *self.recorrupt, self.rng)
             mask = torch.ones_like(batch)
-            if condition is not None:  # the input's noise: 1 + alpha^2 times the image's
-                condition = condition * torch.tensor([1.0 + RECORRUPT_ALPHA**2, 1.0 + RECORRUPT_ALPHA**2, 1.0])
-        lq = lq if condition is None else with_condition(lq, condition)
+        lq = lq if self.maps is None else with_condition(lq, self.maps)
         return lq, torch.cat([batch, mask], dim=1)
 
 
