@@ -137,11 +137,11 @@ def estimate_condition(planes: Sequence[np.ndarray]) -> DegradationCondition:
     Noise: the Poisson-Gaussian fit of :func:`~napari_superres.engine.noise.estimate_noise`;
     blur: :func:`~napari_superres.engine.noise.estimate_blur` (planes smaller than
     32 px per side give the sharp pixel blur).  At most :data:`ESTIMATE_CROP` px per side of each
-    plane (its centre) are looked at.
+    plane (its centre) are looked at.  Flat planes (one value) have neither noise nor blur to read: clean and sharp.
     """
     crops = [np.asarray(_centre_crop(np.asarray(p, dtype=np.float64))) for p in planes]
     crops = [c for c in crops if min(c.shape) >= 5]
-    if not crops:
+    if not crops or all(np.ptp(c) == 0 for c in crops):
         return DegradationCondition()
     shapes = {c.shape for c in crops}
     stack = np.stack(crops) if len(shapes) == 1 else np.concatenate([c.ravel() for c in crops])[None]
