@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_superres import adapt
-from napari_superres.engine import SRModel, SRNet, SRNetConfig
+from napari_superres import adapt, upscale
+from napari_superres.engine import Engine, SRModel, SRNet, SRNetConfig
 from napari_superres.engine.errors import Cancelled
 from napari_superres.engine.nets.conditioning import DegradationCondition, condition_maps
 from napari_superres.engine.samples import synthetic_pair
@@ -251,6 +251,23 @@ def test_adapt_fine_tunes_in_bf16_where_the_cpu_has_it(monkeypatch):
         # the result is an ordinary float32 model: contiguous weights, as a model file stores them
         assert all(v.dtype == torch.float32 and v.is_contiguous() for v in model.net.state_dict().values())
     assert not adapt_plan.cpu_bf16()  # switched off: float32 on any CPU
+
+
+@pytest.mark.filterwarnings("ignore:cpu_bf16=True on a CPU without native bf16")
+def test_both_routes_run_end_to_end_in_bf16_on_any_cpu(monkeypatch):
+    """The bf16 plan (what adapt runs where the CPU has native bf16) forced on this CPU (emulated where it has
+    none): the default route (self-pairs, then masked blind-spot) and the told route (recorrupted) both finish
+    and give float32 models that upscale to finite images."""
+    from napari_superres.engine.train import adapt as adapt_module
+
+    monkeypatch.setattr(adapt_module, "cpu_bf16", lambda: True)
+    lq, _ = synthetic_pair((96, 96), 2, seed=3)
+    for told in (None, 1.2):
+        model = adapt(lq, tiny_model(), steps=2, seconds=None, blur_sigma=told)
+        info = model.metadata["adapt"]
+        assert info["precision"] == "bf16" and info["steps"] == 2
+        assert all(v.dtype == torch.float32 for v in model.net.state_dict().values())
+        assert np.isfinite(upscale(lq, model, engine=Engine(device="cpu", builtins=False)).astype(float)).all()
 
 
 def test_the_time_budget_plans_the_steps(monkeypatch):

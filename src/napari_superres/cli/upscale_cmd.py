@@ -71,7 +71,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="local dask threads (default: 1 on CPU, 3 on a GPU); ignored with --scheduler")  # fmt: skip
     p.add_argument("--adapt", type=int, nargs="?", const=0, default=None, metavar="STEPS",
                    help="first adapt the model to this image (self-supervised fine-tuning, no high-res needed; "
-                   "with --blur, through that PSF by consistency at its own scale; see napari_superres.adapt): "
+                   "with --blur, through that PSF by consistency at its own scale, which must be within about 10 %% of the "
+                   "true PSF, e.g. measured on beads; see napari_superres.adapt): "
                    "no STEPS: as many steps as the time budget plans (--adapt-seconds, default "
                    f"{ADAPT_SECONDS:g} s); STEPS: exactly that many, with no time limit unless "
                    "--adapt-seconds is given")  # fmt: skip
