@@ -145,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         for layer in viewer.layers:
             layer.visible = layer in (low, up, high)
         viewer.layers.move(viewer.layers.index(high), len(viewer.layers))  # grid panels follow list order
-        viewer.grid.enabled = True
-        viewer.grid.shape = (1, 3)
+        grid = viewer.canvas.grid if hasattr(viewer, "canvas") else viewer.grid  # napari >= 0.9 / before
+        grid.enabled = True
+        grid.shape = (1, 3)
         _settle()
         viewer.reset_view()
         _settle()
@@ -155,14 +156,15 @@ def main(argv: list[str] | None = None) -> int:
 
         # overlay: low-res (green) under the upscaled layer (magenta), additive, zoomed in:
         # aligned structures add up to white; a misregistration would show coloured fringes
-        viewer.grid.enabled = False
+        grid.enabled = False
         high.visible = False
         low.colormap, up.colormap = "green", "magenta"
         low.blending, up.blending = "additive", "additive"
         _settle()
         viewer.reset_view()
-        viewer.camera.zoom *= 4
-        viewer.camera.center = (0, 300, 190)
+        camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera  # napari >= 0.9 / before
+        camera.zoom *= 4
+        camera.center = (0, 300, 190)
         _settle()
         overlay = args.out / "overlay.png"
         viewer.screenshot(str(overlay), canvas_only=False)
