@@ -473,7 +473,7 @@ def _by_source(rows: list[dict[str, Any]], models: list[str]) -> list[str]:
     for r in rows:
         if r["method"] != "bicubic":
             continue
-        sources = list(dict.fromkeys(p["image"].split("/")[0] for p in r["per_image"]))
+        sources = list(dict.fromkeys(p["image"].split("/")[0] for p in r["per_image"] if "/" in p["image"]))
         if len(sources) < 2:
             continue
         same = [q for q in rows if q["set"] == r["set"] and q["protocol"] == r["protocol"] and q["method"] in models]
@@ -483,7 +483,7 @@ def _by_source(rows: list[dict[str, Any]], models: list[str]) -> list[str]:
             gains = []
             for q in same:
                 got = [p["psnr"] for p in q["per_image"] if p["image"].startswith(source + "/")]
-                gains.append(f"{np.mean(got) - np.mean(base):+.2f}")
+                gains.append(f"{np.mean(got) - np.mean(base):+.2f}" if got else "n/a")  # (a model that skipped them)
             parts.append(f"{source} ({len(base)}): bicubic {np.mean(base):.2f} dB, model {', '.join(gains)} dB")
         lines.append(f"- {r['set']}, {r['protocol']} protocol, by source: " + "; ".join(parts))
     if lines and rows and rows[0]["scale"] == 2:

@@ -63,6 +63,7 @@ def test_benchmark_writes_json_and_markdown(hr_folder, tiny_model, tmp_path):
     md = out.with_suffix(".md").read_text()
     assert "| held-out set (images) | low-res made by | bicubic | Lanczos | tiny-x2 | model - bicubic |" in md
     assert "| hr (2) | bicubic |" in md and "| hr (2) | microscope |" in md and "| hr (1) | lowphoton |" in md
+    assert "nan" not in md.lower()  # (images straight in the folder once gave "by source" lines of empty means)
 
 
 def test_bicubic_round_trip_of_a_smooth_image_is_accurate(hr_folder):
