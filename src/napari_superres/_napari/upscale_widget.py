@@ -153,42 +153,7 @@ class UpscaleWidget(JobWidget):
         self.export_button = PushButton(text="Save model as bioimage.io…")
         self.run_button = PushButton(text="Run", enabled=False)
         self.cancel_button = PushButton(text="Cancel", enabled=False)
-        set_tips({
-            self.layer_combo: "Image layer to upscale (2D, RGB, stacks, dask). The source is never modified.",
-            self.model_combo: "Super-resolution model: built-in, trained in the Train widget, or loaded from a file.",
-            self.load_button: "Add a .safetensors model file or a bioimage.io model package (.zip) to the list (never unpickled).",
-            self.scale_combo: "Upscaling factor (fixed by learned models; any factor for bicubic).",
-            self.tile_spin: "Tile edge in input pixels (0: automatic from free memory). Smaller tiles: "
-                            "less memory, faster Cancel; the result is identical.",
-            self.device_combo: "Where this widget runs the network (auto: CUDA, MPS, else CPU). "
-                               "Affects this widget only.",
-            self.compute_check: "Dask (lazy) layers: compute the whole result now instead of plane by plane "
-                                "in the background as you browse.",
-            self.estimate_label: "What the built-in model was told about the image: its blur and noise, estimated "
-                                 "once per image (stored in the result's metadata).",
-            self.blur_spin: "Override the estimated blur: Gaussian PSF sigma of the image in its own pixels "
-                            "(0: estimate it from the image).",
-            self.photons_spin: "Override the estimated noise: photons at the image's bright end (lower: noisier; "
-                               "0: estimate it from the image).",
-            self.adapt_check: "Fine-tune the chosen model on this image itself first (no high-res data needed); "
-                              "the adapted model is registered as '<model> adapted' and used for the result. "
-                              "With a blur override set, it fine-tunes through that PSF (consistency at the image's own scale): "
-                              "set it only to a PSF known within about 10 % (measured on beads); a wrong one "
-                              "does worse than no override.",
-            self.adapt_seconds: "Time budget of the adaptation in seconds: it plans the steps (30 s: 260 on 2 CPU "
-                                "cores, 360 where the CPU has bf16) and ends them when it runs out; longer gives "
-                                "more blind-spot steps and a slightly closer fit.",
-            self.consistency_check: "Also add a map of how well the result, degraded back, matches the measured "
-                                    "image (in noise sigmas; about 1 = consistent, bright = not supported).",
-            self.axial_check: "3D (Z, Y, X) layers: upsample along Z instead of Y/X, with a network trained on the "
-                              "stack's own lateral planes (for anisotropic voxels).",
-            self.axial_factor: "Planes in the result per input plane (0: Z step / pixel size from the layer scale).",
-            self.axial_steps: "Training steps of the axial network (0: the engine's default, a few minutes on a CPU).",
-            self.export_button: "Write the chosen model as a bioimage.io model package (.zip, spec 0.5) for other "
-                                "tools (deepImageJ, ilastik, bioimage.io).",
-            self.run_button: "Upscale the chosen layer; the result overlays its source.",
-            self.cancel_button: "Stop the running job within one tile; nothing is added.",
-        })  # fmt: skip
+        self._set_tips()
         self._basic = Container(widgets=[self.layer_combo, self.model_combo, self.scale_combo])
         self._advanced = Container(widgets=[self.estimate_label, self.blur_spin, self.photons_spin,
                                             self.tile_spin, self.device_combo, self.compute_check, self.adapt_check,
@@ -229,6 +194,45 @@ class UpscaleWidget(JobWidget):
         self.models_changed.connect(self._refresh_models)
         viewer = self.viewer
         self.load_then(UPSCALE_MODULES, self._on_engine_ready, warm=lambda: _warm_engine(viewer))
+
+    def _set_tips(self) -> None:
+        """The tooltips of the settings."""
+        set_tips({
+            self.layer_combo: "Image layer to upscale (2D, RGB, stacks, dask). The source is never modified.",
+            self.model_combo: "Super-resolution model: built-in, trained in the Train widget, or loaded from a file.",
+            self.load_button: "Add a .safetensors model file or a bioimage.io model package (.zip) to the list (never unpickled).",
+            self.scale_combo: "Upscaling factor (fixed by learned models; any factor for bicubic).",
+            self.tile_spin: "Tile edge in input pixels (0: automatic from free memory). Smaller tiles: "
+                            "less memory, faster Cancel; the result is identical.",
+            self.device_combo: "Where this widget runs the network (auto: CUDA, MPS, else CPU). "
+                               "Affects this widget only.",
+            self.compute_check: "Dask (lazy) layers: compute the whole result now instead of plane by plane "
+                                "in the background as you browse.",
+            self.estimate_label: "What the built-in model was told about the image: its blur and noise, estimated "
+                                 "once per image (stored in the result's metadata).",
+            self.blur_spin: "Override the estimated blur: Gaussian PSF sigma of the image in its own pixels "
+                            "(0: estimate it from the image).",
+            self.photons_spin: "Override the estimated noise: photons at the image's bright end (lower: noisier; "
+                               "0: estimate it from the image).",
+            self.adapt_check: "Fine-tune the chosen model on this image itself first (no high-res data needed); "
+                              "the adapted model is registered as '<model> adapted' and used for the result. "
+                              "With a blur override set, it fine-tunes through that PSF (consistency at the image's own scale): "
+                              "set it only to a PSF known within about 10 % (measured on beads); a wrong one "
+                              "does worse than no override.",
+            self.adapt_seconds: "Time budget of the adaptation in seconds: it plans the steps (30 s: 260 on 2 CPU "
+                                "cores, 360 where the CPU has bf16) and ends them when it runs out; longer gives "
+                                "more blind-spot steps and a slightly closer fit.",
+            self.consistency_check: "Also add a map of how well the result, degraded back, matches the measured "
+                                    "image (in noise sigmas; about 1 = consistent, bright = not supported).",
+            self.axial_check: "3D (Z, Y, X) layers: upsample along Z instead of Y/X, with a network trained on the "
+                              "stack's own lateral planes (for anisotropic voxels).",
+            self.axial_factor: "Planes in the result per input plane (0: Z step / pixel size from the layer scale).",
+            self.axial_steps: "Training steps of the axial network (0: the engine's default, a few minutes on a CPU).",
+            self.export_button: "Write the chosen model as a bioimage.io model package (.zip, spec 0.5) for other "
+                                "tools (deepImageJ, ilastik, bioimage.io).",
+            self.run_button: "Upscale the chosen layer; the result overlays its source.",
+            self.cancel_button: "Stop the running job within one tile; nothing is added.",
+        })  # fmt: skip
 
     def notify_error(self, message: str) -> None:
         show_error(message)  # through this module's name (where tests capture notifications)
