@@ -360,7 +360,8 @@ def adapt(
         ``BLIND_SPOT_STEPS`` = 200 steps, bf16 ``BLIND_SPOT_STEPS_BF16`` = 300, 15-25 s on 2 cores): measured
         (float32) +0.45 dB over the built-in on four low-photon fluorescence images (masking instead: +0.33;
         paired training: +0.12), +1.53 on four synthetic fields, +0.25 on EM.  It must be close: 10 % too narrow
-        it falls to the defaults' gain, 20 % too narrow or 25 % too wide under the built-in (docs/design.md).
+        it gains less than the defaults, 20 % too narrow or 25 % too wide it falls under the built-in; its best is
+        about 5 % wide (docs/design.md).
         The network is told the image's estimate with this blur in place, and so is the adapted model whenever
         ``upscale`` is not told another blur (below).
 
