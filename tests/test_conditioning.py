@@ -31,6 +31,7 @@ from napari_superres.engine.normalization import intensity_range, normalize
 from napari_superres.engine.samples import bin_image, gaussian_blur, synthetic_object
 from napari_superres.engine.train.data import make_pair_source
 from napari_superres.engine.train.degradation import DegradationConfig
+from napari_superres.engine.train.estimate import estimate_image
 from napari_superres.engine.train.trainer import TrainConfig, Trainer
 
 PERCENTILE = {"mode": "percentile", "low": 1.0, "high": 99.8}
@@ -297,6 +298,7 @@ def test_a_flat_image_is_told_clean_and_sharp_and_comes_back_flat():
     engine = Engine(device="cpu")
     for flat in (np.full((64, 64), 5.0, np.float32), np.zeros((64, 64), np.float32)):
         assert engine.estimate_degradation(flat) == DegradationCondition()  # clean, the pixel's own blur
+        assert estimate_image(flat).blur_sigma == PIXEL_BLUR_SIGMA  # adapt's and training's estimate too
         for model in ("superres-x2", "superres-x4"):
             assert np.abs(upscale(flat, model, engine=engine) - flat.flat[0]).max() < 0.005
 

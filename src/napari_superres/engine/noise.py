@@ -160,6 +160,8 @@ def estimate_noise(image: Any) -> NoiseModel:
 # --- blur --------------------------------------------------------------------------------------
 #: Largest blur sigma (px) the spectrum fit reports.
 MAX_BLUR_SIGMA = 6.0
+#: Blur of a perfectly sharp image: one pixel's integration (a box of width 1 has variance 1/12).
+PIXEL_BLUR_SIGMA = (1.0 / 12.0) ** 0.5
 #: The spectrum is fitted where the signal power exceeds the noise floor by this factor.
 _SNR_FLOOR = 2.0
 
@@ -190,12 +192,15 @@ def estimate_blur(planes: list[np.ndarray], noise_variance: Callable[[float], An
     floor ``N`` is ``noise_variance(mean intensity)`` (the noise model), so ``log(P - N)`` is fitted
     by least squares in ``(1, log f, f^2)`` over the band where the signal clearly exceeds the
     floor.  The result, clipped to ``[0, MAX_BLUR_SIGMA]``, is the *effective* blur including the
-    pixel's own integration (``sqrt(1/12) = 0.29`` px for a sharp image).  ``ValueError`` when no
-    plane has 32 px per side.
+    pixel's own integration (``sqrt(1/12) = 0.29`` px for a sharp image).  Flat planes (one value each) have no
+    blur to read: :data:`PIXEL_BLUR_SIGMA` (their empty spectrum would read :data:`MAX_BLUR_SIGMA`).
+    ``ValueError`` when no plane has 32 px per side.
     """
     spectra = [_radial_spectrum(p) for p in planes if min(p.shape) >= 32]
     if not spectra:
         raise ValueError("the image is too small to estimate its blur: need at least 32 px per side")
+    if all(np.ptp(p) == 0 for p in planes):
+        return PIXEL_BLUR_SIGMA
     n = min(len(s[0]) for s in spectra)
     f = spectra[0][0][:n]
     power = np.mean([s[1][:n] for s in spectra], axis=0)
@@ -224,4 +229,12 @@ def estimate_blur(planes: list[np.ndarray], noise_variance: Callable[[float], An
     return float(np.clip(math.sqrt(max(sigma_sq, 0.0)), 0.0, MAX_BLUR_SIGMA))
 
 
-__all__ = ["MAX_BLUR_SIGMA", "NoiseModel", "estimate_blur", "estimate_noise", "highpass_residual", "local_mean"]
+__all__ = [
+    "MAX_BLUR_SIGMA",
+    "PIXEL_BLUR_SIGMA",
+    "NoiseModel",
+    "estimate_blur",
+    "estimate_noise",
+    "highpass_residual",
+    "local_mean",
+]

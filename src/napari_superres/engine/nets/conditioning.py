@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..noise import MAX_BLUR_SIGMA, estimate_blur, estimate_noise
+from ..noise import MAX_BLUR_SIGMA, PIXEL_BLUR_SIGMA, estimate_blur, estimate_noise
 
 #: Maps a conditioned network reads after the image channels: noise std, blur sigma.
 COND_CHANNELS = 2
@@ -40,8 +40,6 @@ COND_CHANNELS = 2
 #: reach about 1 over the range users meet (std up to ~0.15, sigma up to ~3 low-res px).
 NOISE_MAP_GAIN = 10.0
 BLUR_MAP_GAIN = 0.5
-#: Blur of a perfectly sharp image: one pixel's integration (a box of width 1 has variance 1/12).
-PIXEL_BLUR_SIGMA = (1.0 / 12.0) ** 0.5
 
 
 @dataclass(frozen=True)
@@ -137,11 +135,11 @@ def estimate_condition(planes: Sequence[np.ndarray]) -> DegradationCondition:
     Noise: the Poisson-Gaussian fit of :func:`~napari_superres.engine.noise.estimate_noise`;
     blur: :func:`~napari_superres.engine.noise.estimate_blur` (planes smaller than
     32 px per side give the sharp pixel blur).  At most :data:`ESTIMATE_CROP` px per side of each
-    plane (its centre) are looked at.  Flat planes (one value) have neither noise nor blur to read: clean and sharp.
+    plane (its centre) are looked at.
     """
     crops = [np.asarray(_centre_crop(np.asarray(p, dtype=np.float64))) for p in planes]
     crops = [c for c in crops if min(c.shape) >= 5]
-    if not crops or all(np.ptp(c) == 0 for c in crops):
+    if not crops:
         return DegradationCondition()
     shapes = {c.shape for c in crops}
     stack = np.stack(crops) if len(shapes) == 1 else np.concatenate([c.ravel() for c in crops])[None]
