@@ -66,12 +66,8 @@ class SelfPairs(PairSource):
         """The synthetic input's condition: the image's blur and the drawn blur, binned; the image's
         noise, recorrupted (``1 + alpha^2``) and binned, plus the drawn noise."""
         e, s = self.estimate, self.scale
-        own = DegradationCondition(
-            noise_gain=max(e.noise.poisson, 0.0) * (1.0 + r2r_alpha(s) ** 2),
-            noise_offset=max(e.noise.gaussian_var, 0.0) * (1.0 + r2r_alpha(s) ** 2),
-            blur_sigma=max(e.blur_sigma, 0.0),
-        )
-        return low_res_condition(own, params, s)
+        image = DegradationCondition(max(e.noise.poisson, 0.0), max(e.noise.gaussian_var, 0.0), max(e.blur_sigma, 0.0))
+        return low_res_condition(image.with_noise_variance_times(1.0 + r2r_alpha(s) ** 2), params, s)
 
 
 __all__ = ["SelfPairs", "r2r_alpha"]
