@@ -35,6 +35,7 @@ from .blur_check import (
     checked_condition,
     recorded_max_blur,
     recorded_target_blur,
+    within_trained_blur,
 )
 from .ensemble import DIHEDRAL, self_ensemble
 from .job import ProgressCallback, UpscaleJob
@@ -349,7 +350,8 @@ def condition_for(key: int, job: UpscaleJob, in_view: Any, lo: float, hi: float)
     ``in_view``: the image transposed to ``job.axes.order`` (numpy or dask).  The estimate reads the
     centre crop (:data:`~napari_superres.engine.nets.conditioning.ESTIMATE_CROP` px per side) of up to
     :data:`ESTIMATE_PLANES` planes of that channel, evenly spread, normalised by ``(lo, hi)`` as the
-    network sees them (RGB: luminance).  An adapted model whose caller states no blur is told the blur it was
+    network sees them (RGB: luminance).  An estimated blur is never wider than the model was trained on
+    (:func:`~.blur_check.within_trained_blur`).  An adapted model whose caller states no blur is told the blur it was
     adapted with (:func:`~.blur_check.adapted_condition`: a stated one as it is, an estimated one as the floor of
     the estimate, then checked).
     """
@@ -363,7 +365,7 @@ def condition_for(key: int, job: UpscaleJob, in_view: Any, lo: float, hi: float)
         condition = job.degradation.resolve(estimate_planes)
         stated = False
         if job.degradation.estimate and "blur_sigma" not in job.degradation.fixed:
-            condition, stated = adapted_condition(job.model, condition)
+            condition, stated = adapted_condition(job.model, within_trained_blur(job.model, condition))
         job.conditions[key] = _checked_blur(condition, planes, job) if planes and not stated else condition
     return job.conditions[key]
 

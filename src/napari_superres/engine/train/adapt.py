@@ -73,6 +73,8 @@ from ..infer.blur_check import (
     adapted_condition,
     recorded_max_blur,
     recorded_target_blur,
+    trained_blur_ceiling,
+    within_trained_blur,
 )
 from ..infer.conditioning import DegradationRequest
 from ..layout import parse_axes
@@ -476,6 +478,9 @@ def _self_pairs_phase(
     patch = _patch_size(image, axes, scale)
     normalization = dict(base.normalization)
     estimate = estimate_planes(run.planes)  # the planes adapt() normalised once
+    ceiling = trained_blur_ceiling(base)  # as upscale tells the start (blur_check.within_trained_blur)
+    if ceiling is not None and estimate.blur_sigma > ceiling:
+        estimate = replace(estimate, blur_sigma=ceiling)
     conditioned = bool(getattr(base.net.config, "cond_channels", 0))
     # ADAPT_BLUR: pairs whose target has the PSF the starting model was trained to produce (see
     # estimate.degradation_for); a conditioned network is told each synthetic input's condition
@@ -531,7 +536,7 @@ def _blind_spot_phase(
     if blur_sigma is None:
         assert run.estimated is not None
         # as upscale tells the start: an adapted start its own adapted blur (blur_check.adapted_condition)
-        estimate, stated = adapted_condition(base, inference_condition(run.estimated))
+        estimate, stated = adapted_condition(base, within_trained_blur(base, inference_condition(run.estimated)))
     else:
         estimate = DegradationRequest.parse({"blur_sigma": blur_sigma}).resolve(lambda: planes)
     condition = estimate.as_tensor() if base.net.cond_channels else None
