@@ -338,15 +338,19 @@ def test_a_blur_that_cannot_be_read_is_told_no_wider_than_the_model_was_trained_
     model = engine.get("superres-x2")
     ceiling = trained_blur_ceiling(model)
     assert ceiling == pytest.approx(recorded_max_blur(model)) and ceiling < 2.0
-    assert engine.estimate_degradation(low, "superres-x2").blur_sigma == pytest.approx(ceiling)
+    told = engine.estimate_degradation(low, "superres-x2")
+    assert told.blur_sigma == pytest.approx(ceiling)
+    # the widget's estimate line and the CLI say so
+    assert describe_condition(told, ceiling).startswith("blur σ 1.72 px (the widest the model knows), ")
+    assert "widest" not in describe_condition(replace(told, blur_sigma=1.0), ceiling)
 
     def error(**options: object) -> float:
         return float(np.sqrt(np.mean((upscale(low, "superres-x2", engine=engine, **options) - truth) ** 2)))
 
     assert error() < 0.95 * error(degradation={"blur_sigma": MAX_BLUR_SIGMA})  # 71 against 77 counts
     # a blur the caller states is told as stated
-    told = engine.estimate_degradation(low, "superres-x2", degradation={"blur_sigma": 3.0})
-    assert told.blur_sigma == 3.0
+    stated = engine.estimate_degradation(low, "superres-x2", degradation={"blur_sigma": 3.0})
+    assert stated.blur_sigma == 3.0
 
 
 def test_a_model_trained_on_measured_pairs_has_no_blur_ceiling():

@@ -494,10 +494,14 @@ class UpscaleWidget(JobWidget):
                 request.model_info["adapted_from"] = adapted.metadata.get("adapt", {}) if adapted.metadata else {}
             condition = job_condition(data, job)  # a conditioned model's estimate (the heavy part: here)
             if condition is not None:  # estimated once, shown, kept, and used for every channel
+                from ..engine.infer.blur_check import trained_blur_ceiling
                 from ..engine.infer.conditioning import DegradationRequest, describe_condition
 
-                ctx.status(f"estimated: {describe_condition(condition)}")
-                request.model_info["degradation"] = {**condition.to_dict(), "overrides": request.degradation}
+                widest = trained_blur_ceiling(job.model)
+                ctx.status(f"estimated: {describe_condition(condition, widest)}")
+                request.model_info["degradation"] = {
+                    **condition.to_dict(), "overrides": request.degradation, "widest_trained_blur": widest,
+                }  # fmt: skip
                 job = replace(job, degradation=DegradationRequest.parse(condition))
             result = engine.run(  # device per call: this widget's choice changes no one else's
                 data, job, progress=lambda done, total: ctx.progress(done, total, f"tile {done}/{total}"),
@@ -579,7 +583,9 @@ class UpscaleWidget(JobWidget):
             from ..engine.infer.conditioning import describe_condition
             from ..engine.nets.conditioning import DegradationCondition
 
-            self.estimate_label.value = describe_condition(DegradationCondition.from_dict(used))
+            self.estimate_label.value = describe_condition(
+                DegradationCondition.from_dict(used), used.get("widest_trained_blur")
+            )
         kwargs = output_layer_kwargs(request.layer, request.scale, request.model, model_info=request.model_info)
         layer = self.viewer.add_image(result, **kwargs)
         self.status.value = f"added {layer.name!r} {tuple(result.shape)}"

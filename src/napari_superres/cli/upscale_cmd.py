@@ -238,11 +238,12 @@ def run(args: argparse.Namespace) -> int:
     ranges = global_value_ranges(source.array, job.normalization, job.axes.channel)  # one pass, if any
     job, condition = with_one_condition(source.array, job, ranges)
     if condition is not None:  # a conditioned model: estimated once, reported, used for every chunk
+        from ..engine.infer.blur_check import trained_blur_ceiling
         from ..engine.infer.conditioning import describe_condition
 
         provenance["degradation"] = condition.to_dict()
         if not args.quiet:
-            print(f"degradation: {describe_condition(condition)}", file=sys.stderr)
+            print(f"degradation: {describe_condition(condition, trained_blur_ceiling(job.model))}", file=sys.stderr)
     client = _connect(args.scheduler) if args.scheduler else None
     try:
         result = engine.run_lazy(source.array, job, value_range=ranges)

@@ -133,11 +133,21 @@ def _from_training_config(cfg: Any) -> DegradationCondition:
     return low_res_condition(sharp, params, cfg.scale)
 
 
-def describe_condition(c: DegradationCondition) -> str:
-    """One line for a person: ``"blur σ 1.1 px, ~600 photons peak, read noise 0.004"``."""
+#: How :func:`describe_condition` marks a blur at the widest the model was trained on.
+AT_WIDEST_NOTE = " (the widest the model knows)"
+
+
+def describe_condition(c: DegradationCondition, widest: float | None = None) -> str:
+    """One line for a person: ``"blur σ 1.1 px, ~600 photons peak, read noise 0.004"``.
+
+    ``widest``: the widest blur the model was trained on
+    (:func:`~napari_superres.engine.infer.blur_check.trained_blur_ceiling`); a blur at it is marked
+    (:data:`AT_WIDEST_NOTE`): the image's own blur read wider or could not be read (very noisy or very smooth
+    images), and the model is told the widest it knows (:func:`~.blur_check.within_trained_blur`)."""
     photons = f"~{c.peak_photons:,.0f} photons peak" if c.peak_photons else "no shot noise"
     read = f", read noise {c.read_noise:.3g}" if c.noise_offset > 0 else ""
-    return f"blur σ {c.blur_sigma:.2f} px, {photons}{read}"
+    at_widest = AT_WIDEST_NOTE if widest is not None and math.isclose(c.blur_sigma, widest, rel_tol=1e-6) else ""
+    return f"blur σ {c.blur_sigma:.2f} px{at_widest}, {photons}{read}"
 
 
-__all__ = ["DEGRADATION_KEYS", "DEGRADATION_MODES", "DegradationRequest", "describe_condition"]
+__all__ = ["AT_WIDEST_NOTE", "DEGRADATION_KEYS", "DEGRADATION_MODES", "DegradationRequest", "describe_condition"]
