@@ -313,3 +313,25 @@ def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
 def rgb_luminance(rgb: np.ndarray) -> np.ndarray:
     """Y (BT.601) of ``(3, H, W)`` RGB; the channel the SR literature evaluates on."""
     return np.tensordot(_RGB_TO_YCBCR[0], rgb, axes=1).astype(np.float32, copy=False)
+
+
+#: Normalised values (the percentile normalisation's low and high ends are 0 and 1) a network is shown; what lies
+#: outside is clipped for it and its excess upscaled bicubically (``infer.pipeline.bounded_forward``), and the
+#: degradation estimate reads those pixels as their 3 x 3 median (:func:`outliers_as_local_median`).  A camera's hot
+#: pixels (a few in 10,000 at the top of the dtype: ~80 after normalisation at 800 photons peak) came back as blobs
+#: and rings over the network's whole receptive field: the built-in x2 5-12 dB under bicubic 3 low-res px and more
+#: away from them (docs/design.md).
+NETWORK_INPUT_RANGE = (-1.0, 3.0)
+
+
+def outliers_as_local_median(plane: np.ndarray, value_range: tuple[float, float] = NETWORK_INPUT_RANGE) -> np.ndarray:
+    """``plane`` (2-D, normalised) with every pixel outside ``value_range`` replaced by the median of its 3 x 3
+    neighbourhood (itself included; reflected at the border); ``plane`` itself where none is outside."""
+    low, high = value_range
+    outside = (plane < low) | (plane > high)
+    if not outside.any():
+        return plane
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(plane, 1, mode="reflect"), (3, 3))
+    fixed = np.array(plane, copy=True)
+    fixed[outside] = np.median(windows[outside].reshape(-1, 9), axis=1)
+    return fixed

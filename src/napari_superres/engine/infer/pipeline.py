@@ -22,6 +22,7 @@ from ..nets.conditioning import CLEAN, ESTIMATE_CROP, DegradationCondition, with
 from ..nets.model_file import SRModel
 from ..normalization import (
     FLOAT32_SAFE_RANGE,
+    NETWORK_INPUT_RANGE,
     denormalize,
     intensity_range,
     needs_float64,
@@ -151,10 +152,12 @@ class _Runner:
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """A batch of normalised tiles ``(N, C, h, w)`` -> ``(N, C_out, sh, sw)``: the network's output, or with
-        ``job.self_ensemble`` the mean over the tiles' eight flips and quarter turns (:mod:`.ensemble`)."""
-        if self.job.self_ensemble:
-            return self_ensemble(self._network, x)
-        return self._network(x)
+        ``job.self_ensemble`` the mean over the tiles' eight flips and quarter turns (:mod:`.ensemble`).
+
+        The network sees the tiles within :data:`~..normalization.NETWORK_INPUT_RANGE`; what lies outside (a camera's hot pixels,
+        thousands of times the image's range) is added back bicubically upscaled (:func:`bounded_forward`)."""
+        network = (lambda t: self_ensemble(self._network, t)) if self.job.self_ensemble else self._network
+        return bounded_forward(network, x, int(self.job.scale))
 
     def _network(self, x: torch.Tensor) -> torch.Tensor:
         t0 = time.perf_counter()
@@ -208,6 +211,22 @@ class _Runner:
                 self.total = self.job.n_planes * count_tiles(
                     self.job.in_shape[self.job.axes.y], self.job.in_shape[self.job.axes.x], self.tile, halo
                 )
+
+
+def bounded_forward(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: int) -> torch.Tensor:
+    """``network`` on ``x`` ``(N, C, h, w)`` clipped to :data:`~..normalization.NETWORK_INPUT_RANGE`, plus the bicubic upscaling of
+    what the clip took off (``x`` minus the clipped ``x``) where the output has ``C`` channels too; ``network``
+    alone where nothing is outside (the same result to the bit)."""
+    low, high = NETWORK_INPUT_RANGE
+    outside = (x < low) | (x > high)
+    if not bool(outside.any()):
+        return network(x)
+    clipped = x.clamp(low, high)
+    y = network(clipped)
+    if y.shape[1] != x.shape[1]:
+        return y
+    excess = F.interpolate((x - clipped).float(), scale_factor=scale, mode="bicubic", align_corners=False)
+    return y + excess.to(device=y.device, dtype=y.dtype)
 
 
 def _denormalize_into(block: np.ndarray, target: np.ndarray, lo: float, hi: float) -> None:

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from ..noise import MAX_BLUR_SIGMA, PIXEL_BLUR_SIGMA, estimate_blur, estimate_noise
+from ..normalization import outliers_as_local_median
 
 #: Maps a conditioned network reads after the image channels: noise std, blur sigma.
 COND_CHANNELS = 2
@@ -135,9 +136,10 @@ def estimate_condition(planes: Sequence[np.ndarray]) -> DegradationCondition:
     Noise: the Poisson-Gaussian fit of :func:`~napari_superres.engine.noise.estimate_noise`;
     blur: :func:`~napari_superres.engine.noise.estimate_blur` (planes smaller than
     32 px per side give the sharp pixel blur).  At most :data:`ESTIMATE_CROP` px per side of each
-    plane (its centre) are looked at.
+    plane (its centre) are looked at, pixels outside what the network is shown (a camera's hot pixels) as their
+    3 x 3 median (:func:`~napari_superres.engine.normalization.outliers_as_local_median`).
     """
-    crops = [np.asarray(_centre_crop(np.asarray(p, dtype=np.float64))) for p in planes]
+    crops = [outliers_as_local_median(np.asarray(_centre_crop(np.asarray(p, dtype=np.float64)))) for p in planes]
     crops = [c for c in crops if min(c.shape) >= 5]
     if not crops:
         return DegradationCondition()

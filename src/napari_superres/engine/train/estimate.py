@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from ..normalization import intensity_range, normalize
+from ..normalization import intensity_range, normalize, outliers_as_local_median
 from ..options import TRAINING_NORMALIZATION, Normalization
 from .degradation import DegradationConfig
 
@@ -144,10 +144,13 @@ def estimate_blur(planes: list[np.ndarray], noise: NoiseEstimate) -> float:
 def normalized_planes(
     image: np.ndarray, axes: str | None = None, normalization: dict[str, Any] | None = None
 ) -> list[np.ndarray]:
-    """The image's 2-D planes normalised once per image as training does (default: percentiles)."""
+    """The image's 2-D planes normalised once per image as training does (default: percentiles), pixels outside
+    what a network is shown (a camera's hot pixels) as their 3 x 3 median
+    (:func:`~napari_superres.engine.normalization.outliers_as_local_median`): what adapt fine-tunes on and
+    the estimates read."""
     spec = Normalization.parse(normalization, TRAINING_NORMALIZATION)
     lo, hi = intensity_range(np.asarray(image), spec)
-    return [normalize(p, lo, hi).astype(np.float64) for p in _planes(image, axes)]
+    return [outliers_as_local_median(normalize(p, lo, hi).astype(np.float64)) for p in _planes(image, axes)]
 
 
 def estimate_image(
