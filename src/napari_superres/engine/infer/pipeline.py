@@ -154,8 +154,9 @@ class _Runner:
         """A batch of normalised tiles ``(N, C, h, w)`` -> ``(N, C_out, sh, sw)``: the network's output, or with
         ``job.self_ensemble`` the mean over the tiles' eight flips and quarter turns (:mod:`.ensemble`).
 
-        The network sees the tiles within :data:`~..normalization.NETWORK_INPUT_RANGE`; what lies outside (a camera's hot pixels,
-        thousands of times the image's range) is added back bicubically upscaled (:func:`bounded_forward`)."""
+        The network sees the tiles within :data:`~..normalization.NETWORK_INPUT_RANGE`; what lies outside (a
+        camera's hot pixels, up to thousands of times the image's range) is added back bicubically upscaled
+        (:func:`bounded_forward`)."""
         network = (lambda t: self_ensemble(self._network, t)) if self.job.self_ensemble else self._network
         return bounded_forward(network, x, int(self.job.scale))
 
@@ -214,9 +215,10 @@ class _Runner:
 
 
 def bounded_forward(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: int) -> torch.Tensor:
-    """``network`` on ``x`` ``(N, C, h, w)`` clipped to :data:`~..normalization.NETWORK_INPUT_RANGE`, plus the bicubic upscaling of
-    what the clip took off (``x`` minus the clipped ``x``) where the output has ``C`` channels too; ``network``
-    alone where nothing is outside (the same result to the bit)."""
+    """``network`` on ``x`` ``(N, C, h, w)`` (normalised) clipped to
+    :data:`~..normalization.NETWORK_INPUT_RANGE`, plus the bicubic upscaling (``scale``) of what the clip took off
+    where the output has ``C`` channels too; ``network(x)`` itself where nothing is outside (the same result to
+    the bit)."""
     low, high = NETWORK_INPUT_RANGE
     outside = (x < low) | (x > high)
     if not bool(outside.any()):
