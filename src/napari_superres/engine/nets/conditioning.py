@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..noise import MAX_BLUR_SIGMA, PIXEL_BLUR_SIGMA, estimate_blur, estimate_noise
-from ..normalization import outliers_as_local_median
+from ..normalization import outliers_as_local_median, without_fill_border
 
 #: Maps a conditioned network reads after the image channels: noise std, blur sigma.
 COND_CHANNELS = 2
@@ -130,16 +130,24 @@ def _centre_crop(plane: np.ndarray, edge: int = ESTIMATE_CROP) -> np.ndarray:
     return plane[..., y0 : y0 + edge, x0 : x0 + edge]
 
 
+def _estimated_region(plane: np.ndarray) -> np.ndarray:
+    """What the estimate reads of a normalised plane: its centre crop without border strips of fill (a mosaic's
+    padding, whose step edge reads as a sharp image and whose flat fill as no noise), hot pixels as their local
+    median."""
+    return outliers_as_local_median(_centre_crop(without_fill_border(plane)))
+
+
 def estimate_condition(planes: Sequence[np.ndarray]) -> DegradationCondition:
     """The condition of normalised 2-D planes (float, same normalisation as the network's input).
 
     Noise: the Poisson-Gaussian fit of :func:`~napari_superres.engine.noise.estimate_noise`;
     blur: :func:`~napari_superres.engine.noise.estimate_blur` (planes smaller than
     32 px per side give the sharp pixel blur).  At most :data:`ESTIMATE_CROP` px per side of each
-    plane (its centre) are looked at, pixels outside what the network is shown (a camera's hot pixels) as their
-    3 x 3 median (:func:`~napari_superres.engine.normalization.outliers_as_local_median`).
+    plane (its centre) are looked at, without border strips of fill
+    (:func:`~napari_superres.engine.normalization.without_fill_border`), pixels outside what the network is shown (a
+    camera's hot pixels) as their 3 x 3 median (:func:`~napari_superres.engine.normalization.outliers_as_local_median`).
     """
-    crops = [outliers_as_local_median(np.asarray(_centre_crop(np.asarray(p, dtype=np.float64)))) for p in planes]
+    crops = [_estimated_region(np.asarray(p, dtype=np.float64)) for p in planes]
     crops = [c for c in crops if min(c.shape) >= 5]
     if not crops:
         return DegradationCondition()
