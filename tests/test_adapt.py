@@ -289,3 +289,22 @@ def test_torchs_one_time_imports_are_not_paid_from_the_time_budget(monkeypatch):
     lq, _ = microscope_pair(seed=5, shape=(96, 96))
     info = adapt(lq, untrained_model(), steps=4, seconds=2.5).metadata["adapt"]
     assert loaded == [1] and info["steps"] == 4  # counted, the 3 s would spend the 2.5 s budget: at most one step
+
+
+def test_adapt_draws_its_patches_from_the_data_not_a_mosaics_padding():
+    """A quarter of the image at 0 (under the camera's offset): adapt's patches came from the fill as well, and it
+    gained +0.51 / +0.92 dB over the built-in on two held-out images against +0.66 / +1.46 unpadded (now +0.69 /
+    +1.22).  It fine-tunes on the data's bounding box."""
+    from napari_superres.engine.train.adapt import _without_fill_border
+    from napari_superres.engine.train.estimate import normalized_planes
+
+    rng = np.random.default_rng(0)
+    planes = [gaussian_blur(synthetic_object((128, 128), seed), 1.5) for seed in (3, 4)]
+    image = (rng.poisson(np.stack(planes) * 300) + 100).astype(np.uint16)
+    padded = image.copy()
+    padded[:, :, :32] = 0
+    cropped, planes = _without_fill_border(padded, "ZYX", normalized_planes(padded, "ZYX"))
+    assert cropped.shape == (2, 128, 96) and [p.shape for p in planes] == [(128, 96)] * 2
+    np.testing.assert_array_equal(cropped, image[:, :, 32:])
+    same, _ = _without_fill_border(image, "ZYX", normalized_planes(image, "ZYX"))
+    assert same is image

@@ -133,15 +133,21 @@ def fill_value(values: np.ndarray) -> float | None:
     return float(lowest) if hi > lo and lo - float(lowest) > FILL_GAP * (hi - lo) else None
 
 
-def without_fill_border(plane: np.ndarray) -> np.ndarray:
-    """``plane`` (2-D) without the rows and columns at its borders that hold nothing but its fill
-    (:func:`fill_value`): the bounding box of the rest; ``plane`` itself where there is no fill."""
+def data_box(plane: np.ndarray) -> tuple[int, int, int, int] | None:
+    """``(y0, y1, x0, x1)``: the bounding box of what is not ``plane``'s fill (:func:`fill_value`; 2-D), the rows and
+    columns at its borders that hold nothing but the fill left out; ``None`` where there is no fill."""
     fill = fill_value(plane)
     if fill is None:
-        return plane
+        return None
     data = plane != fill
     rows, cols = np.flatnonzero(data.any(axis=1)), np.flatnonzero(data.any(axis=0))
-    return plane[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def without_fill_border(plane: np.ndarray) -> np.ndarray:
+    """``plane`` (2-D) cropped to its :func:`data_box`; ``plane`` itself where there is no fill."""
+    box = data_box(plane)
+    return plane if box is None else plane[box[0] : box[1], box[2] : box[3]]
 
 
 def intensity_range(image: Any, spec: NormalizationLike = None) -> tuple[float, float]:
