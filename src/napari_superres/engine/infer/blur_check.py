@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -124,8 +124,13 @@ def trained_blur_ceiling(model: Any) -> float | None:
     return recorded_max_blur(model)
 
 
-def within_trained_blur(model: Any, condition: DegradationCondition) -> DegradationCondition:
-    """An *estimated* ``condition`` with its blur no wider than ``model`` was trained on
+#: An estimate with a ``blur_sigma`` field: a :class:`DegradationCondition` or training's ``ImageEstimate``.
+Estimate = TypeVar("Estimate")
+
+
+def within_trained_blur(model: Any, condition: Estimate) -> Estimate:
+    """An *estimated* ``condition`` (a dataclass with a ``blur_sigma`` field: a :class:`DegradationCondition`, or
+    adapt's ``ImageEstimate`` for its self-pairs) with its blur no wider than ``model`` was trained on
     (:func:`trained_blur_ceiling`); ``condition`` itself where it is within, or the model has no ceiling.
 
     The estimate reads very noisy or very smooth planes as :data:`~napari_superres.engine.noise.MAX_BLUR_SIGMA`
@@ -137,9 +142,9 @@ def within_trained_blur(model: Any, condition: DegradationCondition) -> Degradat
     +0.31).  A blur the caller states is never changed.
     """
     ceiling = trained_blur_ceiling(model)
-    if ceiling is None or condition.blur_sigma <= ceiling:
+    if ceiling is None or condition.blur_sigma <= ceiling:  # type: ignore[attr-defined]
         return condition
-    return replace(condition, blur_sigma=ceiling)
+    return replace(condition, blur_sigma=ceiling)  # type: ignore[type-var]
 
 
 #: ``metadata["adapt"]`` key of an adapted model: ``{"blur_sigma": low-res px, "stated": bool}``, the blur its

@@ -73,7 +73,6 @@ from ..infer.blur_check import (
     adapted_condition,
     recorded_max_blur,
     recorded_target_blur,
-    trained_blur_ceiling,
     within_trained_blur,
 )
 from ..infer.conditioning import DegradationRequest
@@ -415,8 +414,9 @@ def adapt(
     # normalised and estimated once: whether the image reads clean picks the route (with nothing to denoise,
     # the blind-spot fine-tune only costs: see BLIND_SPOT_SHARE) and the self-pairs' blur; the blind spot is
     # told this estimate as upscale() tells it
-    planes = normalized_planes(np.asarray(image), axes, dict(base.normalization))
-    image, planes = _without_fill_border(np.asarray(image), axes, planes)  # patches from the data, not a padding
+    image = np.asarray(image)  # read once (a dask array too)
+    planes = normalized_planes(image, axes, dict(base.normalization))
+    image, planes = _without_fill_border(image, axes, planes)  # patches from the data, not a padding
     estimated = estimate_condition(planes) if blur_sigma is None else None
     both = estimated is not None and one_channel and not is_clean(estimated)
     told = blur_sigma is not None
@@ -505,10 +505,8 @@ def _self_pairs_phase(
     scale = int(base.scale)  # type: ignore[arg-type]
     patch = _patch_size(image, axes, scale)
     normalization = dict(base.normalization)
-    estimate = estimate_planes(run.planes)  # the planes adapt() normalised once
-    ceiling = trained_blur_ceiling(base)  # as upscale tells the start (blur_check.within_trained_blur)
-    if ceiling is not None and estimate.blur_sigma > ceiling:
-        estimate = replace(estimate, blur_sigma=ceiling)
+    # the planes adapt() normalised once; a blur no wider than the start knows, as upscale tells it
+    estimate = within_trained_blur(base, estimate_planes(run.planes))
     conditioned = bool(getattr(base.net.config, "cond_channels", 0))
     # ADAPT_BLUR: pairs whose target has the PSF the starting model was trained to produce (see
     # estimate.degradation_for); a conditioned network is told each synthetic input's condition

@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from ..normalization import intensity_range, normalize, outliers_as_local_median
+from ..normalization import intensity_range, normalize, outliers_as_local_median, without_fill_border
 from ..options import TRAINING_NORMALIZATION, Normalization
 from .degradation import DegradationConfig
 
@@ -161,7 +161,9 @@ def estimate_image(
 
 
 def estimate_planes(planes: list[np.ndarray]) -> ImageEstimate:
-    """Noise model and blur of an image's normalised 2-D planes (:func:`normalized_planes`)."""
+    """Noise model and blur of an image's normalised 2-D planes (:func:`normalized_planes`), without border strips
+    of fill (:func:`~napari_superres.engine.normalization.without_fill_border`, as upscale's estimate reads them)."""
+    planes = [without_fill_border(p) for p in planes]
     noise = estimate_noise(planes)
     blur = estimate_blur(planes, noise)
     mean = float(np.mean([p.mean() for p in planes]))
