@@ -46,7 +46,7 @@ from ..errors import InvalidRequestError
 from ..nets.conditioning import DegradationCondition
 from ..nets.model_file import SRModel
 from ..nets.srnet import Bicubic, SRNet, SRNetConfig
-from ..normalization import _PERCENTILE_SAMPLE, intensity_range, range_needs_data
+from ..normalization import _PERCENTILE_SAMPLE, Normalization, content_grid, intensity_range, range_needs_data
 from ..request import UpscaleRequest
 from .conditioning import DegradationRequest
 from .job import UpscaleJob
@@ -291,7 +291,9 @@ def _dask_intensity_range(image: da.Array, spec: dict[str, Any]) -> tuple[float,
     flat = image.reshape(-1)
     if n > _PERCENTILE_SAMPLE:
         flat = flat[:: int(math.ceil(n / _PERCENTILE_SAMPLE))]
-    return intensity_range(np.asarray(flat.compute()), spec)
+    # a sparse field's content share is read on a few strided planes, as in memory (content_grid)
+    content = content_grid(image) if Normalization.parse(spec).mode == "percentile" else None
+    return intensity_range(np.asarray(flat.compute()), spec, content=content)
 
 
 def _rechunk_for_halo(image: da.Array, info: AxesInfo, halo: int) -> da.Array:
