@@ -7,7 +7,8 @@ inference repeats what training did:
 * ``{"mode": "dtype"}``: integer images are divided by their dtype's range
   (uint16 -> /65535); float images use their own min/max (computed once per image).
 * ``{"mode": "percentile", "low": 1.0, "high": 99.8}``: the image's percentiles
-  (as CSBDeep) map to 0 and 1, computed once over the whole image.  This is the
+  (as CSBDeep) map to 0 and 1, computed once over the whole image (a sparse field's high end over its content:
+  :func:`content_share`).  This is the
   **training default** (:data:`DEFAULT_NORMALIZATION`): microscopy data rarely fills its
   dtype (a uint16 camera image often spans a few thousand counts, a 12-bit camera stores
   at most 4095 in uint16), and dividing by the dtype range leaves the signal in a sliver
@@ -158,7 +159,7 @@ CONTENT_LEVEL = 0.1
 #: Where less than this share of the image holds content, the percentile normalisation's high end is read as if
 #: the empty background beyond it were not there: the top ``(100 - high) %`` of ``CONTENT_SHARE_FULL`` of the pixels
 #: instead of all of them.  Measured (docs/design.md): a held-out field spread over 4 or 9 times its area of empty
-#: background was normalised up to 2x brighter and the built-in x2 lost 0.8-3.3 dB on it.
+#: background was normalised up to 2x brighter and the built-in x2 lost 0.4-3.2 dB on it.
 CONTENT_SHARE_FULL = 0.5
 
 
