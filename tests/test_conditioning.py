@@ -59,18 +59,16 @@ def conditioned_model(seed: int = 0) -> SRModel:
     return SRModel("tiny conditioned", net, 2, 1, normalization=dict(PERCENTILE))
 
 
-def camera_image(seed: int = 0, shape=(128, 128), psf: float = 2.0, photons: float = 300.0) -> np.ndarray:
-    """A blurred, noisy uint16 acquisition (offset 100 counts) of a synthetic fluorescence field."""
-    rng = np.random.default_rng(seed)
-    clean = gaussian_blur(synthetic_object(shape, seed), psf)
-    clean = clean / clean.max()
-    return np.clip(rng.poisson(clean * photons) + 100 + rng.normal(0, 2, shape), 0, 65535).astype(np.uint16)
-
-
 def acquire(clean: np.ndarray, seed: int = 0, photons: float = 300.0) -> np.ndarray:
     """A uint16 camera acquisition (offset 100 counts, read noise 2) of ``clean`` (0 to 1)."""
     rng = np.random.default_rng(seed)
     return np.clip(rng.poisson(clean * photons) + 100 + rng.normal(0, 2, clean.shape), 0, 65535).astype(np.uint16)
+
+
+def camera_image(seed: int = 0, shape=(128, 128), psf: float = 2.0, photons: float = 300.0) -> np.ndarray:
+    """A blurred, noisy uint16 acquisition (offset 100 counts) of a synthetic fluorescence field."""
+    clean = gaussian_blur(synthetic_object(shape, seed), psf)
+    return acquire(clean / clean.max(), seed, photons)
 
 
 def normalised(image: np.ndarray) -> np.ndarray:
